@@ -1,0 +1,452 @@
+"""The SoulsAI wire protocol between a volunteer client and the relay (see docs/protocol.md).
+
+Every websocket message is one binary frame holding a msgpack map with a ``type`` key. NumPy arrays
+travel as ``{"dtype": "<f4", "shape": [T, 4], "data": <raw bytes>}``: never pickle. This module is
+the single definition of the protocol: the client imports it to speak, the server to listen.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from client_app.spaces import SpaceSpec
+
+PROTOCOL_VERSION = 1
+
+# Message types.
+HELLO = "hello"  # client -> server, first message
+WELCOME = "welcome"  # server -> client, answer to hello
+CHUNK = "chunk"  # client -> server
+ACK = "ack"  # server -> client: the chunk is stored (or was already)
+REJECT = "reject"  # server -> client: the chunk was refused, the connection stays usable
+MODEL = "model"  # server -> client: a new model version is published
+STATUS = "status"  # server -> client: the campaign was paused, resumed or stopped
+ERROR = "error"  # server -> client: fatal, the server closes the connection after it
+
+# Websocket close codes (4000-4999 are free for applications).
+CLOSE_PROTOCOL = 4400  # malformed handshake or unknown message
+CLOSE_AUTH = 4401  # missing, unknown or revoked token
+CLOSE_CLOSED = 4403  # the campaign does not take experience (stopped or not launched)
+CLOSE_UPGRADE = 4426  # protocol version not supported: the client must be upgraded
+CLOSE_SERVER_ERROR = 1011  # the server failed unexpectedly: not fatal, the client reconnects
+
+# Reason codes, in REJECT and ERROR messages.
+R_MALFORMED = "malformed"
+R_SCHEMA = "schema"
+R_SHAPE = "shape"
+R_DTYPE = "dtype"
+R_NOT_FINITE = "not_finite"
+R_OUT_OF_RANGE = "out_of_range"
+R_MASKED = "masked"  # an action that the chunk's own action mask forbids
+R_TOO_LARGE = "too_large"
+R_MODEL_VERSION = "model_version"
+R_NOT_RUNNING = "not_running"
+R_RATE_LIMITED = "rate_limited"  # too many chunks per second from this token: keep it, resend after wait_ms
+R_AUTH = "auth_failed"
+R_UPGRADE = "upgrade_required"
+R_CLOSED = "campaign_closed"
+R_SERVER = "server_error"
+
+# Caps that keep a hostile frame from costing memory: checked before and while unpacking.
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+MAX_CHUNK_STEPS = 1024
+_ALLOWED_DTYPES = {"|b1", "|i1", "|u1", "<i2", "<i4", "<i8", "<u2", "<u4", "<f4", "<f8"}
+_CHUNK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
+MAX_ABS_REWARD = 1e6  # no environment we run pays more per step; larger means a broken or hostile client
+
+# Rejections after which the client keeps the chunk and sends it again later: nothing is wrong with
+# the chunk itself. Every other reject code refuses the chunk for good.
+RETRY_LATER_CODES = frozenset({R_NOT_RUNNING, R_RATE_LIMITED})
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"0.10.2"`` -> ``(0, 10, 2)``: numeric dotted versions, compared as tuples, not as strings.
+
+    Shared by the client and the server's minimum-version check. Only the leading digits of each
+    part count (``"1.2rc1"`` -> ``(1, 2)``), trailing zeros do not (``"1.0" == "1"``), and anything
+    unreadable is ``(0,)``, the oldest possible version, so a garbled version is asked to upgrade.
+    """
+    parts: list[int] = []
+    for piece in str(text).strip().split(".")[:4]:
+        digits = re.match(r"\d{1,6}", piece)
+        if digits is None:
+            break
+        parts.append(int(digits.group()))
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts) or (0,)
+
+
+def version_older(version: str, minimum: str) -> bool:
+    """True when ``version`` is older than ``minimum``."""
+    return parse_version(version) < parse_version(minimum)
+
+
+class ProtocolError(ValueError):
+    """A message that breaks the protocol; ``code`` is one of the reason codes above."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# ---------------------------------------------------------------------------------------------------
+# Framing
+
+
+def _encode_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        arr = np.ascontiguousarray(obj)
+        return {"dtype": arr.dtype.str, "shape": list(arr.shape), "data": arr.tobytes()}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot encode {type(obj).__name__} on the wire")
+
+
+def pack(message: dict[str, Any]) -> bytes:
+    """Encode one message as a binary frame."""
+    return msgpack.packb(message, default=_encode_default, use_bin_type=True)
+
+
+def unpack(frame: bytes) -> dict[str, Any]:
+    """Decode one frame into a message map, refusing anything that is not a typed map."""
+    if not isinstance(frame, (bytes, bytearray, memoryview)):
+        raise ProtocolError(R_MALFORMED, "frames must be binary msgpack, not text")
+    if len(frame) > MAX_FRAME_BYTES:
+        raise ProtocolError(R_TOO_LARGE, f"frame of {len(frame)} bytes exceeds the {MAX_FRAME_BYTES}-byte cap")
+    try:
+        message = msgpack.unpackb(
+            frame,
+            raw=False,
+            strict_map_key=True,
+            max_bin_len=MAX_FRAME_BYTES,
+            max_str_len=1 << 16,
+            max_array_len=1 << 12,
+            max_map_len=1 << 10,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise ProtocolError(R_MALFORMED, f"frame is not valid msgpack: {exc}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError(R_MALFORMED, "a message must be a map with a string 'type'")
+    return message
+
+
+def decode_array(value: Any, name: str) -> np.ndarray:
+    """Turn a wire array map into a read-only NumPy array, checking dtype and size first."""
+    if not isinstance(value, dict) or set(value) != {"dtype", "shape", "data"}:
+        raise ProtocolError(R_SCHEMA, f"'{name}' must be an array map with dtype, shape and data")
+    dtype, shape, data = value["dtype"], value["shape"], value["data"]
+    if dtype not in _ALLOWED_DTYPES:
+        raise ProtocolError(R_DTYPE, f"'{name}' has dtype {dtype!r}; allowed: {sorted(_ALLOWED_DTYPES)}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > 4
+        or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_FRAME_BYTES for d in shape)
+    ):
+        raise ProtocolError(R_SHAPE, f"'{name}' has an invalid shape {shape!r}")
+    if not isinstance(data, bytes):
+        raise ProtocolError(R_SCHEMA, f"'{name}' data must be raw bytes")
+    itemsize = np.dtype(dtype).itemsize
+    if math.prod(shape) * itemsize != len(data):
+        raise ProtocolError(
+            R_SHAPE, f"'{name}' declares shape {shape} of {dtype} but carries {len(data)} bytes"
+        )
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Messages
+
+
+def hello(*, client_version: str, machine: str, env_id: str | None = None) -> dict[str, Any]:
+    return {
+        "type": HELLO,
+        "protocol": PROTOCOL_VERSION,
+        "client_version": client_version,
+        "machine": machine,
+        "env_id": env_id,
+    }
+
+
+@dataclass
+class Chunk:
+    """T consecutive steps of one episode, as a sequence: ``obs`` holds T+1 observations.
+
+    A chunk never spans two episodes: it ends at the latest when its episode does, so ``obs[T]`` is
+    the observation after the last step (the final one when the episode ended), and next observations
+    are never sent twice. ``episode_return`` and ``episode_length`` are set on an episode's last chunk.
+    """
+
+    id: str
+    model_version: int
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    terminated: bool = False
+    truncated: bool = False
+    episode_return: float | None = None
+    episode_length: int | None = None
+    masks: np.ndarray | None = None  # optional bool (T+1, n): the actions allowed at each observation
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def steps(self) -> int:
+        return int(self.actions.shape[0])
+
+    @property
+    def episode_done(self) -> bool:
+        return self.terminated or self.truncated
+
+    def to_message(self) -> dict[str, Any]:
+        message: dict[str, Any] = {
+            "type": CHUNK,
+            "id": self.id,
+            "model_version": int(self.model_version),
+            "obs": self.obs,
+            "actions": self.actions,
+            "rewards": self.rewards,
+            "terminated": bool(self.terminated),
+            "truncated": bool(self.truncated),
+            "episode": None,
+        }
+        if self.episode_done:
+            message["episode"] = {"return": float(self.episode_return), "length": int(self.episode_length)}
+        if self.masks is not None:
+            message["masks"] = self.masks
+        if self.extras:
+            message["extras"] = dict(self.extras)
+        return message
+
+
+def _require(message: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
+    value = message.get(key)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ProtocolError(R_SCHEMA, f"'{key}' must be {names}, got {type(value).__name__}")
+    return value
+
+
+def obs_tolerance(low: float, high: float) -> float:
+    """How far past a declared finite bound an observation may go before it is out of range.
+
+    Real games overshoot their declared spaces (SoulsGym declares animation durations as Box(0, 10)
+    and reports longer ones), and a policy learns nothing wrong from a value slightly past a bound,
+    while a value far outside is a broken or hostile client. So each finite side gets a slack of
+    ``max(1.0, 10% of the range)``; with the other side unbounded, 10% of the bound's own size.
+    """
+    span = high - low if math.isfinite(low) and math.isfinite(high) else max(
+        abs(v) for v in (low, high) if math.isfinite(v)
+    )
+    return max(1.0, 0.1 * span)
+
+
+@dataclass(frozen=True)
+class ChunkSchema:
+    """What a chunk must look like for one campaign, worked out once from its space specs.
+
+    The relay makes one per connection (``ChunkSchema.from_spaces``), so validating a chunk does
+    no parsing of JSON specs.
+    """
+
+    obs_shape: tuple[int, ...]
+    obs_dtype: np.dtype
+    obs_low: np.ndarray | None  # lowest accepted observations (bounds minus slack), (rows, *shape); None: unbounded
+    obs_high: np.ndarray | None
+    action_start: int
+    action_n: int
+    max_steps: int
+
+    @classmethod
+    def from_spaces(
+        cls, *, observation_space: SpaceSpec, action_space: SpaceSpec, max_steps: int = MAX_CHUNK_STEPS
+    ) -> ChunkSchema:
+        if observation_space.get("type") != "box":
+            raise ProtocolError(R_SCHEMA, "only box observation spaces are supported")
+        if action_space.get("type") != "discrete":
+            raise ProtocolError(R_SCHEMA, "only discrete action spaces are supported")
+        shape = tuple(int(d) for d in observation_space["shape"])
+        dtype = np.dtype(observation_space["dtype"])
+        max_steps = min(int(max_steps), MAX_CHUNK_STEPS)
+        lows = [-math.inf if v is None else float(v) for v in observation_space["low"]]
+        highs = [math.inf if v is None else float(v) for v in observation_space["high"]]
+        low = high = None
+        if any(math.isfinite(v) for v in lows + highs):
+            slack = [
+                obs_tolerance(lo, hi) if math.isfinite(lo) or math.isfinite(hi) else 0.0
+                for lo, hi in zip(lows, highs, strict=True)
+            ]
+            # In the observations' own float dtype (a mixed comparison makes temporaries), and for
+            # small observations tiled to a whole chunk: comparing equal shapes is ~2x faster than
+            # broadcasting a short row. Rows: max_steps + 1, or 1 (broadcast) for large observations.
+            bound_dtype = dtype if dtype.kind == "f" else np.float64
+            rows = max_steps + 1 if math.prod(shape) * (max_steps + 1) <= 65536 else 1
+            low = np.broadcast_to((np.array(lows) - slack).astype(bound_dtype).reshape(shape), (rows, *shape)).copy()
+            high = np.broadcast_to((np.array(highs) + slack).astype(bound_dtype).reshape(shape), (rows, *shape)).copy()
+        return cls(
+            obs_shape=shape,
+            obs_dtype=dtype,
+            obs_low=low,
+            obs_high=high,
+            action_start=int(action_space.get("start", 0)),
+            action_n=int(action_space["n"]),
+            max_steps=max_steps,
+        )
+
+
+_last_schema: tuple[SpaceSpec, SpaceSpec, int, ChunkSchema] | None = None
+
+
+def _schema_for(observation_space: SpaceSpec, action_space: SpaceSpec, max_steps: int) -> ChunkSchema:
+    # A caller that validates many chunks with the same spec objects (spec dicts are never changed
+    # in place once a campaign exists) reuses the schema instead of parsing the specs per chunk.
+    global _last_schema
+    last = _last_schema
+    if last is not None and last[0] is observation_space and last[1] is action_space and last[2] == max_steps:
+        return last[3]
+    schema = ChunkSchema.from_spaces(
+        observation_space=observation_space, action_space=action_space, max_steps=max_steps
+    )
+    _last_schema = (observation_space, action_space, max_steps, schema)
+    return schema
+
+
+def decode_chunk(
+    message: dict[str, Any],
+    *,
+    schema: ChunkSchema | None = None,
+    observation_space: SpaceSpec | None = None,
+    action_space: SpaceSpec | None = None,
+    max_steps: int = MAX_CHUNK_STEPS,
+) -> Chunk:
+    """Validate a chunk message against the campaign's declared spaces and return it as a Chunk.
+
+    Pass a ``schema`` made once from the spaces, or the spaces themselves. Raises ProtocolError
+    with a reason code and a readable message on the first problem found, and nothing else.
+    """
+    if schema is None:
+        schema = _schema_for(observation_space, action_space, max_steps)
+    if message.get("type") != CHUNK:
+        raise ProtocolError(R_SCHEMA, f"expected a '{CHUNK}' message, got {message.get('type')!r}")
+    chunk_id = _require(message, "id", str)
+    if not _CHUNK_ID.match(chunk_id):
+        raise ProtocolError(R_SCHEMA, "chunk 'id' must be 1-80 characters of letters, digits and _.:-")
+    model_version = _require(message, "model_version", int)
+    if model_version < 0 or model_version >= 2**53:
+        raise ProtocolError(R_MODEL_VERSION, "model_version must lie in [0, 2**53)")
+    terminated = _require(message, "terminated", bool)
+    truncated = _require(message, "truncated", bool)
+
+    actions = decode_array(message.get("actions"), "actions")
+    rewards = decode_array(message.get("rewards"), "rewards")
+    obs = decode_array(message.get("obs"), "obs")
+
+    max_steps = schema.max_steps
+    if actions.ndim != 1:
+        raise ProtocolError(R_SHAPE, f"'actions' must be one-dimensional, got shape {list(actions.shape)}")
+    steps = actions.shape[0]
+    if not 1 <= steps <= max_steps:
+        raise ProtocolError(R_TOO_LARGE if steps > max_steps else R_SHAPE,
+                            f"a chunk holds 1 to {max_steps} steps, this one {steps}")
+    if rewards.shape != (steps,):
+        raise ProtocolError(R_SHAPE, f"'rewards' must have shape [{steps}], got {list(rewards.shape)}")
+
+    if actions.dtype.kind not in "iu":
+        raise ProtocolError(R_DTYPE, f"'actions' must be integers, got {actions.dtype.str}")
+    low, n = schema.action_start, schema.action_n
+    if actions.min() < low or actions.max() >= low + n:
+        raise ProtocolError(R_OUT_OF_RANGE, f"actions must lie in [{low}, {low + n - 1}]")
+
+    if rewards.dtype.kind != "f":
+        raise ProtocolError(R_DTYPE, f"'rewards' must be floats, got {rewards.dtype.str}")
+    # One pass for the common case: NaN fails the comparison, so only a failure needs a closer look.
+    if not (np.abs(rewards) <= MAX_ABS_REWARD).all():
+        if not np.isfinite(rewards).all():
+            raise ProtocolError(R_NOT_FINITE, "'rewards' holds NaN or infinity")
+        raise ProtocolError(R_OUT_OF_RANGE, f"'rewards' must lie within +-{MAX_ABS_REWARD:g}")
+
+    expected = (steps + 1, *schema.obs_shape)
+    if obs.shape != expected:
+        raise ProtocolError(R_SHAPE, f"'obs' must have shape {list(expected)} (steps + 1), got {list(obs.shape)}")
+    if obs.dtype != schema.obs_dtype:
+        raise ProtocolError(R_DTYPE, f"'obs' must be {schema.obs_dtype.name}, got {obs.dtype.name}")
+    if obs.dtype.kind == "f" and not np.isfinite(obs).all():
+        raise ProtocolError(R_NOT_FINITE, "'obs' holds NaN or infinity")
+    if schema.obs_low is not None and (
+        (obs < schema.obs_low[: steps + 1]).any() or (obs > schema.obs_high[: steps + 1]).any()
+    ):
+        raise ProtocolError(
+            R_OUT_OF_RANGE,
+            "'obs' lies outside the observation space's bounds (beyond the tolerance of "
+            "max(1, 10% of the range) per side)",
+        )
+
+    masks = _decode_masks(message.get("masks"), actions, steps, low, n)
+
+    episode = message.get("episode")
+    episode_return = episode_length = None
+    if terminated or truncated:
+        if not isinstance(episode, dict):
+            raise ProtocolError(R_SCHEMA, "the last chunk of an episode must carry 'episode' {return, length}")
+        episode_return, episode_length = episode.get("return"), episode.get("length")
+        if not isinstance(episode_return, (int, float)) or isinstance(episode_return, bool) or not math.isfinite(episode_return):
+            raise ProtocolError(R_NOT_FINITE, "'episode.return' must be a finite number")
+        if not isinstance(episode_length, int) or isinstance(episode_length, bool) or not steps <= episode_length < 2**53:
+            raise ProtocolError(R_SCHEMA, "'episode.length' must be an integer of at least the chunk's steps")
+        episode_return = float(episode_return)
+    elif episode is not None:
+        raise ProtocolError(R_SCHEMA, "'episode' is only allowed on the chunk that ends an episode")
+
+    return Chunk(
+        id=chunk_id,
+        model_version=model_version,
+        obs=obs,
+        actions=actions,
+        rewards=rewards,
+        terminated=terminated,
+        truncated=truncated,
+        episode_return=episode_return,
+        episode_length=episode_length,
+        masks=masks,
+    )
+
+
+def _decode_masks(value: Any, actions: np.ndarray, steps: int, low: int, n: int) -> np.ndarray | None:
+    """The optional action masks: bool (T+1, n), no row all False, every action allowed at its step."""
+    if value is None:
+        return None
+    masks = decode_array(value, "masks")
+    if masks.dtype != np.bool_:
+        raise ProtocolError(R_DTYPE, f"'masks' must be bool, got {masks.dtype.str}")
+    if masks.shape != (steps + 1, n):
+        raise ProtocolError(R_SHAPE, f"'masks' must have shape [{steps + 1}, {n}], got {list(masks.shape)}")
+    if not masks.any(axis=1).all():
+        raise ProtocolError(R_MASKED, "'masks' has a row that allows no action")
+    # int64 first: uint64 actions minus a negative start would turn into floats.
+    if not masks[np.arange(steps), actions.astype(np.int64) - low].all():
+        raise ProtocolError(R_MASKED, "an action is not allowed by the chunk's action mask at its step")
+    return masks
+
+
+def decode_stored_chunk(frame: bytes) -> Chunk:
+    """Decode a chunk the relay already validated (read back from the stream by the learner)."""
+    message = unpack(frame)
+    return Chunk(
+        id=message["id"],
+        model_version=message["model_version"],
+        obs=decode_array(message["obs"], "obs"),
+        actions=decode_array(message["actions"], "actions"),
+        rewards=decode_array(message["rewards"], "rewards"),
+        terminated=message["terminated"],
+        truncated=message["truncated"],
+        episode_return=(message.get("episode") or {}).get("return"),
+        episode_length=(message.get("episode") or {}).get("length"),
+        masks=decode_array(message["masks"], "masks") if message.get("masks") is not None else None,
+    )

@@ -1,0 +1,207 @@
+"""Campaigns: the read side (pages, JSON API, profile figures). Writes live in services.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TypedDict
+
+from django.db.models import Case, Count, IntegerField, Q, QuerySet, Sum, Value, When
+from django.http import HttpRequest
+from django.urls import reverse
+from django.utils import timezone
+
+from portal.campaigns.models import Campaign, ModelVersion
+from portal.machines.models import MachineToken
+
+# A volunteer counts as active on the home page when one of their machines was seen this recently.
+VOLUNTEER_ACTIVE_WINDOW = timedelta(hours=24)
+
+
+def campaign_list_public() -> QuerySet[Campaign]:
+    """Every campaign but drafts: running first, then paused, then stopped; newest first within each."""
+    order = {Campaign.Status.RUNNING: 0, Campaign.Status.PAUSED: 1, Campaign.Status.STOPPED: 2}
+    rank = Case(
+        *(When(status=s, then=Value(r)) for s, r in order.items()),
+        default=Value(9),
+        output_field=IntegerField(),
+    )
+    return Campaign.objects.public().annotate(status_rank=rank).order_by("status_rank", "-created")
+
+
+def campaign_list_running() -> QuerySet[Campaign]:
+    return Campaign.objects.running().order_by("-launched_at", "-created")
+
+
+def campaign_get_public(*, slug: str, include_drafts: bool = False) -> Campaign | None:
+    """The campaign with this slug, or None if there is none or it is a draft (unless ``include_drafts``)."""
+    queryset = Campaign.objects.all() if include_drafts else Campaign.objects.public()
+    return queryset.filter(slug=slug).first()
+
+
+def checkpoint_list(*, campaign: Campaign, limit: int | None = None) -> QuerySet[ModelVersion]:
+    """The campaign's checkpoints (model versions kept for good), newest first."""
+    queryset = campaign.model_versions.filter(is_checkpoint=True).order_by("-version")
+    return queryset[:limit] if limit is not None else queryset
+
+
+def model_version_get_public(*, slug: str, version: int) -> ModelVersion | None:
+    """A published model version of a non-draft campaign whose weights file is still stored."""
+    model = (
+        ModelVersion.objects.select_related("campaign")
+        .filter(campaign__slug=slug, version=version)
+        .exclude(campaign__status=Campaign.Status.DRAFT)
+        .first()
+    )
+    if model is None or not model.weights or not model.weights.storage.exists(model.weights.name):
+        return None  # unknown, or pruned by portal.campaigns.tasks.prune_models
+    return model
+
+
+@dataclass(frozen=True)
+class CommunityTotals:
+    samples: int
+    episodes: int
+    campaigns_running: int
+    machines_connected: int  # clients connected right now, summed over campaigns (rolled up from Redis)
+    volunteers_active: int  # people with a machine seen within VOLUNTEER_ACTIVE_WINDOW
+
+
+def community_totals() -> CommunityTotals:
+    """Figures of the whole community, for the home page."""
+    sums = Campaign.objects.public().aggregate(
+        samples=Sum("samples_total"),
+        episodes=Sum("episodes_total"),
+        clients=Sum("clients_active", filter=Q(status=Campaign.Status.RUNNING)),
+        running=Count("id", filter=Q(status=Campaign.Status.RUNNING)),
+    )
+    since = timezone.now() - VOLUNTEER_ACTIVE_WINDOW
+    volunteers = (
+        MachineToken.objects.active().filter(last_seen__gte=since).values("user_id").distinct().count()
+    )
+    return CommunityTotals(
+        samples=sums["samples"] or 0,
+        episodes=sums["episodes"] or 0,
+        campaigns_running=sums["running"] or 0,
+        machines_connected=sums["clients"] or 0,
+        volunteers_active=volunteers,
+    )
+
+
+def user_machine_tokens(*, user) -> QuerySet[MachineToken]:
+    """A volunteer's machine tokens (revoked ones too), newest first."""
+    return MachineToken.objects.filter(user=user).select_related("campaign").order_by("-created")
+
+
+@dataclass(frozen=True)
+class Contribution:
+    campaign: Campaign
+    samples: int
+    episodes: int
+    machines: int
+
+
+def user_contributions(*, user) -> list[Contribution]:
+    """What a volunteer's machines gave each campaign they joined, largest first."""
+    rows = (
+        MachineToken.objects.filter(user=user)
+        .values("campaign_id")
+        .annotate(samples=Sum("samples"), episodes=Sum("episodes"), machines=Count("id"))
+    )
+    campaigns = Campaign.objects.in_bulk([row["campaign_id"] for row in rows])
+    contributions = [
+        Contribution(
+            campaign=campaigns[row["campaign_id"]],
+            samples=row["samples"] or 0,
+            episodes=row["episodes"] or 0,
+            machines=row["machines"],
+        )
+        for row in rows
+    ]
+    return sorted(contributions, key=lambda c: (-c.samples, c.campaign.name))
+
+
+# ---- JSON shapes (docs/api.md) -------------------------------------------------------------------
+
+
+class CampaignDict(TypedDict):
+    slug: str
+    name: str
+    description: str
+    env_id: str
+    algorithm: str
+    status: str
+    model_version: int
+    model_url: str | None
+    samples_total: int
+    episodes_total: int
+    updates_total: int
+    clients_active: int
+    mean_return_recent: float | None
+    url: str
+    api_url: str
+    checkpoints_url: str
+    created: str
+    launched_at: str | None
+    stopped_at: str | None
+
+
+class CheckpointDict(TypedDict):
+    version: int
+    sha256: str
+    url: str
+    size_bytes: int
+    created: str
+    samples_total: int
+    updates_total: int
+    mean_return_recent: float | None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def campaign_api_dict(campaign: Campaign, request: HttpRequest) -> CampaignDict:
+    """A campaign as the JSON API shows it; URLs are absolute."""
+    model_url = None
+    if campaign.model_version:
+        model_url = request.build_absolute_uri(
+            reverse("campaigns:model", kwargs={"slug": campaign.slug, "version": campaign.model_version})
+        )
+    return CampaignDict(
+        slug=campaign.slug,
+        name=campaign.name,
+        description=campaign.description,
+        env_id=campaign.env_id,
+        algorithm=campaign.algorithm,
+        status=campaign.status,
+        model_version=campaign.model_version,
+        model_url=model_url,
+        samples_total=campaign.samples_total,
+        episodes_total=campaign.episodes_total,
+        updates_total=campaign.updates_total,
+        clients_active=campaign.clients_active,
+        mean_return_recent=campaign.mean_return_recent,
+        url=request.build_absolute_uri(campaign.get_absolute_url()),
+        api_url=request.build_absolute_uri(reverse("api:campaign", kwargs={"slug": campaign.slug})),
+        checkpoints_url=request.build_absolute_uri(
+            reverse("api:checkpoints", kwargs={"slug": campaign.slug})
+        ),
+        created=campaign.created.isoformat(),
+        launched_at=_iso(campaign.launched_at),
+        stopped_at=_iso(campaign.stopped_at),
+    )
+
+
+def checkpoint_api_dict(model: ModelVersion, request: HttpRequest) -> CheckpointDict:
+    """A checkpoint as the JSON API shows it; ``url`` is the absolute weights URL."""
+    return CheckpointDict(
+        version=model.version,
+        sha256=model.sha256,
+        url=request.build_absolute_uri(model.get_absolute_url()),
+        size_bytes=model.size_bytes,
+        created=model.created.isoformat(),
+        samples_total=model.samples_total,
+        updates_total=model.updates_total,
+        mean_return_recent=model.mean_return_recent,
+    )

@@ -1,0 +1,202 @@
+"""Campaign lifecycle and model publication: the write side of the campaigns app."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from client_app.spaces import space_to_spec
+from portal.campaigns.models import Campaign, ModelVersion
+from portal.core.redis import CampaignKeys, get_redis
+from portal.relay.fanout import MODEL, STATUS, notice_publish
+from trainer.config import config_for
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_ENVS = ("CartPole-v1", "LunarLander-v2")
+
+
+def env_spaces(env_id: str, env_kwargs: dict | None = None) -> tuple[dict, dict]:
+    """The observation and action space specs of an environment, made once on the server."""
+    import gymnasium as gym
+
+    import client_app.envs  # noqa: F401  (registers the project's own environments)
+
+    try:
+        env = gym.make(env_id, **(env_kwargs or {}))
+    except Exception as exc:  # gymnasium raises many types for an unknown or broken env
+        raise ValidationError(f"cannot create environment {env_id!r}: {exc}") from exc
+    try:
+        return space_to_spec(env.observation_space), space_to_spec(env.action_space)
+    except ValueError as exc:
+        raise ValidationError(str(exc)) from exc
+    finally:
+        env.close()
+
+
+def campaign_create(
+    *,
+    slug: str,
+    name: str,
+    env_id: str,
+    algorithm: str = Campaign.Algorithm.DQN,
+    hyperparams: dict | None = None,
+    env_kwargs: dict | None = None,
+    description: str = "",
+    chunk_steps: int = 128,
+    min_client_version: str = "0.1.0",
+    max_policy_lag: int = 0,
+) -> Campaign:
+    """A draft campaign with its spaces resolved and its hyperparameters validated."""
+    try:
+        config_for(env_id, hyperparams or {})
+    except ValueError as exc:
+        raise ValidationError({"hyperparams": str(exc)}) from exc
+    observation_space, action_space = env_spaces(env_id, env_kwargs)
+    campaign = Campaign(
+        slug=slug,
+        name=name,
+        env_id=env_id,
+        env_kwargs=env_kwargs or {},
+        algorithm=algorithm,
+        hyperparams=hyperparams or {},
+        description=description,
+        chunk_steps=chunk_steps,
+        min_client_version=min_client_version,
+        max_policy_lag=max_policy_lag,
+        observation_space=observation_space,
+        action_space=action_space,
+    )
+    campaign.full_clean()
+    campaign.save()
+    return campaign
+
+
+def _set_status(campaign: Campaign, status: str) -> None:
+    campaign.status = status
+    fields = ["status", "updated"]
+    if status == Campaign.Status.RUNNING and campaign.launched_at is None:
+        campaign.launched_at = timezone.now()
+        fields.append("launched_at")
+    if status == Campaign.Status.STOPPED:
+        campaign.stopped_at = timezone.now()
+        fields.append("stopped_at")
+    campaign.save(update_fields=fields)
+    campaign_id = campaign.id
+    transaction.on_commit(lambda: _announce_status(campaign_id, status))
+
+
+def campaign_redis_sync(*, campaign: Campaign) -> None:
+    """Write the campaign's status and current model into Redis, where the relay and learner read them.
+
+    Called after every status change, and by the supervisor beat task to repair Redis after a restart.
+    """
+    keys = CampaignKeys(campaign.id)
+    client = get_redis()
+    client.set(keys.status, campaign.status)
+    # A Redis that lost its data (restarted without persistence) counts on from the database's figures.
+    client.hsetnx(keys.stats, "samples", campaign.samples_total)
+    client.hsetnx(keys.stats, "episodes", campaign.episodes_total)
+    # Revocations and flags live in the database too: a Redis that lost them gets them back.
+    from portal.machines.models import MachineToken
+
+    tokens = MachineToken.objects.filter(campaign=campaign)
+    revoked = list(tokens.filter(revoked_at__isnull=False).values_list("pk", flat=True))
+    if revoked:
+        client.sadd(keys.revoked, *revoked)
+    for pk, flagged_at in tokens.flagged().values_list("pk", "flagged_at"):
+        client.hsetnx(keys.flagged, pk, int(flagged_at.timestamp()))
+    if campaign.model_version and not client.exists(keys.model):
+        model = campaign.model_versions.filter(version=campaign.model_version).first()
+        if model is not None:
+            client.hset(keys.model, mapping=model.notice())
+
+
+def _announce_status(campaign_id: int, status: str) -> None:
+    get_redis().set(CampaignKeys(campaign_id).status, status)
+    notice_publish(kind=STATUS, campaign_id=campaign_id, status=status)
+    if status == Campaign.Status.RUNNING:
+        from trainer.tasks import learner_ensure
+
+        learner_ensure(campaign_id=campaign_id)
+
+
+_TRANSITIONS = {
+    "launch": ({Campaign.Status.DRAFT}, Campaign.Status.RUNNING),
+    "pause": ({Campaign.Status.RUNNING}, Campaign.Status.PAUSED),
+    "resume": ({Campaign.Status.PAUSED}, Campaign.Status.RUNNING),
+    "stop": ({Campaign.Status.RUNNING, Campaign.Status.PAUSED, Campaign.Status.DRAFT}, Campaign.Status.STOPPED),
+}
+
+
+@transaction.atomic
+def _transition(campaign: Campaign, action: str) -> Campaign:
+    allowed_from, target = _TRANSITIONS[action]
+    campaign = Campaign.objects.select_for_update().get(pk=campaign.pk)
+    if campaign.status not in allowed_from:
+        raise ValidationError(f"cannot {action} campaign '{campaign.slug}': it is {campaign.get_status_display().lower()}")
+    _set_status(campaign, target)
+    return campaign
+
+
+def campaign_launch(*, campaign: Campaign) -> Campaign:
+    """Draft -> running: clients may connect, and a learner is started."""
+    return _transition(campaign, "launch")
+
+
+def campaign_pause(*, campaign: Campaign) -> Campaign:
+    """Running -> paused: the learner checkpoints and exits, clients wait."""
+    return _transition(campaign, "pause")
+
+
+def campaign_resume(*, campaign: Campaign) -> Campaign:
+    """Paused -> running: a learner resumes from the last checkpoint."""
+    return _transition(campaign, "resume")
+
+
+def campaign_stop(*, campaign: Campaign) -> Campaign:
+    """Stop for good: the learner writes a final checkpoint, clients are told to leave."""
+    return _transition(campaign, "stop")
+
+
+def model_publish(
+    *,
+    campaign_id: int,
+    version: int,
+    weights: bytes,
+    state: bytes | None = None,
+    is_checkpoint: bool = False,
+    samples_total: int = 0,
+    updates_total: int = 0,
+) -> ModelVersion:
+    """Store a new model version (file + row), make it current, and tell connected clients."""
+    campaign = Campaign.objects.get(pk=campaign_id)
+    sha256 = hashlib.sha256(weights).hexdigest()
+    model = ModelVersion(
+        campaign=campaign,
+        version=version,
+        sha256=sha256,
+        size_bytes=len(weights),
+        is_checkpoint=is_checkpoint,
+        samples_total=samples_total,
+        updates_total=updates_total,
+        mean_return_recent=campaign.mean_return_recent,
+    )
+    model.weights.save(f"v{version}.safetensors", ContentFile(weights), save=False)
+    if state is not None:
+        model.state.save(f"v{version}.state.pt", ContentFile(state), save=False)
+    with transaction.atomic():
+        model.save()
+        Campaign.objects.filter(pk=campaign_id, model_version__lt=version).update(
+            model_version=version, updates_total=updates_total
+        )
+    notice = model.notice()
+    get_redis().hset(CampaignKeys(campaign_id).model, mapping=notice)
+    # One PUBLISH, whatever the number of clients and ASGI processes (portal/relay/fanout.py).
+    notice_publish(kind=MODEL, campaign_id=campaign_id, **notice)
+    return model

@@ -1,0 +1,105 @@
+"""Beat tasks of the campaigns app: roll live figures up from Redis, prune superseded model files."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+
+from celery import shared_task
+from django.conf import settings
+from django.db import close_old_connections
+
+from portal.campaigns.models import Campaign, ModelVersion
+from portal.core.redis import CampaignKeys, get_redis
+from portal.machines.models import MachineToken
+
+log = logging.getLogger(__name__)
+
+ACTIVE_SECONDS = 30  # a client that sent nothing for this long no longer counts as active
+
+
+def _int_map(raw: dict[bytes, bytes]) -> dict[str, int]:
+    return {k.decode(): int(v) for k, v in raw.items()}
+
+
+def stats_sync_campaign(*, campaign: Campaign) -> Campaign:
+    """Copy one campaign's live counters from Redis into its row and its machines' rows."""
+    keys = CampaignKeys(campaign.id)
+    now = time.time()
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.hgetall(keys.stats)
+    pipe.lrange(keys.returns, 0, -1)
+    pipe.zcount(keys.clients, now - ACTIVE_SECONDS, "+inf")
+    pipe.hget(keys.learner, "updates")
+    pipe.hgetall(keys.machine_samples)
+    pipe.hgetall(keys.machine_episodes)
+    pipe.zrange(keys.clients, 0, -1, withscores=True)
+    pipe.hgetall(keys.machine_rejections)
+    pipe.hgetall(keys.flagged)
+    stats, returns, active, updates, m_samples, m_episodes, seen, m_rejections, flagged = pipe.execute()
+    stats = _int_map(stats)
+    returns = [float(r) for r in returns]
+    figures = {
+        "samples_total": stats.get("samples", 0),
+        "episodes_total": stats.get("episodes", 0),
+        "clients_active": int(active),
+        "mean_return_recent": sum(returns) / len(returns) if returns else None,
+    }
+    if updates is not None:
+        figures["updates_total"] = max(int(updates), campaign.updates_total)
+    changed = {k: v for k, v in figures.items() if getattr(campaign, k) != v}
+    if changed:
+        Campaign.objects.filter(pk=campaign.pk).update(**changed)
+        for k, v in changed.items():
+            setattr(campaign, k, v)
+
+    m_samples, m_episodes = _int_map(m_samples), _int_map(m_episodes)
+    m_rejections, flagged = _int_map(m_rejections), _int_map(flagged)
+    last_seen = {k.decode(): v for k, v in seen}
+    for token in MachineToken.objects.filter(campaign=campaign, pk__in=[int(k) for k in last_seen]):
+        key = str(token.pk)
+        update = {
+            "samples": m_samples.get(key, token.samples),
+            "episodes": m_episodes.get(key, token.episodes),
+            "rejections": m_rejections.get(key, token.rejections),
+            "last_seen": datetime.fromtimestamp(last_seen[key], tz=UTC),
+        }
+        if key in flagged and token.flagged_at is None:
+            # Only set here; clearing a flag is staff's call (machines.services.token_unflag).
+            update["flagged_at"] = datetime.fromtimestamp(flagged[key], tz=UTC)
+        if any(getattr(token, k) != v for k, v in update.items()):
+            MachineToken.objects.filter(pk=token.pk).update(**update)
+    return campaign
+
+
+@shared_task(name="portal.campaigns.tasks.sync_stats", ignore_result=True)
+def sync_stats() -> None:
+    """Every few seconds (beat): live figures for the portal and the API, without touching raw data."""
+    close_old_connections()
+    for campaign in Campaign.objects.public():
+        stats_sync_campaign(campaign=campaign)
+    close_old_connections()
+
+
+def models_prune(*, campaign: Campaign, keep: int) -> int:
+    """Delete superseded model versions that are not checkpoints, keeping the newest ``keep``."""
+    stale = list(
+        ModelVersion.objects.filter(campaign=campaign, is_checkpoint=False).order_by("-version")[keep:]
+    )
+    for model in stale:
+        model.weights.delete(save=False)
+        if model.state:
+            model.state.delete(save=False)
+        model.delete()
+    return len(stale)
+
+
+@shared_task(name="portal.campaigns.tasks.prune_models", ignore_result=True)
+def prune_models() -> None:
+    close_old_connections()
+    for campaign in Campaign.objects.public():
+        removed = models_prune(campaign=campaign, keep=settings.SOULSAI_MODELS_KEPT)
+        if removed:
+            log.info("pruned %d superseded model versions of %s", removed, campaign.slug)
+    close_old_connections()

@@ -1,0 +1,106 @@
+"""Campaign pages, joining a campaign, and the immutable model-file URLs clients download."""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import ValidationError
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseNotModified
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST, require_safe
+
+from portal.campaigns import selectors
+from portal.campaigns.models import Campaign
+from portal.machines.services import token_create
+
+RECENT_CHECKPOINTS_SHOWN = 5
+
+
+class JoinForm(forms.Form):
+    machine_name = forms.CharField(
+        max_length=60,
+        required=False,
+        label="Machine name",
+        help_text="So you can tell your machines apart, e.g. “gaming PC”.",
+        widget=forms.TextInput(attrs={"placeholder": "my machine", "autocomplete": "off"}),
+    )
+
+
+def _campaign_or_404(request: HttpRequest, slug: str) -> Campaign:
+    campaign = selectors.campaign_get_public(slug=slug, include_drafts=request.user.is_staff)
+    if campaign is None:
+        raise Http404("No such campaign.")
+    return campaign
+
+
+def _server_url(request: HttpRequest) -> str:
+    return request.build_absolute_uri("/").rstrip("/")
+
+
+@require_safe
+def campaign_list(request: HttpRequest) -> HttpResponse:
+    campaigns = selectors.campaign_list_public()
+    drafts = Campaign.objects.filter(status=Campaign.Status.DRAFT) if request.user.is_staff else None
+    return render(request, "campaigns/list.html", {"campaigns": campaigns, "drafts": drafts})
+
+
+def _render_detail(
+    request: HttpRequest, campaign: Campaign, form: JoinForm, status: int = 200
+) -> HttpResponse:
+    context = {
+        "campaign": campaign,
+        "checkpoints": selectors.checkpoint_list(campaign=campaign, limit=RECENT_CHECKPOINTS_SHOWN),
+        "form": form,
+        "can_join": campaign.status != Campaign.Status.STOPPED,
+    }
+    return render(request, "campaigns/detail.html", context, status=status)
+
+
+@require_safe
+def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    return _render_detail(request, _campaign_or_404(request, slug), JoinForm())
+
+
+@never_cache  # the page holds a secret that is shown once: no cache may keep a copy
+@require_POST
+def campaign_join(request: HttpRequest, slug: str) -> HttpResponse:
+    campaign = _campaign_or_404(request, slug)
+    if not request.user.is_authenticated:
+        # Back to the campaign page after logging in: the join URL itself only takes POSTs.
+        return redirect_to_login(campaign.get_absolute_url())
+    form = JoinForm(request.POST)
+    if not form.is_valid():
+        return _render_detail(request, campaign, form, status=400)
+    try:
+        token, plain = token_create(user=request.user, campaign=campaign, name=form.cleaned_data["machine_name"])
+    except ValidationError as exc:
+        form.add_error(None, exc.messages[0])
+        return _render_detail(request, campaign, form, status=409)
+    return render(
+        request,
+        "campaigns/joined.html",
+        {"campaign": campaign, "token": token, "plain_token": plain, "server_url": _server_url(request)},
+    )
+
+
+@require_safe
+def model_file(request: HttpRequest, slug: str, version: int) -> HttpResponse:
+    """A model version's safetensors weights. The URL never changes content, so caches may keep it forever."""
+    model = selectors.model_version_get_public(slug=slug, version=version)
+    if model is None:
+        raise Http404("No such model version (it may have been pruned; checkpoints are kept).")
+    etag = f'"{model.sha256}"'
+    headers = {
+        "Cache-Control": "public, max-age=31536000, immutable",
+        "ETag": etag,
+        "X-Content-SHA256": model.sha256,
+    }
+    if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
+        response = HttpResponseNotModified()
+    else:
+        response = FileResponse(model.weights.open("rb"), content_type="application/octet-stream")
+        response["Content-Disposition"] = f'inline; filename="{slug}-v{version}.safetensors"'
+    for name, value in headers.items():
+        response[name] = value
+    return response

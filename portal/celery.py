@@ -1,0 +1,11 @@
+"""The Celery app: the learner runs on the ``learner`` queue, beat tasks on the default one."""
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+app = Celery("soulsai")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks(["trainer", "portal.campaigns"])

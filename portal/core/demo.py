@@ -1,0 +1,69 @@
+"""Demo data for `manage.py runplatform`: an admin, the cartpole-demo campaign, demo volunteers."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from portal.campaigns.models import Campaign
+from portal.campaigns.services import campaign_create, campaign_launch, campaign_redis_sync
+from portal.machines.models import MachineToken
+from portal.machines.services import token_create, token_revoke
+
+DEMO_CAMPAIGNS = [
+    {
+        "slug": "cartpole-demo",
+        "name": "CartPole demo",
+        "env_id": "CartPole-v1",
+        "description": "Balance a pole on a cart. The quickest way to watch the whole platform learn: "
+        "a DQN agent usually balances for hundreds of steps within a few minutes.",
+    },
+]
+DEMO_VOLUNTEER = "demo-volunteer"
+
+
+def demo_admin_ensure(*, password_file: Path) -> tuple[str, str | None]:
+    """Create the `admin` superuser once; returns (username, the new password or None if it existed)."""
+    User = get_user_model()
+    if User.objects.filter(username="admin").exists():
+        return "admin", None
+    password = secrets.token_urlsafe(12)
+    User.objects.create_superuser("admin", "admin@localhost", password)
+    password_file.write_text(f"username: admin\npassword: {password}\n")
+    password_file.chmod(0o600)
+    return "admin", password
+
+
+def demo_campaigns_ensure() -> list[Campaign]:
+    """The demo campaigns exist and, unless an admin stopped or paused them, run."""
+    campaigns = []
+    for spec in DEMO_CAMPAIGNS:
+        campaign = Campaign.objects.filter(slug=spec["slug"]).first()
+        if campaign is None:
+            campaign = campaign_create(**spec)
+        if campaign.status == Campaign.Status.DRAFT:
+            campaign = campaign_launch(campaign=campaign)
+        campaign_redis_sync(campaign=campaign)
+        campaigns.append(campaign)
+    return campaigns
+
+
+@transaction.atomic
+def demo_tokens_issue(*, campaign: Campaign, count: int) -> list[tuple[str, str]]:
+    """Fresh tokens for the local demo clients (the old ones are revoked): [(name, token)]."""
+    User = get_user_model()
+    user, created = User.objects.get_or_create(username=DEMO_VOLUNTEER, defaults={"email": "demo@localhost"})
+    if created:
+        user.set_unusable_password()
+        user.save()
+    for old in MachineToken.objects.active().filter(user=user, campaign=campaign):
+        token_revoke(token=old)
+    issued = []
+    for i in range(1, count + 1):
+        name = f"demo-client-{i}"
+        _, raw = token_create(user=user, campaign=campaign, name=name)
+        issued.append((name, raw))
+    return issued

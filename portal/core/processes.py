@@ -1,0 +1,105 @@
+"""A small supervisor for `manage.py runplatform`: start processes, prefix their output, stop them all.
+
+Each child runs in its own session (process group), so that stopping it also stops whatever it
+forked (Celery's pool, uvicorn's reloader), and Ctrl-C in the terminal reaches only the supervisor,
+which then stops the children in order: nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    essential: bool = True  # the platform stops when an essential child dies; others are restarted
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    started_at: float = 0.0
+    _pump: threading.Thread | None = field(default=None, repr=False)
+
+
+class Supervisor:
+    def __init__(self, *, out=None, width: int = 9):
+        self.children: list[Child] = []
+        self.out = out or sys.stdout
+        self.width = width
+        self._lock = threading.Lock()
+
+    def say(self, name: str, line: str) -> None:
+        with self._lock:
+            self.out.write(f"{name:<{self.width}}| {line}\n")
+            self.out.flush()
+
+    def start(self, child: Child) -> Child:
+        child.proc = subprocess.Popen(
+            child.argv,
+            env=child.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            bufsize=1,
+            text=True,
+            errors="replace",
+        )
+        child.started_at = time.monotonic()
+        child._pump = threading.Thread(target=self._pump_output, args=(child, child.proc), daemon=True)
+        child._pump.start()
+        if child not in self.children:
+            self.children.append(child)
+        return child
+
+    def _pump_output(self, child: Child, proc: subprocess.Popen) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self.say(child.name, line.rstrip("\n"))
+
+    def check(self) -> Child | None:
+        """Restart dead non-essential children; return the first essential child that died."""
+        for child in self.children:
+            if child.proc is None or child.proc.poll() is None:
+                continue
+            if child.essential:
+                return child
+            if time.monotonic() - child.started_at > 5:
+                child.restarts += 1
+                self.say(child.name, f"exited with code {child.proc.returncode}; restarting (#{child.restarts})")
+                self.start(child)
+        return None
+
+    def stop_all(self, timeout: float = 15.0) -> int:
+        """SIGTERM every child's process group (newest first), then SIGKILL what is left."""
+        alive = [c for c in reversed(self.children) if c.proc is not None and c.proc.poll() is None]
+        for child in alive:
+            self._signal(child, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for child in alive:
+            try:
+                child.proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say(child.name, "did not stop in time: killing it")
+        for child in self.children:
+            # Also sweep the group, in case a grandchild outlived its parent.
+            self._signal(child, signal.SIGKILL)
+            if child.proc is not None:
+                child.proc.wait()
+        return len(alive)
+
+    @staticmethod
+    def _signal(child: Child, sig: int) -> None:
+        if child.proc is None:
+            return
+        try:
+            os.killpg(child.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass

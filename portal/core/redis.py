@@ -1,0 +1,152 @@
+"""Redis connections and the key layout shared by the relay, the trainer and the stats roll-up.
+
+Every key of a campaign carries the hash tag ``{c<id>}`` so that one campaign's keys stay in one
+slot of a Redis Cluster, which the atomic store script needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+
+import redis
+import redis.asyncio as aioredis
+from django.conf import settings
+
+_sync_client: redis.Redis | None = None
+_async_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, aioredis.Redis] = weakref.WeakKeyDictionary()
+
+
+def get_redis() -> redis.Redis:
+    """The process's synchronous client (thread-safe: redis-py pools connections)."""
+    global _sync_client
+    if _sync_client is None:
+        _sync_client = redis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
+    return _sync_client
+
+
+def get_async_redis() -> aioredis.Redis:
+    """An asyncio client bound to the running event loop (one per loop: connections are loop-bound)."""
+    loop = asyncio.get_running_loop()
+    client = _async_clients.get(loop)
+    if client is None:
+        client = aioredis.Redis.from_url(settings.REDIS_URL, health_check_interval=30)
+        _async_clients[loop] = client
+    return client
+
+
+class CampaignKeys:
+    """Names of one campaign's Redis keys."""
+
+    def __init__(self, campaign_id: int):
+        tag = self.tag = f"soulsai:{{c{campaign_id}}}"
+        self.stream = f"{tag}:stream"  # chunks waiting for the learner (XADD by the relay)
+        self.group = "learner"  # the stream's consumer group
+        self.dedup_prefix = f"{tag}:chunk:"  # + chunk id: set once when a chunk is stored
+        self.stats = f"{tag}:stats"  # hash: samples, episodes, chunks
+        self.returns = f"{tag}:returns"  # list: latest episode returns, newest first
+        self.clients = f"{tag}:clients"  # zset: machine id -> last seen (unix seconds)
+        self.machine_samples = f"{tag}:machine_samples"  # hash: machine id -> samples
+        self.machine_episodes = f"{tag}:machine_episodes"  # hash: machine id -> episodes
+        self.status = f"{tag}:status"  # string: running | paused | stopped
+        self.model = f"{tag}:model"  # hash: version, url, sha256 of the current model
+        self.lease = f"{tag}:lease"  # string: token of the learner that holds the lease
+        self.launching = f"{tag}:launching"  # set while a learner task is queued
+        self.learner = f"{tag}:learner"  # hash: the learner's own stats
+        self.machine_rejections = f"{tag}:machine_rejections"  # hash: machine id -> chunks refused for good
+        self.rejection_codes = f"{tag}:rejection_codes"  # hash: "<machine id>:<code>" -> count
+        self.flagged = f"{tag}:flagged"  # hash: machine id -> unix time it was flagged for bad data
+        self.revoked = f"{tag}:revoked"  # set: ids of revoked machine tokens
+
+    def dedup(self, chunk_id: str) -> str:
+        return self.dedup_prefix + chunk_id
+
+    def rate(self, machine_id: int, second: int) -> str:
+        """Chunks (and refused frames) from one machine within one wall-clock second."""
+        return f"{self.tag}:rate:{machine_id}:{second}"
+
+    def bad_window(self, machine_id: int) -> str:
+        """Bad-data rejections of one machine within the current flagging window."""
+        return f"{self.tag}:bad:{machine_id}"
+
+
+# One PUBLISH per notice reaches every ASGI process (portal/relay/fanout.py).
+NOTICES_CHANNEL = "soulsai:notices"
+
+
+RETURNS_KEPT = 100
+DEDUP_TTL_SECONDS = 7 * 24 * 3600
+
+# Outcomes of STORE_CHUNK_LUA (portal.relay.services names them).
+OUT_STORED, OUT_DUPLICATE, OUT_NOT_RUNNING, OUT_UNKNOWN_MODEL, OUT_STALE_MODEL, OUT_RATE_LIMITED, OUT_REVOKED = (
+    1, 0, -1, -2, -3, -4, -5,
+)
+OUT_FULL = -6
+
+# Store one validated chunk, exactly once, and count it: all or nothing, in one round trip. Every
+# check that needs Redis state (revocation, status, rate, model version) is made here, so the hot
+# path stays one round trip. Returns {outcome, model_version, backlog, flagged} with the outcomes
+# above: -5 the token was revoked, -1 the campaign is neither running nor paused, -4 the machine
+# passed its chunks-per-second limit (refused frames count too, see REJECT_LUA), -2 the chunk claims
+# a model version that does not exist yet, -3 its model is older than the campaign's policy lag
+# allows, -6 the stream holds ``maxlen`` chunks the learner has not taken (it is refused, never
+# trimmed: an acked chunk is never dropped; the client keeps it and retries). ``flagged`` is 1 when
+# staff-visible bad-data flagging throttles this machine.
+# KEYS: 1 dedup, 2 stream, 3 stats, 4 returns, 5 clients, 6 machine_samples, 7 machine_episodes,
+#       8 status, 9 model, 10 rate (this second), 11 flagged, 12 revoked
+# ARGV: 1 frame, 2 machine id, 3 steps, 4 episode done, 5 episode return, 6 now, 7 maxlen, 8 dedup ttl,
+#       9 model version, 10 returns kept, 11 chunks/s limit, 12 chunks/s limit when flagged,
+#       13 max policy lag (0: none)
+STORE_CHUNK_LUA = """
+local mv = tonumber(redis.call('HGET', KEYS[9], 'version') or '0')
+if redis.call('SISMEMBER', KEYS[12], ARGV[2]) == 1 then return {-5, mv, 0, 0} end
+local flagged = redis.call('HEXISTS', KEYS[11], ARGV[2])
+local status = redis.call('GET', KEYS[8])
+-- Chunks made before a pause are still good experience: keep them for the resumed learner.
+if status ~= 'running' and status ~= 'paused' then return {-1, mv, 0, flagged} end
+local limit = tonumber(ARGV[11])
+if flagged == 1 then limit = tonumber(ARGV[12]) end
+local sent = redis.call('INCR', KEYS[10])
+if sent == 1 then redis.call('EXPIRE', KEYS[10], 2) end
+if sent > limit then return {-4, mv, 0, flagged} end
+local version = tonumber(ARGV[9])
+if version > mv then return {-2, mv, 0, flagged} end
+local lag = tonumber(ARGV[13])
+if lag > 0 and version < mv - lag then return {-3, mv, 0, flagged} end
+redis.call('ZADD', KEYS[5], ARGV[6], ARGV[2])
+local backlog = redis.call('XLEN', KEYS[2])
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, mv, backlog, flagged} end
+-- At the hard cap, refuse (the client keeps the chunk) before the id is marked as stored.
+if backlog >= tonumber(ARGV[7]) then return {-6, mv, backlog, flagged} end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[8])
+redis.call('XADD', KEYS[2], '*', 'c', ARGV[1], 'm', ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'samples', ARGV[3])
+redis.call('HINCRBY', KEYS[3], 'chunks', 1)
+redis.call('HINCRBY', KEYS[6], ARGV[2], ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('HINCRBY', KEYS[3], 'episodes', 1)
+  redis.call('LPUSH', KEYS[4], ARGV[5])
+  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[10]) - 1)
+  redis.call('HINCRBY', KEYS[7], ARGV[2], 1)
+end
+return {1, mv, backlog + 1, flagged}
+"""
+
+# Count one chunk refused for good, and flag a machine that keeps sending bad data. Only called on
+# the (rare) reject path. Returns {bad rejections in the current window, flagged}.
+# KEYS: 1 machine_rejections, 2 rejection_codes, 3 bad window, 4 flagged, 5 rate (this second)
+# ARGV: 1 machine id, 2 reason code, 3 counts toward flagging (1/0), 4 window seconds,
+#       5 threshold, 6 now
+REJECT_LUA = """
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('HINCRBY', KEYS[2], ARGV[1] .. ':' .. ARGV[2], 1)
+-- A refused frame costs the relay as much as a stored one: it counts toward the rate limit too.
+if redis.call('INCR', KEYS[5]) == 1 then redis.call('EXPIRE', KEYS[5], 2) end
+local bad = 0
+if ARGV[3] == '1' then
+  bad = redis.call('INCR', KEYS[3])
+  if bad == 1 then redis.call('EXPIRE', KEYS[3], ARGV[4]) end
+  if bad >= tonumber(ARGV[5]) then redis.call('HSETNX', KEYS[4], ARGV[1], ARGV[6]) end
+end
+return {bad, redis.call('HEXISTS', KEYS[4], ARGV[1])}
+"""

@@ -1,0 +1,52 @@
+"""The home page and the health check."""
+
+from __future__ import annotations
+
+import logging
+
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from portal.campaigns import selectors
+from portal.core.redis import get_redis
+
+log = logging.getLogger(__name__)
+
+
+@require_safe
+def home(request: HttpRequest) -> HttpResponse:
+    context = {
+        "campaigns": selectors.campaign_list_running(),
+        "totals": selectors.community_totals(),
+    }
+    return render(request, "core/home.html", context)
+
+
+def _database_ok() -> bool:
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+            return cursor.fetchone() == (1,)
+    except Exception:
+        log.exception("health check: database unreachable")
+        return False
+
+
+def _redis_ok() -> bool:
+    try:
+        return bool(get_redis().ping())
+    except Exception:
+        log.exception("health check: redis unreachable")
+        return False
+
+
+@never_cache
+@require_safe
+def healthz(request: HttpRequest) -> JsonResponse:
+    """{"ok", "database", "redis"}: 200 when everything answers, 503 otherwise (for load balancers)."""
+    database, redis = _database_ok(), _redis_ok()
+    ok = database and redis
+    return JsonResponse({"ok": ok, "database": database, "redis": redis}, status=200 if ok else 503)

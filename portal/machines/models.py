@@ -1,0 +1,46 @@
+"""Machine tokens: what a volunteer's client presents to the relay, one per machine and campaign."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+
+
+class MachineTokenQuerySet(models.QuerySet):
+    def active(self) -> MachineTokenQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+    def flagged(self) -> MachineTokenQuerySet:
+        return self.filter(flagged_at__isnull=False)
+
+
+class MachineToken(models.Model):
+    """Stored hashed: the plain token is shown once, when it is made (portal.machines.services)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="machine_tokens")
+    campaign = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE, related_name="machine_tokens")
+    name = models.CharField(max_length=60)
+    prefix = models.CharField(max_length=16, unique=True, help_text="public part, shown in lists and logs")
+    key_hash = models.CharField(max_length=64)
+    created = models.DateTimeField(auto_now_add=True)
+    last_seen = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    client_version = models.CharField(max_length=32, blank=True)
+    samples = models.BigIntegerField(default=0)
+    episodes = models.BigIntegerField(default=0)
+    # Rolled up from Redis by sync_stats: chunks refused for good, and when the relay flagged the
+    # machine for sending bad data (it is throttled until staff unflag it).
+    rejections = models.BigIntegerField(default=0)
+    flagged_at = models.DateTimeField(null=True, blank=True, db_index=True)
+
+    objects = MachineTokenQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

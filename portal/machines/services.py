@@ -1,0 +1,93 @@
+"""Machine tokens: made when a volunteer joins a campaign, shown once, stored hashed, revocable."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.utils import timezone
+
+from portal.campaigns.models import Campaign
+from portal.core.redis import CampaignKeys, get_redis
+from portal.machines.models import MachineToken
+from portal.relay.fanout import REVOKED, notice_publish
+
+TOKEN_PREFIX = "sai_"
+
+
+def _hash(raw: str) -> str:
+    # Tokens are 190 bits of randomness, so a fast hash is enough (as for GitHub's or Stripe's keys).
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def token_create(*, user, campaign: Campaign, name: str) -> tuple[MachineToken, str]:
+    """Make a machine token for ``user`` on ``campaign``; returns the row and the plain token.
+
+    Raises ValidationError for a campaign that takes no more volunteers (stopped).
+    """
+    if campaign.status == Campaign.Status.STOPPED:
+        raise ValidationError("This campaign has stopped: it takes no more volunteers. Pick a running campaign.")
+    name = (name or "").strip()[:60] or "my machine"
+    for _ in range(5):
+        prefix = secrets.token_hex(6)
+        if not MachineToken.objects.filter(prefix=prefix).exists():
+            break
+    raw = f"{TOKEN_PREFIX}{prefix}_{secrets.token_urlsafe(24)}"
+    token = MachineToken.objects.create(
+        user=user, campaign=campaign, name=name, prefix=prefix, key_hash=_hash(raw)
+    )
+    return token, raw
+
+
+def token_authenticate(*, raw: str) -> MachineToken | None:
+    """The active token that ``raw`` is, with its user and campaign, or None."""
+    if not raw or not raw.startswith(TOKEN_PREFIX) or len(raw) > 100:
+        return None
+    prefix = raw[len(TOKEN_PREFIX) :].split("_", 1)[0]
+    token = (
+        MachineToken.objects.active()
+        .select_related("user", "campaign")
+        .filter(prefix=prefix)
+        .first()
+    )
+    if token is None or not hmac.compare_digest(token.key_hash, _hash(raw)):
+        return None
+    if not token.user.is_active:
+        return None
+    return token
+
+
+@transaction.atomic
+def token_revoke(*, token: MachineToken) -> MachineToken:
+    """Revoke a token: refused at its next connection, and dropped at once where it is connected.
+
+    The relay's store script refuses chunks of tokens in the campaign's ``revoked`` set, and a
+    notice tells every ASGI process to close the token's open connections (4401).
+    """
+    if token.revoked_at is None:
+        token.revoked_at = timezone.now()
+        token.save(update_fields=["revoked_at"])
+        campaign_id, token_id = token.campaign_id, token.pk
+        transaction.on_commit(lambda: _announce_revocation(campaign_id, token_id))
+    return token
+
+
+def _announce_revocation(campaign_id: int, token_id: int) -> None:
+    get_redis().sadd(CampaignKeys(campaign_id).revoked, token_id)
+    notice_publish(kind=REVOKED, campaign_id=campaign_id, machine=token_id)
+
+
+def token_unflag(*, token: MachineToken) -> MachineToken:
+    """Clear a machine's bad-data flag (staff looked into it): its throttling ends at once."""
+    keys = CampaignKeys(token.campaign_id)
+    pipe = get_redis().pipeline()
+    pipe.hdel(keys.flagged, token.pk)
+    pipe.delete(keys.bad_window(token.pk))
+    pipe.execute()
+    if token.flagged_at is not None:
+        token.flagged_at = None
+        token.save(update_fields=["flagged_at"])
+    return token

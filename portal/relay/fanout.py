@@ -1,0 +1,149 @@
+"""Notices to connected clients: one PUBLISH reaches every ASGI process, one subscription each.
+
+A model notice must reach 1,000 clients without 1,000 channel-layer sends (docs/architecture.md).
+So the writer (``notice_publish``: a model was published, a campaign's status changed, a token was
+revoked) sends ONE Redis PUBLISH on ``NOTICES_CHANNEL``. Every ASGI process holds ONE subscription
+to it, opened lazily by the first client that connects, and a process-local registry of its
+connected clients per campaign; a notice is handed to each local client of its campaign directly.
+
+Pub/sub delivers at most once: a process whose subscription drops misses what was published
+meanwhile. So after every (re)subscription the process re-announces each of its campaigns' current
+status and model from Redis (clients ignore what they already know), acks keep piggybacking the
+current model version, and the store script itself refuses chunks of revoked tokens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import weakref
+from collections import defaultdict
+from typing import Any, Protocol
+
+from portal.core.redis import NOTICES_CHANNEL, get_async_redis, get_redis
+from portal.relay import services
+
+log = logging.getLogger(__name__)
+
+MODEL, STATUS, REVOKED = "model", "status", "revoked"  # notice kinds
+DISPATCH_BATCH = 64  # clients handed a notice before the loop lets other work through
+SUBSCRIBE_WAIT_S = 2.0  # how long the first client's hello waits for the subscription at most
+
+
+def notice_publish(*, kind: str, campaign_id: int, **fields: Any) -> None:
+    """Tell every connected client of a campaign, in every ASGI process, with one PUBLISH."""
+    payload = {"kind": kind, "campaign": campaign_id, **fields}
+    get_redis().publish(NOTICES_CHANNEL, json.dumps(payload))
+
+
+class Listener(Protocol):
+    """A connected client as the fan-out sees it (portal.relay.consumers.ClientConsumer)."""
+
+    async def on_notice(self, notice: dict[str, Any]) -> None: ...
+
+
+class Fanout:
+    """This process's registry of connected clients and its one subscription (one per event loop)."""
+
+    def __init__(self) -> None:
+        self.listeners: defaultdict[int, set[Listener]] = defaultdict(set)
+        self.subscribed = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._models: dict[int, dict[str, Any]] = {}  # campaign -> the newest model notice seen
+
+    def latest_model(self, campaign_id: int) -> dict[str, Any] | None:
+        """The newest model notice this process received for the campaign ({version, url, sha256})."""
+        return self._models.get(campaign_id)
+
+    async def join(self, campaign_id: int, listener: Listener) -> None:
+        """Register a client; the first one starts the subscription and waits (briefly) for it."""
+        self.listeners[campaign_id].add(listener)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="soulsai-fanout")
+        if not self.subscribed.is_set():
+            try:
+                await asyncio.wait_for(self.subscribed.wait(), SUBSCRIBE_WAIT_S)
+            except TimeoutError:
+                log.warning("fan-out: no subscription yet; notices resume when it is up")
+
+    def leave(self, campaign_id: int, listener: Listener) -> None:
+        members = self.listeners.get(campaign_id)
+        if members is not None:
+            members.discard(listener)
+            if not members:
+                del self.listeners[campaign_id]
+
+    async def dispatch(self, notice: dict[str, Any]) -> None:
+        """Hand a notice to every local client of its campaign, concurrently (one slow socket
+        must not delay the others)."""
+        if notice.get("kind") == MODEL:
+            known = self._models.get(notice.get("campaign"))
+            if known is None or known["version"] < notice["version"]:
+                self._models[notice["campaign"]] = {k: notice[k] for k in ("version", "url", "sha256")}
+        members = list(self.listeners.get(notice.get("campaign"), ()))
+        # In batches, yielding between them: acks of other clients get through during a burst of
+        # 1,000 notices instead of waiting behind all of them.
+        for start in range(0, len(members), DISPATCH_BATCH):
+            batch = members[start : start + DISPATCH_BATCH]
+            results = await asyncio.gather(*(m.on_notice(notice) for m in batch), return_exceptions=True)
+            for result in results:
+                if isinstance(result, Exception):
+                    log.warning("fan-out: a client failed to take a %s notice: %r", notice.get("kind"), result)
+            await asyncio.sleep(0)
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while True:
+            pubsub = get_async_redis().pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(NOTICES_CHANNEL)
+                self.subscribed.set()
+                delay = 0.5
+                await self._resync()
+                while True:
+                    message = await pubsub.get_message(timeout=30.0)
+                    if message is None or message.get("type") != "message":
+                        continue
+                    try:
+                        notice = json.loads(message["data"])
+                    except (ValueError, TypeError):
+                        log.warning("fan-out: ignoring a notice that is not JSON")
+                        continue
+                    if isinstance(notice, dict):
+                        await self.dispatch(notice)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # Redis went away: resubscribe with backoff, then resync
+                self.subscribed.clear()
+                log.warning("fan-out: subscription lost (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(10.0, delay * 2)
+            finally:
+                try:
+                    await pubsub.aclose()
+                except Exception:  # the connection is already gone
+                    pass
+
+    async def _resync(self) -> None:
+        """Re-announce each local campaign's current status and model (missed while unsubscribed)."""
+        client = get_async_redis()
+        for campaign_id in list(self.listeners):
+            status = await services.current_status(client=client, campaign_id=campaign_id)
+            model = await services.current_model(client=client, campaign_id=campaign_id)
+            if status:
+                await self.dispatch({"kind": STATUS, "campaign": campaign_id, "status": status})
+            if model:
+                await self.dispatch({"kind": MODEL, "campaign": campaign_id, **model})
+
+
+_fanouts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Fanout] = weakref.WeakKeyDictionary()
+
+
+def get_fanout() -> Fanout:
+    """The running event loop's fan-out (uvicorn runs one loop per process)."""
+    loop = asyncio.get_running_loop()
+    fanout = _fanouts.get(loop)
+    if fanout is None:
+        fanout = _fanouts[loop] = Fanout()
+    return fanout

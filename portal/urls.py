@@ -1,0 +1,20 @@
+"""URL map of the portal (pages, JSON API, model files, downloads); websockets are in portal.asgi."""
+
+from django.contrib import admin
+from django.urls import include, path
+
+from portal.campaigns.urls import api_urlpatterns
+from portal.core import views as core_views
+
+urlpatterns = [
+    path("", core_views.home, name="home"),
+    path("healthz", core_views.healthz, name="healthz"),
+    path("campaigns/", include("portal.campaigns.urls")),
+    path("machines/", include("portal.machines.urls")),
+    path("download/", include("portal.downloads.urls")),
+    path("api/", include((api_urlpatterns, "api"))),
+    path("admin/", admin.site.urls),
+    # Ours first: /accounts/profile/ is the volunteer's page, the rest of /accounts/ is allauth's.
+    path("accounts/", include("portal.accounts.urls")),
+    path("accounts/", include("allauth.urls")),
+]

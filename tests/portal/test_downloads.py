@@ -1,0 +1,121 @@
+"""The client wheel: only client_app inside, no server dependencies, served as built."""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from pathlib import Path
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+import client_app
+from portal.downloads import services
+
+SERVER_PACKAGES = ("django", "celery", "torch", "channels", "redis", "uvicorn", "whitenoise", "allauth")
+
+
+@pytest.fixture(scope="session")
+def wheel() -> services.WheelInfo:
+    """Built once per session (pip takes a few seconds)."""
+    return services.client_wheel_build()
+
+
+def test_wheel_contains_only_the_client(wheel):
+    assert wheel.filename == f"soulsai_client-{client_app.__version__}-py3-none-any.whl"
+    assert wheel.path.parent == Path(settings.SOULSAI_CLIENT_WHEEL_DIR)
+    dist_info = f"soulsai_client-{client_app.__version__}.dist-info/"
+    with zipfile.ZipFile(wheel.path) as zf:
+        names = zf.namelist()
+        assert "client_app/__init__.py" in names and "client_app/protocol.py" in names
+        assert all(n.startswith(("client_app/", dist_info)) for n in names), names
+        metadata = zf.read(dist_info + "METADATA").decode()
+        entry_points = zf.read(dist_info + "entry_points.txt").decode()
+    requires = [
+        line.split(":", 1)[1].strip().lower()
+        for line in metadata.splitlines()
+        if line.startswith("Requires-Dist:")
+    ]
+    assert any(r.startswith("numpy") for r in requires)
+    for package in SERVER_PACKAGES:
+        assert not any(r.startswith(package) for r in requires), (package, requires)
+    assert "soulsai-client = client_app.cli:main" in entry_points
+
+
+def test_build_leaves_no_setuptools_leftovers_and_writes_the_manifest(wheel):
+    base = Path(settings.BASE_DIR)
+    assert not (base / "build").exists()
+    assert not list(base.glob("*.egg-info"))
+    info = services.client_wheel_info()
+    assert info is not None
+    assert (info.filename, info.version, info.sha256, info.size_bytes) == (
+        wheel.filename,
+        client_app.__version__,
+        hashlib.sha256(wheel.path.read_bytes()).hexdigest(),
+        wheel.path.stat().st_size,
+    )
+
+
+def test_ensure_reuses_the_current_wheel(wheel):
+    before = wheel.path.stat().st_mtime_ns
+    assert services.client_wheel_ensure() == services.client_wheel_info()
+    assert wheel.path.stat().st_mtime_ns == before
+
+
+def test_ensure_rebuilds_when_the_manifest_is_for_another_version(wheel, monkeypatch):
+    monkeypatch.setattr(services, "client_version", lambda: "99.0")
+    calls = []
+    monkeypatch.setattr(services, "_build_locked", lambda **kw: calls.append(kw) or wheel)
+    services.client_wheel_ensure()
+    assert len(calls) == 1
+
+
+@pytest.mark.django_db
+def test_download_page_shows_the_wheel_and_the_file_matches(client, wheel):
+    response = client.get("/download/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert wheel.version in html and wheel.filename in html and wheel.sha256 in html
+    assert f"pip install {wheel.filename}" in html and "[box2d]" in html
+    assert "soulsai-client --server http://testserver --token" in html
+    assert "join a campaign" in html.lower()
+
+    response = client.get(f"/download/{wheel.filename}")
+    assert response.status_code == 200
+    assert f'attachment; filename="{wheel.filename}"' == response["Content-Disposition"]
+    data = b"".join(response.streaming_content)
+    assert data == wheel.path.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == wheel.sha256 == response["X-Content-SHA256"]
+
+
+@pytest.mark.django_db
+def test_other_file_names_are_404(client, wheel):
+    assert client.get("/download/soulsai_client-0.0.1-py3-none-any.whl").status_code == 404
+    assert client.get("/download/manifest.json").status_code == 404
+    assert client.get("/download/..%2Fsecret_key").status_code == 404
+
+
+def test_management_command_prints_the_wheel(wheel, capsys):
+    call_command("build_client_wheel", "--if-needed")
+    out = capsys.readouterr().out
+    assert wheel.filename in out and wheel.sha256 in out and client_app.__version__ in out
+
+
+def test_a_failed_build_says_why(tmp_path):
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "pyproject.toml").write_text('[project]\nname = "broken"\nversion = "not a version"\n')
+    with pytest.raises(services.WheelBuildError, match="pip wheel failed"):
+        services._pip_wheel(source, tmp_path, timeout=120)
+
+
+@pytest.mark.django_db
+def test_download_page_without_a_wheel_is_a_readable_503(client, monkeypatch):
+    def fail():
+        raise services.WheelBuildError("pip wheel failed (exit 1)")
+
+    monkeypatch.setattr("portal.downloads.views.client_wheel_ensure", fail)
+    response = client.get("/download/")
+    assert response.status_code == 503
+    assert "could not be built" in response.content.decode()

@@ -1,0 +1,54 @@
+"""At the stream's hard cap the relay refuses new chunks rather than trimming acked ones."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from client_app import protocol as P
+from portal.core.redis import CampaignKeys, get_async_redis
+from portal.relay import services
+
+
+def chunk(chunk_id: str) -> tuple[P.Chunk, bytes]:
+    c = P.Chunk(
+        id=chunk_id,
+        model_version=0,
+        obs=np.zeros((5, 4), np.float32),
+        actions=np.zeros(4, np.int64),
+        rewards=np.ones(4, np.float32),
+    )
+    return c, P.pack(c.to_message())
+
+
+def store(campaign_id: int, chunk_id: str) -> services.StoreResult:
+    async def go():
+        c, frame = chunk(chunk_id)
+        return await services.chunk_store(
+            client=get_async_redis(), campaign_id=campaign_id, machine_id=1, frame=frame, chunk=c
+        )
+
+    return asyncio.run(go())
+
+
+@pytest.mark.django_db
+def test_a_full_stream_refuses_new_chunks_and_keeps_every_acked_one(cartpole_campaign, redis_client, settings):
+    settings.SOULSAI_STREAM_MAXLEN = 3
+    keys = CampaignKeys(cartpole_campaign.id)
+    assert [store(cartpole_campaign.id, f"c-{i}").outcome for i in range(3)] == [services.STORED] * 3
+
+    refused = store(cartpole_campaign.id, "c-3")
+    assert refused.outcome == services.FULL and not refused.acked
+    assert not redis_client.exists(keys.dedup("c-3")), "a refused chunk must not count as stored"
+    # A resend of a chunk that is stored is still acknowledged, full or not.
+    assert store(cartpole_campaign.id, "c-0").outcome == services.DUPLICATE
+    ids = [P.unpack(fields[b"c"])["id"] for _, fields in redis_client.xrange(keys.stream)]
+    assert ids == ["c-0", "c-1", "c-2"]
+    assert int(redis_client.hget(keys.stats, "samples")) == 12
+
+    # Once the learner took an entry (XACK + XDEL), the refused chunk goes in on its resend.
+    redis_client.xdel(keys.stream, redis_client.xrange(keys.stream, count=1)[0][0])
+    assert store(cartpole_campaign.id, "c-3").outcome == services.STORED
+    assert int(redis_client.hget(keys.stats, "samples")) == 16

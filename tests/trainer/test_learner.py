@@ -1,0 +1,233 @@
+"""The learner against the real Redis and the real test database (no mocks)."""
+
+from __future__ import annotations
+
+import io
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+from client_app.policy import Policy
+from portal.campaigns.models import ModelVersion
+from portal.campaigns.services import model_publish
+from portal.core.redis import CampaignKeys, get_redis
+from tests.trainer.helpers import push_chunks
+from trainer.config import config_for
+from trainer.learner import run_learner
+
+SMALL = {
+    "learning_starts": 64,
+    "batch_size": 32,
+    "buffer_size": 5_000,
+    "publish_every_updates": 20,
+    "publish_min_seconds": 0,
+    "checkpoint_every_versions": 2,
+    "hidden": [32],
+}
+
+
+@pytest.fixture
+def campaign(cartpole_campaign):
+    cartpole_campaign.hyperparams = SMALL
+    cartpole_campaign.save(update_fields=["hyperparams"])
+    return cartpole_campaign
+
+
+@pytest.fixture
+def keys(campaign) -> CampaignKeys:
+    return CampaignKeys(campaign.id)
+
+
+def learner_stats(keys: CampaignKeys) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in get_redis().hgetall(keys.learner).items()}
+
+
+@contextmanager
+def when(keys: CampaignKeys, ready: Callable[[dict[str, str]], bool], action: Callable[[], object]):
+    """In a thread that touches only Redis: run ``action`` once the learner's stats hash says ready."""
+    done = threading.Event()
+
+    def watch():
+        while not done.is_set():
+            stats = learner_stats(keys)
+            if stats and ready(stats):
+                action()
+                return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def set_status_when(keys: CampaignKeys, ready: Callable[[dict[str, str]], bool], status: str = "stopped"):
+    return when(keys, ready, lambda: get_redis().set(keys.status, status))
+
+
+def ingested(samples: int, updates: int = 0) -> Callable[[dict[str, str]], bool]:
+    return lambda s: int(s["samples_ingested"]) >= samples and int(s["updates"]) >= updates
+
+
+def versions(campaign) -> list[ModelVersion]:
+    return list(ModelVersion.objects.filter(campaign=campaign).order_by("version"))
+
+
+def assert_stream_drained(keys: CampaignKeys) -> None:
+    client = get_redis()
+    assert client.xpending(keys.stream, keys.group)["pending"] == 0
+    assert client.xlen(keys.stream) == 0
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "replay",
+    [{}, {"n_step": 1, "prioritized": False}],
+    ids=["n-step-prioritized", "one-step-uniform"],
+)
+def test_learner_publishes_rising_versions_and_drains_the_stream(campaign, keys, redis_client, replay):
+    campaign.hyperparams = {**SMALL, **replay}
+    campaign.save(update_fields=["hyperparams"])
+    samples = push_chunks(redis_client, keys.stream, 16, 24)  # 384 samples -> 161 updates at 2 per update
+    with set_status_when(keys, ingested(samples, updates=161)):
+        assert run_learner(campaign.id, max_seconds=60) == "stopped"
+
+    published = versions(campaign)
+    numbers = [m.version for m in published]
+    assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 5
+    config = config_for(campaign.env_id, campaign.hyperparams)
+    for model in published:
+        with model.weights.open("rb") as f:
+            policy = Policy.from_bytes(f.read())
+        assert policy.version == model.version
+        assert (policy.spec.obs_dim, policy.spec.n_actions, policy.spec.hidden) == (4, 2, (32,))
+        assert policy.epsilon == pytest.approx(config.epsilon(model.samples_total))
+        # Every 2nd version is a checkpoint, and so is the final one written on exit.
+        assert model.is_checkpoint == (model.version % 2 == 0 or model == published[-1])
+        assert bool(model.state) == model.is_checkpoint
+    assert [m.updates_total for m in published] == sorted(m.updates_total for m in published)
+
+    campaign.refresh_from_db()
+    assert campaign.model_version == numbers[-1]
+    assert int(redis_client.hget(keys.model, "version")) == numbers[-1]
+    assert_stream_drained(keys)
+    assert not redis_client.exists(keys.lease)
+    stats = learner_stats(keys)
+    assert int(stats["samples_ingested"]) == samples and int(stats["updates"]) == published[-1].updates_total
+    assert int(stats["version"]) == numbers[-1]
+    assert {"updates_per_s", "td_loss", "epsilon", "heartbeat", "device"} <= set(stats)
+
+
+@pytest.mark.django_db
+def test_a_second_learner_finds_the_lease_held(campaign, keys, redis_client):
+    redis_client.set(keys.lease, "another-learner", px=10_000)
+    started = time.monotonic()
+    assert run_learner(campaign.id, max_seconds=30) == "lease_held"
+    assert time.monotonic() - started < 2
+    assert redis_client.get(keys.lease) == b"another-learner"
+    assert not versions(campaign)
+
+
+@pytest.mark.django_db
+def test_a_learner_that_loses_its_lease_stops_without_publishing(campaign, keys, redis_client, settings):
+    settings.SOULSAI_LEASE_SECONDS = 1.5  # renewed every 0.5 s
+
+    def steal_then_feed():
+        redis_client.set(keys.lease, "usurper", px=10_000)
+        push_chunks(redis_client, keys.stream, 8, 24)  # enough to learn and want to publish
+
+    with when(keys, lambda stats: True, steal_then_feed):
+        assert run_learner(campaign.id, max_seconds=30) == "lease_lost"
+    assert redis_client.get(keys.lease) == b"usurper"
+    assert not versions(campaign)
+
+
+@pytest.mark.django_db
+def test_a_resumed_learner_continues_from_the_last_checkpoint(campaign, keys, redis_client):
+    first = push_chunks(redis_client, keys.stream, 8, 24, seed=0)
+    with set_status_when(keys, ingested(first, updates=65)):
+        assert run_learner(campaign.id, max_seconds=60) == "stopped"
+    checkpoint = versions(campaign)[-1]
+    assert checkpoint.is_checkpoint and checkpoint.updates_total == 65
+    # A version published after the checkpoint (by a learner that then died) is never reused.
+    with checkpoint.weights.open("rb") as f:
+        stray = model_publish(campaign_id=campaign.id, version=checkpoint.version + 1, weights=f.read())
+
+    redis_client.set(keys.status, "running")
+    second = push_chunks(redis_client, keys.stream, 8, 24, seed=100)
+    # The second run starts its replay ratio afresh: 64 samples to learn again, then 2 per update.
+    with set_status_when(keys, ingested(first + second, updates=65 + 65)):
+        assert run_learner(campaign.id, max_seconds=60) == "stopped"
+
+    later = [m for m in versions(campaign) if m.version > stray.version]
+    assert later and later[0].version == stray.version + 1
+    assert later[0].updates_total > checkpoint.updates_total  # counters went on from the checkpoint
+    assert later[-1].updates_total == 130 and later[-1].samples_total == first + second
+    with later[-1].state.open("rb") as f:
+        state = torch.load(io.BytesIO(f.read()), weights_only=True)
+    assert state["dqn"]["updates"] == 130 and state["samples_total"] == first + second
+
+
+@pytest.mark.django_db
+def test_entries_left_pending_by_a_dead_consumer_are_claimed_and_ingested(campaign, keys, redis_client):
+    redis_client.xgroup_create(keys.stream, keys.group, id="0", mkstream=True)
+    push_chunks(redis_client, keys.stream, 4, 10)
+    taken = redis_client.xreadgroup(keys.group, "dead-learner", {keys.stream: ">"}, count=4)[0][1]
+    assert redis_client.xpending(keys.stream, keys.group)["pending"] == 4
+    redis_client.xdel(keys.stream, taken[0][0])  # one was trimmed away (MAXLEN) while pending
+    push_chunks(redis_client, keys.stream, 2, 10, seed=50)
+
+    # 50 samples: below learning_starts, so nothing is learnt or published; the run ends on its clock.
+    assert run_learner(campaign.id, max_seconds=1.5) == "time_limit"
+    assert int(learner_stats(keys)["samples_ingested"]) == 50
+    assert_stream_drained(keys)
+    consumers = [c["name"] for c in redis_client.xinfo_consumers(keys.stream, keys.group)]
+    assert b"dead-learner" not in consumers
+    assert not versions(campaign)
+
+
+@pytest.mark.django_db
+def test_pause_writes_a_final_checkpoint(campaign, keys, redis_client):
+    campaign.hyperparams = {**SMALL, "publish_every_updates": 10_000}
+    campaign.save(update_fields=["hyperparams"])
+    push_chunks(redis_client, keys.stream, 8, 24)
+    with set_status_when(keys, ingested(192, updates=65), status="paused"):
+        assert run_learner(campaign.id, max_seconds=60) == "paused"
+
+    published = versions(campaign)
+    assert [m.version for m in published] == [1, 2]  # the first model at once, then the final checkpoint
+    final = published[-1]
+    assert final.is_checkpoint and final.state and final.updates_total == 65
+    with final.state.open("rb") as f:
+        state = torch.load(io.BytesIO(f.read()), weights_only=True)
+    assert state["dqn"]["updates"] == 65
+    assert not redis_client.exists(keys.lease)
+
+
+@pytest.mark.django_db
+def test_a_damaged_checkpoint_is_skipped_for_an_older_one(campaign, keys, redis_client):
+    push_chunks(redis_client, keys.stream, 8, 24)
+    with set_status_when(keys, ingested(192, updates=65)):
+        assert run_learner(campaign.id, max_seconds=60) == "stopped"
+    good = versions(campaign)[-1]
+    with good.weights.open("rb") as f:
+        model_publish(
+            campaign_id=campaign.id,
+            version=good.version + 1,
+            weights=f.read(),
+            state=b"not a checkpoint",
+            is_checkpoint=True,
+        )
+
+    redis_client.set(keys.status, "running")
+    assert run_learner(campaign.id, max_seconds=0.5) == "time_limit"
+    stats = learner_stats(keys)
+    assert (int(stats["updates"]), int(stats["samples_ingested"])) == (65, 192)
+    assert int(stats["version"]) == good.version + 1

@@ -1,0 +1,156 @@
+import numpy as np
+import pytest
+
+from client_app.protocol import Chunk
+from trainer.config import DQNConfig
+from trainer.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer, n_step_targets, replay_buffer_for
+
+
+def chunk(obs_rows, actions, rewards, *, terminated=False, truncated=False):
+    return Chunk(
+        id="c",
+        model_version=0,
+        obs=np.array(obs_rows, dtype=np.float32).reshape(len(obs_rows), 1),
+        actions=np.array(actions, dtype=np.int64),
+        rewards=np.array(rewards, dtype=np.float32),
+        terminated=terminated,
+        truncated=truncated,
+    )
+
+
+def stored(buffer: ReplayBuffer) -> list[tuple]:
+    """(obs, action, return, next obs, discount) of every stored transition, in slot order."""
+    n = len(buffer)
+    return list(
+        zip(
+            buffer.obs[:n, 0].tolist(),
+            buffer.actions[:n].tolist(),
+            buffer.returns[:n].tolist(),
+            buffer.next_obs[:n, 0].tolist(),
+            buffer.discounts[:n].tolist(),
+            strict=True,
+        )
+    )
+
+
+# Five steps with rewards 1..5, gamma 0.5, n = 3 (observation t is the number t):
+#   G_0 = 1 + 0.5*2 + 0.25*3 = 2.75   G_1 = 2 + 1.5 + 1 = 4.5   G_2 = 3 + 2 + 1.25 = 6.25
+#   G_3 = 4 + 0.5*5 = 6.5 (2 steps left)   G_4 = 5 (1 step left)
+# Next observations 3, 4, 5, 5, 5; bootstrap discounts 0.5^3, 0.5^3, 0.5^3, 0.5^2, 0.5^1, except
+# that a terminated episode does not bootstrap from obs[5]: the last three then have discount 0.
+FIVE = ([0, 1, 2, 3, 4, 5], [0, 1, 0, 1, 0], [1, 2, 3, 4, 5])
+
+
+def test_n_step_returns_of_a_terminated_chunk():
+    buffer = ReplayBuffer(10, 1, gamma=0.5, n_step=3)
+    assert buffer.add_chunk(chunk(*FIVE, terminated=True)) == 5
+    assert stored(buffer) == [
+        (0, 0, 2.75, 3, 0.125),
+        (1, 1, 4.5, 4, 0.125),
+        (2, 0, 6.25, 5, 0.0),
+        (3, 1, 6.5, 5, 0.0),
+        (4, 0, 5.0, 5, 0.0),
+    ]
+
+
+@pytest.mark.parametrize("truncated", [True, False], ids=["truncated", "mid-episode"])
+def test_n_step_returns_of_a_chunk_that_bootstraps(truncated):
+    # A truncated episode (time limit, a client that quit) and a chunk in mid-episode both bootstrap
+    # from obs[T]; the horizon shrinks towards the chunk's end instead of reaching into the next one.
+    buffer = ReplayBuffer(10, 1, gamma=0.5, n_step=3)
+    buffer.add_chunk(chunk(*FIVE, truncated=truncated))
+    assert stored(buffer) == [
+        (0, 0, 2.75, 3, 0.125),
+        (1, 1, 4.5, 4, 0.125),
+        (2, 0, 6.25, 5, 0.125),
+        (3, 1, 6.5, 5, 0.25),
+        (4, 0, 5.0, 5, 0.5),
+    ]
+
+
+def test_one_step_transitions_are_the_classic_ones():
+    """n = 1: (obs[t], a[t], r[t], obs[t+1]) discounted by gamma, or 0 after a terminated last step."""
+    buffer = ReplayBuffer(10, 1, gamma=0.5, n_step=1)
+    buffer.add_chunk(chunk([0, 1, 2, 3], [1, 0, 1], [0.5, 1.5, 2.5], terminated=True))
+    buffer.add_chunk(chunk([7, 8, 9], [0, 0], [1, 1], truncated=True))
+    assert stored(buffer) == [
+        (0, 1, 0.5, 1, 0.5),
+        (1, 0, 1.5, 2, 0.5),
+        (2, 1, 2.5, 3, 0.0),
+        (7, 0, 1.0, 8, 0.5),
+        (8, 0, 1.0, 9, 0.5),
+    ]
+
+
+def test_n_longer_than_the_chunk_uses_every_step_it_has():
+    returns, horizons, discounts = n_step_targets(np.array([1.0, 1.0]), terminated=False, gamma=0.5, n=20)
+    assert returns.tolist() == [1.5, 1.0] and horizons.tolist() == [2, 1]
+    assert discounts.tolist() == [0.25, 0.5]
+
+
+def test_n_step_targets_match_a_per_step_loop_on_a_long_chunk():
+    rng = np.random.default_rng(0)
+    rewards, gamma, n = rng.normal(size=128), 0.99, 5
+    returns, horizons, discounts = n_step_targets(rewards, terminated=True, gamma=gamma, n=n)
+    for t in range(128):
+        m = min(n, 128 - t)
+        assert horizons[t] == m
+        assert returns[t] == pytest.approx(sum(gamma**k * rewards[t + k] for k in range(m)))
+        assert discounts[t] == (0.0 if t + m == 128 else gamma**m)
+
+
+def test_the_ring_overwrites_the_oldest_transitions():
+    buffer = ReplayBuffer(4, 1, gamma=0.99, n_step=1)
+    buffer.add_chunk(chunk([0, 1, 2, 3], [0, 0, 0], [0, 1, 2]))
+    buffer.add_chunk(chunk([10, 11, 12], [1, 1], [10, 11], terminated=True))
+    assert len(buffer) == 4 and buffer.pos == 1
+    # Slot 0 now holds the newest transition, slots 1-3 the older ones that survived.
+    assert buffer.obs[:, 0].tolist() == [11, 1, 2, 10]
+    assert buffer.next_obs[:, 0].tolist() == [12, 2, 3, 11]
+    assert buffer.discounts.tolist() == pytest.approx([0, 0.99, 0.99, 0.99])
+
+
+def test_a_chunk_longer_than_the_buffer_keeps_its_newest_transitions():
+    buffer = ReplayBuffer(2, 1, gamma=0.5, n_step=2)
+    buffer.add_chunk(chunk([0, 1, 2, 3, 4], [0, 1, 0, 1], [0, 1, 2, 3], terminated=True))
+    assert sorted(stored(buffer)) == [(2, 0, 3.5, 4, 0.0), (3, 1, 3.0, 4, 0.0)]
+
+
+def test_actions_are_stored_as_indices_from_the_space_start():
+    buffer = ReplayBuffer(4, 1, gamma=0.99, n_step=1, action_start=-1)
+    buffer.add_chunk(chunk([0, 1, 2], [-1, 1], [0, 0]))
+    assert buffer.actions[:2].tolist() == [0, 2]
+
+
+def test_multidimensional_observations_are_flattened_and_checked():
+    buffer = ReplayBuffer(4, 6, gamma=0.99, n_step=1)
+    c = Chunk(
+        id="c",
+        model_version=0,
+        obs=np.zeros((3, 2, 3), np.uint8),
+        actions=np.zeros(2, np.int64),
+        rewards=np.zeros(2, np.float32),
+    )
+    buffer.add_chunk(c)
+    assert buffer.obs.dtype == np.float32 and len(buffer) == 2
+    with pytest.raises(ValueError):
+        ReplayBuffer(4, 5, gamma=0.99, n_step=1).add_chunk(c)
+
+
+@pytest.mark.parametrize("prioritized", [False, True], ids=["uniform", "prioritized"])
+def test_sample_returns_a_typed_batch_of_real_transitions(prioritized):
+    config = DQNConfig(buffer_size=100, batch_size=32, learning_starts=32, n_step=1, prioritized=prioritized)
+    buffer = replay_buffer_for(config, obs_dim=1)
+    assert isinstance(buffer, PrioritizedReplayBuffer) == prioritized
+    buffer.add_chunk(chunk(list(range(51)), [0] * 50, list(range(50)), terminated=True))
+    batch = buffer.sample(32, np.random.default_rng(0), beta=0.4)
+    assert isinstance(batch, Batch)
+    assert batch.obs.shape == batch.next_obs.shape == (32, 1)
+    assert batch.obs.dtype == batch.weights.dtype == np.float32 and batch.actions.dtype == np.int64
+    # Every sampled transition is a real one: next obs follows obs, the return equals obs here.
+    np.testing.assert_array_equal(batch.next_obs[:, 0], batch.obs[:, 0] + 1)
+    np.testing.assert_array_equal(batch.returns, batch.obs[:, 0])
+    np.testing.assert_array_equal(batch.obs[:, 0], buffer.obs[batch.indices, 0])
+    np.testing.assert_allclose(batch.discounts, np.where(batch.obs[:, 0] == 49, 0.0, 0.99))
+    # All priorities are equal before any update, so every weight is 1.
+    np.testing.assert_array_equal(batch.weights, 1.0)

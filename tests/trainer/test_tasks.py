@@ -1,0 +1,87 @@
+"""The trainer's Celery tasks, against the real Redis (the broker too) and the real test database."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from portal.core.redis import CampaignKeys
+from trainer.tasks import learner_ensure, supervise_learners
+
+LEARNER_QUEUE = b"soulsai:celery:learner"  # the broker's list for the "learner" queue (global_keyprefix)
+
+
+def queued_learners(redis_client) -> list[dict]:
+    return [json.loads(m)["headers"] for m in redis_client.lrange(LEARNER_QUEUE, 0, -1)]
+
+
+@pytest.mark.django_db
+def test_learner_ensure_queues_one_learner(cartpole_campaign, redis_client):
+    keys = CampaignKeys(cartpole_campaign.id)
+    assert learner_ensure(campaign_id=cartpole_campaign.id) is True
+    assert 0 < redis_client.ttl(keys.launching) <= 60
+    # Already queued: nothing more until the learner starts (it deletes the launching key).
+    assert learner_ensure(campaign_id=cartpole_campaign.id) is False
+    [headers] = queued_learners(redis_client)
+    assert headers["task"] == "trainer.tasks.run_learner"
+    assert headers["argsrepr"] == repr([cartpole_campaign.id])
+
+
+@pytest.mark.django_db
+def test_learner_ensure_leaves_a_campaign_whose_lease_is_held(cartpole_campaign, redis_client):
+    keys = CampaignKeys(cartpole_campaign.id)
+    redis_client.set(keys.lease, "running-learner")
+    assert learner_ensure(campaign_id=cartpole_campaign.id) is False
+    assert not redis_client.exists(keys.launching)
+    assert not queued_learners(redis_client)
+
+
+# transaction=True: the task closes old database connections, which a test's transaction cannot survive.
+@pytest.mark.django_db(transaction=True)
+def test_supervisor_repairs_redis_and_restarts_missing_learners(cartpole_campaign, redis_client):
+    from portal.campaigns.services import campaign_create, campaign_launch, campaign_pause
+
+    paused = campaign_create(slug="paused", name="Paused", env_id="CartPole-v1")
+    paused = campaign_pause(campaign=campaign_launch(campaign=paused))
+    draft = campaign_create(slug="draft", name="Draft", env_id="CartPole-v1")
+    redis_client.flushdb()  # a Redis that lost everything (launch's on_commit hooks ran in this test)
+
+    supervise_learners()
+
+    running, paused_keys, draft_keys = (CampaignKeys(c.id) for c in (cartpole_campaign, paused, draft))
+    assert redis_client.get(running.status) == b"running"
+    assert redis_client.get(paused_keys.status) == b"paused"
+    assert not redis_client.exists(draft_keys.status)
+    assert redis_client.exists(running.launching) and not redis_client.exists(paused_keys.launching)
+    assert len(queued_learners(redis_client)) == 1
+
+
+def test_a_worker_shutdown_makes_the_learner_checkpoint_and_return(transactional_db, cartpole_campaign, redis_client):
+    """Celery's warm shutdown waits for running tasks: the learner must end by itself, leaving its lease."""
+    import threading
+    import time
+
+    from celery.signals import worker_shutting_down
+
+    from portal.core.redis import CampaignKeys
+    from trainer import learner
+
+    learner.SHUTDOWN.clear()
+    result = {}
+    thread = threading.Thread(target=lambda: result.setdefault("outcome", learner.run_learner(cartpole_campaign.id)))
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not redis_client.exists(CampaignKeys(cartpole_campaign.id).lease):
+            assert thread.is_alive(), "the learner ended before taking its lease"
+            assert time.monotonic() < deadline, "the learner never took its lease"
+            time.sleep(0.05)
+        worker_shutting_down.send(sender="test", sig="SIGTERM", how="Warm", exitcode=0)
+        thread.join(timeout=15)
+        assert not thread.is_alive()
+        assert result["outcome"] == "shutdown"
+        assert not redis_client.exists(CampaignKeys(cartpole_campaign.id).lease)
+    finally:
+        learner.SHUTDOWN.clear()
+        thread.join(timeout=15)

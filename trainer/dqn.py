@@ -1,0 +1,131 @@
+"""Deep Q-learning, the maths only: no Redis, no database, no files (the plumbing is ``trainer.learner``).
+
+Mnih et al. 2015 (target network, Huber loss), van Hasselt et al. 2016 (double Q-learning),
+Wang et al. 2016 (dueling head, in ``trainer.networks``), Sutton & Barto 2018 ch. 7 (n-step returns,
+computed by ``trainer.replay``), Schaul et al. 2016 (prioritized replay, ``trainer.per``).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from client_app.policy import QNetworkSpec
+from trainer.config import DQNConfig
+from trainer.networks import build_q_network
+from trainer.per import beta_at
+from trainer.replay import Batch
+
+STATE_FORMAT = 1
+
+
+def td_target(
+    returns: torch.Tensor,
+    discounts: torch.Tensor,
+    next_q_target: torch.Tensor,
+    next_q_online: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """n-step TD targets y = G + discount * Q'(s_{t+m}, a*), with discount = gamma^m or 0 if terminated.
+
+    With n = 1 this is the familiar r + gamma * (1 - done) * Q'(s', a*). With ``next_q_online``
+    (double Q-learning) a* is the online network's argmax, valued by the target network; without it,
+    a* is the target network's own argmax (plain DQN, which overestimates).
+    """
+    if next_q_online is None:
+        next_value = next_q_target.max(dim=1).values
+    else:
+        best = next_q_online.argmax(dim=1, keepdim=True)
+        next_value = next_q_target.gather(1, best).squeeze(1)
+    return returns + discounts * next_value
+
+
+def updates_allowed(samples: int, config: DQNConfig) -> int:
+    """How many gradient updates the replay ratio allows after ``samples`` new samples were ingested.
+
+    None before ``learning_starts``, then one more for every ``samples_per_update`` samples. The
+    learner updates while it is behind this figure and reads new experience only once it caught up, so
+    the ratio holds both ways (SB3 zoo's train_freq / gradient_steps, e.g. 256 / 128 for CartPole).
+    """
+    if samples < config.learning_starts:
+        return 0
+    return math.floor((samples - config.learning_starts) / config.samples_per_update) + 1
+
+
+class Update(NamedTuple):
+    """What one gradient step reports: metrics under stable names, and the batch's new TD errors."""
+
+    metrics: dict[str, float]
+    td_errors: np.ndarray  # (B,) float32, y - Q(s, a) before the step: the new priorities' source
+
+
+class DQN:
+    """An online Q-network trained towards a periodically copied target network."""
+
+    def __init__(self, spec: QNetworkSpec, config: DQNConfig, *, device: str | torch.device = "cpu"):
+        self.spec = spec
+        self.config = config
+        self.device = torch.device(device)
+        self.q = build_q_network(spec).to(self.device)
+        self.target = build_q_network(spec).to(self.device)
+        self.target.load_state_dict(self.q.state_dict())
+        self.target.requires_grad_(False)
+        self.optimizer = torch.optim.Adam(self.q.parameters(), lr=config.lr)
+        self.updates = 0
+
+    def _tensor(self, array: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(array).to(self.device, non_blocking=True)
+
+    def update(self, batch: Batch) -> Update:
+        """One gradient step on a minibatch, its Huber loss weighted by the batch's IS weights."""
+        obs, next_obs = self._tensor(batch.obs), self._tensor(batch.next_obs)
+        actions = self._tensor(batch.actions).long()
+        returns, discounts = self._tensor(batch.returns), self._tensor(batch.discounts)
+        weights = self._tensor(batch.weights)
+
+        with torch.no_grad():
+            next_q_online = self.q(next_obs) if self.config.double_q else None
+            y = td_target(returns, discounts, self.target(next_obs), next_q_online)
+        q = self.q(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
+        # Prioritized replay samples high-error transitions more often; the weights undo that bias in
+        # expectation (all 1 for uniform sampling, where this is the plain mean Huber loss).
+        loss = (weights * F.smooth_l1_loss(q, y, reduction="none")).mean()
+        td_errors = (y - q).detach()
+
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(self.q.parameters(), self.config.max_grad_norm)
+        self.optimizer.step()
+
+        self.updates += 1
+        if self.updates % self.config.target_update_every == 0:
+            self.target.load_state_dict(self.q.state_dict())
+        metrics = {
+            "losses/td_loss": float(loss.item()),
+            "losses/q_mean": float(q.mean().item()),
+            "losses/grad_norm": float(grad_norm.item()),
+        }
+        return Update(metrics, td_errors.cpu().numpy())
+
+    def beta(self) -> float:
+        """The importance-sampling exponent for the next update (annealed with the update count)."""
+        return beta_at(self.updates, self.config.per_beta0, self.config.per_beta_anneal_updates)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything but the online weights (those travel as the published safetensors)."""
+        return {
+            "format": STATE_FORMAT,
+            "target": {k: v.detach().cpu() for k, v in self.target.state_dict().items()},
+            "optimizer": self.optimizer.state_dict(),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("format") != STATE_FORMAT:
+            raise ValueError(f"unknown learner state format {state.get('format')!r}")
+        self.target.load_state_dict(state["target"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.updates = int(state["updates"])

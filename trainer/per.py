@@ -1,0 +1,93 @@
+"""Prioritized experience replay, the maths only (Schaul et al. 2016, "Prioritized Experience Replay").
+
+The proportional variant: transition i is sampled with probability P(i) = p_i / sum_k p_k, where
+p_i = (|delta_i| + eps)^alpha is its last TD error's priority, and its update is weighted by the
+importance-sampling weight w_i = (N * P(i))^-beta / max_j w_j, with beta annealed to 1 over training.
+``trainer.replay.PrioritizedReplayBuffer`` holds the transitions; this module holds the sum-tree and
+the formulas, in NumPy, vectorised over a minibatch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class SumTree:
+    """A binary tree over ``capacity`` leaf priorities whose every node holds the sum of its children.
+
+    Stored as one flat array of 2 * L nodes (L = ``capacity`` rounded up to a power of two): the root
+    is node 1, node k has children 2k and 2k + 1, leaf i is node L + i. Updating a leaf and finding the
+    leaf under a prefix sum both walk one root-to-leaf path, log2(L) steps, done for a whole batch of
+    leaves at once (one NumPy operation per tree level, not per leaf).
+    """
+
+    def __init__(self, capacity: int):
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.capacity = capacity
+        self.leaves = 1 << max(0, (capacity - 1).bit_length())
+        self.depth = self.leaves.bit_length() - 1
+        self.nodes = np.zeros(2 * self.leaves, dtype=np.float64)
+
+    @property
+    def total(self) -> float:
+        return float(self.nodes[1])
+
+    def __getitem__(self, index: np.ndarray | int) -> np.ndarray:
+        """The priorities of leaves ``index``."""
+        return self.nodes[self.leaves + np.asarray(index)]
+
+    def update(self, index: np.ndarray | int, priority: np.ndarray | float) -> None:
+        """Set the priorities of leaves ``index`` (a repeated leaf takes the last of its values)."""
+        node = self.leaves + np.atleast_1d(np.asarray(index, dtype=np.int64))
+        self.nodes[node] = np.broadcast_to(np.asarray(priority, dtype=np.float64), node.shape)
+        # Recompute each ancestor from its two children (rather than adding deltas): repeated leaves
+        # and repeated parents are harmless, and no rounding error accumulates over millions of updates.
+        for _ in range(self.depth):
+            node = node >> 1
+            self.nodes[node] = self.nodes[2 * node] + self.nodes[2 * node + 1]
+
+    def find(self, prefix: np.ndarray) -> np.ndarray:
+        """For each value v in [0, total), the leaf i with sum(p[:i]) <= v < sum(p[:i+1])."""
+        value = np.array(prefix, dtype=np.float64)
+        node = np.ones(value.shape, dtype=np.int64)
+        for _ in range(self.depth):
+            left = 2 * node
+            left_sum = self.nodes[left]
+            # Never descend into an empty subtree: rounding may put v a hair past the last priority.
+            go_right = (value >= left_sum) & (self.nodes[left + 1] > 0)
+            value -= np.where(go_right, left_sum, 0.0)
+            node = left + go_right
+        return node - self.leaves
+
+    def sample(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        """``batch_size`` leaves drawn proportionally to priority, one from each of as many equal
+        segments of [0, total) (stratified: a batch covers the whole distribution, Schaul et al. B.2.1)."""
+        total = self.total
+        if total <= 0:
+            raise ValueError("cannot sample from a sum-tree whose priorities are all zero")
+        segment = total / batch_size
+        return self.find((np.arange(batch_size) + rng.random(batch_size)) * segment)
+
+
+def priority(td_errors: np.ndarray, alpha: float, eps: float) -> np.ndarray:
+    """p_i = (|delta_i| + eps)^alpha: eps keeps every transition sampleable, alpha = 0 is uniform."""
+    return (np.abs(np.asarray(td_errors, dtype=np.float64)) + eps) ** alpha
+
+
+def importance_weights(probabilities: np.ndarray, size: int, beta: float) -> np.ndarray:
+    """w_i = (N * P(i))^-beta, divided by the largest w in the batch so weights only scale updates down.
+
+    Normalising by the batch's maximum (as Dopamine and rlpyt do) rather than the buffer's needs no
+    min-tree; either way the largest weight is at most 1.
+    """
+    weights = (size * np.asarray(probabilities, dtype=np.float64)) ** -beta
+    return weights / weights.max()
+
+
+def beta_at(updates: int, beta0: float, anneal_updates: int) -> float:
+    """beta rises linearly from beta0 to 1 over ``anneal_updates`` updates: full correction by the end,
+    when the bias matters most (Schaul et al. 2016, section 3.4)."""
+    if anneal_updates <= 0:
+        return 1.0
+    return beta0 + min(1.0, updates / anneal_updates) * (1.0 - beta0)

@@ -1,0 +1,192 @@
+"""Replay buffers of n-step transitions, filled from clients' chunks (``client_app.protocol.Chunk``).
+
+``ReplayBuffer`` samples uniformly; ``PrioritizedReplayBuffer`` proportionally to TD error
+(``trainer.per``). ``replay_buffer_for(config, ...)`` builds the one a campaign's config asks for.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from client_app.protocol import Chunk
+from trainer.config import DQNConfig
+from trainer.per import SumTree, importance_weights, priority
+
+
+class Batch(NamedTuple):
+    """A minibatch of n-step transitions: the target is ``returns + discounts * V(next_obs)``."""
+
+    obs: np.ndarray  # (B, obs_dim) float32
+    actions: np.ndarray  # (B,) int64, action indices 0..n_actions-1
+    returns: np.ndarray  # (B,) float32, discounted rewards of the m <= n steps after obs
+    next_obs: np.ndarray  # (B, obs_dim) float32, the observation m steps later
+    discounts: np.ndarray  # (B,) float32, gamma^m, or 0 where the episode terminated within the m steps
+    weights: np.ndarray  # (B,) float32, importance-sampling weights of the loss (all 1 when uniform)
+    indices: np.ndarray  # (B,) int64, buffer slots, to hand new priorities back
+
+
+def n_step_targets(
+    rewards: np.ndarray, *, terminated: bool, gamma: float, n: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The n-step parts of a chunk's T transitions: (returns G_t, horizons m_t, discounts).
+
+    m_t = min(n, T - t) steps, G_t = sum_{k<m_t} gamma^k r[t+k], the bootstrap from obs[t + m_t] is
+    discounted by gamma^m_t, or by 0 when the episode terminated at the chunk's end within those steps.
+    Vectorised: the rewards, padded with n zeros, are viewed as a (T, n) matrix of windows whose dot
+    product with (1, gamma, ..., gamma^(n-1)) is G (the padding stands for the steps past the chunk).
+    """
+    steps = rewards.shape[0]
+    padded = np.concatenate([rewards.astype(np.float64), np.zeros(n, dtype=np.float64)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, n)[:steps]
+    returns = windows @ gamma ** np.arange(n, dtype=np.float64)
+    horizons = np.minimum(n, steps - np.arange(steps))
+    discounts = gamma ** horizons.astype(np.float64)
+    if terminated:
+        discounts[np.arange(steps) + horizons == steps] = 0.0
+    return returns, horizons, discounts
+
+
+class ReplayBuffer:
+    """A NumPy ring buffer of flat float32 n-step transitions; the oldest are overwritten when full.
+
+    Next observations are stored beside observations (twice the memory of a sequence layout, but a
+    sample is a few fancy-indexing reads and no episode bookkeeping). ``gamma`` and ``n_step`` are
+    the config's: returns are discounted on the way in. ``action_start`` is the action space's
+    ``start``: stored actions are indices from 0, as the Q-network's outputs are.
+    """
+
+    def __init__(self, capacity: int, obs_dim: int, *, gamma: float, n_step: int, action_start: int = 0):
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        if n_step < 1:
+            raise ValueError("n_step must be at least 1")
+        self.capacity = capacity
+        self.obs_dim = obs_dim
+        self.action_start = action_start
+        self.gamma = gamma
+        self.n_step = n_step
+        self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
+        self.actions = np.zeros(capacity, dtype=np.int64)
+        self.returns = np.zeros(capacity, dtype=np.float32)
+        self.discounts = np.zeros(capacity, dtype=np.float32)
+        self.pos = 0  # where the next transition goes
+        self.size = 0
+
+    def __len__(self) -> int:
+        return self.size
+
+    def add_chunk(self, chunk: Chunk) -> int:
+        """Insert the chunk's T n-step transitions and return T.
+
+        Transition t is (obs[t], a[t], G_t, obs[t+m], discount) with m = min(n, T - t): near the end
+        of a chunk the horizon shrinks rather than reaching into the episode's next chunk. Every
+        m-step target is a valid Bellman target, and m < n there only shortens the horizon (less
+        off-policy bias, a little more bootstrapping) for n - 1 of a chunk's T transitions (2 of 128
+        with n = 3). Stitching chunks instead would mean holding each episode's last n - 1 steps back
+        until its next chunk arrives, keyed by client and episode, across clients that quit, chunks
+        that arrive late or twice, and learner restarts: state the learner does not otherwise need.
+
+        Only a *terminated* last step ends the bootstrap: a truncated episode (time limit, a client
+        that quit) did not end in the MDP, so the learner still bootstraps from obs[T] (Pardo et al.
+        2018, "Time Limits in Reinforcement Learning").
+        """
+        steps = chunk.steps
+        obs = np.asarray(chunk.obs, dtype=np.float32).reshape(steps + 1, -1)
+        if obs.shape[1] != self.obs_dim:
+            raise ValueError(f"chunk observations have {obs.shape[1]} features, the buffer {self.obs_dim}")
+        actions = np.asarray(chunk.actions, dtype=np.int64) - self.action_start
+        returns, horizons, discounts = n_step_targets(
+            np.asarray(chunk.rewards), terminated=bool(chunk.terminated), gamma=self.gamma, n=self.n_step
+        )
+
+        # A chunk longer than the whole buffer keeps only its newest transitions.
+        keep = min(steps, self.capacity)
+        first = steps - keep
+        idx = (self.pos + np.arange(keep)) % self.capacity
+        self.obs[idx] = obs[first:steps]
+        self.next_obs[idx] = obs[np.arange(first, steps) + horizons[first:]]
+        self.actions[idx] = actions[first:]
+        self.returns[idx] = returns[first:]
+        self.discounts[idx] = discounts[first:]
+        self.pos = (self.pos + keep) % self.capacity
+        self.size = min(self.size + keep, self.capacity)
+        self._stored(idx)
+        return steps
+
+    def _stored(self, idx: np.ndarray) -> None:
+        """Hook: slots ``idx`` now hold new transitions."""
+
+    def _batch(self, idx: np.ndarray, weights: np.ndarray) -> Batch:
+        return Batch(
+            obs=self.obs[idx],
+            actions=self.actions[idx],
+            returns=self.returns[idx],
+            next_obs=self.next_obs[idx],
+            discounts=self.discounts[idx],
+            weights=weights.astype(np.float32),
+            indices=idx,
+        )
+
+    def sample(self, batch_size: int, rng: np.random.Generator, *, beta: float = 1.0) -> Batch:
+        """Uniformly sample ``batch_size`` transitions (with replacement); ``beta`` is unused here."""
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        idx = rng.integers(0, self.size, size=batch_size)
+        return self._batch(idx, np.ones(batch_size, dtype=np.float32))
+
+    def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
+        """New TD errors of sampled transitions: nothing to do for uniform sampling."""
+
+
+class PrioritizedReplayBuffer(ReplayBuffer):
+    """Proportional prioritized replay (Schaul et al. 2016) over the same ring of transitions.
+
+    New transitions get the largest priority seen so far, so each is replayed at least about once
+    before its TD error is known; sampled ones get (|delta| + eps)^alpha after their update.
+    """
+
+    def __init__(
+        self,
+        capacity: int,
+        obs_dim: int,
+        *,
+        gamma: float,
+        n_step: int,
+        alpha: float,
+        eps: float,
+        action_start: int = 0,
+    ):
+        super().__init__(capacity, obs_dim, action_start=action_start, gamma=gamma, n_step=n_step)
+        self.alpha = alpha
+        self.eps = eps
+        self.tree = SumTree(capacity)
+        self.max_priority = 1.0
+
+    def _stored(self, idx: np.ndarray) -> None:
+        self.tree.update(idx, self.max_priority)
+
+    def sample(self, batch_size: int, rng: np.random.Generator, *, beta: float = 1.0) -> Batch:
+        """Sample proportionally to priority; ``weights`` are the normalised IS weights for ``beta``."""
+        if self.size == 0:
+            raise ValueError("cannot sample from an empty replay buffer")
+        idx = self.tree.sample(batch_size, rng)
+        probabilities = self.tree[idx] / self.tree.total
+        return self._batch(idx, importance_weights(probabilities, self.size, beta))
+
+    def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
+        priorities = priority(td_errors, self.alpha, self.eps)
+        self.tree.update(indices, priorities)
+        self.max_priority = max(self.max_priority, float(priorities.max()))
+
+
+def replay_buffer_for(config: DQNConfig, *, obs_dim: int, action_start: int = 0) -> ReplayBuffer:
+    """The replay buffer a campaign's config asks for: n-step, prioritized or uniform."""
+    common = dict(action_start=action_start, gamma=config.gamma, n_step=config.n_step)
+    if config.prioritized:
+        return PrioritizedReplayBuffer(
+            config.buffer_size, obs_dim, alpha=config.per_alpha, eps=config.per_eps, **common
+        )
+    return ReplayBuffer(config.buffer_size, obs_dim, **common)
