@@ -27,6 +27,7 @@ class Campaign(models.Model):
 
     class Algorithm(models.TextChoices):
         DQN = "dqn", "DQN"
+        PPO = "ppo", "PPO"
 
     slug = models.SlugField(unique=True)
     name = models.CharField(max_length=120)
@@ -58,6 +59,10 @@ class Campaign(models.Model):
     updates_total = models.BigIntegerField(default=0)
     clients_active = models.PositiveIntegerField(default=0)
     mean_return_recent = models.FloatField(null=True, blank=True)
+    # The newest checkpoint with a finished greedy evaluation (see ModelVersion.eval_*).
+    eval_version = models.PositiveIntegerField(null=True, blank=True)
+    eval_return = models.FloatField(null=True, blank=True)
+    eval_win_rate = models.FloatField(null=True, blank=True, help_text="boss fights only")
 
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -97,6 +102,11 @@ class ModelVersion(models.Model):
     samples_total = models.BigIntegerField(default=0)
     updates_total = models.BigIntegerField(default=0)
     mean_return_recent = models.FloatField(null=True, blank=True)
+    # Greedy evaluation episodes played by clients when the learner asked (checkpoints only):
+    # their mean return, how many there were, and how many were won (None: no win/loss, not a boss fight).
+    eval_return = models.FloatField(null=True, blank=True)
+    eval_episodes = models.PositiveIntegerField(default=0)
+    eval_wins = models.PositiveIntegerField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -108,6 +118,12 @@ class ModelVersion(models.Model):
 
     def get_absolute_url(self) -> str:
         return reverse("campaigns:model", kwargs={"slug": self.campaign.slug, "version": self.version})
+
+    @property
+    def eval_win_rate(self) -> float | None:
+        if self.eval_wins is None or not self.eval_episodes:
+            return None
+        return self.eval_wins / self.eval_episodes
 
     def notice(self) -> dict:
         """What clients are told of this version: {version, url, sha256} (docs/protocol.md)."""

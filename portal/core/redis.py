@@ -48,6 +48,9 @@ class CampaignKeys:
         self.clients = f"{tag}:clients"  # zset: machine id -> last seen (unix seconds)
         self.machine_samples = f"{tag}:machine_samples"  # hash: machine id -> samples
         self.machine_episodes = f"{tag}:machine_episodes"  # hash: machine id -> episodes
+        self.machine_wins = f"{tag}:machine_wins"  # hash: machine id -> boss fights won
+        self.eval_request = f"{tag}:eval_request"  # hash: version, episodes, assigned (learner asks)
+        self.evals_prefix = f"{tag}:eval:"  # + version: hash episodes, return_sum, wins, steps
         self.status = f"{tag}:status"  # string: running | paused | stopped
         self.model = f"{tag}:model"  # hash: version, url, sha256 of the current model
         self.lease = f"{tag}:lease"  # string: token of the learner that holds the lease
@@ -60,6 +63,10 @@ class CampaignKeys:
 
     def dedup(self, chunk_id: str) -> str:
         return self.dedup_prefix + chunk_id
+
+    def evals(self, version: int) -> str:
+        """Greedy evaluation results of one model version (the relay adds, sync_stats reads)."""
+        return f"{self.evals_prefix}{int(version)}"
 
     def rate(self, machine_id: int, second: int) -> str:
         """Chunks (and refused frames) from one machine within one wall-clock second."""
