@@ -29,7 +29,14 @@ class Chunker:
     early, e.g. when the policy changes, so a chunk never mixes two model versions.
     """
 
-    def __init__(self, *, chunk_steps: int, observation_space: SpaceSpec, session: str | None = None):
+    def __init__(
+        self,
+        *,
+        chunk_steps: int,
+        observation_space: SpaceSpec,
+        session: str | None = None,
+        n_actions: int | None = None,
+    ):
         if not 1 <= chunk_steps <= MAX_CHUNK_STEPS:
             raise ValueError(f"chunk_steps must lie in [1, {MAX_CHUNK_STEPS}], got {chunk_steps}")
         if observation_space["type"] != "box":
@@ -41,6 +48,12 @@ class Chunker:
         self._obs = np.zeros((chunk_steps + 1, *self.obs_shape), dtype=self.obs_dtype)
         self._actions = np.zeros(chunk_steps, dtype=np.int64)
         self._rewards = np.zeros(chunk_steps, dtype=np.float32)
+        self._logp = np.zeros(chunk_steps, dtype=np.float32)
+        self._has_logp = True  # every step of the current chunk came with a log-probability
+        # Action masks, once the env reports any: a step without one allows every action.
+        self.n_actions = n_actions
+        self._masks = np.ones((chunk_steps + 1, n_actions), dtype=bool) if n_actions else None
+        self._has_masks = False
         self._t = 0  # steps in the current chunk
         self._model_version = 0
         self._in_episode = False
@@ -52,9 +65,23 @@ class Chunker:
     def steps_buffered(self) -> int:
         return self._t
 
-    def start_episode(self, obs: Any) -> None:
+    def _set_mask(self, row: int, mask: np.ndarray | None) -> None:
+        if self._masks is None:
+            if mask is None:
+                return
+            raise ValueError("pass n_actions to the Chunker to record action masks")
+        if mask is None:
+            self._masks[row] = True
+        else:
+            self._masks[row] = mask
+            self._has_masks = True
+
+    def start_episode(self, obs: Any, mask: np.ndarray | None = None) -> None:
         """Begin an episode at its first observation (a partial chunk of the last one is dropped)."""
         self._obs[0] = np.asarray(obs, dtype=self.obs_dtype).reshape(self.obs_shape)
+        self._has_masks = False
+        self._set_mask(0, mask)
+        self._has_logp = True
         self._t = 0
         self._in_episode = True
         self._episode_return = 0.0
@@ -69,8 +96,15 @@ class Chunker:
         truncated: bool,
         *,
         model_version: int,
+        mask: np.ndarray | None = None,
+        logp: float | None = None,
+        outcome: dict[str, Any] | None = None,
     ) -> Chunk | None:
-        """Record one step taken from the last observation; return the chunk it completes, if any."""
+        """Record one step taken from the last observation; return the chunk it completes, if any.
+
+        ``mask`` is the action mask at ``next_obs``, ``logp`` the log-probability of ``action``
+        under the policy that chose it, ``outcome`` a boss fight's result on its last step.
+        """
         if not self._in_episode:
             raise RuntimeError("call start_episode(obs) before step()")
         if self._t and model_version != self._model_version:
@@ -80,11 +114,16 @@ class Chunker:
         self._actions[t] = action
         self._rewards[t] = reward
         self._obs[t + 1] = np.asarray(next_obs, dtype=self.obs_dtype).reshape(self.obs_shape)
+        self._set_mask(t + 1, mask)
+        if logp is None:
+            self._has_logp = False
+        else:
+            self._logp[t] = logp
         self._t = t + 1
         self._episode_return += float(reward)
         self._episode_length += 1
         if terminated or truncated:
-            chunk = self._emit(terminated=bool(terminated), truncated=bool(truncated))
+            chunk = self._emit(terminated=bool(terminated), truncated=bool(truncated), outcome=outcome)
             self._in_episode = False
             return chunk
         if self._t == self.chunk_steps:
@@ -95,7 +134,9 @@ class Chunker:
         """Finish the current partial chunk now (None if it holds no step); the episode goes on."""
         return self._emit() if self._t else None
 
-    def _emit(self, *, terminated: bool = False, truncated: bool = False) -> Chunk:
+    def _emit(
+        self, *, terminated: bool = False, truncated: bool = False, outcome: dict[str, Any] | None = None
+    ) -> Chunk:
         t = self._t
         done = terminated or truncated
         chunk = Chunk(
@@ -108,9 +149,15 @@ class Chunker:
             truncated=truncated,
             episode_return=self._episode_return if done else None,
             episode_length=self._episode_length if done else None,
+            masks=self._masks[: t + 1].copy() if self._has_masks else None,
+            logp=self._logp[:t].copy() if self._has_logp else None,
+            outcome=outcome if done else None,
         )
         self.seq += 1
         # The next chunk of this episode starts from the observation this one ended on.
         self._obs[0] = self._obs[t]
+        if self._masks is not None:
+            self._masks[0] = self._masks[t]
+        self._has_logp = True
         self._t = 0
         return chunk

@@ -1,13 +1,23 @@
 """Policy networks that clients run, in NumPy (volunteers need no PyTorch).
 
-The learner trains the same architecture in PyTorch (``trainer.networks``) with the same parameter
+The learner trains the same architectures in PyTorch (``trainer.networks``) with the same parameter
 names, and publishes weights as safetensors whose metadata carries the architecture, the model
-version and the exploration rate. This module is the single definition of that file format.
+version and the exploration rate. This module is the single definition of that file format:
+
+- ``mlp_q`` (DQN): ReLU MLP -> Q-values (dueling or plain); clients act epsilon-greedily.
+- ``mlp_pi`` (PPO): tanh MLP -> action logits; clients sample from the softmax and send the
+  log-probability of each action they took (the learner's critic is not published).
+- Optional observation normalisation, the learner's running statistics at publication:
+  tensors ``obs_norm.mean`` and ``obs_norm.std`` and metadata ``obs_norm_clip``; the network sees
+  clip((obs - mean) / std, -clip, clip).
+
+Action masks (bool, one per action) restrict both exploration and the greedy choice.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import struct
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -32,30 +42,69 @@ class QNetworkSpec:
 
     @classmethod
     def from_json(cls, text: str) -> QNetworkSpec:
-        data = json.loads(text)
-        if data.get("kind") != "mlp_q":
-            raise ValueError(f"unknown network kind {data.get('kind')!r}; this client may be too old")
-        return cls(
-            obs_dim=int(data["obs_dim"]),
-            n_actions=int(data["n_actions"]),
-            hidden=tuple(int(h) for h in data["hidden"]),
-            dueling=bool(data["dueling"]),
-        )
+        spec = spec_from_json(text)
+        if not isinstance(spec, cls):
+            raise ValueError(f"expected a Q-network, got {spec.kind!r}")
+        return spec
 
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
         """Names and shapes of every parameter, in the layout of torch.nn.Linear (out, in)."""
-        shapes: dict[str, tuple[int, ...]] = {}
-        width = self.obs_dim
-        for i, h in enumerate(self.hidden):
-            shapes[f"layers.{i}.weight"] = (h, width)
-            shapes[f"layers.{i}.bias"] = (h,)
-            width = h
+        shapes = _mlp_shapes(self.obs_dim, self.hidden)
+        width = self.hidden[-1] if self.hidden else self.obs_dim
         if self.dueling:
             shapes["value.weight"], shapes["value.bias"] = (1, width), (1,)
             shapes["advantage.weight"], shapes["advantage.bias"] = (self.n_actions, width), (self.n_actions,)
         else:
             shapes["head.weight"], shapes["head.bias"] = (self.n_actions, width), (self.n_actions,)
         return shapes
+
+
+@dataclass(frozen=True)
+class PolicyNetworkSpec:
+    """An MLP policy: obs -> hidden tanh layers -> one logit per action (PPO's actor)."""
+
+    obs_dim: int
+    n_actions: int
+    hidden: tuple[int, ...] = (64, 64)
+    kind: str = "mlp_pi"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
+        shapes = _mlp_shapes(self.obs_dim, self.hidden)
+        width = self.hidden[-1] if self.hidden else self.obs_dim
+        shapes["head.weight"], shapes["head.bias"] = (self.n_actions, width), (self.n_actions,)
+        return shapes
+
+
+NetworkSpec = QNetworkSpec | PolicyNetworkSpec
+
+
+def _mlp_shapes(obs_dim: int, hidden: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+    shapes: dict[str, tuple[int, ...]] = {}
+    width = obs_dim
+    for i, h in enumerate(hidden):
+        shapes[f"layers.{i}.weight"] = (h, width)
+        shapes[f"layers.{i}.bias"] = (h,)
+        width = h
+    return shapes
+
+
+def spec_from_json(text: str) -> NetworkSpec:
+    """The architecture recorded in a model file's metadata."""
+    data = json.loads(text)
+    kind = data.get("kind")
+    common = dict(
+        obs_dim=int(data["obs_dim"]),
+        n_actions=int(data["n_actions"]),
+        hidden=tuple(int(h) for h in data["hidden"]),
+    )
+    if kind == "mlp_q":
+        return QNetworkSpec(**common, dueling=bool(data["dueling"]))
+    if kind == "mlp_pi":
+        return PolicyNetworkSpec(**common)
+    raise ValueError(f"unknown network kind {kind!r}; this client may be too old")
 
 
 def q_values(spec: QNetworkSpec, params: dict[str, np.ndarray], obs: np.ndarray) -> np.ndarray:
@@ -70,6 +119,35 @@ def q_values(spec: QNetworkSpec, params: dict[str, np.ndarray], obs: np.ndarray)
     return value + advantage - advantage.mean(axis=-1, keepdims=True)
 
 
+def policy_logits(spec: PolicyNetworkSpec, params: dict[str, np.ndarray], obs: np.ndarray) -> np.ndarray:
+    """Action logits for a batch of flat observations, shape (B, obs_dim) -> (B, n_actions)."""
+    x = np.asarray(obs, dtype=np.float32)
+    for i in range(len(spec.hidden)):
+        x = np.tanh(x @ params[f"layers.{i}.weight"].T + params[f"layers.{i}.bias"])
+    return x @ params["head.weight"].T + params["head.bias"]
+
+
+def masked_log_softmax(logits: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """log pi(a) over the allowed actions (-inf for masked ones), for one row of logits."""
+    z = np.asarray(logits, dtype=np.float64)
+    if mask is not None:
+        z = np.where(mask, z, -np.inf)
+    z = z - z.max()
+    return z - np.log(np.exp(z).sum())
+
+
+@dataclass(frozen=True)
+class ObsNorm:
+    """Observation normalisation as published: clip((obs - mean) / std, -clip, clip)."""
+
+    mean: np.ndarray
+    std: np.ndarray
+    clip: float = 10.0
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        return np.clip((np.asarray(obs, dtype=np.float32) - self.mean) / self.std, -self.clip, self.clip)
+
+
 def read_metadata(data: bytes) -> dict[str, str]:
     """The ``__metadata__`` map of a safetensors file, read from its JSON header."""
     if len(data) < 8:
@@ -81,45 +159,119 @@ def read_metadata(data: bytes) -> dict[str, str]:
     return dict(header.get("__metadata__") or {})
 
 
-def save_model(spec: QNetworkSpec, params: dict[str, np.ndarray], *, version: int, epsilon: float) -> bytes:
-    """Serialise a model as safetensors bytes with its architecture and exploration rate."""
+def save_model(
+    spec: NetworkSpec,
+    params: dict[str, np.ndarray],
+    *,
+    version: int,
+    epsilon: float = 0.0,
+    obs_norm: ObsNorm | None = None,
+) -> bytes:
+    """Serialise a model as safetensors bytes with its architecture, exploration rate and normaliser."""
     metadata = {"arch": spec.to_json(), "version": str(int(version)), "epsilon": repr(float(epsilon))}
-    return st_save({k: np.ascontiguousarray(v, dtype=np.float32) for k, v in params.items()}, metadata=metadata)
+    tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in params.items()}
+    if obs_norm is not None:
+        metadata["obs_norm_clip"] = repr(float(obs_norm.clip))
+        tensors["obs_norm.mean"] = np.ascontiguousarray(obs_norm.mean, dtype=np.float32)
+        tensors["obs_norm.std"] = np.ascontiguousarray(obs_norm.std, dtype=np.float32)
+    return st_save(tensors, metadata=metadata)
 
 
 class Policy:
-    """An epsilon-greedy Q-network policy loaded from published safetensors bytes."""
+    """A published model, ready to act: epsilon-greedy over Q-values, or sampling from logits.
 
-    def __init__(self, spec: QNetworkSpec, params: dict[str, np.ndarray], *, version: int, epsilon: float):
+    ``step`` returns the action index (from 0) and, for a stochastic policy, its log-probability;
+    ``greedy`` is what evaluation episodes play. Masks restrict both to the allowed actions.
+    """
+
+    def __init__(
+        self,
+        spec: NetworkSpec,
+        params: dict[str, np.ndarray],
+        *,
+        version: int,
+        epsilon: float = 0.0,
+        obs_norm: ObsNorm | None = None,
+    ):
         expected = spec.parameter_shapes()
         if set(params) != set(expected):
             raise ValueError(f"model parameters {sorted(params)} do not match the architecture {sorted(expected)}")
         for name, shape in expected.items():
             if tuple(params[name].shape) != shape:
                 raise ValueError(f"parameter {name} has shape {params[name].shape}, expected {shape}")
+        if obs_norm is not None:
+            for name, value in (("mean", obs_norm.mean), ("std", obs_norm.std)):
+                if value.shape != (spec.obs_dim,) or not np.isfinite(value).all():
+                    raise ValueError(f"obs_norm.{name} must be {spec.obs_dim} finite numbers")
+            if not (obs_norm.std > 0).all():
+                raise ValueError("obs_norm.std must be positive")
         self.spec = spec
         self.params = params
         self.version = version
         self.epsilon = epsilon
+        self.obs_norm = obs_norm
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Policy:
         metadata = read_metadata(data)
         try:
-            spec = QNetworkSpec.from_json(metadata["arch"])
+            spec = spec_from_json(metadata["arch"])
             version = int(metadata["version"])
             epsilon = float(metadata.get("epsilon", "0"))
-        except (KeyError, ValueError) as exc:
+            clip = float(metadata["obs_norm_clip"]) if "obs_norm_clip" in metadata else None
+        except (KeyError, ValueError, TypeError) as exc:
             raise ValueError(f"model file lacks valid metadata: {exc}") from None
-        return cls(spec, st_load(data), version=version, epsilon=epsilon)
+        tensors = st_load(data)
+        obs_norm = None
+        if clip is not None:
+            try:
+                obs_norm = ObsNorm(tensors.pop("obs_norm.mean"), tensors.pop("obs_norm.std"), clip)
+            except KeyError as exc:
+                raise ValueError(f"model file lacks its normaliser tensor {exc}") from None
+        return cls(spec, tensors, version=version, epsilon=epsilon, obs_norm=obs_norm)
 
-    def greedy(self, obs: np.ndarray) -> int:
-        return int(np.argmax(q_values(self.spec, self.params, obs.reshape(1, -1))[0]))
+    @property
+    def stochastic(self) -> bool:
+        """Whether actions are sampled from a distribution (their log-probabilities go with chunks)."""
+        return isinstance(self.spec, PolicyNetworkSpec)
 
-    def act(self, obs: np.ndarray, rng: np.random.Generator) -> int:
+    def scores(self, obs: np.ndarray) -> np.ndarray:
+        """Q-values or logits for one observation, shape (n_actions,)."""
+        x = np.asarray(obs, dtype=np.float32).reshape(1, -1)
+        if self.obs_norm is not None:
+            x = self.obs_norm(x)
+        if isinstance(self.spec, PolicyNetworkSpec):
+            return policy_logits(self.spec, self.params, x)[0]
+        return q_values(self.spec, self.params, x)[0]
+
+    def greedy(self, obs: np.ndarray, mask: np.ndarray | None = None) -> int:
+        scores = self.scores(obs)
+        if mask is not None:
+            scores = np.where(mask, scores, -np.inf)
+        return int(np.argmax(scores))
+
+    def step(
+        self, obs: np.ndarray, rng: np.random.Generator, mask: np.ndarray | None = None
+    ) -> tuple[int, float | None]:
+        """The action to play (an index from 0) and its log-probability (None for Q-policies)."""
+        if isinstance(self.spec, PolicyNetworkSpec):
+            logp = masked_log_softmax(self.scores(obs), mask)
+            probs = np.exp(logp)
+            action = int(rng.choice(probs.shape[0], p=probs / probs.sum()))
+            return action, float(logp[action])
         if rng.random() < self.epsilon:
-            return int(rng.integers(self.spec.n_actions))
-        return self.greedy(obs)
+            return _uniform(rng, self.spec.n_actions, mask)
+        return self.greedy(obs, mask), None
+
+    def act(self, obs: np.ndarray, rng: np.random.Generator, mask: np.ndarray | None = None) -> int:
+        return self.step(obs, rng, mask)[0]
+
+
+def _uniform(rng: np.random.Generator, n: int, mask: np.ndarray | None) -> tuple[int, float]:
+    allowed = np.flatnonzero(mask) if mask is not None else None
+    if allowed is None or allowed.size == 0:
+        return int(rng.integers(n)), -math.log(n)
+    return int(allowed[rng.integers(allowed.size)]), -math.log(allowed.size)
 
 
 class RandomPolicy:
@@ -127,12 +279,21 @@ class RandomPolicy:
 
     version = 0
     epsilon = 1.0
+    stochastic = True  # uniform over the allowed actions: its log-probabilities are exact
 
     def __init__(self, n_actions: int):
         self.n_actions = n_actions
 
-    def act(self, obs: np.ndarray, rng: np.random.Generator) -> int:
-        return int(rng.integers(self.n_actions))
+    def step(
+        self, obs: np.ndarray, rng: np.random.Generator, mask: np.ndarray | None = None
+    ) -> tuple[int, float | None]:
+        return _uniform(rng, self.n_actions, mask)
+
+    def act(self, obs: np.ndarray, rng: np.random.Generator, mask: np.ndarray | None = None) -> int:
+        return self.step(obs, rng, mask)[0]
+
+    def greedy(self, obs: np.ndarray, mask: np.ndarray | None = None) -> int:
+        return self.step(obs, np.random.default_rng(), mask)[0]
 
 
 def describe(policy: Any) -> str:

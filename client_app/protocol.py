@@ -23,6 +23,7 @@ PROTOCOL_VERSION = 1
 HELLO = "hello"  # client -> server, first message
 WELCOME = "welcome"  # server -> client, answer to hello
 CHUNK = "chunk"  # client -> server
+EVAL = "eval"  # client -> server: the result of a greedy evaluation episode the server asked for
 ACK = "ack"  # server -> client: the chunk is stored (or was already)
 REJECT = "reject"  # server -> client: the chunk was refused, the connection stays usable
 MODEL = "model"  # server -> client: a new model version is published
@@ -59,6 +60,7 @@ MAX_CHUNK_STEPS = 1024
 _ALLOWED_DTYPES = {"|b1", "|i1", "|u1", "<i2", "<i4", "<i8", "<u2", "<u4", "<f4", "<f8"}
 _CHUNK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
 MAX_ABS_REWARD = 1e6  # no environment we run pays more per step; larger means a broken or hostile client
+MIN_LOGP = -1e4  # log-probabilities below this are no probability at all (a broken or hostile client)
 
 # Rejections after which the client keeps the chunk and sends it again later: nothing is wrong with
 # the chunk itself. Every other reject code refuses the chunk for good.
@@ -195,7 +197,11 @@ class Chunk:
     episode_return: float | None = None
     episode_length: int | None = None
     masks: np.ndarray | None = None  # optional bool (T+1, n): the actions allowed at each observation
-    extras: dict[str, np.ndarray] = field(default_factory=dict)
+    # optional float32 (T,): log-probability of each action under the policy that chose it (PPO's
+    # behaviour policy; epsilon-greedy Q-policies send none)
+    logp: np.ndarray | None = None
+    # optional, on an episode's last chunk of a boss fight: {"win": bool, "boss_hp": f, "player_hp": f}
+    outcome: dict[str, Any] | None = None
 
     @property
     def steps(self) -> int:
@@ -219,11 +225,74 @@ class Chunk:
         }
         if self.episode_done:
             message["episode"] = {"return": float(self.episode_return), "length": int(self.episode_length)}
+            if self.outcome is not None:
+                message["episode"]["outcome"] = dict(self.outcome)
         if self.masks is not None:
             message["masks"] = self.masks
-        if self.extras:
-            message["extras"] = dict(self.extras)
+        if self.logp is not None:
+            message["logp"] = np.asarray(self.logp, dtype=np.float32)
         return message
+
+
+@dataclass
+class EvalResult:
+    """One greedy evaluation episode, played with model ``model_version`` because the server asked."""
+
+    id: str
+    model_version: int
+    episode_return: float
+    episode_length: int
+    outcome: dict[str, Any] | None = None
+
+    def to_message(self) -> dict[str, Any]:
+        return {
+            "type": EVAL,
+            "id": self.id,
+            "model_version": int(self.model_version),
+            "return": float(self.episode_return),
+            "length": int(self.episode_length),
+            "outcome": dict(self.outcome) if self.outcome is not None else None,
+        }
+
+
+def decode_outcome(value: Any) -> dict[str, Any] | None:
+    """A boss fight's outcome: {"win": bool, "boss_hp": [0, 1], "player_hp": [0, 1]} (HP as fractions)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("win"), bool):
+        raise ProtocolError(R_SCHEMA, "'outcome' must be a map with a boolean 'win'")
+    outcome: dict[str, Any] = {"win": value["win"]}
+    for key in ("boss_hp", "player_hp"):
+        hp = value.get(key)
+        if hp is None:
+            continue
+        if not isinstance(hp, (int, float)) or isinstance(hp, bool) or not 0.0 <= hp <= 1.0:
+            raise ProtocolError(R_OUT_OF_RANGE, f"'outcome.{key}' must be a fraction in [0, 1]")
+        outcome[key] = float(hp)
+    return outcome
+
+
+def decode_eval(message: dict[str, Any]) -> EvalResult:
+    """Validate an evaluation result message; raises ProtocolError with a reason code."""
+    chunk_id = _require(message, "id", str)
+    if not _CHUNK_ID.match(chunk_id):
+        raise ProtocolError(R_SCHEMA, "eval 'id' must be 1-80 characters of letters, digits and _.:-")
+    model_version = _require(message, "model_version", int)
+    if not 1 <= model_version < 2**53:
+        raise ProtocolError(R_MODEL_VERSION, "an evaluation needs a published model_version (>= 1)")
+    episode_return = message.get("return")
+    if not isinstance(episode_return, (int, float)) or isinstance(episode_return, bool) or not math.isfinite(episode_return):
+        raise ProtocolError(R_NOT_FINITE, "'return' must be a finite number")
+    length = _require(message, "length", int)
+    if not 1 <= length < 2**31:
+        raise ProtocolError(R_OUT_OF_RANGE, "'length' must be a positive number of steps")
+    return EvalResult(
+        id=chunk_id,
+        model_version=model_version,
+        episode_return=float(episode_return),
+        episode_length=length,
+        outcome=decode_outcome(message.get("outcome")),
+    )
 
 
 def _require(message: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -389,9 +458,10 @@ def decode_chunk(
         )
 
     masks = _decode_masks(message.get("masks"), actions, steps, low, n)
+    logp = _decode_logp(message.get("logp"), steps)
 
     episode = message.get("episode")
-    episode_return = episode_length = None
+    episode_return = episode_length = outcome = None
     if terminated or truncated:
         if not isinstance(episode, dict):
             raise ProtocolError(R_SCHEMA, "the last chunk of an episode must carry 'episode' {return, length}")
@@ -401,6 +471,7 @@ def decode_chunk(
         if not isinstance(episode_length, int) or isinstance(episode_length, bool) or not steps <= episode_length < 2**53:
             raise ProtocolError(R_SCHEMA, "'episode.length' must be an integer of at least the chunk's steps")
         episode_return = float(episode_return)
+        outcome = decode_outcome(episode.get("outcome"))
     elif episode is not None:
         raise ProtocolError(R_SCHEMA, "'episode' is only allowed on the chunk that ends an episode")
 
@@ -415,7 +486,25 @@ def decode_chunk(
         episode_return=episode_return,
         episode_length=episode_length,
         masks=masks,
+        logp=logp,
+        outcome=outcome,
     )
+
+
+def _decode_logp(value: Any, steps: int) -> np.ndarray | None:
+    """The optional behaviour log-probabilities: float32 (T,), finite, in [MIN_LOGP, 0]."""
+    if value is None:
+        return None
+    logp = decode_array(value, "logp")
+    if logp.dtype != np.float32:
+        raise ProtocolError(R_DTYPE, f"'logp' must be float32, got {logp.dtype.str}")
+    if logp.shape != (steps,):
+        raise ProtocolError(R_SHAPE, f"'logp' must have shape [{steps}], got {list(logp.shape)}")
+    if not ((logp <= 0.0) & (logp >= MIN_LOGP)).all():
+        if not np.isfinite(logp).all():
+            raise ProtocolError(R_NOT_FINITE, "'logp' holds NaN or infinity")
+        raise ProtocolError(R_OUT_OF_RANGE, f"'logp' must lie in [{MIN_LOGP:g}, 0]")
+    return logp
 
 
 def _decode_masks(value: Any, actions: np.ndarray, steps: int, low: int, n: int) -> np.ndarray | None:
@@ -449,4 +538,6 @@ def decode_stored_chunk(frame: bytes) -> Chunk:
         episode_return=(message.get("episode") or {}).get("return"),
         episode_length=(message.get("episode") or {}).get("length"),
         masks=decode_array(message["masks"], "masks") if message.get("masks") is not None else None,
+        logp=decode_array(message["logp"], "logp") if message.get("logp") is not None else None,
+        outcome=(message.get("episode") or {}).get("outcome"),
     )

@@ -7,37 +7,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
-class DQNConfig:
-    """DQN with double Q-learning, a dueling head, a target network, n-step returns and prioritized replay."""
-
-    gamma: float = 0.99  # discount factor
-    n_step: int = 3  # steps of real rewards before bootstrapping (fewer at a chunk's end)
-    lr: float = 1e-3  # Adam learning rate
-    batch_size: int = 64  # transitions per gradient step
-    buffer_size: int = 100_000  # replay buffer capacity, in transitions
-    learning_starts: int = 1_000  # transitions in the buffer before the first update
-    samples_per_update: float = 2.0  # the learner ingests at most this many new samples per update
-    target_update_every: int = 128  # updates between hard copies to the target network
-    hidden: tuple[int, ...] = field(default=(256, 256))  # widths of the MLP's hidden layers
-    dueling: bool = True  # value + advantage head
-    double_q: bool = True  # choose next actions with the online net, value them with the target net
-    prioritized: bool = True  # sample transitions by TD error (Schaul et al. 2016), else uniformly
-    per_alpha: float = 0.6  # priority exponent: p = (|td| + per_eps)^per_alpha; 0 is uniform
-    per_beta0: float = 0.4  # importance-sampling exponent at the first update...
-    per_beta_anneal_updates: int = 50_000  # ...rising linearly to 1 over this many updates
-    per_eps: float = 1e-6  # added to |td| so that no transition's priority is zero
-    max_grad_norm: float = 10.0  # gradient clipping
-    eps_start: float = 1.0  # exploration rate of the first model
-    eps_end: float = 0.04  # exploration rate after the decay
-    eps_decay_samples: int = 10_000  # samples over which epsilon falls linearly
-    publish_every_updates: int = 50  # a new model version at most every this many updates...
-    publish_min_seconds: float = 1.0  # ...and at most once per this many seconds
-    checkpoint_every_versions: int = 20  # keep every n-th model version as a checkpoint
+class _Config:
+    """Shared by the algorithms' configs: building from a campaign's JSON overrides, with clear errors."""
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> DQNConfig:
+    def from_dict(cls, values: dict[str, Any]):
         """Build a config from a campaign's overrides, refusing unknown keys and bad values."""
+        if not isinstance(values, dict):
+            raise ValueError(f"hyperparameters must be a JSON object, got {type(values).__name__}")
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = sorted(set(values) - set(known))
         if unknown:
@@ -67,10 +44,63 @@ class DQNConfig:
         return config
 
     def validate(self) -> None:
-        checks = [
+        for ok, message in self.checks():
+            if not ok:
+                raise ValueError(message)
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return [
             (0 < self.gamma <= 1, "gamma must be in (0, 1]"),
-            (1 <= self.n_step <= 20, "n_step must be 1 to 20"),
             (0 < self.lr < 1, "lr must be in (0, 1)"),
+            (self.max_grad_norm > 0, "max_grad_norm must be positive"),
+            (self.publish_min_seconds >= 0, "publish_min_seconds must not be negative"),
+            (self.checkpoint_every_versions >= 1, "checkpoint_every_versions must be at least 1"),
+            (self.eval_every_samples >= 0, "eval_every_samples must not be negative (0: no evaluation)"),
+            (1 <= self.eval_episodes <= 1000, "eval_episodes must be 1 to 1000"),
+            (self.obs_norm_clip > 0, "obs_norm_clip must be positive"),
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["hidden"] = list(self.hidden)
+        return data
+
+
+@dataclass(frozen=True)
+class DQNConfig(_Config):
+    """DQN with double Q-learning, a dueling head, a target network, n-step returns and prioritized replay."""
+
+    gamma: float = 0.99  # discount factor
+    n_step: int = 3  # steps of real rewards before bootstrapping (fewer at a chunk's end)
+    lr: float = 1e-3  # Adam learning rate
+    batch_size: int = 64  # transitions per gradient step
+    buffer_size: int = 100_000  # replay buffer capacity, in transitions
+    learning_starts: int = 1_000  # transitions in the buffer before the first update
+    samples_per_update: float = 2.0  # the learner ingests at most this many new samples per update
+    target_update_every: int = 128  # updates between hard copies to the target network
+    hidden: tuple[int, ...] = field(default=(256, 256))  # widths of the MLP's hidden layers
+    dueling: bool = True  # value + advantage head
+    double_q: bool = True  # choose next actions with the online net, value them with the target net
+    prioritized: bool = True  # sample transitions by TD error (Schaul et al. 2016), else uniformly
+    per_alpha: float = 0.6  # priority exponent: p = (|td| + per_eps)^per_alpha; 0 is uniform
+    per_beta0: float = 0.4  # importance-sampling exponent at the first update...
+    per_beta_anneal_updates: int = 50_000  # ...rising linearly to 1 over this many updates
+    per_eps: float = 1e-6  # added to |td| so that no transition's priority is zero
+    max_grad_norm: float = 10.0  # gradient clipping
+    eps_start: float = 1.0  # exploration rate of the first model
+    eps_end: float = 0.04  # exploration rate after the decay
+    eps_decay_samples: int = 10_000  # samples over which epsilon falls linearly
+    publish_every_updates: int = 50  # a new model version at most every this many updates...
+    publish_min_seconds: float = 1.0  # ...and at most once per this many seconds
+    checkpoint_every_versions: int = 20  # keep every n-th model version as a checkpoint
+    normalize_obs: bool = False  # running mean/std normalisation of observations (published with the model)
+    obs_norm_clip: float = 10.0  # normalised observations are clipped to +-this
+    eval_every_samples: int = 10_000  # a checkpoint with greedy evaluation episodes this often (0: never)
+    eval_episodes: int = 10  # evaluation episodes per evaluated checkpoint, played by clients
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + [
+            (1 <= self.n_step <= 20, "n_step must be 1 to 20"),
             (1 <= self.batch_size <= 65_536, "batch_size must be 1 to 65536"),
             (self.batch_size <= self.buffer_size, "buffer_size must be at least batch_size"),
             (self.learning_starts >= self.batch_size, "learning_starts must be at least batch_size"),
@@ -79,17 +109,11 @@ class DQNConfig:
             (0 <= self.eps_end <= self.eps_start <= 1, "need 0 <= eps_end <= eps_start <= 1"),
             (self.eps_decay_samples >= 0, "eps_decay_samples must not be negative"),
             (self.publish_every_updates >= 1, "publish_every_updates must be at least 1"),
-            (self.publish_min_seconds >= 0, "publish_min_seconds must not be negative"),
-            (self.checkpoint_every_versions >= 1, "checkpoint_every_versions must be at least 1"),
-            (self.max_grad_norm > 0, "max_grad_norm must be positive"),
             (0 <= self.per_alpha <= 1, "per_alpha must be in [0, 1]"),
             (0 <= self.per_beta0 <= 1, "per_beta0 must be in [0, 1]"),
             (self.per_beta_anneal_updates >= 0, "per_beta_anneal_updates must not be negative"),
             (self.per_eps > 0, "per_eps must be positive"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ValueError(message)
 
     def epsilon(self, samples: int) -> float:
         """Linear decay from eps_start to eps_end over eps_decay_samples ingested samples."""
@@ -98,10 +122,58 @@ class DQNConfig:
         frac = min(1.0, samples / self.eps_decay_samples)
         return self.eps_start + frac * (self.eps_end - self.eps_start)
 
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["hidden"] = list(self.hidden)
-        return data
+
+@dataclass(frozen=True)
+class PPOConfig(_Config):
+    """PPO (Schulman et al. 2017) on whichever clients' sequences arrive, with a staleness bound.
+
+    Clients sample actions from the published policy and send each action's log-probability; the
+    learner gathers ``rollout_steps`` steps from any clients, computes GAE with its own critic, and
+    runs ``epochs`` passes of clipped-surrogate minibatch updates before publishing the next version.
+    A chunk played by a model more than ``max_staleness`` versions old is dropped, not trained on.
+    """
+
+    gamma: float = 0.99
+    gae_lambda: float = 0.95  # GAE's bias-variance trade-off (Schulman et al. 2016)
+    lr: float = 3e-4  # Adam learning rate...
+    lr_decay_samples: int = 0  # ...falling linearly to 0 over this many samples (0: constant)
+    rollout_steps: int = 2048  # steps gathered (from any clients) per policy update
+    epochs: int = 10  # passes over each rollout
+    minibatch_size: int = 64
+    clip_range: float = 0.2  # the surrogate's ratio clip
+    ent_coef: float = 0.0  # entropy bonus
+    vf_coef: float = 0.5  # value loss weight
+    max_grad_norm: float = 0.5
+    normalize_advantage: bool = True  # per minibatch
+    max_staleness: int = 1  # drop chunks played by a model more than this many versions old
+    hidden: tuple[int, ...] = field(default=(64, 64))  # actor and critic MLP widths (tanh)
+    publish_min_seconds: float = 0.0  # every update is published (the policy must stay fresh)
+    checkpoint_every_versions: int = 20
+    normalize_obs: bool = True
+    obs_norm_clip: float = 10.0
+    eval_every_samples: int = 20_000
+    eval_episodes: int = 10
+
+    def checks(self) -> list[tuple[bool, str]]:
+        return super().checks() + [
+            (0 <= self.gae_lambda <= 1, "gae_lambda must be in [0, 1]"),
+            (self.lr_decay_samples >= 0, "lr_decay_samples must not be negative"),
+            (16 <= self.rollout_steps <= 1_000_000, "rollout_steps must be 16 to 1000000"),
+            (1 <= self.epochs <= 100, "epochs must be 1 to 100"),
+            (2 <= self.minibatch_size <= self.rollout_steps, "minibatch_size must be 2 to rollout_steps"),
+            (0 < self.clip_range < 1, "clip_range must be in (0, 1)"),
+            (self.ent_coef >= 0, "ent_coef must not be negative"),
+            (self.vf_coef > 0, "vf_coef must be positive"),
+            (0 <= self.max_staleness <= 100, "max_staleness must be 0 to 100"),
+        ]
+
+    def lr_at(self, samples: int) -> float:
+        if self.lr_decay_samples == 0:
+            return self.lr
+        return self.lr * max(0.0, 1.0 - samples / self.lr_decay_samples)
+
+
+AlgorithmConfig = DQNConfig | PPOConfig
 
 
 # Tuned per environment, after Stable-Baselines3 zoo's DQN settings, for a learner fed by clients.
@@ -125,6 +197,7 @@ DEFAULTS_BY_ENV: dict[str, dict[str, Any]] = {
         "prioritized": True,
         "eps_end": 0.01,
         "eps_decay_samples": 8_000,
+        "eval_every_samples": 5_000,
     },
     # Not measured here (a run is hours on our CPUs): n-step returns and prioritized replay at the
     # general defaults, on CartPole's evidence above and Rainbow's (Hessel et al. 2018, n = 3).
@@ -143,8 +216,42 @@ DEFAULTS_BY_ENV: dict[str, dict[str, Any]] = {
 }
 
 
-def config_for(env_id: str, overrides: dict[str, Any] | None = None) -> DQNConfig:
-    """The campaign's config: environment defaults, then the campaign's own overrides."""
-    values = dict(DEFAULTS_BY_ENV.get(env_id, {}))
+# After Stable-Baselines3 zoo's PPO settings (rollout = n_envs * n_steps of theirs).
+PPO_DEFAULTS_BY_ENV: dict[str, dict[str, Any]] = {
+    "CartPole-v1": {
+        "rollout_steps": 256,
+        "minibatch_size": 256,
+        "epochs": 20,
+        "gamma": 0.98,
+        "gae_lambda": 0.8,
+        "lr": 1e-3,
+        "lr_decay_samples": 100_000,
+        "normalize_obs": False,
+        "eval_every_samples": 5_000,
+    },
+    "LunarLander-v2": {
+        "rollout_steps": 16_384,
+        "minibatch_size": 64,
+        "epochs": 4,
+        "gamma": 0.999,
+        "gae_lambda": 0.98,
+        "ent_coef": 0.01,
+        "lr": 3e-4,
+        "normalize_obs": False,
+        "eval_every_samples": 50_000,
+    },
+}
+
+CONFIGS: dict[str, type[_Config]] = {"dqn": DQNConfig, "ppo": PPOConfig}
+DEFAULTS: dict[str, dict[str, dict[str, Any]]] = {"dqn": DEFAULTS_BY_ENV, "ppo": PPO_DEFAULTS_BY_ENV}
+
+
+def config_for(env_id: str, overrides: dict[str, Any] | None = None, *, algorithm: str = "dqn") -> AlgorithmConfig:
+    """The campaign's config: the algorithm's defaults for the environment, then the campaign's overrides."""
+    if algorithm not in CONFIGS:
+        raise ValueError(f"unknown algorithm {algorithm!r}; known: {', '.join(sorted(CONFIGS))}")
+    if overrides is not None and not isinstance(overrides, dict):
+        raise ValueError(f"hyperparameters must be a JSON object, got {type(overrides).__name__}")
+    values = dict(DEFAULTS[algorithm].get(env_id, {}))
     values.update(overrides or {})
-    return DQNConfig.from_dict(values)
+    return CONFIGS[algorithm].from_dict(values)

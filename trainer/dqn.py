@@ -28,13 +28,20 @@ def td_target(
     discounts: torch.Tensor,
     next_q_target: torch.Tensor,
     next_q_online: torch.Tensor | None = None,
+    next_masks: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """n-step TD targets y = G + discount * Q'(s_{t+m}, a*), with discount = gamma^m or 0 if terminated.
 
     With n = 1 this is the familiar r + gamma * (1 - done) * Q'(s', a*). With ``next_q_online``
     (double Q-learning) a* is the online network's argmax, valued by the target network; without it,
-    a* is the target network's own argmax (plain DQN, which overestimates).
+    a* is the target network's own argmax (plain DQN, which overestimates). With ``next_masks``, a*
+    ranges over the actions allowed at s_{t+m} only: a forbidden action's value is never a target.
     """
+    if next_masks is not None:
+        lowest = torch.finfo(next_q_target.dtype).min
+        next_q_target = next_q_target.masked_fill(~next_masks, lowest)
+        if next_q_online is not None:
+            next_q_online = next_q_online.masked_fill(~next_masks, lowest)
     if next_q_online is None:
         next_value = next_q_target.max(dim=1).values
     else:
@@ -85,10 +92,11 @@ class DQN:
         actions = self._tensor(batch.actions).long()
         returns, discounts = self._tensor(batch.returns), self._tensor(batch.discounts)
         weights = self._tensor(batch.weights)
+        next_masks = self._tensor(batch.next_masks).bool() if batch.next_masks is not None else None
 
         with torch.no_grad():
             next_q_online = self.q(next_obs) if self.config.double_q else None
-            y = td_target(returns, discounts, self.target(next_obs), next_q_online)
+            y = td_target(returns, discounts, self.target(next_obs), next_q_online, next_masks)
         q = self.q(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
         # Prioritized replay samples high-error transitions more often; the weights undo that bias in
         # expectation (all 1 for uniform sampling, where this is the plain mean Huber loss).

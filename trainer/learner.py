@@ -1,8 +1,8 @@
-"""The learner's plumbing: lease, stream, replay ratio, publication, checkpoints and heartbeat.
+"""The learner's plumbing: lease, stream, publication, checkpoints, evaluation requests, heartbeat.
 
 One learner per campaign (the lease), fed by the campaign's Redis Stream through the consumer group
-"learner". The maths lives in ``trainer.dqn``; this module only moves data and decides when. See
-docs/trainer.md for the data flow.
+"learner". The maths lives in ``trainer.dqn`` and ``trainer.ppo`` behind ``trainer.agents``; this
+module only moves data and decides when. See docs/trainer.md for the data flow.
 """
 
 from __future__ import annotations
@@ -17,22 +17,19 @@ import time
 import uuid
 from typing import Any, Literal
 
-import numpy as np
 import redis
 import torch
 from django.conf import settings
 from django.db.models import Max
 
-from client_app.policy import Policy, QNetworkSpec, save_model
+from client_app.policy import Policy, save_model
 from client_app.protocol import decode_stored_chunk
 from client_app.spaces import action_count, flat_dim
 from portal.campaigns.models import Campaign, ModelVersion
 from portal.campaigns.services import model_publish
 from portal.core.redis import CampaignKeys, get_redis
+from trainer.agents import agent_for
 from trainer.config import config_for
-from trainer.dqn import DQN, updates_allowed
-from trainer.networks import export_params, load_params
-from trainer.replay import replay_buffer_for
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +39,8 @@ Outcome = Literal["lease_held", "paused", "stopped", "lease_lost", "time_limit",
 # learner in the process checkpoints, releases its lease and returns, so a successor starts at once.
 SHUTDOWN = threading.Event()
 
-STATE_FORMAT = 1
+STATE_FORMAT = 2  # 1: DQN only, {"dqn", "samples_total"} (still read)
+EVAL_REQUEST_TTL_S = 3600  # an evaluation nobody finished stops being handed out after this long
 READ_COUNT = 16  # chunks per XREADGROUP
 READ_BLOCK_MS = 100  # short, so the lease, status and heartbeat stay on time while data is scarce
 UPDATE_SLICE_SECONDS = 0.1  # longest run of gradient updates between two looks at the clock
@@ -178,31 +176,24 @@ class LearnerRun:
         self.lease = lease
         self.client = client
         self.keys = CampaignKeys(campaign.id)
-        self.config = config_for(campaign.env_id, campaign.hyperparams)
-        self.spec = QNetworkSpec(
+        self.algorithm = campaign.algorithm
+        self.config = config_for(campaign.env_id, campaign.hyperparams, algorithm=campaign.algorithm)
+        self.device = learner_device()
+        self.agent = agent_for(
+            campaign.algorithm,
+            self.config,
             obs_dim=flat_dim(campaign.observation_space),
             n_actions=action_count(campaign.action_space),
-            hidden=tuple(self.config.hidden),
-            dueling=self.config.dueling,
-        )
-        self.device = learner_device()
-        self.dqn = DQN(self.spec, self.config, device=self.device)
-        self.buffer = replay_buffer_for(
-            self.config,
-            obs_dim=self.spec.obs_dim,
             action_start=int(campaign.action_space.get("start", 0)),
+            device=self.device,
         )
-        self.rng = np.random.default_rng()
+        self.spec = self.agent.spec
         consumer = f"{socket.gethostname()}:{os.getpid()}:{lease.token[:8]}"
         self.stream = ExperienceStream(client, self.keys, consumer)
-
-        self.samples_total = 0  # ingested over the campaign's life (drives epsilon)
-        self.run_samples = 0  # ingested by this run (drives the replay ratio with run_updates)
-        self.run_updates = 0
+        self.next_eval_at = self.config.eval_every_samples  # samples_total of the next evaluation
         # Version numbers never go back, even past versions published after the last checkpoint.
         newest = campaign.model_versions.aggregate(v=Max("version"))["v"] or 0
         self.version = max(campaign.model_version, newest)
-        self.metrics: dict[str, float] = {}
         self.updates_at_publish = 0
         self.updates_at_checkpoint = 0
         self.published_at = time.monotonic()
@@ -229,12 +220,15 @@ class LearnerRun:
                 "campaign %s: resumed from checkpoint v%d (%d updates, %d samples)",
                 self.campaign_id,
                 checkpoint.version,
-                self.dqn.updates,
-                self.samples_total,
+                self.agent.updates,
+                self.agent.samples_total,
             )
             break
-        self.updates_at_publish = self.updates_at_checkpoint = self.dqn.updates
-        self._stats_at = (time.monotonic(), self.dqn.updates)
+        self.updates_at_publish = self.updates_at_checkpoint = self.agent.updates
+        self._stats_at = (time.monotonic(), self.agent.updates)
+        every = self.config.eval_every_samples
+        if every:
+            self.next_eval_at = (self.agent.samples_total // every + 1) * every
 
     def _load_checkpoint(self, checkpoint: ModelVersion) -> None:
         policy = Policy.from_bytes(_read_file(checkpoint.weights))
@@ -242,22 +236,34 @@ class LearnerRun:
             raise ValueError(f"its architecture {policy.spec} is not the campaign's {self.spec}")
         # Only ever the server's own files, and never pickle: weights_only=True.
         state = torch.load(io.BytesIO(_read_file(checkpoint.state)), map_location="cpu", weights_only=True)
+        if state.get("format") == 1 and self.algorithm == "dqn":
+            state = {"format": STATE_FORMAT, "algorithm": "dqn", "agent": {"dqn": state["dqn"], "samples_total": state["samples_total"]}}
         if state.get("format") != STATE_FORMAT:
             raise ValueError(f"unknown learner state format {state.get('format')!r}")
-        # Load into fresh objects first, so a failure half-way leaves this run untouched.
-        dqn = DQN(self.spec, self.config, device=self.device)
-        load_params(dqn.q, policy.params)
-        dqn.load_state_dict(state["dqn"])
-        self.dqn = dqn
-        self.samples_total = int(state["samples_total"])
+        if state.get("algorithm") != self.algorithm:
+            raise ValueError(f"it is a {state.get('algorithm')} checkpoint, the campaign runs {self.algorithm}")
+        # Load into a fresh agent first, so a failure half-way leaves this run untouched.
+        agent = agent_for(
+            self.algorithm,
+            self.config,
+            obs_dim=self.agent.obs_dim,
+            n_actions=self.agent.n_actions,
+            action_start=self.agent.action_start,
+            device=self.device,
+        )
+        agent.load(policy, state["agent"])
+        self.agent = agent
 
     def learner_state(self) -> bytes:
         buffer = io.BytesIO()
         torch.save(
-            {"format": STATE_FORMAT, "dqn": self.dqn.state_dict(), "samples_total": self.samples_total},
-            buffer,
+            {"format": STATE_FORMAT, "algorithm": self.algorithm, "agent": self.agent.state_dict()}, buffer
         )
         return buffer.getvalue()
+
+    def eval_due(self) -> bool:
+        every = self.config.eval_every_samples
+        return bool(every) and self.agent.samples_total >= self.next_eval_at
 
     def publish(self, *, checkpoint: bool) -> None:
         """Publish the online network as the next version; a checkpoint also carries the learner state."""
@@ -265,35 +271,51 @@ class LearnerRun:
         if not self.lease.renew():
             raise LeaseLost
         version = self.version + 1
+        evaluate = self.eval_due()
+        checkpoint = checkpoint or evaluate
         weights = save_model(
             self.spec,
-            export_params(self.dqn.q),
+            self.agent.params(),
             version=version,
-            epsilon=self.config.epsilon(self.samples_total),
+            epsilon=self.agent.exploration(),
+            obs_norm=self.agent.obs_norm(),
         )
-        model_publish(
+        model = model_publish(
             campaign_id=self.campaign_id,
             version=version,
             weights=weights,
             state=self.learner_state() if checkpoint else None,
             is_checkpoint=checkpoint,
-            samples_total=self.samples_total,
-            updates_total=self.dqn.updates,
+            samples_total=self.agent.samples_total,
+            updates_total=self.agent.updates,
         )
         self.version = version
-        self.updates_at_publish = self.dqn.updates
+        self.updates_at_publish = self.agent.updates
         if checkpoint:
-            self.updates_at_checkpoint = self.dqn.updates
+            self.updates_at_checkpoint = self.agent.updates
+        if evaluate:
+            self.request_evaluation(model.notice())
         self.published_at = time.monotonic()
 
+    def request_evaluation(self, notice: dict[str, Any]) -> None:
+        """Ask clients for greedy episodes of this checkpoint: the relay hands them out one at a time,
+        with the ack of an episode's last chunk (docs/protocol.md, "Evaluation")."""
+        episodes = self.config.eval_episodes
+        pipe = self.client.pipeline(transaction=True)
+        pipe.delete(self.keys.eval_request)
+        pipe.hset(self.keys.eval_request, mapping={**notice, "episodes": episodes, "assigned": 0})
+        pipe.expire(self.keys.eval_request, EVAL_REQUEST_TTL_S)
+        pipe.hset(self.keys.evals(notice["version"]), "wanted", episodes)
+        pipe.execute()
+        every = self.config.eval_every_samples
+        self.next_eval_at = (self.agent.samples_total // every + 1) * every
+        log.info("campaign %s: asked clients for %d evaluation episodes of v%d", self.campaign_id, episodes, notice["version"])
+
     def publish_due(self) -> bool:
-        new_updates = self.dqn.updates - self.updates_at_publish
-        if new_updates == 0:
-            return False
-        # The campaign's first model goes out at once: until then clients play at random.
-        return self.version == 0 or (
-            new_updates >= self.config.publish_every_updates
-            and time.monotonic() - self.published_at >= self.config.publish_min_seconds
+        return self.agent.publish_due(
+            version=self.version,
+            updates_since=self.agent.updates - self.updates_at_publish,
+            seconds_since=time.monotonic() - self.published_at,
         )
 
     def maybe_publish(self) -> None:
@@ -301,7 +323,7 @@ class LearnerRun:
             self.publish(checkpoint=(self.version + 1) % self.config.checkpoint_every_versions == 0)
 
     def final_checkpoint(self) -> None:
-        if self.dqn.updates > self.updates_at_checkpoint:
+        if self.agent.updates > self.updates_at_checkpoint:
             self.publish(checkpoint=True)
 
     # -- data and learning ------------------------------------------------------------------------
@@ -312,60 +334,47 @@ class LearnerRun:
             return
         for entry_id, fields in entries:
             try:
-                steps = self.buffer.add_chunk(decode_stored_chunk(fields[b"c"]))
+                self.agent.ingest(decode_stored_chunk(fields[b"c"]), current_version=self.version)
             except (KeyError, TypeError, ValueError) as exc:
                 # The relay validated it, so this is a bug or a foreign writer: drop it rather than
                 # crash-loop on it forever.
                 log.warning("campaign %s: dropping stream entry %r: %s", self.campaign_id, entry_id, exc)
                 continue
-            self.run_samples += steps
-            self.samples_total += steps
         self.stream.done([entry_id for entry_id, _ in entries])
 
     def train(self) -> None:
-        """Gradient updates until the replay ratio is met, a model is due or the time slice is spent."""
-        until = time.monotonic() + UPDATE_SLICE_SECONDS
-        while self.run_updates < updates_allowed(self.run_samples, self.config):
-            batch = self.buffer.sample(self.config.batch_size, self.rng, beta=self.dqn.beta())
-            update = self.dqn.update(batch)
-            self.buffer.update_priorities(batch.indices, update.td_errors)
-            self.metrics = update.metrics
-            self.run_updates += 1
-            if self.publish_due() or time.monotonic() >= until:
-                break
+        """Learning until the agent needs data, a model is due or the time slice is spent."""
+        self.agent.train(time.monotonic() + UPDATE_SLICE_SECONDS, self.publish_due)
 
     # -- telemetry --------------------------------------------------------------------------------
 
     def write_stats(self) -> None:
         now = time.monotonic()
         then, updates_then = self._stats_at
-        rate = (self.dqn.updates - updates_then) / max(now - then, 1e-6)
-        self._stats_at = (now, self.dqn.updates)
+        rate = (self.agent.updates - updates_then) / max(now - then, 1e-6)
+        self._stats_at = (now, self.agent.updates)
         self.updates_per_s = rate
         stats: dict[str, Any] = {
-            "updates": self.dqn.updates,
+            "algorithm": self.algorithm,
+            "updates": self.agent.updates,
             "updates_per_s": round(rate, 2),
-            "samples_ingested": self.samples_total,
-            "epsilon": round(self.config.epsilon(self.samples_total), 4),
+            "samples_ingested": self.agent.samples_total,
             "heartbeat": round(time.time(), 3),
             "device": str(self.device),
             "version": self.version,
-            "buffer": len(self.buffer),
+            **self.agent.stats(),
         }
-        if "losses/td_loss" in self.metrics:
-            stats["td_loss"] = self.metrics["losses/td_loss"]
         self.client.hset(self.keys.learner, mapping=stats)
 
     def log_progress(self) -> None:
+        details = ", ".join(f"{k} {v}" for k, v in self.agent.stats().items())
         log.info(
-            "campaign %s: v%d, %.1f updates/s, %d samples, td_loss %s, epsilon %.3f, buffer %d",
+            "campaign %s: v%d, %.1f updates/s, %d samples, %s",
             self.campaign_id,
             self.version,
             self.updates_per_s,
-            self.samples_total,
-            f"{self.metrics['losses/td_loss']:.4f}" if self.metrics else "-",
-            self.config.epsilon(self.samples_total),
-            len(self.buffer),
+            self.agent.samples_total,
+            details,
         )
 
     # -- the loop ---------------------------------------------------------------------------------
@@ -406,9 +415,12 @@ class LearnerRun:
                     self.log_progress()
                     next_log = now + LOG_SECONDS
 
-                # Replay ratio both ways: learn while behind it, read only once caught up. Unread
-                # chunks then wait in the stream, whose length is the relay's back-pressure signal.
-                if self.run_updates < updates_allowed(self.run_samples, self.config):
+                # Learn while the agent has what it needs (DQN: behind its replay ratio; PPO: a full
+                # rollout), read only otherwise. Unread chunks wait in the stream, whose length is
+                # the relay's back-pressure signal.
+                if self.publish_due():
+                    self.maybe_publish()
+                elif not self.agent.wants_data():
                     self.train()
                     self.maybe_publish()
                 else:
@@ -447,7 +459,7 @@ def run_learner(campaign_id: int, *, max_seconds: float | None = None) -> Outcom
             campaign_id,
             outcome,
             run.version,
-            run.dqn.updates,
+            run.agent.updates,
         )
         return outcome
     finally:

@@ -1,7 +1,8 @@
-"""The PyTorch twin of the clients' NumPy Q-network (``client_app.policy``).
+"""The PyTorch twins of the clients' NumPy networks (``client_app.policy``).
 
-Same parameter names, same shapes, same forward pass: the learner trains this module and publishes
-``export_params`` of it, which ``client_app.policy.q_values`` evaluates on volunteers' machines.
+Same parameter names, same shapes, same forward pass: the learner trains these modules and publishes
+``export_params`` of them, which ``client_app.policy.q_values`` / ``policy_logits`` evaluate on
+volunteers' machines. PPO's critic (``ValueNetwork``) stays on the server.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from client_app.policy import QNetworkSpec
+from client_app.policy import PolicyNetworkSpec, QNetworkSpec
 
 
 class QNetwork(nn.Module):
@@ -38,6 +39,54 @@ class QNetwork(nn.Module):
         advantage = self.advantage(x)
         # Centre the advantages so value and advantage are identifiable (Wang et al. 2016, eq. 9).
         return self.value(x) + advantage - advantage.mean(dim=-1, keepdim=True)
+
+
+class PolicyNetwork(nn.Module):
+    """PPO's actor: tanh hidden layers, then one logit per action (orthogonal init, as in SB3)."""
+
+    def __init__(self, spec: PolicyNetworkSpec):
+        super().__init__()
+        self.spec = spec
+        widths = (spec.obs_dim, *spec.hidden)
+        self.layers = nn.ModuleList(
+            nn.Linear(w_in, w_out) for w_in, w_out in zip(widths[:-1], widths[1:], strict=True)
+        )
+        self.head = nn.Linear(widths[-1], spec.n_actions)
+        _orthogonal(self.layers, self.head, head_gain=0.01)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs
+        for layer in self.layers:
+            x = torch.tanh(layer(x))
+        return self.head(x)
+
+
+class ValueNetwork(nn.Module):
+    """PPO's critic: the same MLP shape as the actor, one output."""
+
+    def __init__(self, obs_dim: int, hidden: tuple[int, ...]):
+        super().__init__()
+        widths = (obs_dim, *hidden)
+        self.layers = nn.ModuleList(
+            nn.Linear(w_in, w_out) for w_in, w_out in zip(widths[:-1], widths[1:], strict=True)
+        )
+        self.head = nn.Linear(widths[-1], 1)
+        _orthogonal(self.layers, self.head, head_gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs
+        for layer in self.layers:
+            x = torch.tanh(layer(x))
+        return self.head(x).squeeze(-1)
+
+
+def _orthogonal(layers: nn.ModuleList, head: nn.Linear, *, head_gain: float) -> None:
+    # Orthogonal weights, zero biases, a small policy head: PPO's usual start (Andrychowicz et al. 2021).
+    for layer in layers:
+        nn.init.orthogonal_(layer.weight, gain=2**0.5)
+        nn.init.zeros_(layer.bias)
+    nn.init.orthogonal_(head.weight, gain=head_gain)
+    nn.init.zeros_(head.bias)
 
 
 def build_q_network(spec: QNetworkSpec) -> QNetwork:

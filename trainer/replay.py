@@ -25,6 +25,7 @@ class Batch(NamedTuple):
     discounts: np.ndarray  # (B,) float32, gamma^m, or 0 where the episode terminated within the m steps
     weights: np.ndarray  # (B,) float32, importance-sampling weights of the loss (all 1 when uniform)
     indices: np.ndarray  # (B,) int64, buffer slots, to hand new priorities back
+    next_masks: np.ndarray | None = None  # (B, n_actions) bool: actions allowed at next_obs (None: all)
 
 
 def n_step_targets(
@@ -57,7 +58,16 @@ class ReplayBuffer:
     ``start``: stored actions are indices from 0, as the Q-network's outputs are.
     """
 
-    def __init__(self, capacity: int, obs_dim: int, *, gamma: float, n_step: int, action_start: int = 0):
+    def __init__(
+        self,
+        capacity: int,
+        obs_dim: int,
+        *,
+        gamma: float,
+        n_step: int,
+        action_start: int = 0,
+        n_actions: int | None = None,
+    ):
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         if n_step < 1:
@@ -72,6 +82,10 @@ class ReplayBuffer:
         self.actions = np.zeros(capacity, dtype=np.int64)
         self.returns = np.zeros(capacity, dtype=np.float32)
         self.discounts = np.zeros(capacity, dtype=np.float32)
+        # The action mask at each next observation, kept once any chunk brought masks (the targets'
+        # argmax must not pick an action the game would not allow there).
+        self.n_actions = n_actions
+        self.next_masks: np.ndarray | None = None
         self.pos = 0  # where the next transition goes
         self.size = 0
 
@@ -111,6 +125,13 @@ class ReplayBuffer:
         self.actions[idx] = actions[first:]
         self.returns[idx] = returns[first:]
         self.discounts[idx] = discounts[first:]
+        if chunk.masks is not None and self.next_masks is None and self.n_actions:
+            self.next_masks = np.ones((self.capacity, self.n_actions), dtype=bool)
+        if self.next_masks is not None:
+            if chunk.masks is None:
+                self.next_masks[idx] = True
+            else:
+                self.next_masks[idx] = np.asarray(chunk.masks, dtype=bool)[np.arange(first, steps) + horizons[first:]]
         self.pos = (self.pos + keep) % self.capacity
         self.size = min(self.size + keep, self.capacity)
         self._stored(idx)
@@ -128,6 +149,7 @@ class ReplayBuffer:
             discounts=self.discounts[idx],
             weights=weights.astype(np.float32),
             indices=idx,
+            next_masks=self.next_masks[idx] if self.next_masks is not None else None,
         )
 
     def sample(self, batch_size: int, rng: np.random.Generator, *, beta: float = 1.0) -> Batch:
@@ -158,8 +180,11 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         alpha: float,
         eps: float,
         action_start: int = 0,
+        n_actions: int | None = None,
     ):
-        super().__init__(capacity, obs_dim, action_start=action_start, gamma=gamma, n_step=n_step)
+        super().__init__(
+            capacity, obs_dim, action_start=action_start, gamma=gamma, n_step=n_step, n_actions=n_actions
+        )
         self.alpha = alpha
         self.eps = eps
         self.tree = SumTree(capacity)
@@ -182,9 +207,11 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         self.max_priority = max(self.max_priority, float(priorities.max()))
 
 
-def replay_buffer_for(config: DQNConfig, *, obs_dim: int, action_start: int = 0) -> ReplayBuffer:
+def replay_buffer_for(
+    config: DQNConfig, *, obs_dim: int, action_start: int = 0, n_actions: int | None = None
+) -> ReplayBuffer:
     """The replay buffer a campaign's config asks for: n-step, prioritized or uniform."""
-    common = dict(action_start=action_start, gamma=config.gamma, n_step=config.n_step)
+    common = dict(action_start=action_start, gamma=config.gamma, n_step=config.n_step, n_actions=n_actions)
     if config.prioritized:
         return PrioritizedReplayBuffer(
             config.buffer_size, obs_dim, alpha=config.per_alpha, eps=config.per_eps, **common

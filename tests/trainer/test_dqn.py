@@ -216,3 +216,34 @@ def test_learner_state_round_trip_resumes_exactly():
 def test_load_state_dict_refuses_an_unknown_format():
     with pytest.raises(ValueError):
         small_dqn().load_state_dict({"format": 99})
+
+
+def test_masked_targets_never_bootstrap_from_a_forbidden_action():
+    returns = torch.tensor([0.0, 0.0])
+    discounts = torch.tensor([1.0, 1.0])
+    next_q_target = torch.tensor([[1.0, 9.0, 2.0], [4.0, 3.0, 8.0]])
+    next_q_online = torch.tensor([[0.0, 5.0, 1.0], [0.0, 1.0, 7.0]])
+    masks = torch.tensor([[True, False, True], [True, True, False]])
+    # Double Q over the allowed actions: online picks [2, 1]; target values them [2, 3].
+    torch.testing.assert_close(td_target(returns, discounts, next_q_target, next_q_online, masks), torch.tensor([2.0, 3.0]))
+    # Plain: max over the allowed actions of the target net: [2, 4].
+    torch.testing.assert_close(td_target(returns, discounts, next_q_target, None, masks), torch.tensor([2.0, 4.0]))
+
+
+def test_replay_keeps_the_mask_of_each_transitions_next_observation():
+    buffer = ReplayBuffer(16, 1, gamma=0.9, n_step=2, n_actions=3)
+    masks = np.array([[1, 1, 1], [1, 0, 1], [0, 1, 1], [1, 1, 0]], bool)
+    buffer.add_chunk(
+        Chunk(
+            id="m",
+            model_version=0,
+            obs=np.arange(4, dtype=np.float32).reshape(4, 1),
+            actions=np.array([0, 2, 1]),
+            rewards=np.zeros(3, np.float32),
+            masks=masks,
+        )
+    )
+    batch = buffer._batch(np.arange(3), np.ones(3, np.float32))
+    # n = 2: transitions 0 and 1 bootstrap from obs 2 and 3, the last one (m = 1) from obs 3.
+    np.testing.assert_array_equal(batch.next_obs[:, 0], [2.0, 3.0, 3.0])
+    np.testing.assert_array_equal(batch.next_masks, masks[[2, 3, 3]])

@@ -172,7 +172,8 @@ def test_a_resumed_learner_continues_from_the_last_checkpoint(campaign, keys, re
     assert later[-1].updates_total == 130 and later[-1].samples_total == first + second
     with later[-1].state.open("rb") as f:
         state = torch.load(io.BytesIO(f.read()), weights_only=True)
-    assert state["dqn"]["updates"] == 130 and state["samples_total"] == first + second
+    assert (state["format"], state["algorithm"]) == (2, "dqn")
+    assert state["agent"]["dqn"]["updates"] == 130 and state["agent"]["samples_total"] == first + second
 
 
 @pytest.mark.django_db
@@ -207,7 +208,7 @@ def test_pause_writes_a_final_checkpoint(campaign, keys, redis_client):
     assert final.is_checkpoint and final.state and final.updates_total == 65
     with final.state.open("rb") as f:
         state = torch.load(io.BytesIO(f.read()), weights_only=True)
-    assert state["dqn"]["updates"] == 65
+    assert state["agent"]["dqn"]["updates"] == 65
     assert not redis_client.exists(keys.lease)
 
 

@@ -1,0 +1,260 @@
+"""The two learning algorithms behind one small interface the learner's loop drives.
+
+An agent owns its networks, its data (replay buffer or rollout), its observation statistics and its
+counters; ``trainer.learner`` owns the plumbing (lease, stream, publication, checkpoints) and asks:
+``wants_data`` (read the stream now?), ``ingest`` (a chunk from it), ``train`` (one time slice of
+learning), ``publish_due`` and ``published`` (weights, exploration and normaliser for clients).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from client_app.policy import ObsNorm, Policy, PolicyNetworkSpec, QNetworkSpec
+from client_app.protocol import Chunk
+from trainer.config import AlgorithmConfig, DQNConfig, PPOConfig
+from trainer.dqn import DQN, updates_allowed
+from trainer.networks import export_params, load_params
+from trainer.normalizer import RunningMeanStd
+from trainer.ppo import PPO, Rollout, gae
+from trainer.replay import replay_buffer_for
+
+log = logging.getLogger(__name__)
+
+
+class Agent:
+    """What both algorithms share: the observation statistics and the sample counters."""
+
+    config: AlgorithmConfig
+    spec: QNetworkSpec | PolicyNetworkSpec
+
+    def __init__(self, config: AlgorithmConfig, *, obs_dim: int, n_actions: int, action_start: int):
+        self.config = config
+        self.obs_dim = obs_dim
+        self.n_actions = n_actions
+        self.action_start = action_start
+        self.normalizer = RunningMeanStd(obs_dim, clip=config.obs_norm_clip) if config.normalize_obs else None
+        self.samples_total = 0  # ingested over the campaign's life (drives epsilon / lr decay)
+        self.metrics: dict[str, float] = {}
+
+    def _observe(self, chunk: Chunk) -> np.ndarray:
+        """The chunk's observations as flat float32 rows; updates the running statistics."""
+        obs = np.asarray(chunk.obs, dtype=np.float32).reshape(chunk.steps + 1, -1)
+        if self.normalizer is not None:
+            # The last observation is the next chunk's first: count it once, with the next chunk,
+            # unless the episode ended here.
+            self.normalizer.update(obs if chunk.episode_done else obs[:-1])
+        return obs
+
+    def _normalize(self, obs: np.ndarray) -> np.ndarray:
+        return self.normalizer.normalize(obs) if self.normalizer is not None else obs
+
+    def obs_norm(self) -> ObsNorm | None:
+        return self.normalizer.published() if self.normalizer is not None else None
+
+    def base_state(self) -> dict[str, Any]:
+        return {
+            "samples_total": self.samples_total,
+            "normalizer": self.normalizer.state_dict() if self.normalizer is not None else None,
+        }
+
+    def load_base_state(self, state: dict[str, Any]) -> None:
+        self.samples_total = int(state["samples_total"])
+        if self.normalizer is not None and state.get("normalizer") is not None:
+            self.normalizer.load_state_dict(state["normalizer"])
+
+
+class DQNAgent(Agent):
+    """DQN fed by chunks, at a fixed replay ratio (``samples_per_update``) both ways."""
+
+    algorithm = "dqn"
+
+    def __init__(self, config: DQNConfig, *, obs_dim: int, n_actions: int, action_start: int, device: torch.device):
+        super().__init__(config, obs_dim=obs_dim, n_actions=n_actions, action_start=action_start)
+        self.spec = QNetworkSpec(obs_dim=obs_dim, n_actions=n_actions, hidden=tuple(config.hidden), dueling=config.dueling)
+        self.device = device
+        self.dqn = DQN(self.spec, config, device=device)
+        self.buffer = replay_buffer_for(config, obs_dim=obs_dim, action_start=action_start, n_actions=n_actions)
+        self.rng = np.random.default_rng()
+        self.run_samples = 0  # ingested by this run (drives the replay ratio with run_updates)
+        self.run_updates = 0
+
+    @property
+    def updates(self) -> int:
+        return self.dqn.updates
+
+    def wants_data(self) -> bool:
+        # Replay ratio both ways: learn while behind it, read only once caught up. Unread chunks then
+        # wait in the stream, whose length is the relay's back-pressure signal.
+        return self.run_updates >= updates_allowed(self.run_samples, self.config)
+
+    def ingest(self, chunk: Chunk, *, current_version: int) -> int:
+        self._observe(chunk)
+        steps = self.buffer.add_chunk(chunk)
+        self.run_samples += steps
+        self.samples_total += steps
+        return steps
+
+    def train(self, until: float, publish_due) -> None:
+        """Gradient updates until the replay ratio is met, a model is due or ``until`` (monotonic)."""
+        while self.run_updates < updates_allowed(self.run_samples, self.config):
+            batch = self.buffer.sample(self.config.batch_size, self.rng, beta=self.dqn.beta())
+            if self.normalizer is not None:
+                batch = batch._replace(obs=self._normalize(batch.obs), next_obs=self._normalize(batch.next_obs))
+            update = self.dqn.update(batch)
+            self.buffer.update_priorities(batch.indices, update.td_errors)
+            self.metrics = update.metrics
+            self.run_updates += 1
+            if publish_due() or time.monotonic() >= until:
+                break
+
+    def publish_due(self, *, version: int, updates_since: int, seconds_since: float) -> bool:
+        if updates_since == 0:
+            return False
+        # The campaign's first model goes out at once: until then clients play at random.
+        return version == 0 or (
+            updates_since >= self.config.publish_every_updates and seconds_since >= self.config.publish_min_seconds
+        )
+
+    def exploration(self) -> float:
+        return self.config.epsilon(self.samples_total)
+
+    def params(self) -> dict[str, np.ndarray]:
+        return export_params(self.dqn.q)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"dqn": self.dqn.state_dict(), **self.base_state()}
+
+    def load(self, policy: Policy, state: dict[str, Any]) -> None:
+        load_params(self.dqn.q, policy.params)
+        self.dqn.load_state_dict(state["dqn"])
+        self.load_base_state(state)
+
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {"epsilon": round(self.exploration(), 4), "buffer": len(self.buffer)}
+        if "losses/td_loss" in self.metrics:
+            stats["td_loss"] = self.metrics["losses/td_loss"]
+        return stats
+
+
+class PPOAgent(Agent):
+    """PPO on a rollout gathered from whichever clients' chunks arrive, within the staleness bound."""
+
+    algorithm = "ppo"
+
+    def __init__(self, config: PPOConfig, *, obs_dim: int, n_actions: int, action_start: int, device: torch.device):
+        super().__init__(config, obs_dim=obs_dim, n_actions=n_actions, action_start=action_start)
+        self.spec = PolicyNetworkSpec(obs_dim=obs_dim, n_actions=n_actions, hidden=tuple(config.hidden))
+        self.device = device
+        self.ppo = PPO(self.spec, config, device=device)
+        self.rng = np.random.default_rng()
+        self.pending: list[tuple[Chunk, np.ndarray]] = []  # (chunk, its raw flat observations)
+        self.pending_steps = 0
+        self.dropped_samples = 0  # too stale, or without log-probabilities
+        self.iterations_published = 0
+
+    @property
+    def updates(self) -> int:
+        return self.ppo.updates
+
+    def wants_data(self) -> bool:
+        return self.pending_steps < self.config.rollout_steps
+
+    def ingest(self, chunk: Chunk, *, current_version: int) -> int:
+        if chunk.logp is None or chunk.model_version < current_version - self.config.max_staleness:
+            # Played by a policy too old for the ratio to correct (or by one that recorded no
+            # log-probabilities): learning from it would pull the policy towards stale behaviour.
+            self.dropped_samples += chunk.steps
+            return 0
+        obs = self._observe(chunk)
+        self.pending.append((chunk, obs))
+        self.pending_steps += chunk.steps
+        self.samples_total += chunk.steps
+        return chunk.steps
+
+    def _rollout(self) -> Rollout:
+        config = self.config
+        all_obs = np.concatenate([obs for _, obs in self.pending])
+        values = self.ppo.values(self._normalize(all_obs))
+        parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "actions", "logp", "adv", "ret", "masks")}
+        any_masks = any(chunk.masks is not None for chunk, _ in self.pending)
+        at = 0
+        for chunk, obs in self.pending:
+            steps = chunk.steps
+            chunk_values = values[at : at + steps + 1]
+            at += steps + 1
+            advantages, returns = gae(
+                np.asarray(chunk.rewards, dtype=np.float64),
+                chunk_values,
+                terminated=bool(chunk.terminated),
+                gamma=config.gamma,
+                lam=config.gae_lambda,
+            )
+            parts["obs"].append(obs[:steps])
+            parts["actions"].append(np.asarray(chunk.actions, dtype=np.int64) - self.action_start)
+            parts["logp"].append(np.asarray(chunk.logp, dtype=np.float32))
+            parts["adv"].append(advantages)
+            parts["ret"].append(returns)
+            if any_masks:
+                masks = chunk.masks if chunk.masks is not None else np.ones((steps + 1, self.n_actions), bool)
+                parts["masks"].append(np.asarray(masks, dtype=bool)[:steps])
+        return Rollout(
+            obs=self._normalize(np.concatenate(parts["obs"])).astype(np.float32),
+            actions=np.concatenate(parts["actions"]),
+            logp_old=np.concatenate(parts["logp"]),
+            advantages=np.concatenate(parts["adv"]),
+            returns=np.concatenate(parts["ret"]),
+            masks=np.concatenate(parts["masks"]) if any_masks else None,
+        )
+
+    def train(self, until: float, publish_due) -> None:
+        """One PPO iteration once a whole rollout is in (it runs to the end: a few hundred ms)."""
+        if self.pending_steps < self.config.rollout_steps:
+            return
+        rollout = self._rollout()
+        self.metrics = self.ppo.update(rollout, self.rng, lr=self.config.lr_at(self.samples_total))
+        self.metrics["charts/dropped_samples"] = float(self.dropped_samples)
+        self.pending.clear()
+        self.pending_steps = 0
+
+    def publish_due(self, *, version: int, updates_since: int, seconds_since: float) -> bool:
+        # The initial policy goes out at once (clients then send log-probabilities of a real policy),
+        # then every iteration: the staleness bound counts versions, so each one must be published.
+        if version == 0:
+            return True
+        return updates_since > 0 and seconds_since >= self.config.publish_min_seconds
+
+    def exploration(self) -> float:
+        return 0.0  # a stochastic policy explores by sampling
+
+    def params(self) -> dict[str, np.ndarray]:
+        return export_params(self.ppo.actor)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"ppo": self.ppo.state_dict(), **self.base_state()}
+
+    def load(self, policy: Policy, state: dict[str, Any]) -> None:
+        load_params(self.ppo.actor, policy.params)
+        self.ppo.load_state_dict(state["ppo"])
+        self.load_base_state(state)
+
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {"rollout": self.pending_steps, "dropped_samples": self.dropped_samples}
+        for key in ("policy_loss", "value_loss", "entropy", "approx_kl"):
+            if f"losses/{key}" in self.metrics:
+                stats[key] = round(self.metrics[f"losses/{key}"], 5)
+        return stats
+
+
+def agent_for(
+    algorithm: str, config: AlgorithmConfig, *, obs_dim: int, n_actions: int, action_start: int, device: torch.device
+) -> DQNAgent | PPOAgent:
+    kinds = {"dqn": DQNAgent, "ppo": PPOAgent}
+    if algorithm not in kinds:
+        raise ValueError(f"unknown algorithm {algorithm!r}")
+    return kinds[algorithm](config, obs_dim=obs_dim, n_actions=n_actions, action_start=action_start, device=device)
