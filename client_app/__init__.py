@@ -4,6 +4,23 @@ Plays a campaign's environment with the campaign's current policy and streams th
 SoulsAI server. The wire protocol (``client_app.protocol``), the space specs (``client_app.spaces``)
 and the policy networks (``client_app.policy``) are the contract shared with the server: they are
 defined here, once, and the server imports them.
+
+Importing the package registers ``soulsai/IudexArena-v0`` with gymnasium (by name only: the arena
+module is imported when an env is made).
 """
 
 __version__ = "0.1.0"
+
+
+def _register_envs() -> None:
+    from gymnasium.envs.registration import register, registry
+
+    if "soulsai/IudexArena-v0" not in registry:
+        register(
+            id="soulsai/IudexArena-v0",
+            entry_point="client_app.arena:IudexArena",
+            max_episode_steps=3000,  # SoulsGym cuts its episodes at 3000 steps too
+        )
+
+
+_register_envs()

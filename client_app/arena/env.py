@@ -1,0 +1,424 @@
+"""The arena env, ``soulsai/IudexArena-v0``: the fight loop on top of the rules in ``rules``."""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from client_app import iudex as I
+from client_app.arena.rules import (
+    ARENA_RADIUS,
+    ATTACK_FACING,
+    ATTACKING,
+    BOSS_RADIUS,
+    BOSS_STRAFE_STEP,
+    BOSS_TURN,
+    BOSS_WALK_STEP,
+    CLOSE_ATTACKS,
+    DT,
+    GAP_CLOSERS,
+    HEAVY,
+    HEAVY_SP,
+    LIGHT,
+    LIGHT_SP,
+    NEXT_LIGHT,
+    PARRY_SP,
+    PARRY_WINDOW,
+    PLAYER_ANIM_END,
+    PLAYER_INIT_POSES,
+    POISE_BREAK,
+    RIPOSTE,
+    ROLL_IFRAMES,
+    ROLL_MOVE_S,
+    ROLL_SP,
+    ROLL_STEP,
+    SP_REGEN,
+    STAGGER_ANIMS,
+    STAGGER_S,
+    WALK_STEP,
+    Attack,
+    Hit,
+    floor_z,
+    heading,
+    wrap,
+)
+
+
+class IudexArena(gym.Env):
+    """The arena fight; see the module docstring. Make it with ``gymnasium.make(ARENA_ID)``.
+
+    Keyword arguments: ``phase`` (1 or 2: the phase reported; phase 2 hits 20% harder),
+    ``init_pose_randomization`` (start from SoulsGym's random player poses), ``pace`` and
+    ``game_speed`` (emulate the real game's 0.1 s steps at that speed), as SoulsGymIudex-v0 takes
+    ``game_speed``, ``phase`` and ``init_pose_randomization``.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        phase: int = 1,
+        init_pose_randomization: bool = False,
+        pace: bool = False,
+        game_speed: float = 1.0,
+    ):
+        if phase not in (1, 2):
+            raise ValueError(f"phase must be 1 or 2, got {phase!r}")
+        if not game_speed > 0:
+            raise ValueError(f"game_speed must be positive, got {game_speed!r}")
+        self.observation_space = I.observation_space()
+        self.action_space = I.action_space()
+        self.phase = phase
+        self.init_pose_randomization = bool(init_pose_randomization)
+        self.pace = bool(pace)
+        self.game_speed = float(game_speed)
+        self._damage_scale = 1.0 if phase == 1 else 1.2
+        self._rng = random.Random(0)
+        self._next_step_at = 0.0
+        self._done = True
+
+    # -- gymnasium API -----------------------------------------------------------------------------
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        super().reset(seed=seed)
+        self._rng = random.Random(int(self.np_random.integers(2**62)))
+        pose = self._rng.choice(PLAYER_INIT_POSES) if self.init_pose_randomization else I.PLAYER_INIT_POSE
+        self.px, self.py, self.pyaw = pose[0], pose[1], pose[3]
+        self.p_hp, self.p_sp = float(I.PLAYER_MAX_HP), float(I.PLAYER_MAX_SP)
+        self.p_anim, self.p_t = "Idle", 0.0
+        self.p_roll_dir = 0.0
+        self.p_hit_done = False  # the current attack animation already dealt (or missed) its hit
+        self.bx, self.by, self.byaw = I.BOSS_INIT_POSE[0], I.BOSS_INIT_POSE[1], I.BOSS_INIT_POSE[3]
+        self.b_hp = float(I.BOSS_MAX_HP)
+        self.b_anim, self.b_t = "IdleBattle", 0.0
+        self.b_attack: Attack | None = None
+        self.b_hits_done: set[int] = set()
+        self.b_plan_until = self._rng.uniform(0.5, 1.5)  # how long he keeps the current idle/strafe
+        self.b_strafe = 0
+        self.b_poise = 0.0
+        self._done = False
+        self._next_step_at = time.monotonic()
+        return self._obs(), {"allowed_actions": self._allowed()}
+
+    def step(self, action: Any):
+        if self._done:
+            raise RuntimeError("step() called after the fight ended: call reset()")
+        action = int(action)
+        if not 0 <= action < I.N_ACTIONS:
+            raise ValueError(f"action must lie in [0, {I.N_ACTIONS - 1}], got {action}")
+        prev = (self.b_hp, self.p_hp, self.px, self.py)
+        if action in self._allowed():  # like the game, an action that is not allowed is dropped
+            self._player_act(action)
+        elif self.p_anim == "Move":
+            self.p_anim, self.p_t = "Idle", 0.0
+        self._boss_decide()
+        self._advance()
+        reward = self._reward(prev)
+        terminated = self.b_hp <= 0.0 or self.p_hp <= 0.0
+        info: dict[str, Any] = {"allowed_actions": self._allowed()}
+        if terminated:
+            self._done = True
+            info["outcome"] = {
+                "win": self.b_hp <= 0.0,
+                "boss_hp": self.b_hp / I.BOSS_MAX_HP,
+                "player_hp": self.p_hp / I.PLAYER_MAX_HP,
+            }
+        if self.pace:
+            self._wait_for_pace()
+        return self._obs(), reward, terminated, False, info
+
+    # -- the player --------------------------------------------------------------------------------
+
+    def _allowed(self) -> list[int]:
+        # From the float32 values the observation shows, so the mask can be recomputed from it.
+        return I.allowed_actions(
+            self.p_anim, float(np.float32(min(self.p_t, 10.0))), float(np.float32(self.p_sp))
+        )
+
+    def _set_player(self, anim: str) -> None:
+        self.p_anim, self.p_t, self.p_hit_done = anim, 0.0, False
+
+    def _player_act(self, action: int) -> None:
+        to_boss = heading(self.bx - self.px, self.by - self.py)
+        if action < 8:  # walk, relative to the locked-on facing: 0 forward, 2 right, 4 back, 6 left
+            if self.p_anim != "Move":
+                self._set_player("Move")
+            self._move_player(to_boss + action * math.pi / 4, WALK_STEP)
+        elif action < 16:
+            self._set_player("RollingMedium")
+            self.p_roll_dir = to_boss + (action - 8) * math.pi / 4
+            self.p_sp = max(0.0, self.p_sp - ROLL_SP)
+        elif action == I.LIGHT_ATTACK:
+            if (
+                self.b_anim == "DamageParryEnemy1"
+                and self.b_t < RIPOSTE["window"]
+                and self._distance() < RIPOSTE["reach"]
+            ):
+                self._set_player("ThrowAtk")
+                self._set_boss("ThrowDef")
+            else:
+                self._set_player(NEXT_LIGHT.get(self.p_anim, "AttackRightLight1"))
+            self.p_sp = max(0.0, self.p_sp - LIGHT_SP)
+        elif action == I.HEAVY_ATTACK:
+            self._set_player("AttackRightHeavy1Sta")
+            self.p_sp = max(0.0, self.p_sp - HEAVY_SP)
+        elif action == I.PARRY:
+            self._set_player("ParryLeftStart")
+            self.p_sp = max(0.0, self.p_sp - PARRY_SP)
+        elif self.p_anim == "Move":  # doing nothing stops walking
+            self._set_player("Idle")
+
+    def _move_player(self, yaw: float, dist: float) -> None:
+        self.px -= math.sin(yaw) * dist
+        self.py -= math.cos(yaw) * dist
+        self.px, self.py = self._keep_apart(self.px, self.py, self.bx, self.by)
+
+    def _player_tick(self, t0: float) -> None:
+        t1 = self.p_t
+        anim = self.p_anim
+        if anim == "RollingMedium" and t0 < ROLL_MOVE_S:
+            self._move_player(self.p_roll_dir, ROLL_STEP)
+        if anim.startswith("AttackRightLight"):
+            self._player_strike(t0, t1, LIGHT)
+        elif anim == "AttackRightHeavy1Sta":
+            self._player_strike(t0, t1, HEAVY)
+            if t1 >= 1.0 - 1e-9:
+                self._set_player("AttackRightHeavy1End")
+                self.p_t = t1 - 1.0
+        elif anim == "ThrowAtk" and not self.p_hit_done and t1 >= RIPOSTE["at"]:
+            self.p_hit_done = True
+            self._hurt_boss(RIPOSTE["damage"], 0.0)
+        if anim not in ATTACKING:
+            self.p_sp = min(float(I.PLAYER_MAX_SP), self.p_sp + SP_REGEN)
+        end = PLAYER_ANIM_END.get(self.p_anim, 0.0)
+        if end > 0.0 and self.p_t >= end - 1e-9 and self.p_anim != "Idle":
+            self._set_player("Idle")
+        if self.p_anim not in ("ThrowAtk", "ThrowDef"):
+            # Locked on: the player turns to face Iudex, except once committed to a swing.
+            if not (self.p_anim.startswith("AttackRight") and self.p_t > 0.2):
+                self.pyaw = heading(self.bx - self.px, self.by - self.py)
+
+    def _player_strike(self, t0: float, t1: float, move: dict[str, float]) -> None:
+        if self.p_hit_done or not t0 < move["at"] <= t1 + 1e-9:
+            return
+        self.p_hit_done = True
+        dx, dy = self.bx - self.px, self.by - self.py
+        if math.hypot(dx, dy) > move["reach"] + BOSS_RADIUS * 0.5:
+            return
+        if abs(wrap(heading(dx, dy) - self.pyaw)) > move["arc"]:
+            return
+        self._hurt_boss(move["damage"], move["poise"])
+
+    def _hurt_boss(self, damage: float, poise: float) -> None:
+        self.b_hp = max(0.0, self.b_hp - damage)
+        self.b_poise += poise
+        if self.b_poise >= POISE_BREAK and self.b_anim not in STAGGER_ANIMS and self.b_hp > 0:
+            self.b_poise = 0.0
+            self._set_boss("SABreak")
+
+    # -- Iudex -------------------------------------------------------------------------------------
+
+    def _set_boss(self, anim: str, attack: Attack | None = None) -> None:
+        if anim != self.b_anim:
+            self.b_anim, self.b_t = anim, 0.0
+        self.b_attack = attack
+        self.b_hits_done = set()
+
+    def _distance(self) -> float:
+        return math.hypot(self.px - self.bx, self.py - self.by)
+
+    def _turn_boss(self, rate: float) -> float:
+        """Turn Iudex towards the player by at most ``rate``; returns what is left to turn."""
+        diff = wrap(heading(self.px - self.bx, self.py - self.by) - self.byaw)
+        self.byaw = wrap(self.byaw + max(-rate, min(rate, diff)))
+        return diff - max(-rate, min(rate, diff))
+
+    def _boss_decide(self) -> None:
+        """Start Iudex's next animation when the current one is over or may be interrupted."""
+        if self.b_attack is not None:
+            if self.b_t < self.b_attack.duration - 1e-9:
+                return
+            self._set_boss("IdleBattle")  # his recovery ends: a short pause before he acts again
+            self.b_plan_until = self._rng.uniform(0.4, 1.2)
+            return
+        if self.b_anim in STAGGER_ANIMS:
+            if self.b_t < STAGGER_S[self.b_anim] - 1e-9:
+                return
+            self._set_boss("IdleBattle")
+            self.b_plan_until = self._rng.uniform(0.1, 0.5)
+            return
+        if self.p_anim == "ThrowDef":  # he holds the grabbed player
+            return
+        dist = self._distance()
+        facing = abs(wrap(heading(self.px - self.bx, self.py - self.by) - self.byaw))
+        if self.b_t < self.b_plan_until and self.b_anim in (
+            "IdleBattle",
+            "WalkLeftBattle",
+            "WalkRightBattle",
+        ):
+            return
+        if facing < ATTACK_FACING:
+            choices = [a for a in CLOSE_ATTACKS if a.max_range >= dist] if dist <= 4.6 else []
+            if dist > 3.5 and self._rng.random() < 0.15:
+                choices = [a for a in GAP_CLOSERS if a.min_range <= dist <= a.max_range]
+            if choices:
+                attack = self._rng.choices(choices, weights=[a.weight for a in choices])[0]
+                self._set_boss(attack.name, attack)
+                return
+        if dist <= 4.6 and self._rng.random() < 0.25:
+            # He circles a moment before the next attack: left or right, or just watches.
+            anim = self._rng.choice(("WalkLeftBattle", "WalkRightBattle", "IdleBattle"))
+            self._set_boss(anim)
+            self.b_plan_until = self._rng.uniform(0.4, 1.2)
+            return
+        if facing > math.pi / 2:
+            diff = wrap(heading(self.px - self.bx, self.py - self.by) - self.byaw)
+            self._set_boss("TurnBattle_Right90" if diff > 0 else "TurnBattle_Left90")
+            self.b_plan_until = 0.0
+        elif dist > 2.5:
+            self._set_boss("WalkFrontBattle")
+            self.b_plan_until = 0.0
+        else:
+            self._set_boss("IdleBattle")
+            self.b_plan_until = 0.0
+
+    def _boss_tick(self, t0: float) -> None:
+        t1 = self.b_t
+        attack = self.b_attack
+        anim = self.b_anim
+        if attack is not None:
+            windup = attack.windup
+            if t0 < windup * attack.track:
+                self._turn_boss(1.5 * DT)
+            if t0 < windup and attack.lunge:
+                step = attack.lunge * min(DT, windup - t0) / windup
+                self.bx -= math.sin(self.byaw) * step
+                self.by -= math.cos(self.byaw) * step
+                self.bx, self.by = self._keep_apart(self.bx, self.by, self.px, self.py)
+            for i, hit in enumerate(attack.hits):
+                if (
+                    i not in self.b_hits_done
+                    and hit.start <= t1 + 1e-9
+                    and t0 < hit.end
+                    and self._boss_connects(hit)
+                ):
+                    self.b_hits_done.add(i)
+                    if self.b_attack is not attack:  # parried: the attack is over
+                        break
+        elif anim in STAGGER_ANIMS:
+            pass
+        elif anim == "WalkFrontBattle":
+            self._turn_boss(BOSS_TURN)
+            self.bx -= math.sin(self.byaw) * BOSS_WALK_STEP
+            self.by -= math.cos(self.byaw) * BOSS_WALK_STEP
+            self.bx, self.by = self._keep_apart(self.bx, self.by, self.px, self.py)
+        elif anim in ("WalkLeftBattle", "WalkRightBattle"):
+            self._turn_boss(BOSS_TURN)
+            side = self.byaw + (math.pi / 2 if anim == "WalkRightBattle" else -math.pi / 2)
+            self.bx -= math.sin(side) * BOSS_STRAFE_STEP
+            self.by -= math.cos(side) * BOSS_STRAFE_STEP
+            self.bx, self.by = self._keep_apart(self.bx, self.by, self.px, self.py)
+        elif anim.startswith("TurnBattle"):
+            left = self._turn_boss(2.0 * DT)
+            if abs(left) < 1e-6 or self.b_t >= 0.83:
+                self._set_boss("IdleBattle")
+                self.b_plan_until = 0.0
+        else:  # IdleBattle
+            self._turn_boss(BOSS_TURN)
+
+    def _boss_connects(self, hit: Hit) -> bool:
+        """Whether the hit lands on the player now; applies it. A parry or a miss returns False."""
+        dx, dy = self.px - self.bx, self.py - self.by
+        dist = math.hypot(dx, dy)
+        if dist > hit.reach or abs(wrap(heading(dx, dy) - self.byaw)) > hit.arc:
+            return False
+        if self.p_anim == "RollingMedium" and ROLL_IFRAMES[0] <= self.p_t <= ROLL_IFRAMES[1]:
+            return False
+        if self.p_anim in ("ThrowAtk", "ThrowDef"):
+            return False
+        if (
+            hit.parryable
+            and self.p_anim == "ParryLeftStart"
+            and PARRY_WINDOW[0] <= self.p_t <= PARRY_WINDOW[1]
+            and abs(wrap(heading(-dx, -dy) - self.pyaw)) < math.radians(60)
+        ):
+            self._set_boss("DamageParryEnemy1")
+            return True
+        self.p_hp = max(0.0, self.p_hp - hit.damage * self._damage_scale)
+        self._set_player(hit.stagger)
+        return True
+
+    # -- time, space, reward -----------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        p0, b0 = self.p_t, self.b_t
+        # Rounded, so that 0.1 s steps land on the animation timings instead of drifting past them.
+        self.p_t = round(p0 + DT, 6)
+        self.b_t = round(b0 + DT, 6)
+        self._player_tick(p0)
+        if self.b_hp > 0.0:
+            self._boss_tick(b0)
+
+    def _keep_apart(self, x: float, y: float, ox: float, oy: float) -> tuple[float, float]:
+        """(x, y) moved back inside the arena's wall and out of the other fighter's body."""
+        cx, cy = I.ARENA_CENTER[0], I.ARENA_CENTER[1]
+        r = math.hypot(x - cx, y - cy)
+        if r > ARENA_RADIUS:
+            x, y = cx + (x - cx) * ARENA_RADIUS / r, cy + (y - cy) * ARENA_RADIUS / r
+        d = math.hypot(x - ox, y - oy)
+        if d < BOSS_RADIUS:
+            if d < 1e-6:
+                x, d = x + 1e-3, 1e-3
+            x, y = ox + (x - ox) * BOSS_RADIUS / d, oy + (y - oy) * BOSS_RADIUS / d
+        return x, y
+
+    def _reward(self, prev: tuple[float, float, float, float]) -> float:
+        # iudex.compute_reward, inlined: the arena's hot path.
+        b_hp, p_hp, px, py = prev
+        reward = (b_hp - self.b_hp) / I.BOSS_MAX_HP + (self.p_hp - p_hp) / I.PLAYER_MAX_HP
+        if self.b_hp == 0 or self.p_hp == 0:
+            return reward + (0.1 if self.b_hp == 0 else -0.1)
+        cx, cy = I.REWARD_CENTER
+        now = math.hypot(self.px - cx, self.py - cy)
+        before = math.hypot(px - cx, py - cy)
+        return reward + (0.01 * (before - now) if now > 4 else 0.0)
+
+    def _obs(self) -> dict[str, Any]:
+        pz, bz = floor_z(self.px, self.py), floor_z(self.bx, self.by)
+        # The camera sits behind and above the player, looking at Iudex (the fight is locked on).
+        dx, dy = self.bx - self.px, self.by - self.py
+        d = math.hypot(dx, dy) or 1.0
+        cam = (self.px - 3.5 * dx / d, self.py - 3.5 * dy / d, pz + 1.6)
+        nx, ny, nz = self.bx - cam[0], self.by - cam[1], bz + 1.0 - cam[2]
+        n = math.sqrt(nx * nx + ny * ny + nz * nz) or 1.0
+        return {
+            "phase": self.phase,
+            "player_hp": np.array([self.p_hp], dtype=np.float32),
+            "player_max_hp": I.PLAYER_MAX_HP,
+            "player_sp": np.array([self.p_sp], dtype=np.float32),
+            "player_max_sp": I.PLAYER_MAX_SP,
+            "boss_hp": np.array([self.b_hp], dtype=np.float32),
+            "boss_max_hp": I.BOSS_MAX_HP,
+            "player_pose": np.array([self.px, self.py, pz, wrap(self.pyaw)], dtype=np.float32),
+            "boss_pose": np.array([self.bx, self.by, bz, wrap(self.byaw)], dtype=np.float32),
+            "camera_pose": np.array([*cam, nx / n, ny / n, nz / n], dtype=np.float32),
+            "player_animation": I.PLAYER_ANIMATION_IDS[self.p_anim],
+            # SoulsGym declares Box(0, 10) and the game goes past it; the arena stays inside.
+            "player_animation_duration": np.array([min(self.p_t, 10.0)], dtype=np.float32),
+            "boss_animation": I.BOSS_ANIMATION_IDS[self.b_anim],
+            "boss_animation_duration": np.array([min(self.b_t, 10.0)], dtype=np.float32),
+            "lock_on": True,
+        }
+
+    def _wait_for_pace(self) -> None:
+        self._next_step_at += DT / self.game_speed
+        delay = self._next_step_at - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        else:  # running behind (a slow policy): do not try to catch up with a burst of steps
+            self._next_step_at = time.monotonic()

@@ -1,0 +1,334 @@
+"""``soulsai-client doctor``: check, line by line, whether this machine can take part, and how to fix it.
+
+Each check prints one line, ``✓`` or ``✗`` with what was found, and for a failure what to do. The
+exit code is 0 when every check passed and 1 otherwise. Nothing here raises a traceback at the
+volunteer: every failure is a line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Sequence
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from client_app import __version__
+from client_app.envs import NO_GAME_HINT, is_soulsgym
+
+GAME_PROCESS = "DarkSoulsIII.exe"
+MIN_PYTHON = (3, 10)  # the client's own minimum (pyproject.toml)
+DEFAULT_ENV = "SoulsGymIudex-v0"
+
+DESCRIPTION = """\
+Check whether this machine can play a SoulsAI campaign: Python and package versions, the operating
+system and Dark Souls III (for SoulsGym fights), whether the environment can be created, and, with
+--server and --token, whether the server answers and accepts your token. Exit code 0 when all pass.
+"""
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report."""
+
+    ok: bool
+    what: str
+    fix: str = ""
+
+
+# ---------------------------------------------------------------------------------------------------
+# The checks
+
+
+def check_python() -> Check:
+    version = ".".join(map(str, sys.version_info[:3]))
+    if sys.version_info < MIN_PYTHON:
+        return Check(False, f"Python {version}", "install Python 3.11 (3.10 at the oldest)")
+    return Check(True, f"Python {version}")
+
+
+def check_soulsgym_python() -> Check:
+    version = ".".join(map(str, sys.version_info[:3]))
+    if sys.version_info < (3, 11, 2):
+        return Check(False, f"Python {version} for soulsgym", "soulsgym 1.1.0 needs Python 3.11.2 or newer")
+    return Check(True, f"Python {version} is new enough for soulsgym (3.11.2+)")
+
+
+def _version(package: str) -> str | None:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def check_package(
+    package: str, *, prefix: str | None = None, below: str | None = None, why: str = ""
+) -> Check:
+    """The package is installed (at ``prefix``.x, or below version ``below``)."""
+    version = _version(package)
+    pin = f"{package}=={prefix}.*" if prefix else (f"{package}<{below}" if below else package)
+    if version is None:
+        return Check(False, f"{package} is not installed", f'pip install "{pin}"')
+    if prefix and not (version == prefix or version.startswith(prefix + ".")):
+        return Check(False, f"{package} {version}", f'{why}: pip install "{pin}"'.lstrip(": "))
+    if below:
+        from client_app.protocol import parse_version
+
+        if parse_version(version) >= parse_version(below):
+            return Check(False, f"{package} {version}", f'{why}: pip install "{pin}"'.lstrip(": "))
+    return Check(True, f"{package} {version}")
+
+
+def check_os() -> Check:
+    name = f"{platform.system() or sys.platform} {platform.release()}".strip()
+    if sys.platform == "win32":
+        return Check(True, f"{name}: SoulsGym runs on Windows")
+    return Check(False, f"{name}: SoulsGym runs only on Windows", NO_GAME_HINT)
+
+
+def game_running() -> bool | None:
+    """Whether Dark Souls III runs on this machine: True, False, or None when it cannot tell."""
+    try:
+        if sys.platform == "win32":
+            out = subprocess.run(
+                ["tasklist", "/FI", f"IMAGENAME eq {GAME_PROCESS}", "/NH"],
+                capture_output=True, text=True, timeout=10, check=False,
+            ).stdout  # fmt: skip
+            return GAME_PROCESS.lower() in out.lower()
+        proc = Path("/proc")
+        if proc.is_dir():
+            # Linux, e.g. the game under Proton or Wine: the Windows exe shows in the command line.
+            for entry in proc.iterdir():
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    cmdline = (entry / "cmdline").read_bytes()
+                except OSError:
+                    continue
+                if GAME_PROCESS.lower().encode() in cmdline.lower():
+                    return True
+            return False
+        out = subprocess.run(
+            ["ps", "-axo", "command"], capture_output=True, text=True, timeout=10, check=False
+        ).stdout
+        return GAME_PROCESS.lower() in out.lower()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def check_game() -> Check:
+    running = game_running()
+    if running:
+        return Check(True, f"Dark Souls III is running ({GAME_PROCESS})")
+    if running is None:
+        return Check(False, "could not tell whether Dark Souls III is running", "start the game if it is not")
+    return Check(
+        False,
+        f"Dark Souls III is not running (no {GAME_PROCESS} process)",
+        "start the game and load your character at the Cemetery of Ash bonfire",
+    )
+
+
+def check_env(env_id: str, env_kwargs: dict | None = None) -> Check:
+    from client_app.envs import make_env
+    from client_app.spaces import space_to_spec
+
+    try:
+        env = make_env(env_id, env_kwargs or {})
+    except RuntimeError as exc:
+        return Check(False, f"cannot create {env_id}", str(exc))
+    except Exception as exc:  # a broken install: say what, not where
+        return Check(False, f"cannot create {env_id}: {type(exc).__name__}: {exc}", "reinstall the client")
+    try:
+        obs = space_to_spec(env.observation_space)
+        shape = obs.get("shape") or [obs.get("n")]
+        return Check(True, f"{env_id} created: observations {shape}, {env.action_space.n} actions")
+    except Exception as exc:
+        return Check(False, f"{env_id} created, but its spaces are not supported: {exc}", "")
+    finally:
+        try:
+            env.close()
+        except Exception:  # closing a half-made game env must not fail the report
+            pass
+
+
+def check_server(server: str, timeout: float = 10.0) -> Check:
+    from client_app.connection import http_url
+
+    try:
+        url = http_url(server) + "healthz"
+    except ValueError as exc:
+        return Check(False, f"--server {server!r} is not a URL", str(exc))
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            body = response.read(4096)
+            status = response.status
+    except urllib.error.HTTPError as exc:
+        return Check(
+            False,
+            f"the server answered {url} with HTTP {exc.code}",
+            "try again later or tell the server's admins",
+        )
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return Check(
+            False,
+            f"the server does not answer at {url} ({reason})",
+            "check --server and your internet connection",
+        )
+    try:
+        health = json.loads(body)
+    except ValueError:
+        health = {}
+    detail = f" ({health.get('status')})" if isinstance(health, dict) and health.get("status") else ""
+    return Check(status == 200, f"the server answers at {url}{detail}")
+
+
+async def _handshake(server: str, token: str, timeout: float) -> dict:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    from client_app import protocol as P
+    from client_app.connection import websocket_url
+
+    async with connect(
+        websocket_url(server),
+        additional_headers={"Authorization": f"Bearer {token}"},
+        user_agent_header=f"soulsai-client/{__version__} (doctor)",
+        open_timeout=timeout,
+        max_size=P.MAX_FRAME_BYTES,
+    ) as ws:
+        try:
+            await ws.send(
+                P.pack(P.hello(client_version=__version__, machine=f"{socket.gethostname()[:50]} (doctor)"))
+            )
+        except ConnectionClosed:
+            pass  # the server may refuse the token before our hello; its error frame is still buffered
+        return P.unpack(await asyncio.wait_for(ws.recv(), timeout))
+
+
+def check_token(server: str, token: str, timeout: float = 10.0) -> tuple[Check, dict | None]:
+    """Open the client websocket with the token; returns the check and the campaign when welcomed."""
+    from client_app import protocol as P
+
+    try:
+        message = asyncio.run(_handshake(server, token, timeout))
+    except Exception as exc:  # refused upgrade, closed socket, time-out: all "not accepted"
+        return Check(False, f"the websocket handshake failed ({type(exc).__name__}: {exc})",
+                     "check --server; if the server answers, tell its admins"), None  # fmt: skip
+    if message.get("type") == P.WELCOME:
+        campaign = message.get("campaign") or {}
+        return Check(
+            True, f"token accepted: campaign {campaign.get('name')!r} on {campaign.get('env_id')}"
+        ), campaign
+    if message.get("type") == P.ERROR:
+        return Check(
+            False,
+            f"the server refused the token: {message.get('message') or message.get('code')}",
+            "copy a fresh token from the campaign's page on the portal",
+        ), None
+    return Check(
+        False, f"unexpected answer from the server: {message.get('type')!r}", "update the client"
+    ), None
+
+
+# ---------------------------------------------------------------------------------------------------
+# The report
+
+
+def run_checks(env_id: str | None = None, server: str | None = None, token: str | None = None) -> list[Check]:
+    """All checks, in the order printed. ``env_id`` None: the campaign's (with a token), else Iudex."""
+    checks = [check_python()]
+    checks.append(check_package("numpy", below="2", why="soulsgym needs numpy < 2"))
+    checks.append(check_package("gymnasium", prefix="0.29", why="soulsgym 1.1.0 needs gymnasium 0.29"))
+    for package in ("msgpack", "websockets", "safetensors"):
+        checks.append(check_package(package))
+    campaign = None
+    if server:
+        checks.append(check_server(server))
+        if token:
+            token_check, campaign = check_token(server, token)
+            checks.append(token_check)
+        else:
+            checks.append(Check(False, "no token given", "pass --token (or set SOULSAI_TOKEN) to check it"))
+    env_kwargs: dict = {}
+    if env_id is None and campaign and campaign.get("env_id"):
+        env_id, env_kwargs = campaign["env_id"], dict(campaign.get("env_kwargs") or {})
+    env_id = env_id or DEFAULT_ENV
+    if is_soulsgym(env_id):
+        checks.append(check_soulsgym_python())
+        checks.append(check_os())
+        soulsgym_version = _version("soulsgym")
+        checks.append(
+            Check(True, f"soulsgym {soulsgym_version}")
+            if soulsgym_version
+            else Check(False, "soulsgym is not installed", 'on Windows: pip install "soulsgym==1.1.0"')
+        )
+        checks.append(check_game())
+    checks.append(check_env(env_id, env_kwargs))
+    return checks
+
+
+def _marks() -> tuple[str, str]:
+    encoding = getattr(sys.stdout, "encoding", None) or "ascii"
+    try:
+        "✓✗".encode(encoding)
+        return "✓", "✗"
+    except (UnicodeEncodeError, LookupError):  # an old Windows console code page
+        return "[ok]", "[!!]"
+
+
+def format_report(checks: Sequence[Check]) -> str:
+    yes, no = _marks()
+    lines = []
+    for check in checks:
+        lines.append(f"{yes if check.ok else no} {check.what}")
+        if not check.ok and check.fix:
+            lines.append(f"    fix: {check.fix}")
+    failed = sum(not c.ok for c in checks)
+    lines.append(
+        "all checks passed: this machine is ready"
+        if not failed
+        else f"{failed} check(s) failed: see the fixes above"
+    )
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="soulsai-client doctor",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="exit codes:\n  0  every check passed\n  1  at least one check failed (the report says how to fix it)",
+    )
+    parser.add_argument(
+        "--env",
+        metavar="ID",
+        help=f"the environment to check, e.g. {DEFAULT_ENV} or soulsai/IudexArena-v0 "
+        f"(default: the campaign's with --token, else {DEFAULT_ENV})",
+    )
+    parser.add_argument("--server", metavar="URL", default=os.environ.get("SOULSAI_SERVER"),
+                        help="the portal's address, to check it answers (env SOULSAI_SERVER)")  # fmt: skip
+    parser.add_argument("--token", metavar="TOKEN", default=os.environ.get("SOULSAI_TOKEN"),
+                        help="your machine token, to check the server accepts it (env SOULSAI_TOKEN)")  # fmt: skip
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``soulsai-client doctor``: print the report; 0 when every check passed, else 1."""
+    ns = build_parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    try:
+        checks = run_checks(ns.env, ns.server, (ns.token or "").strip() or None)
+    except KeyboardInterrupt:
+        return 1
+    print(format_report(checks), flush=True)
+    return 0 if all(c.ok for c in checks) else 1

@@ -1,0 +1,165 @@
+"""The arena simulator stands in for SoulsGymIudex-v0: same spaces, same rules, a fight that can be won."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import client_app  # noqa: F401  (registers the arena)
+from client_app import iudex as I
+from client_app.arena import ATTACKS, IudexArena, scripted_action
+
+
+def _play(env, policy, seed: int):
+    obs, info = env.reset(seed=seed)
+    rng = np.random.default_rng(seed)
+    trace = []
+    while True:
+        action = policy(obs, info, rng)
+        obs, reward, terminated, truncated, info = env.step(action)
+        trace.append((action, reward, int(obs["boss_animation"]), float(obs["player_hp"][0])))
+        if terminated or truncated:
+            return trace, obs, info, terminated, truncated
+
+
+def _random(obs, info, rng):
+    return int(rng.integers(20))
+
+
+def _scripted(obs, info, rng):
+    return scripted_action(obs)
+
+
+def test_the_arena_is_registered_by_importing_client_app_without_torch_or_django():
+    code = (
+        "import sys, gymnasium; import client_app; "
+        "assert 'soulsai/IudexArena-v0' in gymnasium.envs.registry; "
+        "assert 'torch' not in sys.modules and 'django' not in sys.modules; "
+        "assert 'client_app.arena' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_spaces_equal_soulsgyms_key_by_key():
+    env = gym.make(I.ARENA_ID)
+    real = I.observation_space()
+    sim = env.observation_space
+    assert list(sim.spaces) == list(real.spaces)
+    for key, space in real.spaces.items():
+        other = sim[key]
+        assert type(other) is type(space), key
+        assert other.dtype == space.dtype, key
+        assert other.shape == space.shape, key
+        if isinstance(space, gym.spaces.Box):
+            np.testing.assert_array_equal(other.low, space.low, err_msg=key)
+            np.testing.assert_array_equal(other.high, space.high, err_msg=key)
+        else:
+            assert (other.n, other.start) == (space.n, space.start), key
+    assert env.action_space == I.action_space()
+    assert env.spec.max_episode_steps == I.MAX_EPISODE_STEPS
+
+
+def test_passes_gymnasiums_env_checker():
+    check_env(IudexArena(), skip_render_check=True)
+
+
+def test_the_same_seed_and_actions_replay_the_same_fight():
+    env = gym.make(I.ARENA_ID)
+    first, obs1, *_ = _play(env, _random, seed=11)
+    second, obs2, *_ = _play(env, _random, seed=11)
+    assert first == second
+    for key in obs1:
+        np.testing.assert_array_equal(obs1[key], obs2[key])
+    third, *_ = _play(env, _random, seed=12)
+    assert third != first
+
+
+def test_every_observation_lies_in_the_space_and_info_lists_the_allowed_actions():
+    env = gym.make(I.ARENA_ID)
+    obs, info = env.reset(seed=3)
+    rng = np.random.default_rng(3)
+    for _ in range(600):
+        assert env.observation_space.contains(obs)
+        animation = I.PLAYER_ANIMATIONS[obs["player_animation"]]
+        assert info["allowed_actions"] == I.allowed_actions(
+            animation, float(obs["player_animation_duration"][0]), float(obs["player_sp"][0])
+        )
+        obs, _, terminated, truncated, info = env.step(int(rng.integers(20)))
+        if terminated or truncated:
+            obs, info = env.reset()
+
+
+def test_the_reward_is_soulsgyms_formula_on_every_step():
+    env = gym.make(I.ARENA_ID)
+    obs, info = env.reset(seed=5)
+    rng = np.random.default_rng(5)
+    while True:
+        prev = obs
+        obs, reward, terminated, truncated, info = env.step(int(rng.integers(20)))
+        assert reward == pytest.approx(I.compute_reward(prev, obs), abs=1e-6)
+        if terminated or truncated:
+            break
+
+
+def test_a_masked_action_is_dropped_like_the_game_drops_it():
+    env = IudexArena()
+    env.reset(seed=0)
+    env.step(I.LIGHT_ATTACK)  # committed to a swing: nothing but waiting is allowed for 0.63 s
+    obs, _, _, _, info = env.step(I.HEAVY_ATTACK)
+    assert I.HEAVY_ATTACK not in info["allowed_actions"]
+    assert I.PLAYER_ANIMATIONS[obs["player_animation"]] == "AttackRightLight1"
+
+
+def test_boss_attacks_are_soulsgym_iudex_animations_with_the_recorded_lengths():
+    for name, attack in ATTACKS.items():
+        assert name in I.BOSS_ANIMATIONS
+        assert 0 < attack.windup < attack.recovery_from <= attack.duration < 10
+    assert ATTACKS["Attack3002"].duration == pytest.approx(3.84)
+
+
+def test_a_random_policy_wins_at_most_5_percent_of_200_fights():
+    env = gym.make(I.ARENA_ID)
+    outcomes = [_play(env, _random, seed)[2]["outcome"] for seed in range(200)]
+    wins = sum(o["win"] for o in outcomes)
+    assert wins <= 10, f"random play won {wins} of 200 fights"
+    assert all(o["player_hp"] == 0.0 for o in outcomes if not o["win"])
+
+
+def test_a_sensible_scripted_player_wins_most_fights():
+    env = gym.make(I.ARENA_ID)
+    results = [_play(env, _scripted, seed) for seed in range(20)]
+    wins = sum(bool(info.get("outcome", {}).get("win")) for _, _, info, _, _ in results)
+    assert wins >= 14, f"the scripted player won only {wins} of 20 fights"
+    for _, obs, info, terminated, _ in results:
+        if info.get("outcome", {}).get("win"):
+            assert terminated and obs["boss_hp"][0] == 0.0
+
+
+def test_episodes_are_cut_at_3000_steps():
+    env = gym.make(I.ARENA_ID)
+    obs, info = env.reset(seed=1)
+    steps = 0
+    while True:  # walk away and stand: Iudex is slower than a walking player
+        steps += 1
+        action = 4 if 4 in info["allowed_actions"] and steps % 7 else 19
+        obs, _, terminated, truncated, info = env.step(action)
+        if terminated or truncated:
+            break
+    if not terminated:
+        assert truncated and steps == 3000
+
+
+def test_pace_spreads_steps_over_0_1_s_divided_by_the_game_speed():
+    import time
+
+    env = IudexArena(pace=True, game_speed=20.0)
+    env.reset(seed=0)
+    start = time.monotonic()
+    for _ in range(10):
+        env.step(19)
+    assert 0.045 <= time.monotonic() - start < 0.5
