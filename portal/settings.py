@@ -69,6 +69,10 @@ INSTALLED_APPS = [
     "portal.machines",
     "portal.relay",
     "portal.downloads",
+    "portal.livestats",
+    "portal.leaderboards",
+    "portal.community",
+    "portal.staff",
 ]
 
 MIDDLEWARE = [
@@ -137,6 +141,14 @@ CELERY_BEAT_SCHEDULE = {
     "supervise-learners": {"task": "trainer.tasks.supervise_learners", "schedule": 10.0},
     "sync-campaign-stats": {"task": "portal.campaigns.tasks.sync_stats", "schedule": 2.0},
     "prune-model-files": {"task": "portal.campaigns.tasks.prune_models", "schedule": 60.0},
+    # Live stats and leaderboards (portal.livestats, portal.leaderboards): snapshots + pushes to
+    # browsers, hourly thinning, contribution roll-up and cached boards.
+    "live-stats-tick": {"task": "portal.livestats.tasks.stats_tick", "schedule": 2.0},
+    "thin-stats-snapshots": {"task": "portal.livestats.tasks.thin_snapshots", "schedule": 3600.0},
+    "refresh-leaderboards": {
+        "task": "portal.leaderboards.tasks.refresh_leaderboards",
+        "schedule": float(os.environ.get("SOULSAI_LEADERBOARD_SECONDS", "10")),
+    },
 }
 
 AUTHENTICATION_BACKENDS = [
@@ -194,6 +206,8 @@ SOULSAI_FLAG_WINDOW_S = int(os.environ.get("SOULSAI_FLAG_WINDOW_S", "600"))
 SOULSAI_FLAG_WAIT_MS = int(os.environ.get("SOULSAI_FLAG_WAIT_MS", "1000"))  # added to a flagged machine's answers
 SOULSAI_FLAG_RATE_CHUNKS_PER_S = int(os.environ.get("SOULSAI_FLAG_RATE_CHUNKS_PER_S", "5"))
 SOULSAI_CLIENT_WHEEL_DIR = VAR_DIR / "client-wheel"
+# Live stats: a campaign snapshot (a point on its charts) at most this often.
+SOULSAI_SNAPSHOT_SECONDS = float(os.environ.get("SOULSAI_SNAPSHOT_SECONDS", "10"))
 
 LOGGING = {
     "version": 1,

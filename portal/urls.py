@@ -5,6 +5,7 @@ from django.urls import include, path
 
 from portal.campaigns.urls import api_urlpatterns
 from portal.core import views as core_views
+from portal.leaderboards import views as leaderboard_views
 
 urlpatterns = [
     path("", core_views.home, name="home"),
@@ -12,6 +13,8 @@ urlpatterns = [
     path("campaigns/", include("portal.campaigns.urls")),
     path("machines/", include("portal.machines.urls")),
     path("download/", include("portal.downloads.urls")),
+    path("leaderboard/", leaderboard_views.global_board, name="leaderboard"),
+    path("staff/", include("portal.staff.urls")),
     path("api/", include((api_urlpatterns, "api"))),
     path("admin/", admin.site.urls),
     # Ours first: /accounts/profile/ is the volunteer's page, the rest of /accounts/ is allauth's.

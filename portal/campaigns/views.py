@@ -12,9 +12,12 @@ from django.views.decorators.http import require_POST, require_safe
 
 from portal.campaigns import selectors
 from portal.campaigns.models import Campaign
+from portal.leaderboards.selectors import leaderboard_get
+from portal.livestats.services import is_boss_fight
 from portal.machines.services import token_create
 
 RECENT_CHECKPOINTS_SHOWN = 5
+TOP_CONTRIBUTORS_SHOWN = 5
 
 
 class JoinForm(forms.Form):
@@ -53,6 +56,8 @@ def _render_detail(
         "checkpoints": selectors.checkpoint_list(campaign=campaign, limit=RECENT_CHECKPOINTS_SHOWN),
         "form": form,
         "can_join": campaign.status != Campaign.Status.STOPPED,
+        "boss_fight": is_boss_fight(campaign),
+        "top_contributors": leaderboard_get(campaign=campaign, period="all")["entries"][:TOP_CONTRIBUTORS_SHOWN],
     }
     return render(request, "campaigns/detail.html", context, status=status)
 
@@ -60,6 +65,20 @@ def _render_detail(
 @require_safe
 def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
     return _render_detail(request, _campaign_or_404(request, slug), JoinForm())
+
+
+@require_safe
+def campaign_history(request: HttpRequest, slug: str) -> HttpResponse:
+    """Every checkpoint of the agent: evaluation, a chart over versions, downloads."""
+    campaign = _campaign_or_404(request, slug)
+    checkpoints = list(selectors.checkpoint_list(campaign=campaign))
+    chart = [
+        {"version": m.version, "eval_return": m.eval_return, "win_rate": m.eval_win_rate,
+         "mean_return": m.mean_return_recent}
+        for m in reversed(checkpoints)
+    ]  # fmt: skip
+    context = {"campaign": campaign, "checkpoints": checkpoints, "chart": chart, "boss_fight": is_boss_fight(campaign)}
+    return render(request, "campaigns/history.html", context)
 
 
 @never_cache  # the page holds a secret that is shown once: no cache may keep a copy

@@ -11,6 +11,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from portal.campaigns import selectors
+from portal.community.selectors import announcement_list_published
 from portal.core.redis import get_redis
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ def home(request: HttpRequest) -> HttpResponse:
     context = {
         "campaigns": selectors.campaign_list_running(),
         "totals": selectors.community_totals(),
+        "announcements": announcement_list_published(),
     }
     return render(request, "core/home.html", context)
 

@@ -8,9 +8,12 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
+from portal.campaigns.selectors import user_machine_tokens
 from portal.downloads.services import WheelBuildError, client_wheel_ensure, client_wheel_info
 
 log = logging.getLogger(__name__)
+
+MACHINES_SHOWN = 5  # the logged-in volunteer's own tokens, as hints in the commands
 
 
 @require_safe
@@ -24,7 +27,15 @@ def download_page(request: HttpRequest) -> HttpResponse:
             None,
             "The client package is being prepared or could not be built. Please try again later.",
         )
-    context = {"wheel": wheel, "error": error, "server_url": request.build_absolute_uri("/").rstrip("/")}
+    tokens = []
+    if request.user.is_authenticated:
+        tokens = list(user_machine_tokens(user=request.user).filter(revoked_at__isnull=True)[:MACHINES_SHOWN])
+    context = {
+        "wheel": wheel,
+        "error": error,
+        "server_url": request.build_absolute_uri("/").rstrip("/"),
+        "tokens": tokens,
+    }
     return render(request, "downloads/download.html", context, status=200 if wheel else 503)
 
 

@@ -1,0 +1,101 @@
+"""Leaderboards, the read side: cached boards for pages and the API, a volunteer's own figures.
+
+A board is computed from hourly Contribution buckets by beat and kept in Redis; a request reads that
+one key. Only a cache miss (a board beat has not made yet) computes it here, from the buckets.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import TypedDict
+
+from django.db.models import Count, Sum
+from django.utils import timezone
+
+from portal.campaigns.models import Campaign
+from portal.core.redis import get_redis
+from portal.leaderboards.models import Contribution
+
+# ?period= of the leaderboard pages and API; windows are whole hours (the buckets' resolution).
+PERIODS: dict[str, timedelta | None] = {"all": None, "7d": timedelta(days=7), "24h": timedelta(hours=24)}
+PERIOD_LABELS = {"all": "All time", "7d": "Last 7 days", "24h": "Last 24 hours"}
+BOARD_SIZE = 100
+
+
+class EntryDict(TypedDict):
+    rank: int
+    username: str
+    samples: int
+    episodes: int
+    wins: int
+    campaigns: int
+
+
+class BoardDict(TypedDict):
+    campaign: str | None  # slug; None for the global board
+    period: str
+    computed_at: str
+    entries: list[EntryDict]
+
+
+def board_cache_key(*, campaign: Campaign | None, period: str) -> str:
+    scope = f"c{campaign.id}" if campaign is not None else "all"
+    return f"soulsai:leaderboard:{scope}:{period}"
+
+
+def board_compute(*, campaign: Campaign | None, period: str, now: datetime | None = None) -> BoardDict:
+    """Sum the hourly buckets of ``period`` per volunteer, largest contributors (by samples) first."""
+    now = now or timezone.now()
+    rows = Contribution.objects.all()
+    if campaign is not None:
+        rows = rows.filter(campaign=campaign)
+    else:
+        rows = rows.exclude(campaign__status=Campaign.Status.DRAFT)
+    span = PERIODS[period]
+    if span is not None:
+        rows = rows.filter(hour__gte=(now - span).replace(minute=0, second=0, microsecond=0))
+    totals = (
+        rows.values("user__username")
+        .annotate(
+            samples=Sum("samples"),
+            episodes=Sum("episodes"),
+            wins=Sum("wins"),
+            campaigns=Count("campaign", distinct=True),
+        )
+        .filter(samples__gt=0)
+        .order_by("-samples", "-episodes", "user__username")[:BOARD_SIZE]
+    )
+    entries = [
+        EntryDict(
+            rank=i,
+            username=row["user__username"],
+            samples=row["samples"] or 0,
+            episodes=row["episodes"] or 0,
+            wins=row["wins"] or 0,
+            campaigns=row["campaigns"],
+        )
+        for i, row in enumerate(totals, start=1)
+    ]
+    return BoardDict(
+        campaign=campaign.slug if campaign is not None else None,
+        period=period,
+        computed_at=now.isoformat(),
+        entries=entries,
+    )
+
+
+def leaderboard_get(*, campaign: Campaign | None, period: str) -> BoardDict:
+    """The cached board (beat keeps it fresh); computed from the hourly buckets only when missing."""
+    cached = get_redis().get(board_cache_key(campaign=campaign, period=period))
+    if cached is not None:
+        return json.loads(cached)
+    board = board_compute(campaign=campaign, period=period)
+    get_redis().set(board_cache_key(campaign=campaign, period=period), json.dumps(board), ex=60)
+    return board
+
+
+def user_wins_by_campaign(*, user) -> dict[int, int]:
+    """Boss fights won by a volunteer's machines, per campaign id (as rolled up so far)."""
+    rows = Contribution.objects.filter(user=user).values("campaign_id").annotate(wins=Sum("wins"))
+    return {row["campaign_id"]: row["wins"] or 0 for row in rows}

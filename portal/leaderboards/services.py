@@ -1,0 +1,103 @@
+"""Leaderboards, the write side: roll counters up into hourly contributions, refresh the cached boards.
+
+Both run on beat (``refresh_leaderboards``); pages and the API only read the cached boards
+(portal.leaderboards.selectors).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.db.models import F
+from django.utils import timezone
+
+from portal.campaigns.models import Campaign
+from portal.core.redis import CampaignKeys, get_redis
+from portal.leaderboards.models import Contribution, MachineTally
+from portal.leaderboards.selectors import PERIODS, board_cache_key, board_compute
+from portal.machines.models import MachineToken
+
+FIELDS = ("samples", "episodes", "wins")
+
+
+def hour_start(moment: datetime) -> datetime:
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def _counters(campaign_id: int) -> dict[str, dict[int, int]]:
+    keys = CampaignKeys(campaign_id)
+    pipe = get_redis().pipeline(transaction=False)
+    pipe.hgetall(keys.machine_samples)
+    pipe.hgetall(keys.machine_episodes)
+    pipe.hgetall(keys.machine_wins)
+    raw = pipe.execute()
+    return {
+        field: {int(k): int(v) for k, v in values.items()} for field, values in zip(FIELDS, raw, strict=True)
+    }
+
+
+@transaction.atomic
+def contributions_rollup(*, campaign: Campaign, now: datetime | None = None) -> int:
+    """Credit what each machine of ``campaign`` sent since the last roll-up to its owner's current hour.
+
+    Returns the number of volunteers credited. Counters that went back (a Redis that lost its data)
+    count from zero again.
+    """
+    counters = _counters(campaign.id)
+    machine_ids = set().union(*(c.keys() for c in counters.values()))
+    if not machine_ids:
+        return 0
+    owners = dict(
+        MachineToken.objects.filter(campaign=campaign, pk__in=machine_ids).values_list("pk", "user_id")
+    )
+    tallies = {t.token_id: t for t in MachineTally.objects.select_for_update().filter(token_id__in=owners)}
+    deltas: dict[int, dict[str, int]] = defaultdict(lambda: dict.fromkeys(FIELDS, 0))
+    changed, created = [], []
+    for machine_id, user_id in owners.items():
+        tally = tallies.get(machine_id)
+        is_new = tally is None
+        if is_new:
+            tally = MachineTally(token_id=machine_id)
+            created.append(tally)
+        moved = False
+        for field in FIELDS:
+            now_value, credited = counters[field].get(machine_id, 0), getattr(tally, field)
+            delta = now_value - credited if now_value >= credited else now_value
+            if delta or now_value != credited:
+                deltas[user_id][field] += delta
+                setattr(tally, field, now_value)
+                moved = True
+        if moved and not is_new:
+            changed.append(tally)
+    MachineTally.objects.bulk_create(created)
+    if changed:
+        MachineTally.objects.bulk_update(changed, FIELDS)
+    hour = hour_start(now or timezone.now())
+    credited = 0
+    for user_id, delta in deltas.items():
+        if not any(delta.values()):
+            continue
+        row, _ = Contribution.objects.get_or_create(campaign=campaign, user_id=user_id, hour=hour)
+        Contribution.objects.filter(pk=row.pk).update(**{f: F(f) + delta[f] for f in FIELDS})
+        credited += 1
+    return credited
+
+
+def leaderboards_refresh(*, now: datetime | None = None) -> None:
+    """Roll up every live campaign, then recompute and cache each board (per campaign and global)."""
+    now = now or timezone.now()
+    campaigns = list(Campaign.objects.public())
+    for campaign in campaigns:
+        # A stopped campaign's last chunks still count for a while; after a day its counters are final.
+        finished = campaign.stopped_at is not None and now - campaign.stopped_at > timedelta(days=1)
+        if not finished:
+            contributions_rollup(campaign=campaign, now=now)
+    pipe = get_redis().pipeline(transaction=False)
+    for period in PERIODS:
+        for campaign in [*campaigns, None]:
+            board = board_compute(campaign=campaign, period=period, now=now)
+            pipe.set(board_cache_key(campaign=campaign, period=period), json.dumps(board))
+    pipe.execute()

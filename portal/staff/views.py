@@ -1,0 +1,175 @@
+"""Staff pages: launch and steer campaigns, write announcements, look after flagged machines.
+
+Thin views over the services of campaigns, community and machines; staff only (others are sent to
+the admin login).
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.exceptions import ValidationError
+from django.db.models import Case, IntegerField, Value, When
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_http_methods, require_POST
+
+from portal.campaigns import services as campaign_services
+from portal.campaigns.models import Campaign
+from portal.community import services as community_services
+from portal.community.models import Announcement, CampaignListing
+from portal.machines.models import MachineToken
+from portal.machines.services import token_unflag
+from portal.staff.forms import SUGGESTED_ENVS, AnnouncementForm, CampaignLaunchForm
+
+ACTIONS = {
+    "launch": (campaign_services.campaign_launch, "Launched"),
+    "pause": (campaign_services.campaign_pause, "Paused"),
+    "resume": (campaign_services.campaign_resume, "Resumed"),
+    "stop": (campaign_services.campaign_stop, "Stopped"),
+}
+
+
+@staff_member_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    order = Case(
+        *(When(status=s, then=Value(i)) for i, s in enumerate(["running", "paused", "draft", "stopped"])),
+        output_field=IntegerField(),
+    )
+    campaigns = Campaign.objects.select_related("listing").annotate(rank=order).order_by("rank", "-created")
+    context = {
+        "campaigns": campaigns,
+        "flagged_count": MachineToken.objects.flagged().filter(revoked_at__isnull=True).count(),
+        "announcement_count": Announcement.objects.count(),
+    }
+    return render(request, "staff/dashboard.html", context)
+
+
+@staff_member_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def campaign_new(request: HttpRequest) -> HttpResponse:
+    form = CampaignLaunchForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            campaign = campaign_services.campaign_create(
+                slug=data["slug"], name=data["name"], description=data["description"], env_id=data["env_id"],
+                algorithm=data["algorithm"], hyperparams=data["hyperparams"], chunk_steps=data["chunk_steps"],
+                min_client_version=data["min_client_version"], max_policy_lag=data["max_policy_lag"],
+            )  # fmt: skip
+        except ValidationError as exc:
+            _errors_to_form(form, exc)
+        else:
+            community_services.campaign_visibility_set(campaign=campaign, visibility=data["visibility"])
+            if data["launch_now"]:
+                campaign = campaign_services.campaign_launch(campaign=campaign)
+                messages.success(
+                    request, f"Launched “{campaign.name}”: a learner is starting, clients may join."
+                )
+            else:
+                messages.success(
+                    request, f"Saved “{campaign.name}” as a draft: launch it from the list when ready."
+                )
+            return redirect(campaign.get_absolute_url())
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request, "staff/campaign_new.html", {"form": form, "env_ids": SUGGESTED_ENVS}, status=status
+    )
+
+
+def _errors_to_form(form: CampaignLaunchForm, exc: ValidationError) -> None:
+    """Put a service's ValidationError next to the field it is about (or on top of the form)."""
+    if hasattr(exc, "error_dict"):
+        for field, errors in exc.error_dict.items():
+            target = field if field in form.fields else None
+            if field == "env_kwargs" or field == "observation_space" or field == "action_space":
+                target = "env_id"
+            for error in errors:
+                form.add_error(target, error.messages)
+    else:
+        message = " ".join(exc.messages)
+        form.add_error("env_id" if "environment" in message else None, message)
+
+
+@staff_member_required
+@require_POST
+def campaign_action(request: HttpRequest, slug: str, action: str) -> HttpResponse:
+    if action not in ACTIONS:
+        raise Http404("No such action.")
+    campaign = get_object_or_404(Campaign, slug=slug)
+    service, verb = ACTIONS[action]
+    try:
+        service(campaign=campaign)
+    except ValidationError as exc:
+        messages.error(request, " ".join(exc.messages))
+    else:
+        messages.success(request, f"{verb} “{campaign.name}”.")
+    return redirect("staff:dashboard")
+
+
+@staff_member_required
+@require_POST
+def campaign_visibility(request: HttpRequest, slug: str) -> HttpResponse:
+    campaign = get_object_or_404(Campaign, slug=slug)
+    visibility = request.POST.get("visibility", "")
+    if visibility not in CampaignListing.Visibility.values:
+        messages.error(request, f"Unknown visibility “{visibility}”.")
+    else:
+        community_services.campaign_visibility_set(campaign=campaign, visibility=visibility)
+        messages.success(request, f"“{campaign.name}” is now {visibility}.")
+    return redirect("staff:dashboard")
+
+
+@staff_member_required
+@require_http_methods(["GET", "HEAD", "POST"])
+def announcements(request: HttpRequest, pk: int | None = None) -> HttpResponse:
+    """The list of announcements, with a form to write one (or to change announcement ``pk``)."""
+    editing = get_object_or_404(Announcement, pk=pk) if pk is not None else None
+    initial = (
+        {
+            "title": editing.title,
+            "body": editing.body,
+            "published": editing.published,
+            "pinned": editing.pinned,
+        }
+        if editing
+        else None
+    )
+    form = AnnouncementForm(request.POST or None, initial=initial)
+    if request.method == "POST" and form.is_valid():
+        community_services.announcement_save(announcement=editing, author=request.user, **form.cleaned_data)
+        messages.success(request, "Announcement saved." if editing else "Announcement published.")
+        return redirect("staff:announcements")
+    context = {
+        "form": form,
+        "editing": editing,
+        "announcements": Announcement.objects.select_related("author"),
+    }
+    return render(
+        request, "staff/announcements.html", context, status=400 if request.method == "POST" else 200
+    )
+
+
+@staff_member_required
+@require_POST
+def announcement_delete(request: HttpRequest, pk: int) -> HttpResponse:
+    community_services.announcement_delete(announcement=get_object_or_404(Announcement, pk=pk))
+    messages.success(request, "Announcement deleted.")
+    return redirect("staff:announcements")
+
+
+@staff_member_required
+def flagged_machines(request: HttpRequest) -> HttpResponse:
+    tokens = MachineToken.objects.flagged().select_related("user", "campaign").order_by("-flagged_at")
+    return render(request, "staff/flagged.html", {"tokens": tokens})
+
+
+@staff_member_required
+@require_POST
+def machine_unflag(request: HttpRequest, pk: int) -> HttpResponse:
+    token = get_object_or_404(MachineToken, pk=pk)
+    token_unflag(token=token)
+    messages.success(
+        request, f"Unflagged “{token.name}” of {token.user.username}: it is no longer throttled."
+    )
+    return redirect("staff:flagged")

@@ -1,0 +1,159 @@
+/* Live charts of a campaign page: history from the stats API, then points pushed over a websocket.
+ * The page works without this file: every figure is rendered on the server; this only makes it move.
+ * Charts: uPlot, vendored under /static/vendor/uplot/ (never a CDN). */
+(function () {
+  "use strict";
+  var root = document.getElementById("live-stats");
+  if (!root || typeof uPlot === "undefined") return;
+
+  var boss = root.dataset.boss === "1";
+  var maxPoints = 2000;
+  var state = { points: [], charts: [], updates: 0, socket: null, retry: 1000 };
+  root.dataset.points = "0";
+  root.dataset.updates = "0";
+  root.dataset.live = "connecting";
+
+  var css = getComputedStyle(document.documentElement);
+  function color(name, fallback) { return (css.getPropertyValue(name) || fallback).trim(); }
+  var ACCENT = color("--accent", "#e8833a"), OK = color("--ok", "#5fbf7f"), INFO = color("--info", "#6aa6e0"),
+      WARN = color("--warn", "#e0b341"), MUTED = color("--text-muted", "#a99f94"), LINE = color("--line", "#332c26");
+
+  function num(v, digits) {
+    if (v === null || v === undefined) return "—";
+    return Number(v).toLocaleString("en-US", { maximumFractionDigits: digits === undefined ? 0 : digits,
+                                               minimumFractionDigits: digits === undefined ? 0 : digits });
+  }
+  var FORMATS = {
+    model_version: function (v) { return v ? "v" + v : "—"; },
+    samples_total: num, episodes_total: num, updates_total: num, clients_active: num,
+    mean_return_recent: function (v) { return num(v, 2); },
+    eval_return: function (v) { return num(v, 2); },
+    eval_win_rate: function (v) { return v === null || v === undefined ? "—" : num(v * 100, 1) + "%"; },
+  };
+
+  function showFigures(figures) {
+    Object.keys(figures || {}).forEach(function (key) {
+      var el = document.querySelector('[data-figure="' + key + '"]');
+      if (el && FORMATS[key]) el.textContent = FORMATS[key](figures[key]);
+    });
+    var badge = document.querySelector("[data-status-badge]");
+    if (badge && figures && figures.status) {
+      badge.className = "badge badge-" + figures.status;
+      badge.textContent = figures.status.charAt(0).toUpperCase() + figures.status.slice(1);
+    }
+  }
+
+  /* Each chart: a title, the series it plots (point fields), and how to label its axes. */
+  var CHARTS = [
+    { id: "chart-return", series: [
+        { field: "mean_return", label: "Mean return (last 100 episodes)", stroke: ACCENT },
+        { field: "eval_return", label: "Evaluation return", stroke: INFO, points: true }] },
+    { id: "chart-winrate", boss: true, series: [
+        { field: "win_rate", label: "Win rate (5 min moving)", stroke: OK, scale: "%", pct: true }] },
+    { id: "chart-throughput", series: [
+        { field: "samples_per_s", label: "Samples/s", stroke: ACCENT },
+        { field: "updates_per_s", label: "Updates/s", stroke: INFO, scale: "u" }] },
+    { id: "chart-clients", series: [
+        { field: "clients_active", label: "Active clients", stroke: OK },
+        { field: "model_version", label: "Model version", stroke: WARN, scale: "v" }] },
+  ];
+
+  function columns(def) {
+    var cols = [state.points.map(function (p) { return p.t; })];
+    def.series.forEach(function (s) {
+      cols.push(state.points.map(function (p) {
+        var v = p[s.field];
+        return v === null || v === undefined ? null : (s.pct ? v * 100 : v);
+      }));
+    });
+    return cols;
+  }
+
+  function axis(scale, side, stroke) {
+    return { scale: scale, side: side, stroke: stroke || MUTED, grid: { stroke: LINE, width: 1 },
+             ticks: { stroke: LINE, width: 1 }, size: 56 };
+  }
+
+  function build(def) {
+    var el = document.getElementById(def.id);
+    if (!el) return null;
+    var scales = { x: { time: true } }, axes = [axis("x", 2)];
+    var series = [{}];
+    def.series.forEach(function (s, i) {
+      var scale = s.scale || "y";
+      if (!scales[scale]) {
+        scales[scale] = s.pct ? { range: [0, 100] } : {};
+        axes.push(axis(scale, axes.length === 1 ? 3 : 1, i ? s.stroke : MUTED));
+      }
+      series.push({ label: s.label, stroke: s.stroke, width: 2, scale: scale, spanGaps: true,
+                    points: { show: !!s.points, size: 6, fill: s.stroke },
+                    value: function (u, v) { return v === null ? "—" : s.pct ? v.toFixed(1) + "%" : num(v, 2); } });
+    });
+    var opts = { width: Math.max(el.clientWidth, 240), height: 220, scales: scales, axes: axes, series: series,
+                 cursor: { drag: { x: true, y: false } }, legend: { live: true } };
+    el.innerHTML = "";
+    var chart = new uPlot(opts, columns(def), el);
+    chart._def = def;
+    chart._el = el;
+    return chart;
+  }
+
+  function redraw() {
+    state.charts.forEach(function (c) { c.setData(columns(c._def)); });
+    root.dataset.points = String(state.points.length);
+    var empty = document.getElementById("charts-empty");
+    if (empty) empty.hidden = state.points.length > 0;
+  }
+
+  function addPoint(point) {
+    if (!point) return;
+    var last = state.points[state.points.length - 1];
+    if (last && point.t <= last.t) return;
+    state.points.push(point);
+    if (state.points.length > maxPoints) state.points.shift();
+    redraw();
+  }
+
+  function connect() {
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    var socket = new WebSocket(scheme + location.host + root.dataset.ws);
+    state.socket = socket;
+    socket.onopen = function () { root.dataset.live = "open"; state.retry = 1000; setLiveLabel("live"); };
+    socket.onmessage = function (event) {
+      var message = JSON.parse(event.data);
+      showFigures(message.figures);
+      if (message.type === "update") {
+        state.updates += 1;
+        root.dataset.updates = String(state.updates);
+        addPoint(message.point);
+      }
+    };
+    socket.onclose = function (event) {
+      root.dataset.live = "closed";
+      setLiveLabel("reconnecting…");
+      if (event.code === 4404) return;  // no such campaign (any more): nothing to wait for
+      setTimeout(connect, state.retry);
+      state.retry = Math.min(state.retry * 2, 30000);
+    };
+  }
+
+  function setLiveLabel(text) {
+    var el = document.getElementById("live-indicator");
+    if (el) { el.textContent = text; el.dataset.state = text === "live" ? "on" : "off"; }
+  }
+
+  window.addEventListener("resize", function () {
+    state.charts.forEach(function (c) { c.setSize({ width: Math.max(c._el.clientWidth, 240), height: 220 }); });
+  });
+
+  fetch(root.dataset.api, { headers: { Accept: "application/json" } })
+    .then(function (r) { return r.ok ? r.json() : { points: [] }; })
+    .catch(function () { return { points: [] }; })
+    .then(function (data) {
+      state.points = data.points || [];
+      root.classList.add("charts-ready");  // first: a hidden box has no width to size the charts by
+      state.charts = CHARTS.filter(function (d) { return boss || !d.boss; }).map(build).filter(Boolean);
+      redraw();
+      connect();
+    });
+})();

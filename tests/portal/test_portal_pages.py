@@ -1,0 +1,77 @@
+"""The pages people come back to: campaign live view without JavaScript, agent history, download."""
+
+from __future__ import annotations
+
+import pytest
+
+from portal.campaigns.models import Campaign, ModelVersion
+from portal.machines.services import token_create
+
+pytestmark = pytest.mark.django_db
+
+
+def test_campaign_page_renders_figures_server_side_and_wires_the_live_charts(client, cartpole_campaign):
+    Campaign.objects.filter(pk=cartpole_campaign.pk).update(
+        samples_total=98765, model_version=12, clients_active=4
+    )
+    html = client.get("/campaigns/cartpole-test/").content.decode()
+    assert "98,765" in html and "v12" in html
+    assert 'data-ws="/ws/campaigns/cartpole-test/"' in html
+    assert "/api/campaigns/cartpole-test/stats/" in html
+    assert "/static/vendor/uplot/uPlot.iife.min.js" in html and "cdn" not in html.lower()
+    assert "<noscript>" in html
+
+
+def test_the_charting_library_is_served_by_the_portal(client):
+    response = client.get("/static/vendor/uplot/uPlot.iife.min.js")
+    assert response.status_code == 200
+    assert b"uPlot" in b"".join(response.streaming_content)
+
+
+def test_agent_history_lists_every_checkpoint_with_its_evaluation(client, cartpole_campaign, publish):
+    publish(cartpole_campaign, 2, is_checkpoint=True, samples_total=100)
+    publish(cartpole_campaign, 3)  # not a checkpoint: not in the history
+    publish(cartpole_campaign, 4, is_checkpoint=True, samples_total=200)
+    ModelVersion.objects.filter(version=4).update(eval_return=150.5, eval_episodes=10, eval_wins=None)
+    response = client.get("/campaigns/cartpole-test/history/")
+    html = response.content.decode()
+    assert [m.version for m in response.context["checkpoints"]] == [4, 2]
+    v4 = ModelVersion.objects.get(version=4)
+    assert v4.sha256 in html and "/campaigns/cartpole-test/models/4.safetensors" in html
+    assert "150.50" in html and "models/3.safetensors" not in html
+    assert [p["version"] for p in response.context["chart"]] == [2, 4]
+    assert 'id="history-data"' in html
+
+
+def test_history_shows_win_rates_in_boss_fights(client, cartpole_campaign, publish):
+    Campaign.objects.filter(pk=cartpole_campaign.pk).update(env_id="SoulsGymIudex-v0")
+    publish(cartpole_campaign, 2, is_checkpoint=True)
+    ModelVersion.objects.filter(version=2).update(eval_return=0.3, eval_episodes=8, eval_wins=2)
+    html = client.get("/campaigns/cartpole-test/history/").content.decode()
+    assert "25%" in html and "(2/8)" in html
+
+
+def test_download_page_explains_windows_set_up_doctor_and_hints_the_players_token(
+    alice_client, alice, cartpole_campaign
+):
+    token, _ = token_create(user=alice, campaign=cartpole_campaign, name="gaming-pc")
+    response = alice_client.get("/download/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    for expected in (
+        "Windowed",
+        "Key bindings",
+        "offline",
+        "Game version",
+        "doctor --server http://testserver",
+        f"sai_{token.prefix}_",
+        "gaming-pc",
+        response.context["wheel"].sha256,
+    ):
+        assert expected in html, expected
+
+
+def test_home_cards_carry_live_fields(client, cartpole_campaign):
+    html = client.get("/").content.decode()
+    assert 'data-campaign-card="cartpole-test"' in html and 'data-field="samples_total"' in html
+    assert "/static/js/home-live.js" in html

@@ -1,0 +1,111 @@
+"""Staff pages: launch a campaign from the form, steer it, announcements, flagged machines."""
+
+from __future__ import annotations
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from portal.campaigns.models import Campaign
+from portal.community.models import Announcement, CampaignListing
+from portal.machines.models import MachineToken
+from portal.machines.services import token_create
+
+pytestmark = pytest.mark.django_db
+
+FORM = {
+    "name": "Lunar warm-up", "slug": "lunar", "description": "", "env_id": "CartPole-v1", "algorithm": "dqn",
+    "hyperparams": '{"batch_size": 32}', "chunk_steps": "64", "min_client_version": "0.1.0",
+    "max_policy_lag": "0", "visibility": "public", "launch_now": "on",
+}  # fmt: skip
+
+
+def test_staff_pages_are_for_staff_only(client, alice_client):
+    assert client.get("/staff/").status_code == 302
+    assert alice_client.get("/staff/campaigns/new/").status_code == 302  # to the admin login
+
+
+def test_launching_from_the_form_creates_and_starts_the_campaign(staff_client):
+    response = staff_client.post("/staff/campaigns/new/", FORM)
+    assert response.status_code == 302 and response["Location"] == "/campaigns/lunar/"
+    campaign = Campaign.objects.get(slug="lunar")
+    assert campaign.status == Campaign.Status.RUNNING and campaign.hyperparams == {"batch_size": 32}
+    assert campaign.chunk_steps == 64 and campaign.observation_space
+    assert "Launched" in staff_client.get("/campaigns/lunar/").content.decode()
+
+
+def test_the_form_says_what_is_wrong(staff_client, cartpole_campaign):
+    cases = {
+        "hyperparams": ("{batch_size: 32}", "Not valid JSON"),
+        "slug": ("cartpole-test", "exists already"),
+        "min_client_version": ("latest", "a version like 0.1.0"),
+    }
+    for field, (value, message) in cases.items():
+        response = staff_client.post("/staff/campaigns/new/", {**FORM, field: value})
+        assert response.status_code == 400, field
+        assert message in " ".join(response.context["form"].errors[field]), field
+        assert "The campaign was not created" in response.content.decode()
+    response = staff_client.post("/staff/campaigns/new/", {**FORM, "hyperparams": '{"no_such_knob": 1}'})
+    assert response.status_code == 400 and response.context["form"].errors["hyperparams"]
+    response = staff_client.post("/staff/campaigns/new/", {**FORM, "env_id": "NoSuchEnv-v9"})
+    assert response.status_code == 400 and "NoSuchEnv-v9" in " ".join(
+        response.context["form"].errors["env_id"]
+    )
+    assert not Campaign.objects.filter(slug="lunar").exists()
+
+
+def test_a_draft_and_an_unlisted_campaign(staff_client):
+    client = Client()  # a visitor (``client`` is the staff member's)
+    staff_client.post("/staff/campaigns/new/", {**FORM, "launch_now": "", "visibility": "unlisted"})
+    campaign = Campaign.objects.get(slug="lunar")
+    assert campaign.status == Campaign.Status.DRAFT
+    assert campaign.listing.visibility == CampaignListing.Visibility.UNLISTED
+    staff_client.post("/staff/campaigns/lunar/launch/")
+    assert "Lunar warm-up" not in client.get("/campaigns/").content.decode()  # unlisted
+    assert client.get("/campaigns/lunar/").status_code == 200  # but reachable by its link
+    assert client.get("/api/campaigns/").json()["campaigns"] == []
+    staff_client.post("/staff/campaigns/lunar/visibility/", {"visibility": "public"})
+    assert "Lunar warm-up" in client.get("/campaigns/").content.decode()
+
+
+def test_pause_resume_stop_buttons_call_the_services(staff_client, cartpole_campaign):
+    for action, status in (("pause", "paused"), ("resume", "running"), ("stop", "stopped")):
+        response = staff_client.post(f"/staff/campaigns/cartpole-test/{action}/")
+        assert response.status_code == 302
+        cartpole_campaign.refresh_from_db()
+        assert cartpole_campaign.status == status
+    response = staff_client.post("/staff/campaigns/cartpole-test/resume/", follow=True)
+    assert "cannot resume campaign" in response.content.decode()
+    assert staff_client.post("/staff/campaigns/cartpole-test/explode/").status_code == 404
+
+
+def test_announcements_are_written_by_staff_and_shown_at_home(staff_client, staff):
+    client = Client()
+    response = staff_client.post("/staff/announcements/", {"title": "", "body": "x"})
+    assert response.status_code == 400 and response.context["form"].errors["title"]
+    staff_client.post(
+        "/staff/announcements/", {"title": "Iudex campaign opens", "body": "Join us!", "published": "on"}
+    )
+    staff_client.post("/staff/announcements/", {"title": "Draft news", "body": ""})  # not published
+    home = client.get("/").content.decode()
+    assert "Iudex campaign opens" in home and "Join us!" in home and "Draft news" not in home
+    item = Announcement.objects.get(title="Iudex campaign opens")
+    assert item.author == staff
+    staff_client.post(
+        f"/staff/announcements/{item.pk}/", {"title": "Iudex opens", "published": "on", "pinned": "on"}
+    )
+    item.refresh_from_db()
+    assert (item.title, item.pinned) == ("Iudex opens", True)
+    staff_client.post(f"/staff/announcements/{item.pk}/delete/")
+    assert not Announcement.objects.filter(pk=item.pk).exists()
+
+
+def test_flagged_machines_are_listed_and_unflagged(staff_client, alice, cartpole_campaign, redis_client):
+    token, _ = token_create(user=alice, campaign=cartpole_campaign, name="noisy")
+    MachineToken.objects.filter(pk=token.pk).update(flagged_at=timezone.now(), rejections=99)
+    html = staff_client.get("/staff/machines/flagged/").content.decode()
+    assert "noisy" in html and "alice" in html and "99" in html
+    staff_client.post(f"/staff/machines/{token.pk}/unflag/")
+    token.refresh_from_db()
+    assert token.flagged_at is None
+    assert "No machine is flagged" in staff_client.get("/staff/machines/flagged/").content.decode()
