@@ -142,6 +142,7 @@ class Connection:
         backoff: tuple[float, float] = (1.0, 30.0),
         open_timeout: float = 10.0,
         on_model: Callable[[ModelNotice], None] | None = None,
+        on_evaluate: Callable[[ModelNotice], None] | None = None,
     ):
         self.url = websocket_url(server_url)
         self.token = token
@@ -150,6 +151,7 @@ class Connection:
         self.backoff = backoff
         self.open_timeout = open_timeout
         self.on_model = on_model
+        self.on_evaluate = on_evaluate  # the server asks for a greedy evaluation episode of a version
         self.welcome: Welcome | None = None  # the first welcome: it decides env and spaces
         self._spool: Spool | None = None
         self._lock = threading.Lock()
@@ -420,6 +422,12 @@ class Connection:
             )
             if wait_ms > 0:
                 self._hold_until = max(self._hold_until, time.monotonic() + wait_ms / 1000)
+        evaluate = message.get("evaluate")
+        if isinstance(evaluate, dict) and self.on_evaluate is not None:
+            try:
+                self.on_evaluate(ModelNotice.from_message(evaluate))
+            except (KeyError, TypeError, ValueError):
+                log.warning("ignoring a malformed evaluation request: %r", evaluate)
         if chunk_id and self._spool is not None:
             self._spool.ack(chunk_id)
         self._wake.set()

@@ -39,7 +39,7 @@ class Agent:
         self.n_actions = n_actions
         self.action_start = action_start
         self.normalizer = RunningMeanStd(obs_dim, clip=config.obs_norm_clip) if config.normalize_obs else None
-        self.samples_total = 0  # ingested over the campaign's life (drives epsilon / lr decay)
+        self.samples_total = 0  # env steps ingested over the campaign's life, used or dropped (epsilon, lr decay)
         self.metrics: dict[str, float] = {}
 
     def _observe(self, chunk: Chunk) -> np.ndarray:
@@ -170,6 +170,7 @@ class PPOAgent(Agent):
             # Played by a policy too old for the ratio to correct (or by one that recorded no
             # log-probabilities): learning from it would pull the policy towards stale behaviour.
             self.dropped_samples += chunk.steps
+            self.samples_total += chunk.steps  # env steps all the same: the budget counts them
             return 0
         obs = self._observe(chunk)
         self.pending.append((chunk, obs))

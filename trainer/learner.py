@@ -41,6 +41,7 @@ SHUTDOWN = threading.Event()
 
 STATE_FORMAT = 2  # 1: DQN only, {"dqn", "samples_total"} (still read)
 EVAL_REQUEST_TTL_S = 3600  # an evaluation nobody finished stops being handed out after this long
+EVAL_TIMEOUT_S = 120.0  # a new evaluation waits for the last one to finish, at most this long
 READ_COUNT = 16  # chunks per XREADGROUP
 READ_BLOCK_MS = 100  # short, so the lease, status and heartbeat stay on time while data is scarce
 UPDATE_SLICE_SECONDS = 0.1  # longest run of gradient updates between two looks at the clock
@@ -191,6 +192,7 @@ class LearnerRun:
         consumer = f"{socket.gethostname()}:{os.getpid()}:{lease.token[:8]}"
         self.stream = ExperienceStream(client, self.keys, consumer)
         self.next_eval_at = self.config.eval_every_samples  # samples_total of the next evaluation
+        self.eval_pending: tuple[int, float] | None = None  # (version, monotonic time asked) in progress
         # Version numbers never go back, even past versions published after the last checkpoint.
         newest = campaign.model_versions.aggregate(v=Max("version"))["v"] or 0
         self.version = max(campaign.model_version, newest)
@@ -262,8 +264,20 @@ class LearnerRun:
         return buffer.getvalue()
 
     def eval_due(self) -> bool:
+        """Time for the next evaluated checkpoint: enough new samples, and the last evaluation is
+        finished (or timed out: its clients left), so that each one completes rather than being
+        superseded half-way by the next."""
         every = self.config.eval_every_samples
-        return bool(every) and self.agent.samples_total >= self.next_eval_at
+        if not every or self.agent.samples_total < self.next_eval_at:
+            return False
+        if self.eval_pending is None:
+            return True
+        version, asked_at = self.eval_pending
+        done = int(self.client.hget(self.keys.evals(version), "episodes") or 0)
+        if done >= self.config.eval_episodes or time.monotonic() - asked_at > EVAL_TIMEOUT_S:
+            self.eval_pending = None
+            return True
+        return False
 
     def publish(self, *, checkpoint: bool) -> None:
         """Publish the online network as the next version; a checkpoint also carries the learner state."""
@@ -309,6 +323,7 @@ class LearnerRun:
         pipe.execute()
         every = self.config.eval_every_samples
         self.next_eval_at = (self.agent.samples_total // every + 1) * every
+        self.eval_pending = (int(notice["version"]), time.monotonic())
         log.info("campaign %s: asked clients for %d evaluation episodes of v%d", self.campaign_id, episodes, notice["version"])
 
     def publish_due(self) -> bool:

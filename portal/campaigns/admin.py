@@ -59,7 +59,8 @@ class CampaignForm(forms.ModelForm):
         env_id = cleaned.get("env_id", self.instance.env_id)
         if "hyperparams" in self.fields and "hyperparams" in cleaned and env_id:
             try:
-                config_for(env_id, cleaned["hyperparams"] or {})
+                algorithm = cleaned.get("algorithm", self.instance.algorithm)
+                config_for(env_id, cleaned["hyperparams"] or {}, algorithm=algorithm)
             except ValueError as exc:
                 self.add_error("hyperparams", str(exc))
         if "env_id" in self.fields and env_id and not self.has_error("env_id"):

@@ -59,6 +59,8 @@ class Campaign(models.Model):
     updates_total = models.BigIntegerField(default=0)
     clients_active = models.PositiveIntegerField(default=0)
     mean_return_recent = models.FloatField(null=True, blank=True)
+    win_rate_recent = models.FloatField(null=True, blank=True, help_text="boss fights: share of the last 100 won")
+    wins_total = models.BigIntegerField(default=0)
     # The newest checkpoint with a finished greedy evaluation (see ModelVersion.eval_*).
     eval_version = models.PositiveIntegerField(null=True, blank=True)
     eval_return = models.FloatField(null=True, blank=True)

@@ -12,6 +12,8 @@ from django.urls import reverse
 from django.utils import timezone
 
 from portal.campaigns.models import Campaign, ModelVersion
+from portal.community.selectors import listed
+from portal.leaderboards.selectors import user_wins_by_campaign
 from portal.machines.models import MachineToken
 
 # A volunteer counts as active on the home page when one of their machines was seen this recently.
@@ -26,11 +28,12 @@ def campaign_list_public() -> QuerySet[Campaign]:
         default=Value(9),
         output_field=IntegerField(),
     )
-    return Campaign.objects.public().annotate(status_rank=rank).order_by("status_rank", "-created")
+    return listed(Campaign.objects.public()).annotate(status_rank=rank).order_by("status_rank", "-created")
 
 
 def campaign_list_running() -> QuerySet[Campaign]:
-    return Campaign.objects.running().order_by("-launched_at", "-created")
+    """Running campaigns that are listed (not unlisted), newest launch first."""
+    return listed(Campaign.objects.running()).order_by("-launched_at", "-created")
 
 
 def campaign_get_public(*, slug: str, include_drafts: bool = False) -> Campaign | None:
@@ -99,6 +102,7 @@ class Contribution:
     samples: int
     episodes: int
     machines: int
+    wins: int = 0  # boss fights won, as rolled up into the leaderboards
 
 
 def user_contributions(*, user) -> list[Contribution]:
@@ -109,12 +113,14 @@ def user_contributions(*, user) -> list[Contribution]:
         .annotate(samples=Sum("samples"), episodes=Sum("episodes"), machines=Count("id"))
     )
     campaigns = Campaign.objects.in_bulk([row["campaign_id"] for row in rows])
+    wins = user_wins_by_campaign(user=user)
     contributions = [
         Contribution(
             campaign=campaigns[row["campaign_id"]],
             samples=row["samples"] or 0,
             episodes=row["episodes"] or 0,
             machines=row["machines"],
+            wins=wins.get(row["campaign_id"], 0),
         )
         for row in rows
     ]
@@ -138,6 +144,11 @@ class CampaignDict(TypedDict):
     updates_total: int
     clients_active: int
     mean_return_recent: float | None
+    win_rate_recent: float | None
+    wins_total: int
+    eval_version: int | None
+    eval_return: float | None
+    eval_win_rate: float | None
     url: str
     api_url: str
     checkpoints_url: str
@@ -155,6 +166,9 @@ class CheckpointDict(TypedDict):
     samples_total: int
     updates_total: int
     mean_return_recent: float | None
+    eval_return: float | None
+    eval_episodes: int
+    eval_win_rate: float | None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -182,6 +196,11 @@ def campaign_api_dict(campaign: Campaign, request: HttpRequest) -> CampaignDict:
         updates_total=campaign.updates_total,
         clients_active=campaign.clients_active,
         mean_return_recent=campaign.mean_return_recent,
+        win_rate_recent=campaign.win_rate_recent,
+        wins_total=campaign.wins_total,
+        eval_version=campaign.eval_version,
+        eval_return=campaign.eval_return,
+        eval_win_rate=campaign.eval_win_rate,
         url=request.build_absolute_uri(campaign.get_absolute_url()),
         api_url=request.build_absolute_uri(reverse("api:campaign", kwargs={"slug": campaign.slug})),
         checkpoints_url=request.build_absolute_uri(
@@ -204,4 +223,7 @@ def checkpoint_api_dict(model: ModelVersion, request: HttpRequest) -> Checkpoint
         samples_total=model.samples_total,
         updates_total=model.updates_total,
         mean_return_recent=model.mean_return_recent,
+        eval_return=model.eval_return,
+        eval_episodes=model.eval_episodes,
+        eval_win_rate=model.eval_win_rate,
     )

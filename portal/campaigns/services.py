@@ -10,7 +10,6 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from client_app.spaces import space_to_spec
 from portal.campaigns.models import Campaign, ModelVersion
 from portal.core.redis import CampaignKeys, get_redis
 from portal.relay.fanout import MODEL, STATUS, notice_publish
@@ -18,25 +17,27 @@ from trainer.config import config_for
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_ENVS = ("CartPole-v1", "LunarLander-v2")
+SUPPORTED_ENVS = (
+    "CartPole-v1",
+    "LunarLander-v2",
+    "soulsai/IudexArena-v0",
+    "SoulsGymIudex-v0",
+    "SoulsGymIudexDemo-v0",
+)
 
 
 def env_spaces(env_id: str, env_kwargs: dict | None = None) -> tuple[dict, dict]:
-    """The observation and action space specs of an environment, made once on the server."""
-    import gymnasium as gym
+    """The observation and action space specs a campaign declares, worked out once on the server.
 
-    import client_app.envs  # noqa: F401  (registers the project's own environments)
+    SoulsGym fights are declared without the game (the server never has it): their specs are the
+    Iudex encoder's, the same the client sends (client_app.envs.declared_spaces).
+    """
+    from client_app.envs import declared_spaces
 
     try:
-        env = gym.make(env_id, **(env_kwargs or {}))
+        return declared_spaces(env_id, env_kwargs or {})
     except Exception as exc:  # gymnasium raises many types for an unknown or broken env
         raise ValidationError(f"cannot create environment {env_id!r}: {exc}") from exc
-    try:
-        return space_to_spec(env.observation_space), space_to_spec(env.action_space)
-    except ValueError as exc:
-        raise ValidationError(str(exc)) from exc
-    finally:
-        env.close()
 
 
 def campaign_create(
@@ -54,7 +55,7 @@ def campaign_create(
 ) -> Campaign:
     """A draft campaign with its spaces resolved and its hyperparameters validated."""
     try:
-        config_for(env_id, hyperparams or {})
+        config_for(env_id, hyperparams or {}, algorithm=algorithm)
     except ValueError as exc:
         raise ValidationError({"hyperparams": str(exc)}) from exc
     observation_space, action_space = env_spaces(env_id, env_kwargs)

@@ -37,7 +37,10 @@ def stats_sync_campaign(*, campaign: Campaign) -> Campaign:
     pipe.zrange(keys.clients, 0, -1, withscores=True)
     pipe.hgetall(keys.machine_rejections)
     pipe.hgetall(keys.flagged)
-    stats, returns, active, updates, m_samples, m_episodes, seen, m_rejections, flagged = pipe.execute()
+    pipe.lrange(keys.outcomes, 0, -1)
+    (
+        stats, returns, active, updates, m_samples, m_episodes, seen, m_rejections, flagged, outcomes,
+    ) = pipe.execute()
     stats = _int_map(stats)
     returns = [float(r) for r in returns]
     figures = {
@@ -45,7 +48,10 @@ def stats_sync_campaign(*, campaign: Campaign) -> Campaign:
         "episodes_total": stats.get("episodes", 0),
         "clients_active": int(active),
         "mean_return_recent": sum(returns) / len(returns) if returns else None,
+        "win_rate_recent": sum(int(o) for o in outcomes) / len(outcomes) if outcomes else None,
+        "wins_total": stats.get("wins", 0),
     }
+    figures.update(evaluations_sync(campaign=campaign))
     if updates is not None:
         figures["updates_total"] = max(int(updates), campaign.updates_total)
     changed = {k: v for k, v in figures.items() if getattr(campaign, k) != v}
@@ -71,6 +77,45 @@ def stats_sync_campaign(*, campaign: Campaign) -> Campaign:
         if any(getattr(token, k) != v for k, v in update.items()):
             MachineToken.objects.filter(pk=token.pk).update(**update)
     return campaign
+
+
+def evaluations_sync(*, campaign: Campaign) -> dict:
+    """Copy evaluation results into their checkpoints' rows; return the campaign's eval_* figures.
+
+    Checkpoints whose evaluation may still be in progress are read each time: those newer than the
+    campaign's last complete one (a handful). A result counts for the campaign once it holds all the
+    episodes the learner asked for (trainer.learner asks for the next one only then, or after a
+    time-out); a checkpoint's row shows partial results as they come.
+    """
+    keys = CampaignKeys(campaign.id)
+    floor = campaign.eval_version or 0
+    pending = list(
+        ModelVersion.objects.filter(campaign=campaign, is_checkpoint=True, version__gt=floor)
+        .order_by("version")
+        .values_list("id", "version", "eval_episodes")
+    )
+    if not pending:
+        return {}
+    pipe = get_redis().pipeline(transaction=False)
+    for _, version, _ in pending:
+        pipe.hgetall(keys.evals(version))
+    figures: dict = {}
+    for (pk, version, known), raw in zip(pending, pipe.execute(), strict=True):
+        data = {k.decode(): float(v) for k, v in raw.items()}
+        episodes = int(data.get("episodes", 0))
+        if not episodes:
+            continue
+        mean = data.get("return_sum", 0.0) / episodes
+        wins = int(data["wins"]) if "fights" in data else None
+        if episodes != known:
+            ModelVersion.objects.filter(pk=pk).update(eval_return=mean, eval_episodes=episodes, eval_wins=wins)
+        if episodes >= int(data.get("wanted", 1)):
+            figures = {
+                "eval_version": version,
+                "eval_return": mean,
+                "eval_win_rate": (wins / episodes) if wins is not None else None,
+            }
+    return figures
 
 
 @shared_task(name="portal.campaigns.tasks.sync_stats", ignore_result=True)

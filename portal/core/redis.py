@@ -49,6 +49,7 @@ class CampaignKeys:
         self.machine_samples = f"{tag}:machine_samples"  # hash: machine id -> samples
         self.machine_episodes = f"{tag}:machine_episodes"  # hash: machine id -> episodes
         self.machine_wins = f"{tag}:machine_wins"  # hash: machine id -> boss fights won
+        self.outcomes = f"{tag}:outcomes"  # list: latest boss-fight outcomes (1 won, 0 lost), newest first
         self.eval_request = f"{tag}:eval_request"  # hash: version, episodes, assigned (learner asks)
         self.evals_prefix = f"{tag}:eval:"  # + version: hash episodes, return_sum, wins, steps
         self.status = f"{tag}:status"  # string: running | paused | stopped
@@ -99,11 +100,15 @@ OUT_FULL = -6
 # allows, -6 the stream holds ``maxlen`` chunks the learner has not taken (it is refused, never
 # trimmed: an acked chunk is never dropped; the client keeps it and retries). ``flagged`` is 1 when
 # staff-visible bad-data flagging throttles this machine.
+# A stored chunk that ends an episode also counts a boss fight's win (ARGV 14: '1' won, '0' lost,
+# '' not a boss fight) and, while the learner asks for evaluation episodes (KEYS 14), hands one to
+# this client: the 5th result is then the version to evaluate (0: none).
 # KEYS: 1 dedup, 2 stream, 3 stats, 4 returns, 5 clients, 6 machine_samples, 7 machine_episodes,
-#       8 status, 9 model, 10 rate (this second), 11 flagged, 12 revoked
+#       8 status, 9 model, 10 rate (this second), 11 flagged, 12 revoked, 13 machine_wins,
+#       14 eval_request, 15 outcomes
 # ARGV: 1 frame, 2 machine id, 3 steps, 4 episode done, 5 episode return, 6 now, 7 maxlen, 8 dedup ttl,
 #       9 model version, 10 returns kept, 11 chunks/s limit, 12 chunks/s limit when flagged,
-#       13 max policy lag (0: none)
+#       13 max policy lag (0: none), 14 win
 STORE_CHUNK_LUA = """
 local mv = tonumber(redis.call('HGET', KEYS[9], 'version') or '0')
 if redis.call('SISMEMBER', KEYS[12], ARGV[2]) == 1 then return {-5, mv, 0, 0} end
@@ -135,8 +140,41 @@ if ARGV[4] == '1' then
   redis.call('LPUSH', KEYS[4], ARGV[5])
   redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[10]) - 1)
   redis.call('HINCRBY', KEYS[7], ARGV[2], 1)
+  if ARGV[14] ~= '' then
+    redis.call('HINCRBY', KEYS[3], 'fights', 1)
+    redis.call('LPUSH', KEYS[15], ARGV[14])
+    redis.call('LTRIM', KEYS[15], 0, tonumber(ARGV[10]) - 1)
+    if ARGV[14] == '1' then
+      redis.call('HINCRBY', KEYS[3], 'wins', 1)
+      redis.call('HINCRBY', KEYS[13], ARGV[2], 1)
+    end
+  end
+  local want = tonumber(redis.call('HGET', KEYS[14], 'episodes') or '0')
+  if want > 0 and tonumber(redis.call('HGET', KEYS[14], 'assigned') or '0') < want then
+    redis.call('HINCRBY', KEYS[14], 'assigned', 1)
+    return {1, mv, backlog + 1, flagged, tonumber(redis.call('HGET', KEYS[14], 'version'))}
+  end
 end
-return {1, mv, backlog + 1, flagged}
+return {1, mv, backlog + 1, flagged, 0}
+"""
+
+# Record one greedy evaluation episode, exactly once (the client resends until acked).
+# KEYS: 1 dedup, 2 evals (this version), 3 stats, 4 model
+# ARGV: 1 return, 2 length, 3 win ('1', '0' or ''), 4 version, 5 dedup ttl
+# Returns 1 stored, 0 duplicate, -2 unknown model version.
+STORE_EVAL_LUA = """
+local mv = tonumber(redis.call('HGET', KEYS[4], 'version') or '0')
+if tonumber(ARGV[4]) > mv then return -2 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[5])
+redis.call('HINCRBY', KEYS[2], 'episodes', 1)
+redis.call('HINCRBYFLOAT', KEYS[2], 'return_sum', ARGV[1])
+redis.call('HINCRBY', KEYS[2], 'steps', ARGV[2])
+if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[2], 'wins', 1) end
+if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[2], 'fights', 1) end
+redis.call('HINCRBY', KEYS[3], 'eval_episodes', 1)
+redis.call('HINCRBY', KEYS[3], 'eval_steps', ARGV[2])
+return 1
 """
 
 # Count one chunk refused for good, and flag a machine that keeps sending bad data. Only called on

@@ -145,6 +145,8 @@ class ClientConsumer(AsyncWebsocketConsumer):
                 await self.on_hello(message)
             elif kind == P.CHUNK:
                 await self.on_chunk(message, bytes_data)
+            elif kind == P.EVAL:
+                await self.on_eval(message)
             else:
                 chunk_id = message.get("id") if isinstance(message.get("id"), str) else None
                 await self.reject(chunk_id, P.R_SCHEMA, f"unknown message type {kind!r}")
@@ -282,15 +284,19 @@ class ClientConsumer(AsyncWebsocketConsumer):
                 f"last {campaign.max_policy_lag} versions before the current {result.model_version}",
             )
             return
-        await self.send_message(
-            {
-                "type": P.ACK,
-                "id": chunk.id,
-                "duplicate": result.outcome == services.DUPLICATE,
-                "model_version": result.model_version,
-                "wait_ms": services.backoff_ms(result.backlog) + extra_ms,
-            }
-        )
+        ack = {
+            "type": P.ACK,
+            "id": chunk.id,
+            "duplicate": result.outcome == services.DUPLICATE,
+            "model_version": result.model_version,
+            "wait_ms": services.backoff_ms(result.backlog) + extra_ms,
+        }
+        if result.evaluate:
+            # The learner asks for greedy episodes of a checkpoint: this client plays one next.
+            notice = await services.eval_notice(client=redis, campaign_id=campaign.id, version=result.evaluate)
+            if notice is not None:
+                ack["evaluate"] = notice
+        await self.send_message(ack)
         # Piggyback: a client that missed a notice learns of the new model from its next ack. The
         # process's fan-out usually holds that notice already, which saves a round trip per client.
         if result.model_version > self.model_sent:
@@ -299,6 +305,22 @@ class ClientConsumer(AsyncWebsocketConsumer):
                 model = await services.current_model(client=redis, campaign_id=campaign.id)
             if model:
                 await self.send_model(model)
+
+    async def on_eval(self, message: dict[str, Any]) -> None:
+        """A greedy evaluation episode's result: recorded once per id, acked like a chunk."""
+        result_id = message.get("id") if isinstance(message.get("id"), str) else None
+        try:
+            result = P.decode_eval(message)
+        except P.ProtocolError as exc:
+            await self.reject(result_id, exc.code, exc.message)
+            return
+        outcome = await services.eval_store(client=get_async_redis(), campaign_id=self.campaign.id, result=result)
+        if outcome == -2:
+            await self.reject(result.id, P.R_MODEL_VERSION, f"model version {result.model_version} does not exist")
+            return
+        await self.send_message(
+            {"type": P.ACK, "id": result.id, "duplicate": outcome == 0, "model_version": 0, "wait_ms": 0}
+        )
 
     async def reject(self, chunk_id: str | None, code: str, text: str, *, wait_ms: int | None = None) -> None:
         """Refuse one chunk; the connection stays usable. Counts it against the machine unless the

@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 from django.conf import settings
 
 from client_app import protocol as P
-from client_app.protocol import Chunk
+from client_app.protocol import Chunk, EvalResult
 from portal.core import redis as R
 from portal.core.redis import DEDUP_TTL_SECONDS, RETURNS_KEPT, STORE_CHUNK_LUA, CampaignKeys
 
@@ -50,6 +50,7 @@ class StoreResult:
     model_version: int  # the campaign's current model version
     backlog: int  # chunks in the stream that the learner has not taken yet
     flagged: bool = False  # the machine is flagged for bad data: its answers carry extra wait_ms
+    evaluate: int = 0  # a model version this client is asked to play one greedy episode of (0: none)
 
     @property
     def acked(self) -> bool:
@@ -99,7 +100,7 @@ async def chunk_store(
     """
     keys = CampaignKeys(campaign_id)
     now = time.time()
-    outcome, model_version, backlog, flagged = await _script(client, STORE_CHUNK_LUA)(
+    outcome, model_version, backlog, flagged, *rest = await _script(client, STORE_CHUNK_LUA)(
         keys=[
             keys.dedup(chunk.id),
             keys.stream,
@@ -113,6 +114,9 @@ async def chunk_store(
             keys.rate(machine_id, int(now)),
             keys.flagged,
             keys.revoked,
+            keys.machine_wins,
+            keys.eval_request,
+            keys.outcomes,
         ],
         args=[
             frame,
@@ -128,9 +132,32 @@ async def chunk_store(
             settings.SOULSAI_RATE_CHUNKS_PER_S,
             settings.SOULSAI_FLAG_RATE_CHUNKS_PER_S,
             max_policy_lag,
+            "" if chunk.outcome is None else ("1" if chunk.outcome["win"] else "0"),
         ],
     )
-    return StoreResult(int(outcome), int(model_version), int(backlog), bool(flagged))
+    evaluate = rest[0] if rest else 0
+    return StoreResult(int(outcome), int(model_version), int(backlog), bool(flagged), int(evaluate))
+
+
+async def eval_store(*, client: aioredis.Redis, campaign_id: int, result: EvalResult) -> int:
+    """Record one evaluation episode exactly once: 1 stored, 0 duplicate, -2 unknown model version."""
+    keys = CampaignKeys(campaign_id)
+    win = "" if result.outcome is None else ("1" if result.outcome["win"] else "0")
+    return int(
+        await _script(client, R.STORE_EVAL_LUA)(
+            keys=[keys.dedup("eval:" + result.id), keys.evals(result.model_version), keys.stats, keys.model],
+            args=[repr(result.episode_return), result.episode_length, win, result.model_version, DEDUP_TTL_SECONDS],
+        )
+    )
+
+
+async def eval_notice(*, client: aioredis.Redis, campaign_id: int, version: int) -> dict | None:
+    """The {version, url, sha256} of the checkpoint the learner asked to evaluate, if still asked."""
+    raw = await client.hgetall(CampaignKeys(campaign_id).eval_request)
+    data = {k.decode(): v.decode() for k, v in raw.items()}
+    if not data or int(data.get("version", 0)) != version:
+        return None
+    return {"version": version, "url": data["url"], "sha256": data["sha256"]}
 
 
 async def rejection_record(

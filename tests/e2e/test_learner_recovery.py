@@ -25,6 +25,9 @@ FAST = {
     "hidden": [64, 64],
     "publish_every_updates": 10,
     "publish_min_seconds": 0.3,
+    # No greedy evaluation episodes: every step the client plays is then a training sample, which
+    # makes the exactly-once count below exact (tests/e2e/test_evaluation.py covers evaluation).
+    "eval_every_samples": 0,
     "checkpoint_every_versions": 2,
 }
 

@@ -24,6 +24,7 @@ FAST = {
     "publish_min_seconds": 0.5,
     "checkpoint_every_versions": 2,
     "eps_decay_samples": 2000,
+    "eval_every_samples": 0,  # every step a training sample: the exact count below (see test_evaluation.py)
 }
 
 

@@ -81,6 +81,9 @@ def test_checkpoints_newest_first_with_absolute_urls(client, cartpole_campaign, 
         "samples_total": 300,
         "updates_total": 150,
         "mean_return_recent": None,
+        "eval_return": None,
+        "eval_episodes": 0,
+        "eval_win_rate": None,
     }
     assert isinstance(first["size_bytes"], int) and first["size_bytes"] > 0
     assert client.get(first["url"]).status_code == 200

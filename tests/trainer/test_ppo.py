@@ -98,7 +98,7 @@ def test_ppo_agent_drops_chunks_older_than_the_staleness_bound():
     no_logp = bandit_chunk(rng, policy, 5)
     no_logp.logp = None
     assert agent.ingest(no_logp, current_version=5) == 0
-    assert (agent.pending_steps, agent.dropped_samples, agent.samples_total) == (32, 64, 32)
+    assert (agent.pending_steps, agent.dropped_samples, agent.samples_total) == (32, 64, 96)
 
 
 def test_ppo_update_never_raises_the_probability_of_a_masked_action():

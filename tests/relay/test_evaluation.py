@@ -1,0 +1,89 @@
+"""Evaluation requests, results and boss-fight outcomes through the real relay (websockets, Redis, DB)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from client_app import protocol as P
+from portal.campaigns.models import Campaign, ModelVersion
+from portal.campaigns.tasks import stats_sync_campaign
+from portal.core.redis import CampaignKeys
+from tests.relay.test_relay import make_chunk, open_session, publish_models, send
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def ask_for_evaluation(redis_client, campaign, version: int, episodes: int) -> dict:
+    """What the learner does after publishing a checkpoint (trainer.learner.request_evaluation)."""
+    model = ModelVersion.objects.get(campaign=campaign, version=version)
+    ModelVersion.objects.filter(pk=model.pk).update(is_checkpoint=True)
+    keys = CampaignKeys(campaign.id)
+    redis_client.hset(keys.eval_request, mapping={**model.notice(), "episodes": episodes, "assigned": 0})
+    redis_client.hset(keys.evals(version), "wanted", episodes)
+    return model.notice()
+
+
+def test_the_relay_hands_out_exactly_the_evaluation_episodes_asked_for(asgi_server, campaign, token, redis_client):
+    publish_models(campaign, 1)
+    notice = ask_for_evaluation(redis_client, campaign, 1, episodes=2)
+    with open_session(asgi_server, token[1]) as (ws, _):
+        assert "evaluate" not in send(ws, make_chunk("mid", version=1).to_message())  # not an episode's end
+        asked = [send(ws, make_chunk(f"end-{i}", done=True, version=1).to_message()).get("evaluate") for i in range(3)]
+    assert asked == [notice, notice, None]
+
+
+def test_evaluation_results_are_stored_once_and_reach_the_checkpoint(asgi_server, campaign, token, redis_client):
+    publish_models(campaign, 1, 2)
+    ask_for_evaluation(redis_client, campaign, 2, episodes=2)
+    results = [P.EvalResult(id=f"s-e{i}", model_version=2, episode_return=r, episode_length=100) for i, r in ((1, 400.0), (2, 500.0))]
+    with open_session(asgi_server, token[1]) as (ws, _):
+        first = send(ws, results[0].to_message())
+        again = send(ws, results[0].to_message())  # a resend after a lost ack
+        assert (first["type"], first["duplicate"], again["duplicate"]) == (P.ACK, False, True)
+        campaign = stats_sync_campaign(campaign=Campaign.objects.get(pk=campaign.pk))
+        assert campaign.eval_version is None  # 1 of the 2 episodes asked for: not complete yet
+        assert ModelVersion.objects.get(campaign=campaign, version=2).eval_episodes == 1
+        send(ws, results[1].to_message())
+        unknown = send(ws, P.EvalResult(id="x", model_version=9, episode_return=1.0, episode_length=1).to_message())
+        bad = send(ws, {**results[1].to_message(), "id": "y", "return": float("nan")})
+    assert (unknown["type"], unknown["code"]) == (P.REJECT, P.R_MODEL_VERSION)
+    assert (bad["type"], bad["code"]) == (P.REJECT, P.R_NOT_FINITE)
+    campaign = stats_sync_campaign(campaign=Campaign.objects.get(pk=campaign.pk))
+    checkpoint = ModelVersion.objects.get(campaign=campaign, version=2)
+    assert (checkpoint.eval_episodes, checkpoint.eval_return, checkpoint.eval_win_rate) == (2, 450.0, None)
+    assert (campaign.eval_version, campaign.eval_return) == (2, 450.0)
+    assert int(redis_client.hget(CampaignKeys(campaign.id).stats, "eval_steps")) == 200
+
+
+def test_boss_fight_outcomes_count_wins_per_campaign_and_machine(asgi_server, campaign, token, redis_client):
+    with open_session(asgi_server, token[1]) as (ws, _):
+        for i, win in enumerate([True, False, True, True]):
+            chunk = make_chunk(f"fight-{i}", done=True)
+            chunk.outcome = {"win": win, "boss_hp": 0.0 if win else 0.4, "player_hp": 0.5 if win else 0.0}
+            assert send(ws, chunk.to_message())["type"] == P.ACK
+        send(ws, make_chunk("fight-0", done=True).to_message())  # a resend counts nothing twice
+        bad = make_chunk("fight-bad", done=True)
+        bad.outcome = {"win": True, "boss_hp": 1.5}
+        rejected = send(ws, bad.to_message())
+    assert (rejected["type"], rejected["code"]) == (P.REJECT, P.R_OUT_OF_RANGE)
+    keys = CampaignKeys(campaign.id)
+    assert int(redis_client.hget(keys.machine_wins, str(token[0].id))) == 3
+    campaign = stats_sync_campaign(campaign=Campaign.objects.get(pk=campaign.pk))
+    assert (campaign.wins_total, campaign.win_rate_recent) == (3, 0.75)
+
+
+def test_log_probabilities_are_validated_and_reach_the_stream(asgi_server, campaign, token, redis_client):
+    with open_session(asgi_server, token[1]) as (ws, _):
+        good = make_chunk("pi-0")
+        good.logp = np.full(8, -0.69, np.float32)
+        assert send(ws, good.to_message())["type"] == P.ACK
+        positive = make_chunk("pi-1")
+        positive.logp = np.full(8, 0.5, np.float32)
+        short = make_chunk("pi-2")
+        short.logp = np.full(3, -0.1, np.float32)
+        answers = [send(ws, c.to_message()) for c in (positive, short)]
+    assert [(a["type"], a["code"]) for a in answers] == [(P.REJECT, P.R_OUT_OF_RANGE), (P.REJECT, P.R_SHAPE)]
+    [(_, fields)] = redis_client.xrange(CampaignKeys(campaign.id).stream)
+    stored = P.decode_stored_chunk(fields[b"c"])
+    np.testing.assert_allclose(stored.logp, good.logp)
