@@ -1,7 +1,11 @@
 """``soulsai-client`` (also ``python -m client_app``): the volunteer's command line.
 
-``run`` is the only subcommand and the default, so ``soulsai-client --server URL --token T`` and
-``soulsai-client run --server URL --token T`` are the same. See docs/client.md.
+``run`` is the default subcommand, so ``soulsai-client --server URL --token T`` and
+``soulsai-client run --server URL --token T`` are the same. ``doctor`` checks the machine
+(client_app.doctor, docs/soulsgym.md), ``status`` shows the saved settings, the spools and the
+server's health, ``gui`` opens the window (also ``soulsai-client-gui``). Settings come from the flags,
+then ``SOULSAI_SERVER`` / ``SOULSAI_TOKEN``, then the config file (client_app.userconfig).
+See docs/client.md.
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ import signal
 import socket
 import sys
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from client_app import __version__
-from client_app.connection import websocket_url
+from client_app import __version__, userconfig
+from client_app.connection import http_url, websocket_url
 from client_app.runner import EXIT_FAILED, EXIT_FATAL, RunConfig, Runner
 from client_app.spool import default_spool_root
+
+COMMANDS = ("run", "doctor", "status", "gui")
 
 DESCRIPTION = """\
 Play a SoulsAI campaign on this machine and stream the experience to the server.
@@ -31,15 +39,27 @@ restart or a lost connection. Press Ctrl-C to stop: nothing that was played is l
 """
 
 EPILOG = f"""\
+commands:
+  run      play and send (the default): %(prog)s run --help
+  doctor   check this machine and the token: %(prog)s doctor --help
+  status   the saved settings, the chunks waiting in the spool, the server's health
+  gui      the window (the same as soulsai-client-gui)
+
 environment variables:
   SOULSAI_SERVER   default for --server
   SOULSAI_TOKEN    default for --token (safer than --token: other users cannot see it in ps)
+
+config file: {userconfig.default_path()}
+  --save remembers --server, --token, --name and --spool-dir there (the token in the system
+  keyring when the keyring package is installed); flags and environment variables override it.
 
 exit codes:
   0  finished: --max-steps reached, Ctrl-C, or the campaign was stopped
   1  unexpected error (a bug: please report it with the output)
   2  cannot take part: bad options, token refused, campaign closed, client too old,
      or this machine cannot run the campaign's environment
+
+check this machine first: %(prog)s doctor --help
 
 spool: {default_spool_root()}/<campaign>-<token prefix> unless --spool-dir is given.
 """
@@ -48,7 +68,10 @@ spool: {default_spool_root()}/<campaign>-<token prefix> unless --spool-dir is gi
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="soulsai-client",
-        usage="%(prog)s [run] --server URL --token TOKEN [options]",
+        usage="%(prog)s [run] --server URL --token TOKEN [options]\n"
+        "       %(prog)s doctor [--env ID] [--server URL --token TOKEN]\n"
+        "       %(prog)s status [--config FILE]\n"
+        "       %(prog)s gui [--config FILE]",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -56,20 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--server",
         metavar="URL",
-        default=os.environ.get("SOULSAI_SERVER"),
-        help="the portal's address, e.g. https://soulsai.example.org (env SOULSAI_SERVER)",
+        help="the portal's address, e.g. https://soulsai.example.org (env SOULSAI_SERVER, or the config file)",
     )
     parser.add_argument(
         "--token",
         metavar="TOKEN",
-        default=os.environ.get("SOULSAI_TOKEN"),
-        help="your machine token from the campaign's page on the portal (env SOULSAI_TOKEN)",
+        help="your machine token from the campaign's page on the portal (env SOULSAI_TOKEN, or the config file)",
     )
     parser.add_argument(
         "--name",
         metavar="NAME",
-        default=socket.gethostname(),
-        help="this machine's name as the server shows it (default: the host name)",
+        help="this machine's name as the server shows it (default: the config file's, else the host name)",
     )
     parser.add_argument(
         "--spool-dir",
@@ -92,8 +112,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", metavar="S", type=int, help="seed for the environment and the exploration")
     parser.add_argument("--quiet", action="store_true", help="print errors only, no progress lines")
+    _add_config_option(parser)
+    parser.add_argument(
+        "--save",
+        action="store_true",
+        help="remember --server, --token, --name and --spool-dir in the config file for the next runs",
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
+
+
+def _add_config_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        type=Path,
+        default=None,
+        help=f"the config file to read and --save to (default: {userconfig.default_path()})",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -117,23 +153,43 @@ def parse_args(argv: Sequence[str] | None = None) -> RunConfig:
         args = args[1:]
     parser = build_parser()
     ns = parser.parse_args(args)
-    if not ns.server:
+    saved = userconfig.load(ns.config)
+    server, _ = userconfig.resolve(flag=ns.server, env_name="SOULSAI_SERVER", saved=saved.server)
+    token, _ = userconfig.resolve(flag=ns.token, env_name="SOULSAI_TOKEN", saved=saved.token)
+    if not server:
         parser.error(
-            "--server is required (or set SOULSAI_SERVER), e.g. --server https://soulsai.example.org"
+            "--server is required (or set SOULSAI_SERVER, or save it once with --save), "
+            "e.g. --server https://soulsai.example.org"
         )
-    if not ns.token:
+    if not token.strip():
         parser.error(
-            "--token is required (or set SOULSAI_TOKEN): copy it from the campaign's page on the portal"
+            "--token is required (or set SOULSAI_TOKEN, or save it once with --save): "
+            "copy it from the campaign's page on the portal"
         )
     try:
-        websocket_url(ns.server)
+        websocket_url(server)
     except ValueError as exc:
         parser.error(str(exc))
+    machine = ns.name or saved.machine or socket.gethostname()
+    spool_dir = ns.spool_dir or (Path(saved.spool_dir) if saved.spool_dir else None)
+    if ns.save:
+        kept = userconfig.save(
+            userconfig.UserConfig(
+                server=server, token=token.strip(), machine=ns.name or saved.machine,
+                spool_dir=str(spool_dir or ""),
+            ),
+            ns.config,
+        )  # fmt: skip
+        print(
+            f"settings saved in {ns.config or userconfig.default_path()} ({kept.token_note})",
+            file=sys.stderr,
+            flush=True,
+        )
     return RunConfig(
-        server_url=ns.server,
-        token=ns.token.strip(),
-        machine=(ns.name or "").strip()[:60] or "unnamed",
-        spool_dir=ns.spool_dir,
+        server_url=server,
+        token=token.strip(),
+        machine=(machine or "").strip()[:60] or "unnamed",
+        spool_dir=spool_dir,
         max_steps=ns.max_steps,
         max_sps=ns.max_sps,
         seed=ns.seed,
@@ -147,7 +203,16 @@ def _interrupt(signum: int, frame: object) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``soulsai-client`` and ``python -m client_app``; returns the exit code."""
-    config = parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "doctor":
+        return doctor_command(args[1:])
+    if args and args[0] == "status":
+        return status_main(args[1:])
+    if args and args[0] == "gui":
+        from client_app.gui import main as gui_main
+
+        return gui_main(args[1:])
+    config = parse_args(args)
     logging.basicConfig(
         level=logging.WARNING if config.quiet else logging.INFO,
         format="%(asctime)s %(message)s",
@@ -170,3 +235,109 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if in_main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+# ---------------------------------------------------------------------------------------------------
+# doctor and status
+
+
+def doctor_command(args: list[str]) -> int:
+    """``soulsai-client doctor``: the saved server and token are used unless given or in the environment."""
+    from client_app.doctor import main as doctor_main
+
+    if "-h" in args or "--help" in args:
+        return doctor_main(args)
+    saved = userconfig.load()
+    extra: list[str] = []
+    given = " ".join(args)
+    if "--server" not in given and not os.environ.get("SOULSAI_SERVER") and saved.server:
+        extra += ["--server", saved.server]
+    if "--token" not in given and not os.environ.get("SOULSAI_TOKEN") and saved.token:
+        extra += ["--token", saved.token]
+    return doctor_main([*extra, *args])
+
+
+STATUS_DESCRIPTION = """\
+Show what the client would use and what is waiting: the config file, the server address, the
+token (masked) and where it is kept, the machine name, the chunks waiting in the spool of each
+campaign, and the server's answer to /healthz. Exit code 0 when the server answers healthy (or
+none is set), 1 otherwise.
+"""
+
+
+def build_status_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="soulsai-client status",
+        description=STATUS_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--server", metavar="URL", help="the portal's address (default: env, then config file)"
+    )
+    parser.add_argument("--spool-dir", metavar="DIR", type=Path, help="the spool root to look into")
+    _add_config_option(parser)
+    return parser
+
+
+def spool_summary(root: Path) -> list[tuple[str, int, int]]:
+    """(folder name, chunks, bytes) of every campaign's spool under ``root``."""
+    rows = []
+    if not root.is_dir():
+        return rows
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        files = list(folder.glob("*.chunk"))
+        rows.append((folder.name, len(files), sum(f.stat().st_size for f in files)))
+    return rows
+
+
+def server_health(server: str, timeout: float = 10.0) -> tuple[bool, str]:
+    """Whether /healthz answers healthy, and its answer in one line."""
+    try:
+        url = http_url(server) + "healthz"
+        websocket_url(server)
+    except ValueError as exc:
+        return False, str(exc)
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return (
+                response.status == 200,
+                f"{url}: HTTP {response.status} {response.read(2048).decode(errors='replace').strip()}",
+            )
+    except urllib.error.HTTPError as exc:
+        body = exc.read(2048).decode(errors="replace").strip()
+        return False, f"{url}: HTTP {exc.code} {body}".strip()
+    except (urllib.error.URLError, OSError) as exc:
+        return False, f"{url}: no answer ({getattr(exc, 'reason', exc)})"
+
+
+def status_main(argv: Sequence[str]) -> int:
+    """``soulsai-client status``: print the settings, the spools and the server's health."""
+    ns = build_status_parser().parse_args(list(argv))
+    path = ns.config or userconfig.default_path()
+    saved = userconfig.load(path)
+    server, server_from = userconfig.resolve(flag=ns.server, env_name="SOULSAI_SERVER", saved=saved.server)
+    token, token_from = userconfig.resolve(flag=None, env_name="SOULSAI_TOKEN", saved=saved.token)
+    where = {"file": "in the config file", "keyring": "in the system keyring"}.get(saved.token_store, "")
+    token_source = "SOULSAI_TOKEN" if token_from == "SOULSAI_TOKEN" else where
+    root = ns.spool_dir or (Path(saved.spool_dir) if saved.spool_dir else default_spool_root())
+    lines = [
+        f"config file: {path}"
+        + ("" if Path(path).exists() else " (none yet: save settings with run --save or the window)"),
+        f"server:      {server or '(not set)'}" + (f"  [{server_from}]" if server_from else ""),
+        f"token:       {userconfig.mask_token(token)}" + (f"  [{token_source}]" if token else ""),
+        f"machine:     {saved.machine or socket.gethostname()}",
+        f"spool:       {root}",
+    ]
+    rows = spool_summary(root)
+    for name, count, size in rows:
+        lines.append(f"  {name}: {count} chunk{'s' if count != 1 else ''} waiting ({size / 1e6:.1f} MB)")
+    if not rows:
+        lines.append("  nothing waiting")
+    ok = True
+    if server:
+        ok, answer = server_health(server)
+        lines.append(f"server health: {answer}")
+    else:
+        lines.append("server health: no server set")
+    print("\n".join(lines), flush=True)
+    return 0 if ok else 1

@@ -1,0 +1,410 @@
+"""The client's window: settings, the doctor's checks, the buttons, live figures and the log.
+
+Everything here runs in Tk's thread and returns at once. The window polls the controller every
+``POLL_MS`` with ``after()``; the controller's threads never touch Tk.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+import tkinter as tk
+import webbrowser
+from collections.abc import Callable
+from pathlib import Path
+from tkinter import font as tkfont
+from tkinter import ttk
+from tkinter.scrolledtext import ScrolledText
+
+from client_app import __version__, userconfig
+from client_app.controller import (
+    Controller,
+    ControllerSnapshot,
+    DoctorReport,
+    StartError,
+    boss_name,
+    check_settings,
+    run_config,
+)
+from client_app.spool import default_spool_root
+
+POLL_MS = 250
+LOG_LINES_KEPT = 2000
+QUIT_WAIT_S = 20.0  # how long Quit waits for the run to store its partial chunk and close
+
+STATES = {
+    "idle": "not started",
+    "starting": "starting: connecting to the server and the game",
+    "running": "playing",
+    "paused": "paused by you: the spool is still being sent",
+    "stopping": "stopping: keeping what was not sent yet",
+    "stopped": "stopped",
+    "failed": "stopped with an error (see Last error)",
+}
+
+FIGURES = (
+    ("state", "Client"),
+    ("connection", "Connection"),
+    ("model", "Model"),
+    ("steps", "Steps played"),
+    ("sps", "Steps per second"),
+    ("episodes", "Episodes"),
+    ("wins", "Wins"),
+    ("return", "Your return (last 10)"),
+    ("spool", "Chunks waiting to be sent"),
+    ("restarts", "Game restarts"),
+    ("error", "Last error"),
+)
+
+
+def figures_of(snap: ControllerSnapshot) -> dict[str, str]:
+    """The text of every live figure (pure: tested without a display through the window)."""
+    run = snap.run
+    values = {key: "–" for key, _ in FIGURES}
+    values["state"] = STATES.get(snap.state, snap.state)
+    if run is None:
+        return values
+    values["connection"] = run.connection
+    if run.model_version:
+        values["model"] = f"v{run.model_version}"
+    else:
+        values["model"] = "random moves (no model yet)"
+    if run.server_model_version > run.model_version:
+        values["model"] += f", server has v{run.server_model_version}"
+    values["steps"] = f"{run.steps:,}"
+    values["sps"] = f"{run.steps_per_s:,.0f}" if run.phase == "playing" else "0"
+    values["episodes"] = f"{run.episodes:,}"
+    values["wins"] = f"{run.wins:,}"
+    if run.mean_return is not None:
+        values["return"] = f"{run.mean_return:,.1f} (latest {run.last_return:,.1f})"
+    values["spool"] = f"{run.spool:,}"
+    values["restarts"] = f"{run.restarts:,}"
+    values["error"] = run.last_error or "none"
+    return values
+
+
+class ClientWindow:
+    """The window over one Controller. ``open_url`` opens the campaign page (a web browser)."""
+
+    def __init__(
+        self,
+        root: tk.Tk,
+        *,
+        controller: Controller | None = None,
+        config_path: Path | None = None,
+        open_url: Callable[[str], object] = webbrowser.open,
+    ):
+        self.root = root
+        self.controller = controller or Controller()
+        self.config_path = config_path
+        self.open_url = open_url
+        self.exit_code = 0
+        self.closed = False
+        self._quit_deadline: float | None = None
+        self._doctor_shown: DoctorReport | None = None
+        self._campaign_url: str | None = None
+        self._last_state = ""
+        self._poll_id: str | None = None
+
+        saved = userconfig.load(config_path)
+        self.server_var = tk.StringVar(value=saved.server)
+        self.token_var = tk.StringVar(value=saved.token)
+        self.machine_var = tk.StringVar(value=saved.machine or socket.gethostname())
+        self.spool_var = tk.StringVar(value=saved.spool_dir)
+        self.show_token = tk.BooleanVar(value=False)
+        self.note_var = tk.StringVar(value=saved.token_note if saved.token else "")
+        self.message_var = tk.StringVar()
+        self.campaign_var = tk.StringVar(value="– (shown once connected)")
+        self.boss_var = tk.StringVar(value="–")
+        self.figure_vars = {key: tk.StringVar(value="–") for key, _ in FIGURES}
+
+        root.title(f"SoulsAI client {__version__}")
+        root.minsize(760, 600)
+        self._build()
+        # The client's log messages go to the Log tab, for as long as the window lives.
+        self._handler = self.controller.log_handler()
+        client_logger = logging.getLogger("client_app")
+        self._previous_level = client_logger.level
+        client_logger.addHandler(self._handler)
+        if client_logger.level == logging.NOTSET or client_logger.level > logging.INFO:
+            client_logger.setLevel(logging.INFO)
+        root.bind("<Destroy>", self._destroyed, add="+")
+        root.protocol("WM_DELETE_WINDOW", self.quit)
+        self._show(self.controller.snapshot())
+        self._poll_id = root.after(POLL_MS, self._poll)
+
+    # -- layout ------------------------------------------------------------------------------------
+
+    def _build(self) -> None:
+        root = self.root
+        outer = ttk.Frame(root, padding=8)
+        outer.grid(row=0, column=0, sticky="nsew")
+        root.columnconfigure(0, weight=1)
+        root.rowconfigure(0, weight=1)
+        outer.columnconfigure(0, weight=1, uniform="half")  # the halves keep their width as texts change
+        outer.columnconfigure(1, weight=1, uniform="half")
+        outer.rowconfigure(2, weight=1)
+
+        settings = ttk.LabelFrame(outer, text="Your settings (remembered)", padding=6)
+        settings.grid(row=0, column=0, sticky="nsew", padx=(0, 6))
+        settings.columnconfigure(1, weight=1)
+        self.server_entry = self._entry(settings, 0, "Server address", self.server_var)
+        self.token_entry = self._entry(settings, 1, "Machine token", self.token_var, show="•")
+        ttk.Checkbutton(settings, text="show", variable=self.show_token, command=self._toggle_token).grid(
+            row=1, column=2, sticky="w"
+        )
+        self.machine_entry = self._entry(settings, 2, "Machine name", self.machine_var)
+        self.spool_entry = self._entry(settings, 3, "Spool folder", self.spool_var)
+        ttk.Label(settings, text=f"empty: {default_spool_root()}", foreground="#666").grid(
+            row=4, column=1, columnspan=2, sticky="w"
+        )
+        ttk.Label(settings, textvariable=self.note_var, foreground="#666").grid(
+            row=5, column=0, columnspan=3, sticky="w"
+        )
+
+        buttons = ttk.Frame(settings)
+        buttons.grid(row=6, column=0, columnspan=3, sticky="w", pady=(6, 0))
+        self.doctor_button = ttk.Button(buttons, text="Check this machine", command=self.check)
+        self.start_button = ttk.Button(buttons, text="Start", command=self.start)
+        self.pause_button = ttk.Button(buttons, text="Pause", command=self.toggle_pause)
+        self.stop_button = ttk.Button(buttons, text="Stop", command=self.stop)
+        self.quit_button = ttk.Button(buttons, text="Quit", command=self.quit)
+        for i, button in enumerate(
+            (self.doctor_button, self.start_button, self.pause_button, self.stop_button, self.quit_button)
+        ):
+            button.grid(row=0, column=i, padx=(0, 4))
+        self.message_label = ttk.Label(
+            settings, textvariable=self.message_var, foreground="#b00020", wraplength=440
+        )
+        self.message_label.grid(row=7, column=0, columnspan=3, sticky="w")
+
+        link_font = tkfont.nametofont("TkDefaultFont").copy()
+        link_font.configure(underline=True)
+        campaign = ttk.LabelFrame(outer, text="Campaign", padding=6)
+        campaign.grid(row=1, column=0, sticky="nsew", padx=(0, 6), pady=(6, 0))
+        campaign.columnconfigure(1, weight=1)
+        ttk.Label(campaign, text="Campaign").grid(row=0, column=0, sticky="w", padx=(0, 8))
+        self.campaign_label = ttk.Label(campaign, textvariable=self.campaign_var)
+        self.campaign_label.grid(row=0, column=1, sticky="w")
+        ttk.Label(campaign, text="Boss").grid(row=1, column=0, sticky="w", padx=(0, 8))
+        self.boss_label = ttk.Label(campaign, textvariable=self.boss_var)
+        self.boss_label.grid(row=1, column=1, sticky="w")
+        self.link_label = tk.Label(campaign, text="", fg="#1a56c4", cursor="hand2", font=link_font)
+        self.link_label.grid(row=2, column=0, columnspan=2, sticky="w")
+        self.link_label.bind("<Button-1>", self._open_campaign)
+
+        figures = ttk.LabelFrame(outer, text="Live", padding=6)
+        figures.grid(row=0, column=1, rowspan=2, sticky="nsew")
+        figures.columnconfigure(1, weight=1)
+        self.figure_labels: dict[str, ttk.Label] = {}
+        for row, (key, title) in enumerate(FIGURES):
+            ttk.Label(figures, text=title).grid(row=row, column=0, sticky="nw", padx=(0, 10), pady=1)
+            label = ttk.Label(figures, textvariable=self.figure_vars[key], wraplength=330, justify="left")
+            label.grid(row=row, column=1, sticky="w", pady=1)
+            self.figure_labels[key] = label
+
+        notebook = ttk.Notebook(outer)
+        notebook.grid(row=2, column=0, columnspan=2, sticky="nsew", pady=(6, 0))
+        self.log_text = ScrolledText(
+            notebook, height=12, wrap="word", state="disabled", font=("TkFixedFont", 9)
+        )
+        self.checks_text = ScrolledText(notebook, height=12, wrap="word", state="disabled")
+        self.checks_text.tag_configure("ok", foreground="#137333")
+        self.checks_text.tag_configure("bad", foreground="#b00020")
+        self.checks_text.tag_configure("fix", foreground="#444", lmargin1=24, lmargin2=24)
+        notebook.add(self.log_text, text="Log")
+        notebook.add(self.checks_text, text="Checks")
+        self.notebook = notebook
+        self._set_text(self.checks_text, "Press “Check this machine” to see whether it can take part.\n")
+
+    def _entry(self, parent: ttk.Frame, row: int, label: str, var: tk.StringVar, **kw) -> ttk.Entry:
+        ttk.Label(parent, text=label).grid(row=row, column=0, sticky="w", padx=(0, 8), pady=2)
+        entry = ttk.Entry(parent, textvariable=var, width=44, **kw)
+        entry.grid(row=row, column=1, sticky="ew", pady=2)
+        return entry
+
+    def _toggle_token(self) -> None:
+        self.token_entry.configure(show="" if self.show_token.get() else "•")
+
+    # -- actions -----------------------------------------------------------------------------------
+
+    def _settings(self) -> userconfig.UserConfig:
+        return userconfig.UserConfig(
+            server=self.server_var.get().strip(),
+            token=self.token_var.get().strip(),
+            machine=self.machine_var.get().strip(),
+            spool_dir=self.spool_var.get().strip(),
+        )
+
+    def start(self) -> None:
+        self.message_var.set("")
+        settings = self._settings()
+        try:
+            check_settings(settings.server, settings.token)
+        except StartError as exc:
+            self.message_var.set(str(exc))
+            return
+        try:
+            saved = userconfig.save(settings, self.config_path)
+            self.note_var.set(saved.token_note)
+        except OSError as exc:  # the run can go on without remembering the settings
+            self.message_var.set(f"cannot save the settings: {exc}")
+        try:
+            self.controller.start(
+                run_config(
+                    server=settings.server,
+                    token=settings.token,
+                    machine=settings.machine or socket.gethostname(),
+                    spool_dir=settings.spool_dir or None,
+                )
+            )
+        except StartError as exc:
+            self.message_var.set(str(exc))
+            return
+        self.notebook.select(self.log_text)
+        self._show(self.controller.snapshot())
+
+    def toggle_pause(self) -> None:
+        if self.controller.snapshot().state == "paused":
+            self.controller.resume()
+        else:
+            self.controller.pause()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def check(self) -> None:
+        self.message_var.set("")
+        settings = self._settings()
+        if self.controller.run_doctor(server=settings.server, token=settings.token):
+            self._set_text(self.checks_text, "Checking this machine…\n")
+            self._doctor_shown = None
+            self.notebook.select(self.checks_text)
+
+    def quit(self) -> None:
+        """Stop the run (the spool stays on disk) and close the window once it has ended."""
+        if self._quit_deadline is not None:
+            return
+        self._quit_deadline = time.monotonic() + QUIT_WAIT_S
+        if self.controller.running:
+            self.message_var.set("Stopping: keeping what was not sent yet…")
+            self.controller.stop()
+        self._poll()
+
+    def _open_campaign(self, _event: object = None) -> None:
+        url = self._campaign_url
+        if url:
+            # A browser can take a moment to start: never in Tk's thread.
+            threading.Thread(target=self.open_url, args=(url,), name="soulsai-browser", daemon=True).start()
+
+    # -- polling -----------------------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        if self.closed:
+            return
+        if self._poll_id is not None:
+            self.root.after_cancel(self._poll_id)
+            self._poll_id = None
+        snap = self.controller.snapshot()
+        self._show(snap)
+        self._append_log(self.controller.take_lines())
+        if self._quit_deadline is not None and (
+            not self.controller.running or time.monotonic() > self._quit_deadline
+        ):
+            self._close()
+            return
+        self._poll_id = self.root.after(POLL_MS, self._poll)
+
+    def _show(self, snap: ControllerSnapshot) -> None:
+        for key, text in figures_of(snap).items():
+            _set(self.figure_vars[key], text)
+        run = snap.run
+        if run is not None and run.campaign:
+            campaign = run.campaign
+            _set(
+                self.campaign_var,
+                f"{campaign.get('name')}  ({campaign.get('env_id')}, {campaign.get('algorithm')})",
+            )
+            _set(self.boss_var, boss_name(campaign))
+            url = snap.campaign_url
+            if url and url != self._campaign_url:
+                self._campaign_url = url
+                self.link_label.configure(text=f"Open the campaign page: {url}")
+        busy = snap.state in ("starting", "running", "paused", "stopping")
+        self.start_button.state(["disabled"] if busy else ["!disabled"])
+        self.stop_button.state(
+            ["!disabled"] if snap.state in ("starting", "running", "paused") else ["disabled"]
+        )
+        self.pause_button.state(["!disabled"] if snap.state in ("running", "paused") else ["disabled"])
+        self.pause_button.configure(text="Resume" if snap.state == "paused" else "Pause")
+        for entry in (self.server_entry, self.token_entry, self.machine_entry, self.spool_entry):
+            entry.state(["disabled"] if busy else ["!disabled"])
+        self.doctor_button.state(["disabled"] if snap.doctor.running else ["!disabled"])
+        if snap.state != self._last_state:
+            if snap.state == "failed" and run is not None:
+                self.message_var.set(run.last_error or "the client stopped with an error: see the log")
+            self._last_state = snap.state
+        if (
+            snap.doctor is not self._doctor_shown
+            and not snap.doctor.running
+            and (snap.doctor.checks or snap.doctor.error)
+        ):
+            self._doctor_shown = snap.doctor
+            self._show_checks(snap.doctor)
+
+    def _show_checks(self, report: DoctorReport) -> None:
+        text = self.checks_text
+        text.configure(state="normal")
+        text.delete("1.0", "end")
+        if report.error:
+            text.insert("end", report.error + "\n", "bad")
+        for check in report.checks:
+            text.insert("end", ("✓ " if check.ok else "✗ ") + check.what + "\n", "ok" if check.ok else "bad")
+            if not check.ok and check.fix:
+                text.insert("end", "fix: " + check.fix + "\n", "fix")
+        failed = report.failed
+        text.insert("end", "\nall checks passed: this machine is ready\n" if not failed else
+                    f"\n{failed} check(s) failed: see the fixes above\n")  # fmt: skip
+        text.configure(state="disabled")
+
+    def _append_log(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        log = self.log_text
+        at_end = log.yview()[1] >= 0.999
+        log.configure(state="normal")
+        log.insert("end", "\n".join(lines) + "\n")
+        excess = int(log.index("end-1c").split(".")[0]) - LOG_LINES_KEPT
+        if excess > 0:
+            log.delete("1.0", f"{excess + 1}.0")
+        log.configure(state="disabled")
+        if at_end:
+            log.see("end")
+
+    @staticmethod
+    def _set_text(widget: ScrolledText, text: str) -> None:
+        widget.configure(state="normal")
+        widget.delete("1.0", "end")
+        widget.insert("end", text)
+        widget.configure(state="disabled")
+
+    def _close(self) -> None:
+        snap = self.controller.snapshot()  # the run may have ended since the last poll
+        self.closed = True
+        self.exit_code = snap.exit_code if snap.exit_code is not None else 0
+        self.root.destroy()
+
+    def _destroyed(self, event: tk.Event) -> None:
+        if event.widget is self.root:
+            self.closed = True
+            client_logger = logging.getLogger("client_app")
+            client_logger.removeHandler(self._handler)
+            client_logger.setLevel(self._previous_level)
+
+
+def _set(var: tk.StringVar, text: str) -> None:
+    """Set a variable only when its text changes (every set redraws the widgets that show it)."""
+    if var.get() != text:
+        var.set(text)

@@ -1,0 +1,230 @@
+"""The volunteer's saved settings: server address, machine name, spool folder and machine token.
+
+The file is JSON, in the user's config folder:
+
+- Windows: ``%APPDATA%\\soulsai\\client.json``
+- macOS: ``~/Library/Application Support/soulsai/client.json``
+- Linux and others: ``$XDG_CONFIG_HOME/soulsai/client.json`` (``~/.config/soulsai/client.json``)
+
+The token is kept out of plain sight where the OS offers a keyring: with the optional ``keyring``
+package installed and a working backend (Windows Credential Manager, the macOS Keychain, the Secret
+Service on Linux desktops) it is stored there, one entry per server. Otherwise it goes into the file,
+which is then readable by its owner only (0600) and says so in its ``note``. The command line reads
+flags first, then ``SOULSAI_SERVER`` / ``SOULSAI_TOKEN``, then this file (client_app.cli).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+KEYRING_SERVICE = "soulsai-client"
+FILE_NAME = "client.json"
+FILE_NOTE = (
+    "Your machine token is kept in this file because no OS keyring is available to the client "
+    "(pip install keyring to use one). Only your user account can read this file."
+)
+
+
+@dataclass
+class UserConfig:
+    """What the client remembers between runs (empty strings: not set)."""
+
+    server: str = ""  # the portal's address, e.g. https://soulsai.example.org
+    token: str = ""  # the machine token (never written to the file when a keyring holds it)
+    machine: str = ""  # the name the server shows for this machine; "" = the host name
+    spool_dir: str = ""  # root folder of the spools; "" = the user cache folder
+    token_store: str = field(default="", compare=False)  # where the token lives: keyring | file | ""
+
+    @property
+    def token_note(self) -> str:
+        """One line for the volunteer on where the token is kept."""
+        if not self.token:
+            return "no token saved"
+        if self.token_store == "keyring":
+            return "token kept in the system keyring"
+        return "token kept in the config file, readable by you only (no system keyring available)"
+
+
+def config_dir() -> Path:
+    """The per-user config folder of the client, by the platform's convention."""
+    if sys.platform == "win32":
+        base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "soulsai"
+
+
+def default_path() -> Path:
+    return config_dir() / FILE_NAME
+
+
+def mask_token(token: str) -> str:
+    """``sai_1a2b3c4d…`` : enough to recognise a token, not enough to use it."""
+    token = token or ""
+    if not token:
+        return "(none)"
+    shown = min(8, len(token) // 3)
+    return token[:shown] + "…" + f" ({len(token)} characters)"
+
+
+# ---------------------------------------------------------------------------------------------------
+# The keyring (optional)
+
+
+def _keyring() -> Any | None:
+    """The ``keyring`` module when it is installed and has a real backend, else None."""
+    try:
+        import keyring
+    except Exception:  # not installed, or a broken install: the file is the fallback
+        return None
+    try:
+        backend = keyring.get_keyring()
+    except Exception:
+        return None
+    kind = f"{type(backend).__module__}.{type(backend).__name__}".lower()
+    if ".fail." in kind or ".null." in kind:  # keyring's "no backend available" stand-ins
+        return None
+    return keyring
+
+
+def _keyring_user(server: str) -> str:
+    return server.strip().rstrip("/") or "default"
+
+
+def _keyring_get(server: str) -> str | None:
+    ring = _keyring()
+    if ring is None:
+        return None
+    try:
+        return ring.get_password(KEYRING_SERVICE, _keyring_user(server))
+    except Exception as exc:  # a locked or broken keyring must not stop the client
+        log.warning("cannot read the token from the system keyring: %s", exc)
+        return None
+
+
+def _keyring_set(server: str, token: str) -> bool:
+    """Store the token in the keyring and read it back; False when the keyring does not work."""
+    ring = _keyring()
+    if ring is None:
+        return False
+    try:
+        ring.set_password(KEYRING_SERVICE, _keyring_user(server), token)
+        return ring.get_password(KEYRING_SERVICE, _keyring_user(server)) == token
+    except Exception as exc:
+        log.warning("cannot store the token in the system keyring (%s): keeping it in the config file", exc)
+        return False
+
+
+def _keyring_delete(server: str) -> None:
+    ring = _keyring()
+    if ring is None:
+        return
+    try:
+        ring.delete_password(KEYRING_SERVICE, _keyring_user(server))
+    except Exception:  # nothing stored, or a keyring that cannot delete: nothing to clean up
+        pass
+
+
+# ---------------------------------------------------------------------------------------------------
+# Load and save
+
+
+def load(path: str | os.PathLike | None = None) -> UserConfig:
+    """The saved config (an empty one when there is no file or it cannot be read)."""
+    path = Path(path) if path is not None else default_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return UserConfig()
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring the config file %s: %s", path, exc)
+        return UserConfig()
+    if not isinstance(data, dict):
+        log.warning("ignoring the config file %s: not a JSON object", path)
+        return UserConfig()
+    config = UserConfig(
+        server=str(data.get("server") or ""),
+        machine=str(data.get("machine") or ""),
+        spool_dir=str(data.get("spool_dir") or ""),
+    )
+    if data.get("token_store") == "keyring":
+        config.token = _keyring_get(config.server) or ""
+        config.token_store = "keyring" if config.token else ""
+    elif data.get("token"):
+        config.token, config.token_store = str(data["token"]), "file"
+    return config
+
+
+def save(config: UserConfig, path: str | os.PathLike | None = None) -> UserConfig:
+    """Write the config (the token into the keyring when one works); returns it with ``token_store`` set.
+
+    The file is replaced atomically and created readable by its owner only.
+    """
+    path = Path(path) if path is not None else default_path()
+    token = config.token.strip()
+    data: dict[str, Any] = {
+        "server": config.server.strip(),
+        "machine": config.machine.strip(),
+        "spool_dir": str(config.spool_dir).strip(),
+    }
+    store = ""
+    if token:
+        if _keyring_set(data["server"], token):
+            store = "keyring"
+            data["token_store"] = "keyring"
+        else:
+            store = "file"
+            data.update(token_store="file", token=token, note=FILE_NOTE)
+    else:
+        _keyring_delete(data["server"])
+    _write_private(path, json.dumps(data, indent=2) + "\n")
+    saved = UserConfig(**{**asdict(config), "token": token})
+    saved.token_store = store
+    return saved
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically, the file readable and writable by its owner only."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, 0o600)  # whatever the umask or an older file's mode said
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            fd = -1
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        if fd != -1:
+            os.close(fd)
+    os.replace(tmp, path)
+
+
+def resolve(
+    *,
+    flag: str | None,
+    env_name: str,
+    saved: str,
+    environ: dict[str, str] | None = None,
+) -> tuple[str, str]:
+    """A setting's value and where it came from: the flag, then the environment, then the file."""
+    environ = os.environ if environ is None else environ
+    if flag:
+        return flag, "flag"
+    if environ.get(env_name):
+        return environ[env_name], env_name
+    if saved:
+        return saved, "config file"
+    return "", ""
