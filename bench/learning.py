@@ -71,7 +71,9 @@ def evaluations(campaign) -> list[dict]:
 
 def run(args, stack: Stack) -> dict:
     from portal.campaigns.models import Campaign
+    from trainer.config import config_for
 
+    wanted = config_for(args.env, json.loads(args.hyperparams), algorithm=args.algo).eval_episodes
     target = args.target if args.target is not None else TARGETS.get(args.env, 0.0)
     budget = BUDGETS.get(args.env)
     max_steps = args.max_steps or (2 * budget[args.algo == "ppo"] if budget else 1_000_000)
@@ -95,9 +97,9 @@ def run(args, stack: Stack) -> dict:
         history = evaluations(campaign)
         reached = [
             e for e in history
-            if e["episodes"] >= 1 and (
+            if e["episodes"] >= wanted and (
                 e.get("win_rate", -1) >= args.win_rate if args.win_rate is not None else e["return"] >= target
-            ) and campaign.eval_version is not None and e["version"] <= campaign.eval_version
+            )
         ]
         if wall >= next_line:
             latest = history[-1] if history else None

@@ -54,6 +54,10 @@ class Agent:
     def _normalize(self, obs: np.ndarray) -> np.ndarray:
         return self.normalizer.normalize(obs) if self.normalizer is not None else obs
 
+    def stream_high_water(self, chunk_steps: int) -> int:
+        """Chunks waiting in the stream past which clients should slow down (0: the server's default)."""
+        return 0
+
     def obs_norm(self) -> ObsNorm | None:
         return self.normalizer.published() if self.normalizer is not None else None
 
@@ -164,6 +168,11 @@ class PPOAgent(Agent):
 
     def wants_data(self) -> bool:
         return self.pending_steps < self.config.rollout_steps
+
+    def stream_high_water(self, chunk_steps: int) -> int:
+        # About one rollout may wait while an iteration trains: more would be played by a policy
+        # older than the staleness bound and dropped, wasting volunteers' game time.
+        return max(2, -(-self.config.rollout_steps // max(1, chunk_steps)))
 
     def ingest(self, chunk: Chunk, *, current_version: int) -> int:
         if chunk.logp is None or chunk.model_version < current_version - self.config.max_staleness:

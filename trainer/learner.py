@@ -189,6 +189,7 @@ class LearnerRun:
             device=self.device,
         )
         self.spec = self.agent.spec
+        self.high_water = self.agent.stream_high_water(campaign.chunk_steps)
         consumer = f"{socket.gethostname()}:{os.getpid()}:{lease.token[:8]}"
         self.stream = ExperienceStream(client, self.keys, consumer)
         self.next_eval_at = self.config.eval_every_samples  # samples_total of the next evaluation
@@ -377,6 +378,7 @@ class LearnerRun:
             "heartbeat": round(time.time(), 3),
             "device": str(self.device),
             "version": self.version,
+            "high_water": self.high_water,
             **self.agent.stats(),
         }
         self.client.hset(self.keys.learner, mapping=stats)

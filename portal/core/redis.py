@@ -102,15 +102,17 @@ OUT_FULL = -6
 # staff-visible bad-data flagging throttles this machine.
 # A stored chunk that ends an episode also counts a boss fight's win (ARGV 14: '1' won, '0' lost,
 # '' not a boss fight) and, while the learner asks for evaluation episodes (KEYS 14), hands one to
-# this client: the 5th result is then the version to evaluate (0: none).
+# this client: the 5th result is then the version to evaluate (0: none). The 6th is the backlog (in
+# chunks) past which the learner wants clients to slow down (0: the server's default).
 # KEYS: 1 dedup, 2 stream, 3 stats, 4 returns, 5 clients, 6 machine_samples, 7 machine_episodes,
 #       8 status, 9 model, 10 rate (this second), 11 flagged, 12 revoked, 13 machine_wins,
-#       14 eval_request, 15 outcomes
+#       14 eval_request, 15 outcomes, 16 learner (its stats hash: the backlog it wants, "high_water")
 # ARGV: 1 frame, 2 machine id, 3 steps, 4 episode done, 5 episode return, 6 now, 7 maxlen, 8 dedup ttl,
 #       9 model version, 10 returns kept, 11 chunks/s limit, 12 chunks/s limit when flagged,
 #       13 max policy lag (0: none), 14 win
 STORE_CHUNK_LUA = """
 local mv = tonumber(redis.call('HGET', KEYS[9], 'version') or '0')
+local hw = tonumber(redis.call('HGET', KEYS[16], 'high_water') or '0')
 if redis.call('SISMEMBER', KEYS[12], ARGV[2]) == 1 then return {-5, mv, 0, 0} end
 local flagged = redis.call('HEXISTS', KEYS[11], ARGV[2])
 local status = redis.call('GET', KEYS[8])
@@ -127,7 +129,7 @@ local lag = tonumber(ARGV[13])
 if lag > 0 and version < mv - lag then return {-3, mv, 0, flagged} end
 redis.call('ZADD', KEYS[5], ARGV[6], ARGV[2])
 local backlog = redis.call('XLEN', KEYS[2])
-if redis.call('EXISTS', KEYS[1]) == 1 then return {0, mv, backlog, flagged} end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, mv, backlog, flagged, 0, hw} end
 -- At the hard cap, refuse (the client keeps the chunk) before the id is marked as stored.
 if backlog >= tonumber(ARGV[7]) then return {-6, mv, backlog, flagged} end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[8])
@@ -152,10 +154,10 @@ if ARGV[4] == '1' then
   local want = tonumber(redis.call('HGET', KEYS[14], 'episodes') or '0')
   if want > 0 and tonumber(redis.call('HGET', KEYS[14], 'assigned') or '0') < want then
     redis.call('HINCRBY', KEYS[14], 'assigned', 1)
-    return {1, mv, backlog + 1, flagged, tonumber(redis.call('HGET', KEYS[14], 'version'))}
+    return {1, mv, backlog + 1, flagged, tonumber(redis.call('HGET', KEYS[14], 'version')), hw}
   end
 end
-return {1, mv, backlog + 1, flagged, 0}
+return {1, mv, backlog + 1, flagged, 0, hw}
 """
 
 # Record one greedy evaluation episode, exactly once (the client resends until acked).

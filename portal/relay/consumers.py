@@ -289,7 +289,7 @@ class ClientConsumer(AsyncWebsocketConsumer):
             "id": chunk.id,
             "duplicate": result.outcome == services.DUPLICATE,
             "model_version": result.model_version,
-            "wait_ms": services.backoff_ms(result.backlog) + extra_ms,
+            "wait_ms": services.backoff_ms(result.backlog, result.high_water) + extra_ms,
         }
         if result.evaluate:
             # The learner asks for greedy episodes of a checkpoint: this client plays one next.

@@ -51,6 +51,7 @@ class StoreResult:
     backlog: int  # chunks in the stream that the learner has not taken yet
     flagged: bool = False  # the machine is flagged for bad data: its answers carry extra wait_ms
     evaluate: int = 0  # a model version this client is asked to play one greedy episode of (0: none)
+    high_water: int = 0  # the backlog (chunks) past which the learner wants clients slower (0: default)
 
     @property
     def acked(self) -> bool:
@@ -74,13 +75,15 @@ def flag_wait_ms(flagged: bool) -> int:
     return settings.SOULSAI_FLAG_WAIT_MS if flagged else 0
 
 
-def backoff_ms(backlog: int) -> int:
+def backoff_ms(backlog: int, high_water: int = 0) -> int:
     """How long a client should hold back when the learner is behind (0 when it keeps up).
 
     Proportional to how far the stream is past its high-water mark, capped at 2 s per ack, so that
-    clients slow down smoothly instead of the stream dropping data at its hard cap.
+    clients slow down smoothly instead of the stream dropping data at its hard cap. The learner may
+    name its own mark (``high_water`` > 0): PPO wants about one rollout waiting, since data that
+    waits longer is played by a policy too old to learn from.
     """
-    excess = backlog - settings.SOULSAI_STREAM_HIGH_WATER
+    excess = backlog - (high_water if high_water > 0 else settings.SOULSAI_STREAM_HIGH_WATER)
     return 0 if excess <= 0 else min(2000, 25 * excess)
 
 
@@ -117,6 +120,7 @@ async def chunk_store(
             keys.machine_wins,
             keys.eval_request,
             keys.outcomes,
+            keys.learner,
         ],
         args=[
             frame,
@@ -135,8 +139,10 @@ async def chunk_store(
             "" if chunk.outcome is None else ("1" if chunk.outcome["win"] else "0"),
         ],
     )
-    evaluate = rest[0] if rest else 0
-    return StoreResult(int(outcome), int(model_version), int(backlog), bool(flagged), int(evaluate))
+    evaluate, high_water = (rest + [0, 0])[:2]
+    return StoreResult(
+        int(outcome), int(model_version), int(backlog), bool(flagged), int(evaluate), int(high_water)
+    )
 
 
 async def eval_store(*, client: aioredis.Redis, campaign_id: int, result: EvalResult) -> int:
