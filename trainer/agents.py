@@ -132,12 +132,18 @@ class DQNAgent(Agent):
         return export_params(self.dqn.q)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"dqn": self.dqn.state_dict(), **self.base_state()}
+        state = {"dqn": self.dqn.state_dict(), **self.base_state()}
+        if self.config.checkpoint_replay:
+            state["replay"] = self.buffer.state_dict()
+        return state
 
     def load(self, policy: Policy, state: dict[str, Any]) -> None:
         load_params(self.dqn.q, policy.params)
         self.dqn.load_state_dict(state["dqn"])
         self.load_base_state(state)
+        if self.config.checkpoint_replay and "replay" in state:
+            # New transitions' priority; the TD errors of the old ones are re-learnt as they are replayed.
+            self.buffer.load_state_dict(state["replay"])
 
     def stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = {"epsilon": round(self.exploration(), 4), "buffer": len(self.buffer)}

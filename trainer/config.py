@@ -93,6 +93,7 @@ class DQNConfig(_Config):
     publish_every_updates: int = 50  # a new model version at most every this many updates...
     publish_min_seconds: float = 1.0  # ...and at most once per this many seconds
     checkpoint_every_versions: int = 20  # keep every n-th model version as a checkpoint
+    checkpoint_replay: bool = False  # checkpoints also keep the replay buffer (large: obs_dim * 8 bytes per transition)
     normalize_obs: bool = False  # running mean/std normalisation of observations (published with the model)
     obs_norm_clip: float = 10.0  # normalised observations are clipped to +-this
     eval_every_samples: int = 10_000  # a checkpoint with greedy evaluation episodes this often (0: never)

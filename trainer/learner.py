@@ -260,7 +260,13 @@ class LearnerRun:
     def learner_state(self) -> bytes:
         buffer = io.BytesIO()
         torch.save(
-            {"format": STATE_FORMAT, "algorithm": self.algorithm, "agent": self.agent.state_dict()}, buffer
+            {
+                "format": STATE_FORMAT,
+                "algorithm": self.algorithm,
+                "config": self.config.to_dict(),
+                "agent": self.agent.state_dict(),
+            },
+            buffer,
         )
         return buffer.getvalue()
 

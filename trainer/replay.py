@@ -137,6 +137,36 @@ class ReplayBuffer:
         self._stored(idx)
         return steps
 
+    _ARRAYS = ("obs", "next_obs", "actions", "returns", "discounts")
+
+    def state_dict(self) -> dict:
+        """The stored transitions as tensors (for a checkpoint that keeps the buffer: weights_only loads them)."""
+        import torch
+
+        n = self.size
+        state = {name: torch.from_numpy(getattr(self, name)[:n].copy()) for name in self._ARRAYS}
+        if self.next_masks is not None:
+            state["next_masks"] = torch.from_numpy(self.next_masks[:n].copy())
+        # Slots 0..size-1 in ring order: the oldest transition first once the ring has wrapped.
+        state.update(pos=self.pos, size=n, capacity=self.capacity)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        n, capacity = int(state["size"]), int(state["capacity"])
+        if state["obs"].shape[1:] != (self.obs_dim,):
+            raise ValueError(f"stored transitions have {tuple(state['obs'].shape[1:])} features, the buffer {self.obs_dim}")
+        keep = min(n, self.capacity)
+        # Oldest first, so that a smaller buffer keeps the newest ones.
+        order = (np.arange(n) + (int(state["pos"]) if n == capacity else 0)) % n
+        order = order[n - keep :]
+        for name in self._ARRAYS:
+            getattr(self, name)[:keep] = state[name].numpy()[order]
+        if "next_masks" in state and self.n_actions:
+            self.next_masks = np.ones((self.capacity, self.n_actions), dtype=bool)
+            self.next_masks[:keep] = state["next_masks"].numpy()[order]
+        self.size, self.pos = keep, keep % self.capacity
+        self._stored(np.arange(keep))
+
     def _stored(self, idx: np.ndarray) -> None:
         """Hook: slots ``idx`` now hold new transitions."""
 

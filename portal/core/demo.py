@@ -1,4 +1,5 @@
-"""Demo data for `manage.py runplatform`: an admin, the cartpole-demo campaign, demo volunteers."""
+"""Demo data for `manage.py runplatform`: an admin, the demo campaigns (CartPole, the Iudex arena),
+demo volunteers (on the first campaign)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,14 @@ DEMO_CAMPAIGNS = [
         "env_id": "CartPole-v1",
         "description": "Balance a pole on a cart. The quickest way to watch the whole platform learn: "
         "a DQN agent usually balances for hundreds of steps within a few minutes.",
+    },
+    {
+        "slug": "iudex-arena-demo",
+        "name": "Iudex Gundyr (arena simulator)",
+        "env_id": "soulsai/IudexArena-v0",
+        "description": "Dark Souls III's first boss in SoulsAI's arena simulator: the same observations, "
+        "actions, masks and rewards as the real fight through SoulsGym, no game needed. Join it to "
+        "see a boss-fight campaign (wins, boss HP) without Dark Souls III.",
     },
 ]
 DEMO_VOLUNTEER = "demo-volunteer"

@@ -55,6 +55,9 @@ def test_runplatform_runs_the_demo_and_ctrl_c_leaves_nothing_behind(tmp_path):
         else:
             raise AssertionError(f"the demo never moved: {seen}\n{log_path.read_text()[-5000:]}")
         assert seen["status"] == "running" and seen["env_id"] == "CartPole-v1" and seen["algorithm"] == "dqn"
+        with urllib.request.urlopen(url.replace("cartpole-demo", "iudex-arena-demo"), timeout=5) as response:
+            arena = json.loads(response.read())
+        assert (arena["status"], arena["env_id"]) == ("running", "soulsai/IudexArena-v0")  # the boss-fight demo
 
         children = runner.children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)

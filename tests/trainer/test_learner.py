@@ -232,3 +232,22 @@ def test_a_damaged_checkpoint_is_skipped_for_an_older_one(campaign, keys, redis_
     stats = learner_stats(keys)
     assert (int(stats["updates"]), int(stats["samples_ingested"])) == (65, 192)
     assert int(stats["version"]) == good.version + 1
+
+
+@pytest.mark.django_db
+def test_a_checkpoint_can_keep_the_replay_buffer_and_its_config(campaign, keys, redis_client):
+    campaign.hyperparams = {**SMALL, "checkpoint_replay": True, "publish_every_updates": 10_000}
+    campaign.save(update_fields=["hyperparams"])
+    push_chunks(redis_client, keys.stream, 8, 24)
+    with set_status_when(keys, ingested(192, updates=65), status="paused"):
+        assert run_learner(campaign.id, max_seconds=60) == "paused"
+    final = versions(campaign)[-1]
+    with final.state.open("rb") as f:
+        state = torch.load(io.BytesIO(f.read()), weights_only=True)
+    assert state["config"]["checkpoint_replay"] is True and state["config"]["batch_size"] == 32
+    assert int(state["agent"]["replay"]["size"]) == 192
+
+    # Resumed with nothing new in the stream, the learner has its buffer back at once.
+    redis_client.set(keys.status, "running")
+    assert run_learner(campaign.id, max_seconds=1.5) == "time_limit"
+    assert int(learner_stats(keys)["buffer"]) == 192

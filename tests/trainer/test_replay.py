@@ -154,3 +154,31 @@ def test_sample_returns_a_typed_batch_of_real_transitions(prioritized):
     np.testing.assert_allclose(batch.discounts, np.where(batch.obs[:, 0] == 49, 0.0, 0.99))
     # All priorities are equal before any update, so every weight is 1.
     np.testing.assert_array_equal(batch.weights, 1.0)
+
+
+def test_the_buffer_round_trips_through_a_checkpoint_keeping_the_newest_when_smaller():
+    import io
+
+    import torch
+
+    rng = np.random.default_rng(7)
+    buffer = ReplayBuffer(10, 2, gamma=0.9, n_step=1, n_actions=2)
+    for i in range(3):  # 15 transitions into 10 slots: the ring wrapped
+        buffer.add_chunk(
+            Chunk(id=f"c{i}", model_version=0, obs=np.full((6, 2), i, np.float32) + np.arange(6)[:, None],
+                  actions=rng.integers(0, 2, 5), rewards=np.arange(5, dtype=np.float32) + 10 * i,
+                  masks=np.ones((6, 2), bool))
+        )
+    raw = io.BytesIO()
+    torch.save(buffer.state_dict(), raw)
+    state = torch.load(io.BytesIO(raw.getvalue()), weights_only=True)
+
+    same = ReplayBuffer(10, 2, gamma=0.9, n_step=1, n_actions=2)
+    same.load_state_dict(state)
+    assert len(same) == 10
+    assert sorted(same.returns[:10].tolist()) == sorted(buffer.returns.tolist())
+    assert same.next_masks is not None
+
+    smaller = ReplayBuffer(4, 2, gamma=0.9, n_step=1)
+    smaller.load_state_dict(state)
+    assert smaller.returns[:4].tolist() == [21.0, 22.0, 23.0, 24.0]  # the newest four, oldest first
