@@ -46,6 +46,8 @@ class FiguresDict(TypedDict):
     updates_total: int
     clients_active: int
     mean_return_recent: float | None
+    win_rate_recent: float | None
+    wins_total: int
     eval_version: int | None
     eval_return: float | None
     eval_win_rate: float | None
@@ -96,6 +98,8 @@ def live_figures(*, campaign: Campaign) -> FiguresDict:
         updates_total=campaign.updates_total,
         clients_active=campaign.clients_active,
         mean_return_recent=_round(campaign.mean_return_recent),
+        win_rate_recent=_round(campaign.win_rate_recent),
+        wins_total=campaign.wins_total,
         eval_version=campaign.eval_version,
         eval_return=_round(campaign.eval_return),
         eval_win_rate=_round(campaign.eval_win_rate),

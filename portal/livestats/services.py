@@ -33,8 +33,10 @@ def campaign_group(campaign_id: int) -> str:
 
 
 def is_boss_fight(campaign: Campaign) -> bool:
-    """Win rates only mean something where there is a boss to beat."""
-    return campaign.env_id.startswith("SoulsGym")
+    """Win rates only mean something where there is a boss to beat: SoulsGym's fights and the arena."""
+    from client_app.envs import is_iudex, is_soulsgym
+
+    return is_soulsgym(campaign.env_id) or is_iudex(campaign.env_id)
 
 
 def _wins_total(campaign_id: int) -> int:

@@ -121,3 +121,29 @@ def test_ppo_update_never_raises_the_probability_of_a_masked_action():
     assert policy.greedy(np.ones(2), mask=np.array([False, True, True])) in (1, 2)
     rng = np.random.default_rng(0)
     assert all(policy.step(np.ones(2), rng, np.array([True, True, False]))[0] != 2 for _ in range(200))
+
+
+def test_ppo_learner_state_round_trips_through_a_checkpoint():
+    import io
+
+    torch.manual_seed(3)
+    config = PPOConfig(rollout_steps=64, minibatch_size=32, epochs=2, hidden=(8,), normalize_obs=True)
+    agent = PPOAgent(config, obs_dim=2, n_actions=2, action_start=0, device=torch.device("cpu"))
+    rng = np.random.default_rng(4)
+    policy = Policy.from_bytes(save_model(agent.spec, agent.params(), version=1, obs_norm=agent.obs_norm()))
+    while agent.wants_data():
+        agent.ingest(bandit_chunk(rng, policy, 1), current_version=1)
+    agent.train(float("inf"), lambda: False)
+
+    raw = io.BytesIO()
+    torch.save(agent.state_dict(), raw)
+    state = torch.load(io.BytesIO(raw.getvalue()), weights_only=True)
+    published = Policy.from_bytes(save_model(agent.spec, agent.params(), version=2, obs_norm=agent.obs_norm()))
+    resumed = PPOAgent(config, obs_dim=2, n_actions=2, action_start=0, device=torch.device("cpu"))
+    resumed.load(published, state)
+
+    probe = np.array([[1.0, 0.0], [0.0, 1.0]], np.float32)
+    np.testing.assert_allclose(resumed.ppo.values(probe), agent.ppo.values(probe))
+    np.testing.assert_allclose(resumed.normalizer.mean, agent.normalizer.mean)
+    assert (resumed.updates, resumed.samples_total) == (agent.updates, agent.samples_total) == (4, 64)
+    assert resumed.ppo.optimizer.state_dict()["state"].keys() == agent.ppo.optimizer.state_dict()["state"].keys()

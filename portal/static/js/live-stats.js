@@ -29,6 +29,8 @@
     mean_return_recent: function (v) { return num(v, 2); },
     eval_return: function (v) { return num(v, 2); },
     eval_win_rate: function (v) { return v === null || v === undefined ? "—" : num(v * 100, 1) + "%"; },
+    win_rate_recent: function (v) { return v === null || v === undefined ? "—" : num(v * 100, 1) + "%"; },
+    wins_total: num,
   };
 
   function showFigures(figures) {
