@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+
+
+def pytest_configure(config):
+    # The client's saved settings (client_app.userconfig) must not leak in from the developer's own
+    # ~/.config, nor the SOULSAI_SERVER / SOULSAI_TOKEN of their shell: tests and the clients they
+    # start get an empty config folder of their own.
+    os.environ["XDG_CONFIG_HOME"] = tempfile.mkdtemp(prefix="soulsai-test-config-")
+    os.environ.pop("SOULSAI_SERVER", None)
+    os.environ.pop("SOULSAI_TOKEN", None)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -75,3 +75,20 @@ def test_home_cards_carry_live_fields(client, cartpole_campaign):
     html = client.get("/").content.decode()
     assert 'data-campaign-card="cartpole-test"' in html and 'data-field="samples_total"' in html
     assert "/static/js/home-live.js" in html
+
+
+def test_a_boss_fight_campaign_shows_win_rates_next_to_returns(client):
+    from portal.campaigns.services import campaign_create, campaign_launch
+
+    arena = campaign_launch(campaign=campaign_create(slug="arena", name="Arena", env_id="soulsai/IudexArena-v0"))
+    Campaign.objects.filter(pk=arena.pk).update(
+        mean_return_recent=0.42, win_rate_recent=0.25, wins_total=37, eval_return=0.9, eval_win_rate=0.6
+    )
+    html = client.get("/campaigns/arena/").content.decode()
+    assert "Boss fight" in html and "Recent win rate" in html and "25%" in html and "60%" in html
+    assert "37" in html
+    data = client.get("/api/campaigns/arena/").json()
+    assert (data["win_rate_recent"], data["wins_total"], data["eval_win_rate"]) == (0.25, 37, 0.6)
+    # CartPole is no boss fight: no win rates there.
+    other = campaign_launch(campaign=campaign_create(slug="pole", name="Pole", env_id="CartPole-v1"))
+    assert "Recent win rate" not in client.get(other.get_absolute_url()).content.decode()
