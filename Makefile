@@ -4,10 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: run test lint bench clean help
+.PHONY: run test lint bench bench-long clean help
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,14 @@ bench: $(VENV)/.installed-dev  ## run the benchmarks (each prints JSON on its la
 	$(PY) bench/learner.py
 	$(PY) bench/relay.py --clients 64 --steps 128 --obs-dim 8 --duration 20
 	$(PY) bench/relay.py --clients 1000 --rate 20 --steps 32 --duration 30 --notify
+	$(PY) bench/arena.py
+	$(PY) bench/learning.py --env CartPole-v1 --algo dqn --clients 2
+	$(PY) bench/learning.py --env CartPole-v1 --algo ppo --clients 2
+
+bench-long: $(VENV)/.installed-dev  ## the long ones: LunarLander (about 10 min each) and scaling (about 20 min)
+	$(PY) bench/learning.py --env LunarLander-v2 --algo dqn --clients 2
+	$(PY) bench/learning.py --env LunarLander-v2 --algo ppo --clients 2
+	$(PY) bench/scaling.py
 
 clean:  ## remove the venv and local data (var/)
 	rm -rf $(VENV) var build dist *.egg-info
