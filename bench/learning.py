@@ -47,7 +47,7 @@ def parse_args(argv=None):
     parser.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds (default 3600)")
     parser.add_argument("--max-sps", type=float, default=0.0, help="pace each client to this many steps/s (0: unpaced)")
     parser.add_argument("--hyperparams", default="{}", help="JSON overrides of the algorithm's defaults")
-    parser.add_argument("--chunk-steps", type=int, default=128)
+    parser.add_argument("--chunk-steps", type=int, help="steps per chunk (default: the campaign default)")
     parser.add_argument("--redis-url", help="use this Redis (its database is flushed) instead of an embedded one")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, database)")
     return parser.parse_args(argv)

@@ -94,7 +94,7 @@ class Stack:
                 time.sleep(0.3)
         raise RuntimeError(f"the ASGI server did not answer within 60 s; see {self.tmp / 'web.log'}")
 
-    def campaign(self, *, slug: str, env_id: str, algorithm: str, hyperparams: dict, chunk_steps: int = 128):
+    def campaign(self, *, slug: str, env_id: str, algorithm: str, hyperparams: dict, chunk_steps: int | None = None):
         from portal.campaigns.services import campaign_create, campaign_launch
 
         campaign = campaign_create(

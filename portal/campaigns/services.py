@@ -40,6 +40,21 @@ def env_spaces(env_id: str, env_kwargs: dict | None = None) -> tuple[dict, dict]
         raise ValidationError(f"cannot create environment {env_id!r}: {exc}") from exc
 
 
+def default_chunk_steps(*, env_id: str, algorithm: str) -> int:
+    """Steps per chunk when the campaign does not say.
+
+    PPO bootstraps its advantages from the critic wherever a chunk ends mid-episode; on the fast
+    gymnasium envs whole episodes fit in 1024 steps, and LunarLander-v2 reached 200 in 615k env steps
+    with 1024-step chunks against 909k with 128 (bench/learning.py, Nov 2026). The real game makes 10
+    steps a second, so its chunks stay short (128 steps = 13 s of play before the learner sees them).
+    """
+    from client_app.envs import is_iudex, is_soulsgym
+
+    if algorithm == Campaign.Algorithm.PPO and not (is_soulsgym(env_id) or is_iudex(env_id)):
+        return 1024
+    return 128
+
+
 def campaign_create(
     *,
     slug: str,
@@ -49,7 +64,7 @@ def campaign_create(
     hyperparams: dict | None = None,
     env_kwargs: dict | None = None,
     description: str = "",
-    chunk_steps: int = 128,
+    chunk_steps: int | None = None,
     min_client_version: str = "0.1.0",
     max_policy_lag: int = 0,
 ) -> Campaign:
@@ -67,7 +82,7 @@ def campaign_create(
         algorithm=algorithm,
         hyperparams=hyperparams or {},
         description=description,
-        chunk_steps=chunk_steps,
+        chunk_steps=chunk_steps or default_chunk_steps(env_id=env_id, algorithm=algorithm),
         min_client_version=min_client_version,
         max_policy_lag=max_policy_lag,
         observation_space=observation_space,

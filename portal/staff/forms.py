@@ -33,7 +33,10 @@ class CampaignLaunchForm(forms.Form):
         help_text='overrides of the algorithm\'s defaults, e.g. {"batch_size": 64, "learning_starts": 1000}',
     )
     chunk_steps = forms.IntegerField(
-        min_value=8, max_value=4096, initial=128, help_text="steps per chunk clients send"
+        min_value=8,
+        max_value=1024,
+        required=False,
+        help_text="steps per chunk clients send; empty: 1024 for PPO on gymnasium envs, else 128",
     )
     min_client_version = forms.CharField(
         max_length=32,
