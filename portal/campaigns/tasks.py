@@ -106,7 +106,7 @@ def evaluations_sync(*, campaign: Campaign) -> dict:
         if not episodes:
             continue
         mean = data.get("return_sum", 0.0) / episodes
-        wins = int(data["wins"]) if "fights" in data else None
+        wins = int(data.get("wins", 0)) if "fights" in data else None  # "wins" appears with the first win
         if episodes != known:
             ModelVersion.objects.filter(pk=pk).update(eval_return=mean, eval_episodes=episodes, eval_wins=wins)
         if episodes >= int(data.get("wanted", 1)):

@@ -87,3 +87,17 @@ def test_log_probabilities_are_validated_and_reach_the_stream(asgi_server, campa
     [(_, fields)] = redis_client.xrange(CampaignKeys(campaign.id).stream)
     stored = P.decode_stored_chunk(fields[b"c"])
     np.testing.assert_allclose(stored.logp, good.logp)
+
+
+def test_boss_fight_evaluations_count_wins_even_when_every_fight_is_lost(asgi_server, campaign, token, redis_client):
+    publish_models(campaign, 1)
+    ask_for_evaluation(redis_client, campaign, 1, episodes=2)
+    lost = {"win": False, "boss_hp": 0.8, "player_hp": 0.0}
+    with open_session(asgi_server, token[1]) as (ws, _):
+        for i in range(2):
+            result = P.EvalResult(id=f"lost-{i}", model_version=1, episode_return=-1.0, episode_length=300, outcome=lost)
+            assert send(ws, result.to_message())["type"] == P.ACK
+    campaign = stats_sync_campaign(campaign=Campaign.objects.get(pk=campaign.pk))
+    checkpoint = ModelVersion.objects.get(campaign=campaign, version=1)
+    assert (checkpoint.eval_episodes, checkpoint.eval_wins, checkpoint.eval_win_rate) == (2, 0, 0.0)
+    assert (campaign.eval_version, campaign.eval_win_rate) == (1, 0.0)
