@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from pathlib import Path
@@ -138,6 +139,8 @@ def run(args, stack: Stack) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    # A TERM (timeout, scaling.py giving up) unwinds like Ctrl-C: the stack's processes are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     stack = Stack(redis_url=args.redis_url, keep=args.keep)
     try:
         result = run(args, stack)
