@@ -48,7 +48,8 @@ def main(argv=None) -> int:
         if args.target is not None:
             argv_n += ["--target", str(args.target)]
         progress(f"{n} client(s) at {args.sps:g} steps/s each ...")
-        done = subprocess.run(argv_n, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        # The run's own progress lines (every 10 s) go to our stderr; its JSON comes on stdout.
+        done = subprocess.run(argv_n, stdout=subprocess.PIPE, text=True)
         lines = done.stdout.strip().splitlines()
         if done.returncode != 0 or not lines:
             progress(f"  the run with {n} clients failed (exit {done.returncode})")
