@@ -64,7 +64,6 @@ def cartpole_campaign(db):
 # Real processes on loopback: the ASGI server and a Celery worker, sharing the test database.
 
 import json  # noqa: E402
-import os  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
