@@ -37,7 +37,7 @@ def test_ppo_learns_from_client_log_probabilities_and_checkpoints_get_evaluated(
     )
     campaign_launch(campaign=campaign)
     _, token = token_create(user=user, campaign=campaign, name="e2e-rig")
-    client = start_client(asgi_server.url, token, tmp_path / "spool", tmp_path, "--max-steps", "30000")
+    client = start_client(asgi_server.url, token, tmp_path / "spool", tmp_path, "--max-steps", "500000")
     procs = (client, celery_worker, asgi_server)
     try:
         # Version 1 is the initial policy; every later one is a PPO iteration on 512 sampled steps.
