@@ -274,25 +274,35 @@ def decode_outcome(value: Any) -> dict[str, Any] | None:
 
 def decode_eval(message: dict[str, Any]) -> EvalResult:
     """Validate an evaluation result message; raises ProtocolError with a reason code."""
-    chunk_id = _require(message, "id", str)
-    if not _CHUNK_ID.match(chunk_id):
-        raise ProtocolError(R_SCHEMA, "eval 'id' must be 1-80 characters of letters, digits and _.:-")
+    chunk_id = _message_id(message, "eval")
     model_version = _require(message, "model_version", int)
     if not 1 <= model_version < 2**53:
         raise ProtocolError(R_MODEL_VERSION, "an evaluation needs a published model_version (>= 1)")
-    episode_return = message.get("return")
-    if not isinstance(episode_return, (int, float)) or isinstance(episode_return, bool) or not math.isfinite(episode_return):
-        raise ProtocolError(R_NOT_FINITE, "'return' must be a finite number")
+    episode_return = _finite_number(message.get("return"), "return")
     length = _require(message, "length", int)
     if not 1 <= length < 2**31:
         raise ProtocolError(R_OUT_OF_RANGE, "'length' must be a positive number of steps")
     return EvalResult(
         id=chunk_id,
         model_version=model_version,
-        episode_return=float(episode_return),
+        episode_return=episode_return,
         episode_length=length,
         outcome=decode_outcome(message.get("outcome")),
     )
+
+
+def _message_id(message: dict[str, Any], kind: str) -> str:
+    """The client-made id of a chunk or an eval result (the relay de-duplicates by it)."""
+    message_id = _require(message, "id", str)
+    if not _CHUNK_ID.match(message_id):
+        raise ProtocolError(R_SCHEMA, f"{kind} 'id' must be 1-80 characters of letters, digits and _.:-")
+    return message_id
+
+
+def _finite_number(value: Any, name: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise ProtocolError(R_NOT_FINITE, f"'{name}' must be a finite number")
+    return float(value)
 
 
 def _require(message: dict[str, Any], key: str, kind: type | tuple[type, ...]) -> Any:
@@ -404,9 +414,7 @@ def decode_chunk(
         schema = _schema_for(observation_space, action_space, max_steps)
     if message.get("type") != CHUNK:
         raise ProtocolError(R_SCHEMA, f"expected a '{CHUNK}' message, got {message.get('type')!r}")
-    chunk_id = _require(message, "id", str)
-    if not _CHUNK_ID.match(chunk_id):
-        raise ProtocolError(R_SCHEMA, "chunk 'id' must be 1-80 characters of letters, digits and _.:-")
+    chunk_id = _message_id(message, "chunk")
     model_version = _require(message, "model_version", int)
     if model_version < 0 or model_version >= 2**53:
         raise ProtocolError(R_MODEL_VERSION, "model_version must lie in [0, 2**53)")
@@ -465,12 +473,10 @@ def decode_chunk(
     if terminated or truncated:
         if not isinstance(episode, dict):
             raise ProtocolError(R_SCHEMA, "the last chunk of an episode must carry 'episode' {return, length}")
-        episode_return, episode_length = episode.get("return"), episode.get("length")
-        if not isinstance(episode_return, (int, float)) or isinstance(episode_return, bool) or not math.isfinite(episode_return):
-            raise ProtocolError(R_NOT_FINITE, "'episode.return' must be a finite number")
+        episode_return = _finite_number(episode.get("return"), "episode.return")
+        episode_length = episode.get("length")
         if not isinstance(episode_length, int) or isinstance(episode_length, bool) or not steps <= episode_length < 2**53:
             raise ProtocolError(R_SCHEMA, "'episode.length' must be an integer of at least the chunk's steps")
-        episode_return = float(episode_return)
         outcome = decode_outcome(episode.get("outcome"))
     elif episode is not None:
         raise ProtocolError(R_SCHEMA, "'episode' is only allowed on the chunk that ends an episode")
