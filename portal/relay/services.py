@@ -87,6 +87,11 @@ def backoff_ms(backlog: int, high_water: int = 0) -> int:
     return 0 if excess <= 0 else min(2000, 25 * excess)
 
 
+def win_flag(outcome: dict | None) -> str:
+    """A boss fight's result as the store scripts take it: '1' won, '0' lost, '' not a boss fight."""
+    return "" if outcome is None else ("1" if outcome["win"] else "0")
+
+
 async def chunk_store(
     *,
     client: aioredis.Redis,
@@ -136,7 +141,7 @@ async def chunk_store(
             settings.SOULSAI_RATE_CHUNKS_PER_S,
             settings.SOULSAI_FLAG_RATE_CHUNKS_PER_S,
             max_policy_lag,
-            "" if chunk.outcome is None else ("1" if chunk.outcome["win"] else "0"),
+            win_flag(chunk.outcome),
         ],
     )
     evaluate, high_water = (rest + [0, 0])[:2]
@@ -148,11 +153,16 @@ async def chunk_store(
 async def eval_store(*, client: aioredis.Redis, campaign_id: int, result: EvalResult) -> int:
     """Record one evaluation episode exactly once: 1 stored, 0 duplicate, -2 unknown model version."""
     keys = CampaignKeys(campaign_id)
-    win = "" if result.outcome is None else ("1" if result.outcome["win"] else "0")
     return int(
         await _script(client, R.STORE_EVAL_LUA)(
             keys=[keys.dedup("eval:" + result.id), keys.evals(result.model_version), keys.stats, keys.model],
-            args=[repr(result.episode_return), result.episode_length, win, result.model_version, DEDUP_TTL_SECONDS],
+            args=[
+                repr(result.episode_return),
+                result.episode_length,
+                win_flag(result.outcome),
+                result.model_version,
+                DEDUP_TTL_SECONDS,
+            ],
         )
     )
 
