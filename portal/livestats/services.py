@@ -15,7 +15,6 @@ from django.conf import settings
 from django.utils import timezone
 
 from portal.campaigns.models import Campaign
-from portal.core.redis import CampaignKeys, get_redis
 from portal.livestats.models import CampaignSnapshot
 from portal.livestats.selectors import live_figures, snapshot_dict
 
@@ -39,10 +38,6 @@ def is_boss_fight(campaign: Campaign) -> bool:
     return is_soulsgym(campaign.env_id) or is_iudex(campaign.env_id)
 
 
-def _wins_total(campaign_id: int) -> int:
-    return sum(int(v) for v in get_redis().hvals(CampaignKeys(campaign_id).machine_wins))
-
-
 def _rate(now_value: float, then_value: float, seconds: float) -> float | None:
     if seconds <= 0 or now_value < then_value:  # a counter that went back: Redis lost its data
         return None
@@ -52,7 +47,8 @@ def _rate(now_value: float, then_value: float, seconds: float) -> float | None:
 def snapshot_take(*, campaign: Campaign, at: datetime | None = None) -> CampaignSnapshot:
     """Record the campaign's current figures (as sync_stats last rolled them up) with derived rates."""
     at = at or timezone.now()
-    wins = _wins_total(campaign.id)
+    # sync_stats rolls wins up with the episodes they are a share of: both from the same moment.
+    wins = campaign.wins_total
     previous = CampaignSnapshot.objects.filter(campaign=campaign, at__lt=at).order_by("-at").first()
     snapshot = CampaignSnapshot(
         campaign=campaign,

@@ -11,7 +11,6 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from portal.campaigns.models import Campaign
-from portal.core.redis import CampaignKeys
 from portal.livestats import services
 from portal.livestats.models import CampaignSnapshot
 
@@ -43,14 +42,11 @@ def test_snapshots_derive_rates_from_the_previous_one(cartpole_campaign):
     assert (second.model_version, second.mean_return, second.clients_active) == (2, 35.5, 2)
 
 
-def test_a_boss_fight_gets_a_moving_win_rate_from_the_relays_win_counters(cartpole_campaign, redis_client):
-    boss = _set(cartpole_campaign, env_id="SoulsGymIudex-v0", episodes_total=10)
-    keys = CampaignKeys(boss.id)
-    redis_client.hset(keys.machine_wins, mapping={"1": 1})
+def test_a_boss_fight_gets_a_moving_win_rate_from_the_campaigns_win_counter(cartpole_campaign):
+    boss = _set(cartpole_campaign, env_id="SoulsGymIudex-v0", episodes_total=10, wins_total=1)
     t0 = timezone.now() - timedelta(minutes=10)
     services.snapshot_take(campaign=boss, at=t0)
-    _set(boss, episodes_total=30)
-    redis_client.hset(keys.machine_wins, mapping={"1": 3, "2": 3})  # 5 more wins in 20 more episodes
+    _set(boss, episodes_total=30, wins_total=6)  # 5 more wins in 20 more episodes
     later = services.snapshot_take(campaign=boss, at=t0 + timedelta(minutes=6))
     assert later.wins_total == 6
     assert later.win_rate == pytest.approx(0.25)
