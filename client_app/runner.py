@@ -317,7 +317,7 @@ class Runner:
         self.chunker = Chunker(
             chunk_steps=min(welcome.chunk_steps, 1024), observation_space=obs_space, n_actions=self.n_actions
         )
-        self.policy = RandomPolicy(action_count(act_space))
+        self.policy = RandomPolicy(self.n_actions)
         left = len(self.spool)
         self.say(
             f"campaign {campaign.get('name')!r} ({env_id}, {campaign.get('algorithm')}), "

@@ -28,13 +28,17 @@ log = logging.getLogger(__name__)
 
 
 class Agent:
-    """What both algorithms share: the observation statistics and the sample counters."""
+    """What both algorithms share: the device, the observation statistics and the sample counters."""
 
     config: AlgorithmConfig
     spec: QNetworkSpec | PolicyNetworkSpec
 
-    def __init__(self, config: AlgorithmConfig, *, obs_dim: int, n_actions: int, action_start: int):
+    def __init__(
+        self, config: AlgorithmConfig, *, obs_dim: int, n_actions: int, action_start: int, device: torch.device
+    ):
         self.config = config
+        self.device = device
+        self.rng = np.random.default_rng()
         self.obs_dim = obs_dim
         self.n_actions = n_actions
         self.action_start = action_start
@@ -79,12 +83,10 @@ class DQNAgent(Agent):
     algorithm = "dqn"
 
     def __init__(self, config: DQNConfig, *, obs_dim: int, n_actions: int, action_start: int, device: torch.device):
-        super().__init__(config, obs_dim=obs_dim, n_actions=n_actions, action_start=action_start)
+        super().__init__(config, obs_dim=obs_dim, n_actions=n_actions, action_start=action_start, device=device)
         self.spec = QNetworkSpec(obs_dim=obs_dim, n_actions=n_actions, hidden=tuple(config.hidden), dueling=config.dueling)
-        self.device = device
         self.dqn = DQN(self.spec, config, device=device)
         self.buffer = replay_buffer_for(config, obs_dim=obs_dim, action_start=action_start, n_actions=n_actions)
-        self.rng = np.random.default_rng()
         self.run_samples = 0  # ingested by this run (drives the replay ratio with run_updates)
         self.run_updates = 0
 
@@ -158,15 +160,12 @@ class PPOAgent(Agent):
     algorithm = "ppo"
 
     def __init__(self, config: PPOConfig, *, obs_dim: int, n_actions: int, action_start: int, device: torch.device):
-        super().__init__(config, obs_dim=obs_dim, n_actions=n_actions, action_start=action_start)
+        super().__init__(config, obs_dim=obs_dim, n_actions=n_actions, action_start=action_start, device=device)
         self.spec = PolicyNetworkSpec(obs_dim=obs_dim, n_actions=n_actions, hidden=tuple(config.hidden))
-        self.device = device
         self.ppo = PPO(self.spec, config, device=device)
-        self.rng = np.random.default_rng()
         self.pending: list[tuple[Chunk, np.ndarray]] = []  # (chunk, its raw flat observations)
         self.pending_steps = 0
         self.dropped_samples = 0  # too stale, or without log-probabilities
-        self.iterations_published = 0
 
     @property
     def updates(self) -> int:
@@ -195,14 +194,16 @@ class PPOAgent(Agent):
 
     def _rollout(self) -> Rollout:
         config = self.config
-        all_obs = np.concatenate([obs for _, obs in self.pending])
-        values = self.ppo.values(self._normalize(all_obs))
+        # Every chunk's T + 1 observations, normalised once: the critic values all of them (the last
+        # one is the bootstrap), the surrogate takes the first T.
+        all_obs = self._normalize(np.concatenate([obs for _, obs in self.pending]))
+        values = self.ppo.values(all_obs)
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "actions", "logp", "adv", "ret", "masks")}
         any_masks = any(chunk.masks is not None for chunk, _ in self.pending)
         at = 0
-        for chunk, obs in self.pending:
+        for chunk, _ in self.pending:
             steps = chunk.steps
-            chunk_values = values[at : at + steps + 1]
+            chunk_obs, chunk_values = all_obs[at : at + steps], values[at : at + steps + 1]
             at += steps + 1
             advantages, returns = gae(
                 np.asarray(chunk.rewards, dtype=np.float64),
@@ -211,7 +212,7 @@ class PPOAgent(Agent):
                 gamma=config.gamma,
                 lam=config.gae_lambda,
             )
-            parts["obs"].append(obs[:steps])
+            parts["obs"].append(chunk_obs)
             parts["actions"].append(np.asarray(chunk.actions, dtype=np.int64) - self.action_start)
             parts["logp"].append(np.asarray(chunk.logp, dtype=np.float32))
             parts["adv"].append(advantages)
@@ -220,7 +221,7 @@ class PPOAgent(Agent):
                 masks = chunk.masks if chunk.masks is not None else np.ones((steps + 1, self.n_actions), bool)
                 parts["masks"].append(np.asarray(masks, dtype=bool)[:steps])
         return Rollout(
-            obs=self._normalize(np.concatenate(parts["obs"])).astype(np.float32),
+            obs=np.concatenate(parts["obs"]).astype(np.float32),
             actions=np.concatenate(parts["actions"]),
             logp_old=np.concatenate(parts["logp"]),
             advantages=np.concatenate(parts["adv"]),

@@ -229,9 +229,7 @@ class LearnerRun:
             break
         self.updates_at_publish = self.updates_at_checkpoint = self.agent.updates
         self._stats_at = (time.monotonic(), self.agent.updates)
-        every = self.config.eval_every_samples
-        if every:
-            self.next_eval_at = (self.agent.samples_total // every + 1) * every
+        self._schedule_next_eval()
 
     def _load_checkpoint(self, checkpoint: ModelVersion) -> None:
         policy = Policy.from_bytes(_read_file(checkpoint.weights))
@@ -269,6 +267,12 @@ class LearnerRun:
             buffer,
         )
         return buffer.getvalue()
+
+    def _schedule_next_eval(self) -> None:
+        """The next evaluation comes at the next multiple of eval_every_samples past the sample count."""
+        every = self.config.eval_every_samples
+        if every:
+            self.next_eval_at = (self.agent.samples_total // every + 1) * every
 
     def eval_due(self) -> bool:
         """Time for the next evaluated checkpoint: enough new samples, and the last evaluation is
@@ -328,8 +332,7 @@ class LearnerRun:
         pipe.expire(self.keys.eval_request, EVAL_REQUEST_TTL_S)
         pipe.hset(self.keys.evals(notice["version"]), "wanted", episodes)
         pipe.execute()
-        every = self.config.eval_every_samples
-        self.next_eval_at = (self.agent.samples_total // every + 1) * every
+        self._schedule_next_eval()
         self.eval_pending = (int(notice["version"]), time.monotonic())
         log.info("campaign %s: asked clients for %d evaluation episodes of v%d", self.campaign_id, episodes, notice["version"])
 
