@@ -17,13 +17,11 @@ import signal
 import socket
 import sys
 import threading
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
 from client_app import __version__, userconfig
-from client_app.connection import http_url, websocket_url
+from client_app.connection import probe_health, websocket_url
 from client_app.runner import EXIT_FAILED, EXIT_FATAL, RunConfig, Runner
 from client_app.spool import default_spool_root
 
@@ -293,21 +291,13 @@ def spool_summary(root: Path) -> list[tuple[str, int, int]]:
 def server_health(server: str, timeout: float = 10.0) -> tuple[bool, str]:
     """Whether /healthz answers healthy, and its answer in one line."""
     try:
-        url = http_url(server) + "healthz"
-        websocket_url(server)
+        probe = probe_health(server, timeout=timeout, max_bytes=2048)
     except ValueError as exc:
         return False, str(exc)
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return (
-                response.status == 200,
-                f"{url}: HTTP {response.status} {response.read(2048).decode(errors='replace').strip()}",
-            )
-    except urllib.error.HTTPError as exc:
-        body = exc.read(2048).decode(errors="replace").strip()
-        return False, f"{url}: HTTP {exc.code} {body}".strip()
-    except (urllib.error.URLError, OSError) as exc:
-        return False, f"{url}: no answer ({getattr(exc, 'reason', exc)})"
+    if probe.status is None:
+        return False, f"{probe.url}: no answer ({probe.reason})"
+    text = f"{probe.url}: HTTP {probe.status} {probe.body.decode(errors='replace').strip()}"
+    return probe.status == 200, text.strip() if probe.status >= 400 else text
 
 
 def status_main(argv: Sequence[str]) -> int:

@@ -15,7 +15,9 @@ import logging
 import random
 import threading
 import time
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -67,6 +69,30 @@ def http_url(server_url: str) -> str:
     scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
     base = parts.path if parts.path.endswith("/") else parts.path + "/"
     return urllib.parse.urlunsplit((scheme, parts.netloc, base, "", ""))
+
+
+@dataclass(frozen=True)
+class HealthProbe:
+    """What the server's /healthz answered: an HTTP status and body, or why nothing came."""
+
+    url: str
+    status: int | None  # None: no answer
+    body: bytes
+    reason: str | None  # why there was no answer
+
+
+def probe_health(server_url: str, *, timeout: float = 10.0, max_bytes: int = 4096) -> HealthProbe:
+    """GET the server's /healthz once. Raises ValueError (naming --server) for an address that is
+    not an http(s) or ws(s) URL; every network failure is an answer with ``status`` None."""
+    websocket_url(server_url)  # the same check the connection makes: a readable error for a bad address
+    url = http_url(server_url) + "healthz"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return HealthProbe(url, response.status, response.read(max_bytes), None)
+    except urllib.error.HTTPError as exc:
+        return HealthProbe(url, exc.code, exc.read(max_bytes), None)
+    except (urllib.error.URLError, OSError) as exc:
+        return HealthProbe(url, None, b"", str(getattr(exc, "reason", exc)))
 
 
 @dataclass(frozen=True)

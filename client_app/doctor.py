@@ -15,8 +15,6 @@ import platform
 import socket
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -162,31 +160,27 @@ def check_env(env_id: str, env_kwargs: dict | None = None) -> Check:
 
 
 def check_server(server: str, timeout: float = 10.0) -> Check:
-    from client_app.connection import http_url
+    from client_app.connection import probe_health
 
     try:
-        url = http_url(server) + "healthz"
+        probe = probe_health(server, timeout=timeout)
     except ValueError as exc:
         return Check(False, f"--server {server!r} is not a URL", str(exc))
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            body = response.read(4096)
-            status = response.status
-    except urllib.error.HTTPError as exc:
+    url, status = probe.url, probe.status
+    if status is None:
         return Check(
             False,
-            f"the server answered {url} with HTTP {exc.code}",
-            "try again later or tell the server's admins",
-        )
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        return Check(
-            False,
-            f"the server does not answer at {url} ({reason})",
+            f"the server does not answer at {url} ({probe.reason})",
             "check --server and your internet connection",
         )
+    if status >= 400:
+        return Check(
+            False,
+            f"the server answered {url} with HTTP {status}",
+            "try again later or tell the server's admins",
+        )
     try:
-        health = json.loads(body)
+        health = json.loads(probe.body)
     except ValueError:
         health = {}
     detail = f" ({health.get('status')})" if isinstance(health, dict) and health.get("status") else ""

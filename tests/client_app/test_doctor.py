@@ -84,6 +84,10 @@ def test_doctor_checks_the_server_and_the_token_and_run_refuses_a_soulsgym_campa
 
     down = doctor("--server", "http://127.0.0.1:9", "--token", "x", "--env", "CartPole-v1", env=env)
     assert down.returncode == 1 and "✗ the server does not answer" in down.stdout
+    # An address that is not a URL gets a plain line, not a traceback.
+    typo = doctor("--server", "soulsai.example.org", "--token", "x", "--env", "CartPole-v1", env=env)
+    assert typo.returncode == 1 and "✗ --server 'soulsai.example.org' is not a URL" in typo.stdout
+    assert "Traceback" not in typo.stdout + typo.stderr
 
     client = start_client(asgi_server.url, iudex_token, tmp_path / "spool", tmp_path, "--max-steps", "10")
     try:
