@@ -61,10 +61,15 @@ class Campaign(models.Model):
     mean_return_recent = models.FloatField(null=True, blank=True)
     win_rate_recent = models.FloatField(null=True, blank=True, help_text="boss fights: share of the last 100 won")
     wins_total = models.BigIntegerField(default=0)
+    # Mean HP left (fractions) at the end of the same recent fights, over those that reported it.
+    boss_hp_left_recent = models.FloatField(null=True, blank=True, help_text="boss fights: last 100's mean")
+    player_hp_left_recent = models.FloatField(null=True, blank=True, help_text="boss fights: last 100's mean")
     # The newest checkpoint with a finished greedy evaluation (see ModelVersion.eval_*).
     eval_version = models.PositiveIntegerField(null=True, blank=True)
     eval_return = models.FloatField(null=True, blank=True)
     eval_win_rate = models.FloatField(null=True, blank=True, help_text="boss fights only")
+    eval_boss_hp_left = models.FloatField(null=True, blank=True, help_text="boss fights only")
+    eval_player_hp_left = models.FloatField(null=True, blank=True, help_text="boss fights only")
 
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -105,10 +110,13 @@ class ModelVersion(models.Model):
     updates_total = models.BigIntegerField(default=0)
     mean_return_recent = models.FloatField(null=True, blank=True)
     # Greedy evaluation episodes played by clients when the learner asked (checkpoints only):
-    # their mean return, how many there were, and how many were won (None: no win/loss, not a boss fight).
+    # their mean return, how many there were, and how many were won (None: no win/loss, not a boss fight),
+    # and the mean boss and player HP left at their end, as fractions (None: not a boss fight).
     eval_return = models.FloatField(null=True, blank=True)
     eval_episodes = models.PositiveIntegerField(default=0)
     eval_wins = models.PositiveIntegerField(null=True, blank=True)
+    eval_boss_hp_left = models.FloatField(null=True, blank=True)
+    eval_player_hp_left = models.FloatField(null=True, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

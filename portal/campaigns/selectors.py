@@ -145,10 +145,14 @@ class CampaignDict(TypedDict):
     clients_active: int
     mean_return_recent: float | None
     win_rate_recent: float | None
+    boss_hp_left_recent: float | None
+    player_hp_left_recent: float | None
     wins_total: int
     eval_version: int | None
     eval_return: float | None
     eval_win_rate: float | None
+    eval_boss_hp_left: float | None
+    eval_player_hp_left: float | None
     url: str
     api_url: str
     checkpoints_url: str
@@ -169,6 +173,8 @@ class CheckpointDict(TypedDict):
     eval_return: float | None
     eval_episodes: int
     eval_win_rate: float | None
+    eval_boss_hp_left: float | None
+    eval_player_hp_left: float | None
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -197,10 +203,14 @@ def campaign_api_dict(campaign: Campaign, request: HttpRequest) -> CampaignDict:
         clients_active=campaign.clients_active,
         mean_return_recent=campaign.mean_return_recent,
         win_rate_recent=campaign.win_rate_recent,
+        boss_hp_left_recent=campaign.boss_hp_left_recent,
+        player_hp_left_recent=campaign.player_hp_left_recent,
         wins_total=campaign.wins_total,
         eval_version=campaign.eval_version,
         eval_return=campaign.eval_return,
         eval_win_rate=campaign.eval_win_rate,
+        eval_boss_hp_left=campaign.eval_boss_hp_left,
+        eval_player_hp_left=campaign.eval_player_hp_left,
         url=request.build_absolute_uri(campaign.get_absolute_url()),
         api_url=request.build_absolute_uri(reverse("api:campaign", kwargs={"slug": campaign.slug})),
         checkpoints_url=request.build_absolute_uri(
@@ -226,4 +236,6 @@ def checkpoint_api_dict(model: ModelVersion, request: HttpRequest) -> Checkpoint
         eval_return=model.eval_return,
         eval_episodes=model.eval_episodes,
         eval_win_rate=model.eval_win_rate,
+        eval_boss_hp_left=model.eval_boss_hp_left,
+        eval_player_hp_left=model.eval_player_hp_left,
     )

@@ -23,6 +23,32 @@ def _int_map(raw: dict[bytes, bytes]) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in raw.items()}
 
 
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def outcomes_rollup(entries: list[bytes]) -> dict[str, float | None]:
+    """The recent-fight figures of a campaign's outcomes list (CampaignKeys.outcomes).
+
+    The win rate counts every fight; the HP means count those whose entry carries HP left: entries
+    "1"/"0" without it come from clients that sent none, or from relays older than the HP figures.
+    """
+    wins: list[float] = []
+    boss_hp: list[float] = []
+    player_hp: list[float] = []
+    for entry in entries:
+        win, *hp = entry.split()
+        wins.append(float(win))
+        if len(hp) == 2:
+            boss_hp.append(float(hp[0]))
+            player_hp.append(float(hp[1]))
+    return {
+        "win_rate_recent": _mean(wins),
+        "boss_hp_left_recent": _mean(boss_hp),
+        "player_hp_left_recent": _mean(player_hp),
+    }
+
+
 def stats_sync_campaign(*, campaign: Campaign) -> Campaign:
     """Copy one campaign's live counters from Redis into its row and its machines' rows."""
     keys = CampaignKeys(campaign.id)
@@ -47,8 +73,8 @@ def stats_sync_campaign(*, campaign: Campaign) -> Campaign:
         "samples_total": stats.get("samples", 0),
         "episodes_total": stats.get("episodes", 0),
         "clients_active": int(active),
-        "mean_return_recent": sum(returns) / len(returns) if returns else None,
-        "win_rate_recent": sum(int(o) for o in outcomes) / len(outcomes) if outcomes else None,
+        "mean_return_recent": _mean(returns),
+        **outcomes_rollup(outcomes),
         "wins_total": stats.get("wins", 0),
     }
     figures.update(evaluations_sync(campaign=campaign))
@@ -107,13 +133,24 @@ def evaluations_sync(*, campaign: Campaign) -> dict:
             continue
         mean = data.get("return_sum", 0.0) / episodes
         wins = int(data.get("wins", 0)) if "fights" in data else None  # "wins" appears with the first win
+        hp_fights = int(data.get("hp_fights", 0))  # none in results stored before HP was recorded
+        boss_hp = data.get("boss_hp_sum", 0.0) / hp_fights if hp_fights else None
+        player_hp = data.get("player_hp_sum", 0.0) / hp_fights if hp_fights else None
         if episodes != known:
-            ModelVersion.objects.filter(pk=pk).update(eval_return=mean, eval_episodes=episodes, eval_wins=wins)
+            ModelVersion.objects.filter(pk=pk).update(
+                eval_return=mean,
+                eval_episodes=episodes,
+                eval_wins=wins,
+                eval_boss_hp_left=boss_hp,
+                eval_player_hp_left=player_hp,
+            )
         if episodes >= int(data.get("wanted", 1)):
             figures = {
                 "eval_version": version,
                 "eval_return": mean,
                 "eval_win_rate": (wins / episodes) if wins is not None else None,
+                "eval_boss_hp_left": boss_hp,
+                "eval_player_hp_left": player_hp,
             }
     return figures
 

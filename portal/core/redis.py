@@ -49,9 +49,13 @@ class CampaignKeys:
         self.machine_samples = f"{tag}:machine_samples"  # hash: machine id -> samples
         self.machine_episodes = f"{tag}:machine_episodes"  # hash: machine id -> episodes
         self.machine_wins = f"{tag}:machine_wins"  # hash: machine id -> boss fights won
-        self.outcomes = f"{tag}:outcomes"  # list: latest boss-fight outcomes (1 won, 0 lost), newest first
+        # list: latest boss fights, newest first: "<won 1|0> <boss HP left> <player HP left>" ("1 0.0000
+        # 0.4521", HP as fractions), or the bare "1"/"0" of a client that sent no HP (and of older relays)
+        self.outcomes = f"{tag}:outcomes"
         self.eval_request = f"{tag}:eval_request"  # hash: version, episodes, assigned (learner asks)
-        self.evals_prefix = f"{tag}:eval:"  # + version: hash episodes, return_sum, wins, steps
+        # + version: hash episodes, return_sum, steps, wanted, and for boss fights wins, fights, and
+        # hp_fights, boss_hp_sum, player_hp_sum over the fights that reported HP left
+        self.evals_prefix = f"{tag}:eval:"
         self.status = f"{tag}:status"  # string: running | paused | stopped
         self.model = f"{tag}:model"  # hash: version, url, sha256 of the current model
         self.lease = f"{tag}:lease"  # string: token of the learner that holds the lease
@@ -100,16 +104,17 @@ OUT_FULL = -6
 # allows, -6 the stream holds ``maxlen`` chunks the learner has not taken (it is refused, never
 # trimmed: an acked chunk is never dropped; the client keeps it and retries). ``flagged`` is 1 when
 # staff-visible bad-data flagging throttles this machine.
-# A stored chunk that ends an episode also counts a boss fight's win (ARGV 14: '1' won, '0' lost,
-# '' not a boss fight) and, while the learner asks for evaluation episodes (KEYS 14), hands one to
-# this client: the 5th result is then the version to evaluate (0: none). The 6th is the backlog (in
-# chunks) past which the learner wants clients to slow down (0: the server's default).
+# A stored chunk that ends an episode also records a boss fight (ARGV 14: its entry for the outcomes
+# list, '' when not a boss fight; it starts with '1' when won, see CampaignKeys.outcomes) and, while
+# the learner asks for evaluation episodes (KEYS 14), hands one to this client: the 5th result is
+# then the version to evaluate (0: none). The 6th is the backlog (in chunks) past which the learner
+# wants clients to slow down (0: the server's default).
 # KEYS: 1 dedup, 2 stream, 3 stats, 4 returns, 5 clients, 6 machine_samples, 7 machine_episodes,
 #       8 status, 9 model, 10 rate (this second), 11 flagged, 12 revoked, 13 machine_wins,
 #       14 eval_request, 15 outcomes, 16 learner (its stats hash: the backlog it wants, "high_water")
 # ARGV: 1 frame, 2 machine id, 3 steps, 4 episode done, 5 episode return, 6 now, 7 maxlen, 8 dedup ttl,
 #       9 model version, 10 returns kept, 11 chunks/s limit, 12 chunks/s limit when flagged,
-#       13 max policy lag (0: none), 14 win
+#       13 max policy lag (0: none), 14 outcome entry
 STORE_CHUNK_LUA = """
 local mv = tonumber(redis.call('HGET', KEYS[9], 'version') or '0')
 local hw = tonumber(redis.call('HGET', KEYS[16], 'high_water') or '0')
@@ -146,7 +151,7 @@ if ARGV[4] == '1' then
     redis.call('HINCRBY', KEYS[3], 'fights', 1)
     redis.call('LPUSH', KEYS[15], ARGV[14])
     redis.call('LTRIM', KEYS[15], 0, tonumber(ARGV[10]) - 1)
-    if ARGV[14] == '1' then
+    if string.sub(ARGV[14], 1, 1) == '1' then
       redis.call('HINCRBY', KEYS[3], 'wins', 1)
       redis.call('HINCRBY', KEYS[13], ARGV[2], 1)
     end
@@ -162,7 +167,8 @@ return {1, mv, backlog + 1, flagged, 0, hw}
 
 # Record one greedy evaluation episode, exactly once (the client resends until acked).
 # KEYS: 1 dedup, 2 evals (this version), 3 stats, 4 model
-# ARGV: 1 return, 2 length, 3 win ('1', '0' or ''), 4 version, 5 dedup ttl
+# ARGV: 1 return, 2 length, 3 win ('1', '0' or ''), 4 version, 5 dedup ttl, 6 boss HP left,
+#       7 player HP left (fractions; both '' when the fight reported none)
 # Returns 1 stored, 0 duplicate, -2 unknown model version.
 STORE_EVAL_LUA = """
 local mv = tonumber(redis.call('HGET', KEYS[4], 'version') or '0')
@@ -174,6 +180,12 @@ redis.call('HINCRBYFLOAT', KEYS[2], 'return_sum', ARGV[1])
 redis.call('HINCRBY', KEYS[2], 'steps', ARGV[2])
 if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[2], 'wins', 1) end
 if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[2], 'fights', 1) end
+-- Counted apart from fights: a client may report a win without HP, and means divide by hp_fights.
+if ARGV[6] ~= '' then
+  redis.call('HINCRBY', KEYS[2], 'hp_fights', 1)
+  redis.call('HINCRBYFLOAT', KEYS[2], 'boss_hp_sum', ARGV[6])
+  redis.call('HINCRBYFLOAT', KEYS[2], 'player_hp_sum', ARGV[7])
+end
 redis.call('HINCRBY', KEYS[3], 'eval_episodes', 1)
 redis.call('HINCRBY', KEYS[3], 'eval_steps', ARGV[2])
 return 1

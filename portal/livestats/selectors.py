@@ -47,10 +47,14 @@ class FiguresDict(TypedDict):
     clients_active: int
     mean_return_recent: float | None
     win_rate_recent: float | None
+    boss_hp_left_recent: float | None
+    player_hp_left_recent: float | None
     wins_total: int
     eval_version: int | None
     eval_return: float | None
     eval_win_rate: float | None
+    eval_boss_hp_left: float | None
+    eval_player_hp_left: float | None
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -99,8 +103,12 @@ def live_figures(*, campaign: Campaign) -> FiguresDict:
         clients_active=campaign.clients_active,
         mean_return_recent=_round(campaign.mean_return_recent),
         win_rate_recent=_round(campaign.win_rate_recent),
+        boss_hp_left_recent=_round(campaign.boss_hp_left_recent),
+        player_hp_left_recent=_round(campaign.player_hp_left_recent),
         wins_total=campaign.wins_total,
         eval_version=campaign.eval_version,
         eval_return=_round(campaign.eval_return),
         eval_win_rate=_round(campaign.eval_win_rate),
+        eval_boss_hp_left=_round(campaign.eval_boss_hp_left),
+        eval_player_hp_left=_round(campaign.eval_player_hp_left),
     )

@@ -92,6 +92,23 @@ def win_flag(outcome: dict | None) -> str:
     return "" if outcome is None else ("1" if outcome["win"] else "0")
 
 
+def hp_left(outcome: dict | None) -> tuple[str, str]:
+    """Boss and player HP left at a fight's end as the store scripts take them ('' and '' if not sent).
+
+    Both or neither: the protocol lets a client leave either out, and the two means are kept over the
+    same fights. Four decimals (a hundredth of a percent) keep the outcomes list short.
+    """
+    if outcome is None or outcome.get("boss_hp") is None or outcome.get("player_hp") is None:
+        return "", ""
+    return f"{outcome['boss_hp']:.4f}", f"{outcome['player_hp']:.4f}"
+
+
+def outcome_entry(outcome: dict | None) -> str:
+    """A fight as the outcomes list keeps it: '1 0.0000 0.4521' (won, boss HP, player HP), '0' (no HP)."""
+    boss_hp, player_hp = hp_left(outcome)
+    return " ".join(filter(None, (win_flag(outcome), boss_hp, player_hp)))
+
+
 async def chunk_store(
     *,
     client: aioredis.Redis,
@@ -141,7 +158,7 @@ async def chunk_store(
             settings.SOULSAI_RATE_CHUNKS_PER_S,
             settings.SOULSAI_FLAG_RATE_CHUNKS_PER_S,
             max_policy_lag,
-            win_flag(chunk.outcome),
+            outcome_entry(chunk.outcome),
         ],
     )
     evaluate, high_water = (rest + [0, 0])[:2]
@@ -162,6 +179,7 @@ async def eval_store(*, client: aioredis.Redis, campaign_id: int, result: EvalRe
                 win_flag(result.outcome),
                 result.model_version,
                 DEDUP_TTL_SECONDS,
+                *hp_left(result.outcome),
             ],
         )
     )

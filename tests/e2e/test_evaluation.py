@@ -60,6 +60,7 @@ def test_ppo_learns_from_client_log_probabilities_and_checkpoints_get_evaluated(
         checkpoint = ModelVersion.objects.get(campaign=campaign, version=evaluated["eval_version"])
         assert checkpoint.is_checkpoint and checkpoint.eval_episodes >= 2
         assert evaluated["eval_return"] == pytest.approx(checkpoint.eval_return)
+        assert evaluated["eval_boss_hp_left"] is None and evaluated["eval_player_hp_left"] is None  # no boss
         assert 8 <= checkpoint.eval_return <= 500  # CartPole returns: at least 8 steps, at most 500
         listed = api_get(asgi_server, "/api/campaigns/e2e-ppo/checkpoints/")["checkpoints"]
         assert any(c["version"] == checkpoint.version and c["eval_episodes"] >= 2 for c in listed)

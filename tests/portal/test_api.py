@@ -84,6 +84,8 @@ def test_checkpoints_newest_first_with_absolute_urls(client, cartpole_campaign, 
         "eval_return": None,
         "eval_episodes": 0,
         "eval_win_rate": None,
+        "eval_boss_hp_left": None,
+        "eval_player_hp_left": None,
     }
     assert isinstance(first["size_bytes"], int) and first["size_bytes"] > 0
     assert client.get(first["url"]).status_code == 200

@@ -92,3 +92,55 @@ def test_a_boss_fight_campaign_shows_win_rates_next_to_returns(client):
     # CartPole is no boss fight: no win rates there.
     other = campaign_launch(campaign=campaign_create(slug="pole", name="Pole", env_id="CartPole-v1"))
     assert "Recent win rate" not in client.get(other.get_absolute_url()).content.decode()
+
+
+def test_a_boss_fight_campaign_shows_hp_left_next_to_its_win_rates(client):
+    from portal.campaigns.services import campaign_create, campaign_launch
+
+    arena = campaign_launch(campaign=campaign_create(slug="arena", name="Arena", env_id="soulsai/IudexArena-v0"))
+    figures = {
+        "win_rate_recent": 0.25, "boss_hp_left_recent": 0.3125, "player_hp_left_recent": 0.08,
+        "eval_version": 20, "eval_win_rate": 0.6, "eval_boss_hp_left": 0.27, "eval_player_hp_left": 0.11,
+    }  # fmt: skip
+    Campaign.objects.filter(pk=arena.pk).update(**figures)
+    html = client.get("/campaigns/arena/").content.decode()
+    assert "Recent boss HP left" in html and "Evaluation player HP left" in html
+    for name, shown in (
+        ("boss_hp_left_recent", "31%"),
+        ("player_hp_left_recent", "8%"),
+        ("eval_boss_hp_left", "27%"),
+        ("eval_player_hp_left", "11%"),
+    ):
+        assert f'data-figure="{name}">{shown}</dd>' in html, name  # the live page updates it by name
+    assert {k: v for k, v in client.get("/api/campaigns/arena/").json().items() if k in figures} == figures
+    live = client.get("/api/campaigns/arena/stats/").json()["figures"]
+    assert (live["boss_hp_left_recent"], live["eval_player_hp_left"]) == (0.3125, 0.11)
+
+    # CartPole is no boss fight: no HP left on its page, and none in its JSON.
+    other = campaign_launch(campaign=campaign_create(slug="pole", name="Pole", env_id="CartPole-v1"))
+    assert "HP left" not in client.get(other.get_absolute_url()).content.decode()
+    data = client.get("/api/campaigns/pole/").json()
+    hp = ("boss_hp_left_recent", "player_hp_left_recent", "eval_boss_hp_left", "eval_player_hp_left")
+    assert [data[name] for name in hp] == [None] * 4
+
+
+def test_history_shows_hp_left_of_evaluated_checkpoints_in_boss_fights(client, cartpole_campaign, publish):
+    Campaign.objects.filter(pk=cartpole_campaign.pk).update(env_id="SoulsGymIudex-v0")
+    publish(cartpole_campaign, 2, is_checkpoint=True)
+    publish(cartpole_campaign, 4, is_checkpoint=True)  # not evaluated yet
+    ModelVersion.objects.filter(version=2).update(
+        eval_return=0.3, eval_episodes=8, eval_wins=2, eval_boss_hp_left=0.4375, eval_player_hp_left=0.0625
+    )
+    response = client.get("/campaigns/cartpole-test/history/")
+    html = response.content.decode()
+    assert '<th class="num">Boss HP left</th>' in html and '<th class="num">Player HP left</th>' in html
+    v4, v2 = html.split("<td>v4</td>")[1].split("<td>v2</td>")
+    assert ">44%<" in v2 and ">6%<" in v2  # 0.4375 and 0.0625 of the bar, rounded
+    assert "%" not in v4.split("</tr>")[0]
+    listed = client.get("/api/campaigns/cartpole-test/checkpoints/").json()["checkpoints"]
+    api = {c["version"]: c for c in listed}
+    assert (api[2]["eval_boss_hp_left"], api[2]["eval_player_hp_left"]) == (0.4375, 0.0625)
+    assert api[4]["eval_boss_hp_left"] is None
+    # CartPole's history has no HP columns.
+    Campaign.objects.filter(pk=cartpole_campaign.pk).update(env_id="CartPole-v1")
+    assert "HP left" not in client.get("/campaigns/cartpole-test/history/").content.decode()

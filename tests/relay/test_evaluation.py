@@ -52,7 +52,9 @@ def test_evaluation_results_are_stored_once_and_reach_the_checkpoint(asgi_server
     campaign = stats_sync_campaign(campaign=Campaign.objects.get(pk=campaign.pk))
     checkpoint = ModelVersion.objects.get(campaign=campaign, version=2)
     assert (checkpoint.eval_episodes, checkpoint.eval_return, checkpoint.eval_win_rate) == (2, 450.0, None)
+    assert (checkpoint.eval_boss_hp_left, checkpoint.eval_player_hp_left) == (None, None)  # no boss to fight
     assert (campaign.eval_version, campaign.eval_return) == (2, 450.0)
+    assert (campaign.eval_boss_hp_left, campaign.eval_player_hp_left) == (None, None)
     assert int(redis_client.hget(CampaignKeys(campaign.id).stats, "eval_steps")) == 200
 
 
@@ -71,6 +73,77 @@ def test_boss_fight_outcomes_count_wins_per_campaign_and_machine(asgi_server, ca
     assert int(redis_client.hget(keys.machine_wins, str(token[0].id))) == 3
     campaign = stats_sync_campaign(campaign=Campaign.objects.get(pk=campaign.pk))
     assert (campaign.wins_total, campaign.win_rate_recent) == (3, 0.75)
+
+
+def send_fights(ws, outcomes: list[dict]) -> None:
+    """One episode-ending chunk per fight, each carrying its outcome."""
+    for i, outcome in enumerate(outcomes):
+        chunk = make_chunk(f"hp-fight-{i}", done=True)
+        chunk.outcome = outcome
+        assert send(ws, chunk.to_message())["type"] == P.ACK
+
+
+def test_boss_fights_report_the_mean_hp_left_over_the_recent_fights(
+    asgi_server, campaign, token, redis_client
+):
+    with open_session(asgi_server, token[1]) as (ws, _):
+        send_fights(ws, [
+            {"win": True, "boss_hp": 0.0, "player_hp": 0.625},
+            {"win": False, "boss_hp": 0.5, "player_hp": 0.0},
+            {"win": False, "boss_hp": 0.25, "player_hp": 0.0},
+            {"win": True},  # a client may leave HP out: it counts for the win rate only
+        ])  # fmt: skip
+        assert send(ws, make_chunk("not-a-fight", done=True).to_message())["type"] == P.ACK
+    campaign = stats_sync_campaign(campaign=Campaign.objects.get(pk=campaign.pk))
+    assert campaign.win_rate_recent == 0.5
+    assert campaign.boss_hp_left_recent == pytest.approx(0.25)  # (0 + 0.5 + 0.25) / 3
+    assert campaign.player_hp_left_recent == pytest.approx(0.625 / 3)
+    assert redis_client.lrange(CampaignKeys(campaign.id).outcomes, 0, -1) == [
+        b"1", b"0 0.2500 0.0000", b"0 0.5000 0.0000", b"1 0.0000 0.6250"
+    ]  # fmt: skip
+
+
+def test_win_flags_left_by_an_older_relay_still_count(asgi_server, campaign, token, redis_client):
+    keys = CampaignKeys(campaign.id)
+    redis_client.lpush(keys.outcomes, "1", "0", "0")  # entries from before HP left was recorded
+    with open_session(asgi_server, token[1]) as (ws, _):
+        send_fights(ws, [{"win": True, "boss_hp": 0.0, "player_hp": 0.75}])
+    campaign = stats_sync_campaign(campaign=Campaign.objects.get(pk=campaign.pk))
+    assert campaign.win_rate_recent == 0.5
+    assert (campaign.boss_hp_left_recent, campaign.player_hp_left_recent) == (0.0, 0.75)
+
+
+def test_boss_fight_evaluations_report_hp_left_on_the_checkpoint_and_the_campaign(
+    asgi_server, campaign, token, redis_client
+):
+    publish_models(campaign, 1)
+    ask_for_evaluation(redis_client, campaign, 1, episodes=3)
+    outcomes = [
+        {"win": True, "boss_hp": 0.0, "player_hp": 0.5},
+        {"win": False, "boss_hp": 0.75, "player_hp": 0.0},
+        {"win": False, "boss_hp": 0.5, "player_hp": 0.0},
+    ]
+    results = [
+        P.EvalResult(id=f"hp-e{i}", model_version=1, episode_return=1.0, episode_length=300, outcome=outcome)
+        for i, outcome in enumerate(outcomes)
+    ]
+    with open_session(asgi_server, token[1]) as (ws, _):
+        for result in results[:2]:
+            assert send(ws, result.to_message())["type"] == P.ACK
+        send(ws, results[0].to_message())  # a resend counts nothing twice
+        campaign = stats_sync_campaign(campaign=Campaign.objects.get(pk=campaign.pk))
+        partial = ModelVersion.objects.get(campaign=campaign, version=1)
+        assert (partial.eval_boss_hp_left, partial.eval_player_hp_left) == (0.375, 0.25)
+        assert (campaign.eval_boss_hp_left, campaign.eval_player_hp_left) == (None, None)  # 2 of 3 episodes
+        assert send(ws, results[2].to_message())["type"] == P.ACK
+    campaign = stats_sync_campaign(campaign=Campaign.objects.get(pk=campaign.pk))
+    checkpoint = ModelVersion.objects.get(campaign=campaign, version=1)
+    assert checkpoint.eval_boss_hp_left == pytest.approx(1.25 / 3)
+    assert checkpoint.eval_player_hp_left == pytest.approx(0.5 / 3)
+    assert (campaign.eval_version, campaign.eval_win_rate) == (1, pytest.approx(1 / 3))
+    assert (campaign.eval_boss_hp_left, campaign.eval_player_hp_left) == (
+        checkpoint.eval_boss_hp_left, checkpoint.eval_player_hp_left
+    )  # fmt: skip
 
 
 def test_log_probabilities_are_validated_and_reach_the_stream(asgi_server, campaign, token, redis_client):

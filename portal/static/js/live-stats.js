@@ -23,14 +23,14 @@
     return Number(v).toLocaleString("en-US", { maximumFractionDigits: digits === undefined ? 0 : digits,
                                                minimumFractionDigits: digits === undefined ? 0 : digits });
   }
+  function pct(v) { return v === null || v === undefined ? "—" : num(v * 100, 1) + "%"; }
   var FORMATS = {
     model_version: function (v) { return v ? "v" + v : "—"; },
     samples_total: num, episodes_total: num, updates_total: num, clients_active: num,
     mean_return_recent: function (v) { return num(v, 2); },
     eval_return: function (v) { return num(v, 2); },
-    eval_win_rate: function (v) { return v === null || v === undefined ? "—" : num(v * 100, 1) + "%"; },
-    win_rate_recent: function (v) { return v === null || v === undefined ? "—" : num(v * 100, 1) + "%"; },
-    wins_total: num,
+    eval_win_rate: pct, win_rate_recent: pct, wins_total: num,
+    boss_hp_left_recent: pct, player_hp_left_recent: pct, eval_boss_hp_left: pct, eval_player_hp_left: pct,
   };
 
   function showFigures(figures) {
