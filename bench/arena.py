@@ -8,11 +8,16 @@ client plays it. Seeds are 0..episodes-1, so figures repeat run to run.
 
 Progress goes to stderr; the last line on stdout is JSON:
 
-  steps_per_s (all steps, all policies), encoded_steps_per_s (with --encoded),
+  steps_per_s (all steps, all policies), encoded_steps_per_s (with --encoded), boss_damage,
   and per policy: <policy>_win_rate, <policy>_mean_length, <policy>_mean_boss_hp_left.
+
+--boss-damage plays Iudex at another share of his attack table's damage (the arena's boss_damage
+setting; default: the arena's own, client_app.arena.rules.BOSS_DAMAGE), and --sloppy adds a scripted
+player that takes a random allowed action with that probability (how forgiving the fight is).
 
 Example:
   bench/arena.py --episodes 200 --encoded
+  bench/arena.py --boss-damage 1.0 --sloppy 0.1
 """
 
 from __future__ import annotations
@@ -31,10 +36,11 @@ import numpy as np  # noqa: E402
 import client_app  # noqa: E402, F401  (registers the arena)
 from client_app import iudex  # noqa: E402
 from client_app.arena import scripted_action  # noqa: E402
+from client_app.arena.rules import BOSS_DAMAGE  # noqa: E402
 from client_app.envs import make_env  # noqa: E402
 
 
-def play(env, policy: str, episodes: int) -> tuple[dict, int, float]:
+def play(env, policy: str, episodes: int, sloppy: float = 0.0) -> tuple[dict, int, float]:
     wins, lengths, boss_left = 0, [], []
     steps, start = 0, time.perf_counter()
     for seed in range(episodes):
@@ -44,7 +50,7 @@ def play(env, policy: str, episodes: int) -> tuple[dict, int, float]:
         while True:
             if policy == "random":
                 action = int(rng.integers(iudex.N_ACTIONS))
-            elif policy == "masked_random":
+            elif policy == "masked_random" or (policy == "sloppy_scripted" and rng.random() < sloppy):
                 action = int(rng.choice(info["allowed_actions"]))
             else:
                 action = scripted_action(obs)
@@ -73,19 +79,26 @@ def main() -> None:
     )
     parser.add_argument("--episodes", type=int, default=100, help="fights per policy (default: 100)")
     parser.add_argument("--encoded", action="store_true", help="also time random play through the encoder")
+    parser.add_argument("--boss-damage", type=float, default=BOSS_DAMAGE,
+                        help=f"share of the attack table's damage Iudex deals (default {BOSS_DAMAGE})")
+    parser.add_argument("--sloppy", type=float, default=0.0,
+                        help="also play the scripted player with this share of random actions (0-1)")
     args = parser.parse_args()
 
-    env = gym.make(iudex.ARENA_ID)
-    result: dict = {"episodes": args.episodes}
+    env = gym.make(iudex.ARENA_ID, boss_damage=args.boss_damage)
+    result: dict = {"episodes": args.episodes, "boss_damage": args.boss_damage}
     total_steps, total_s = 0, 0.0
-    for policy in ("random", "masked_random", "scripted"):
-        figures, steps, elapsed = play(env, policy, args.episodes)
+    policies = ("random", "masked_random", "scripted") + (("sloppy_scripted",) if args.sloppy else ())
+    for policy in policies:
+        figures, steps, elapsed = play(env, policy, args.episodes, args.sloppy)
         result.update(figures)
         total_steps += steps
         total_s += elapsed
+    if args.sloppy:
+        result["sloppy"] = args.sloppy
     result["steps_per_s"] = total_steps / total_s
     if args.encoded:
-        wrapped = make_env(iudex.ARENA_ID)
+        wrapped = make_env(iudex.ARENA_ID, {"boss_damage": args.boss_damage})
         wrapped.reset(seed=0)
         rng = np.random.default_rng(0)
         steps, start = 0, time.perf_counter()

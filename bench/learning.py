@@ -108,6 +108,7 @@ def run(args, stack: Stack) -> dict:
                 f"{wall:6.0f} s  v{campaign.model_version}  {campaign.samples_total:,} samples  "
                 f"mean return {campaign.mean_return_recent or 0:.1f}  "
                 + (f"eval v{latest['version']} @ {latest['samples']:,}: {latest['return']}" if latest else "no eval yet")
+                + (f" (won {latest['win_rate']:.0%})" if latest and "win_rate" in latest else "")
             )
             next_line = wall + 10
         if reached:

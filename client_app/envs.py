@@ -102,6 +102,8 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None):
                 f"this client cannot make the environment {env_id!r} ({exc}); "
                 "download the current client from the portal"
             ) from None
+        except (TypeError, ValueError) as exc:  # an unknown keyword or a bad value in env_kwargs
+            raise RuntimeError(f"{env_id} does not take the settings {env_kwargs}: {exc}") from None
     if is_iudex(env_id):
         env = iudex.IudexEncoder(env)
     return env
@@ -117,6 +119,8 @@ def declared_spaces(env_id: str, env_kwargs: dict[str, Any] | None = None) -> tu
     if is_iudex(env_id):
         if is_soulsgym(env_id):
             _soulsgym_kwargs(env_id, dict(env_kwargs or {}))  # a bad game_speed fails here, not on clients
+        else:  # the arena: made once, so that bad settings fail here too
+            make_env(env_id, env_kwargs).close()
         return space_to_spec(iudex.encoded_space()), space_to_spec(iudex.action_space())
     if is_soulsgym(env_id):
         raise RuntimeError(

@@ -15,6 +15,7 @@ from client_app.arena.rules import (
     ARENA_RADIUS,
     ATTACK_FACING,
     ATTACKING,
+    BOSS_DAMAGE,
     BOSS_RADIUS,
     BOSS_STRAFE_STEP,
     BOSS_TURN,
@@ -55,7 +56,9 @@ class IudexArena(gym.Env):
     Keyword arguments: ``phase`` (1 or 2: the phase reported; phase 2 hits 20% harder),
     ``init_pose_randomization`` (start from SoulsGym's random player poses), ``pace`` and
     ``game_speed`` (emulate the real game's 0.1 s steps at that speed), as SoulsGymIudex-v0 takes
-    ``game_speed``, ``phase`` and ``init_pose_randomization``.
+    ``game_speed``, ``phase`` and ``init_pose_randomization``; and the arena's own ``boss_damage``,
+    the share of the attack table's damage Iudex deals (``rules.BOSS_DAMAGE``, see there; 1.0 is
+    the table at full strength).
     """
 
     metadata = {"render_modes": []}
@@ -66,18 +69,22 @@ class IudexArena(gym.Env):
         init_pose_randomization: bool = False,
         pace: bool = False,
         game_speed: float = 1.0,
+        boss_damage: float = BOSS_DAMAGE,
     ):
         if phase not in (1, 2):
             raise ValueError(f"phase must be 1 or 2, got {phase!r}")
         if not game_speed > 0:
             raise ValueError(f"game_speed must be positive, got {game_speed!r}")
+        if isinstance(boss_damage, bool) or not isinstance(boss_damage, (int, float)) or not 0 < boss_damage <= 2:
+            raise ValueError(f"boss_damage must be a number in (0, 2], got {boss_damage!r}")
         self.observation_space = I.observation_space()
         self.action_space = I.action_space()
         self.phase = phase
         self.init_pose_randomization = bool(init_pose_randomization)
         self.pace = bool(pace)
         self.game_speed = float(game_speed)
-        self._damage_scale = 1.0 if phase == 1 else 1.2
+        self.boss_damage = float(boss_damage)
+        self._damage_scale = self.boss_damage * (1.0 if phase == 1 else 1.2)
         self._rng = random.Random(0)
         self._next_step_at = 0.0
         self._done = True

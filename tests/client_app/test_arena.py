@@ -122,12 +122,44 @@ def test_boss_attacks_are_soulsgym_iudex_animations_with_the_recorded_lengths():
     assert ATTACKS["Attack3002"].duration == pytest.approx(3.84)
 
 
-def test_a_random_policy_wins_at_most_5_percent_of_200_fights():
+def _masked_random(obs, info, rng):
+    return int(rng.choice(info["allowed_actions"]))
+
+
+@pytest.mark.parametrize("policy", [_random, _masked_random], ids=["uniform", "among-allowed-actions"])
+def test_a_random_policy_wins_at_most_5_percent_of_200_fights(policy):
+    # Among allowed actions is what a client plays before the first model, and what exploration picks.
     env = gym.make(I.ARENA_ID)
-    outcomes = [_play(env, _random, seed)[2]["outcome"] for seed in range(200)]
+    outcomes = [_play(env, policy, seed)[2]["outcome"] for seed in range(200)]
     wins = sum(o["win"] for o in outcomes)
     assert wins <= 10, f"random play won {wins} of 200 fights"
     assert all(o["player_hp"] == 0.0 for o in outcomes if not o["win"])
+
+
+def test_a_scripted_player_that_errs_one_step_in_ten_still_wins_most_fights():
+    # The default boss_damage leaves room for mistakes, so a learning policy sees fights it wins.
+    def sloppy(obs, info, rng):
+        return _masked_random(obs, info, rng) if rng.random() < 0.1 else scripted_action(obs)
+
+    env = gym.make(I.ARENA_ID)
+    wins = sum(bool(_play(env, sloppy, seed)[2]["outcome"]["win"]) for seed in range(20))
+    assert wins >= 14, f"the scripted player with 10% random actions won only {wins} of 20 fights"
+
+
+def test_boss_damage_scales_every_hit_and_bad_values_are_refused():
+    def first_hit(boss_damage: float) -> float:
+        env = gym.make(I.ARENA_ID, boss_damage=boss_damage)
+        obs, _ = env.reset(seed=3)
+        while True:  # standing still: the same fight until his first hit lands
+            before = float(obs["player_hp"][0])
+            obs, *_ = env.step(I.NOOP)
+            if obs["player_hp"][0] < before:
+                return before - float(obs["player_hp"][0])
+
+    assert first_hit(0.5) == pytest.approx(0.5 * first_hit(1.0), rel=1e-5)
+    for bad in (0, -1, 2.5, "hard", True):
+        with pytest.raises(ValueError, match="boss_damage must be a number"):
+            IudexArena(boss_damage=bad)
 
 
 def test_a_sensible_scripted_player_wins_most_fights():

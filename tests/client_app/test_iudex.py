@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -122,6 +123,19 @@ def test_soulsgym_campaigns_declare_the_encoded_spaces_without_the_game():
         assert action_spec == {"type": "discrete", "n": 20, "start": 0}
     with pytest.raises(RuntimeError, match="game_speed"):
         declared_spaces("SoulsGymIudex-v0", {"game_speed": -1})
+
+
+def test_bad_arena_settings_fail_when_the_campaign_declares_its_spaces():
+    # On the server, when staff create the campaign: not later, on every volunteer's machine.
+    assert declared_spaces(I.ARENA_ID, {"boss_damage": 1.0, "phase": 2})[1]["n"] == 20
+    for settings, says in (
+        ({"boss_damage": 0}, "boss_damage must be a number in (0, 2]"),
+        ({"phase": 3}, "phase must be 1 or 2"),
+        ({"difficulty": "hard"}, "unexpected keyword argument 'difficulty'"),
+    ):
+        with pytest.raises(RuntimeError, match=re.escape(says)) as excinfo:
+            declared_spaces(I.ARENA_ID, settings)
+        assert str(excinfo.value).startswith(f"{I.ARENA_ID} does not take the settings {settings}")
 
 
 def test_making_a_soulsgym_env_without_the_game_says_so_and_points_to_the_arena():
