@@ -462,8 +462,9 @@ class Runner:
             episode_length=length,
             outcome=dict(outcome) if outcome else None,
         )
-        if self.spool.add(result.id, pack(result.to_message()), timeout=0):
-            self.connection.wake()
+        # Waits for room like a chunk does: a result dropped here would leave the learner waiting
+        # for its evaluation until the server's time-out.
+        self._spool(result.id, pack(result.to_message()))
         log.info(
             "evaluation episode of model v%d: return %.1f in %d steps", policy.version, episode_return, length
         )
@@ -472,9 +473,15 @@ class Runner:
         """Put a finished chunk in the spool; waits while the spool is full (the server is away)."""
         if chunk is None:
             return True
-        frame = pack(chunk.to_message())
+        if not self._spool(chunk.id, pack(chunk.to_message()), wait=wait):
+            return False
+        self.chunks += 1
+        return True
+
+    def _spool(self, item_id: str, frame: bytes, *, wait: bool = True) -> bool:
+        """Put a frame in the spool and wake the sender; waits while the spool is full, unless the run ends."""
         next_report = time.monotonic() + (self.config.progress_every or 5.0)
-        while not self.spool.add(chunk.id, frame, timeout=0.5 if wait else 0):
+        while not self.spool.add(item_id, frame, timeout=0.5 if wait else 0):
             if (
                 not wait
                 or self.connection.fatal is not None
@@ -485,7 +492,6 @@ class Runner:
             if time.monotonic() >= next_report:
                 self.report(note="spool full, waiting for the server")
                 next_report = time.monotonic() + (self.config.progress_every or 5.0)
-        self.chunks += 1
         self.connection.wake()
         return True
 
