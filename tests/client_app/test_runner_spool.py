@@ -7,7 +7,7 @@ import threading
 from client_app.chunker import new_session_id
 from client_app.policy import RandomPolicy
 from client_app.protocol import decode_eval, unpack
-from client_app.runner import Runner, RunConfig
+from client_app.runner import RunConfig, Runner
 from client_app.spool import Spool
 
 
