@@ -38,6 +38,7 @@ bench: $(VENV)/.installed-dev  ## run the benchmarks (each prints JSON on its la
 	$(PY) bench/arena.py
 	$(PY) bench/learning.py --env CartPole-v1 --algo dqn --clients 2
 	$(PY) bench/learning.py --env CartPole-v1 --algo ppo --clients 2
+	$(PY) bench/learning.py --env soulsai/IudexArena-v0 --algo dqn --clients 2 --win-rate 0.5
 
 bench-long: $(VENV)/.installed-dev  ## the long ones: LunarLander (about 10 min each) and scaling (about 20 min)
 	$(PY) bench/learning.py --env LunarLander-v2 --algo dqn --clients 2

@@ -218,11 +218,12 @@ DEFAULTS_BY_ENV: dict[str, dict[str, Any]] = {
     },
 }
 
-# The Iudex fights (the arena and the game share the encoder, the reward and the action masks). In the
-# arena, in-process runs (4 envs, Nov 2026), greedy win rate of 20 evaluation fights at 100k / 150k
-# env steps: the general defaults (n_step 3, epsilon decayed over 10k, lr 1e-3) and the settings below
-# with Iudex at full strength (boss_damage 1.0) won none up to 300k; these settings at the arena's
-# default boss_damage 0.4 won 85% at 100k; with epsilon decayed over 100k, 0% / 90% (at 0.35).
+# The Iudex fights (the arena and the game share the encoder, the reward and the action masks). Greedy
+# win rates of 20 evaluation fights in the arena, in-process runs with 4 envs (Nov 2026):
+#   Iudex at full strength (boss_damage 1.0): the general defaults, 0% through the stack up to 95k
+#     env steps; these settings with epsilon over 100k, 0% up to 175k (also with gamma 0.995);
+#   the arena's default boss_damage 0.4, these settings: 40 / 15 / 60 / 85 / 95% at 25k-150k;
+#   boss_damage 0.35, epsilon over 100k: 0% at 100k, 55% at 125k, 90% at 150k.
 # Observations are normalised: HP, positions and animation times span very different ranges.
 _IUDEX_DQN = {
     "lr": 5e-4,

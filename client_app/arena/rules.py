@@ -30,9 +30,9 @@ POISE_BREAK = 8.0  # poise points (light 1, heavy 2) that put Iudex in SABreak
 
 # Iudex.
 # The share of the attack table's damage (below) he deals by default. At full strength one wrong move
-# in ten loses the fight (the scripted player wins all its fights, but 30% of them when a tenth of its
+# in ten loses the fight (the scripted player wins all its fights, but 28% of them when a tenth of its
 # actions are random), which leaves a learner with next to no won fights to learn from; at 0.4 the
-# scripted player with a tenth of its actions random still wins 88%, while random play still loses
+# scripted player with a tenth of its actions random still wins 85%, while random play still loses
 # all but a few per cent (bench/arena.py --boss-damage; docs/soulsgym.md has the figures).
 # ``boss_damage`` sets it per campaign (env_kwargs), up to the table's full strength and beyond.
 BOSS_DAMAGE = 0.4
