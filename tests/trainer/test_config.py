@@ -37,3 +37,13 @@ def test_every_environment_default_is_valid_and_a_campaign_may_override_it(env_i
     config = config_for(env_id, {"n_step": 1, "prioritized": False})
     assert (config.n_step, config.prioritized) == (1, False)
     config_for(env_id).validate()
+
+
+def test_the_iudex_fights_share_one_set_of_defaults_that_normalises_observations():
+    from client_app.iudex import IUDEX_ENV_IDS
+
+    configs = {config_for(env_id) for env_id in IUDEX_ENV_IDS}  # the game's ids and the arena
+    assert len(configs) == 1
+    [config] = configs
+    assert config.normalize_obs and config.eval_episodes == 20
+    assert config != config_for("CartPole-v1")
