@@ -61,8 +61,8 @@ def demo_campaigns_ensure() -> list[Campaign]:
 
 
 @transaction.atomic
-def demo_tokens_issue(*, campaign: Campaign, count: int) -> list[tuple[str, str]]:
-    """Fresh tokens for the local demo clients (the old ones are revoked): [(name, token)]."""
+def demo_tokens_issue(*, campaign: Campaign, count: int, prefix: str = "demo-client") -> list[tuple[str, str]]:
+    """Fresh tokens for the local demo clients of a campaign (its old ones are revoked): [(name, token)]."""
     User = get_user_model()
     user, created = User.objects.get_or_create(username=DEMO_VOLUNTEER, defaults={"email": "demo@localhost"})
     if created:
@@ -72,7 +72,7 @@ def demo_tokens_issue(*, campaign: Campaign, count: int) -> list[tuple[str, str]
         token_revoke(token=old)
     issued = []
     for i in range(1, count + 1):
-        name = f"demo-client-{i}"
+        name = f"{prefix}-{i}"
         _, raw = token_create(user=user, campaign=campaign, name=name)
         issued.append((name, raw))
     return issued

@@ -30,6 +30,7 @@ def test_runplatform_runs_the_demo_and_ctrl_c_leaves_nothing_behind(tmp_path):
         EMBEDDED_REDIS_PORT=str(free_port()),
         PORT=str(port),
         DEMO_CLIENTS="1",
+        ARENA_CLIENTS="1",
         PYTHONUNBUFFERED="1",
     )
     log_path = tmp_path / "platform.log"
@@ -40,28 +41,38 @@ def test_runplatform_runs_the_demo_and_ctrl_c_leaves_nothing_behind(tmp_path):
     children: list[psutil.Process] = []
     try:
         url = f"http://127.0.0.1:{port}/api/campaigns/cartpole-demo/"
+        arena_url = url.replace("cartpole-demo", "iudex-arena-demo")
+
+        def get(address: str) -> dict:
+            try:
+                with urllib.request.urlopen(address, timeout=5) as response:
+                    return json.loads(response.read())
+            except OSError:
+                return {}
+
         deadline = time.monotonic() + 180
-        seen = {}
+        seen, arena = {}, {}
         while time.monotonic() < deadline:
             assert proc.poll() is None, log_path.read_text()
-            try:
-                with urllib.request.urlopen(url, timeout=5) as response:
-                    seen = json.loads(response.read())
-            except OSError:
-                seen = {}
-            if seen.get("samples_total", 0) > 0 and seen.get("model_version", 0) >= 2:
+            seen, arena = get(url), get(arena_url)
+            # CartPole learns; the arena client's fights end and are counted with the HP left.
+            if (
+                seen.get("samples_total", 0) > 0
+                and seen.get("model_version", 0) >= 2
+                and arena.get("boss_hp_left_recent") is not None
+            ):
                 break
             time.sleep(2)
         else:
-            raise AssertionError(f"the demo never moved: {seen}\n{log_path.read_text()[-5000:]}")
+            raise AssertionError(f"the demo never moved: {seen} {arena}\n{log_path.read_text()[-5000:]}")
         assert seen["status"] == "running" and seen["env_id"] == "CartPole-v1" and seen["algorithm"] == "dqn"
-        with urllib.request.urlopen(url.replace("cartpole-demo", "iudex-arena-demo"), timeout=5) as response:
-            arena = json.loads(response.read())
         assert (arena["status"], arena["env_id"]) == ("running", "soulsai/IudexArena-v0")  # the boss-fight demo
+        assert arena["episodes_total"] > 0 and arena["win_rate_recent"] is not None
+        assert 0 < arena["boss_hp_left_recent"] <= 1  # random play early on: Iudex is hardly scratched
 
         children = runner.children(recursive=True)
         names = " ".join(" ".join(c.cmdline()) for c in children)
-        for part in ("uvicorn", "celery", "beat", "client_app", "redis-server"):
+        for part in ("uvicorn", "celery", "beat", "client_app", "redis-server", "arena-client-1"):
             assert part in names, f"{part} was not started: {names}"
         password_note = log_path.read_text()
         assert "demo admin created: username 'admin', password '" in password_note

@@ -36,6 +36,10 @@ class Command(BaseCommand):
             help="local demo clients to start (DEMO_CLIENTS, default 2; 0 for none)",
         )
         parser.add_argument(
+            "--arena-clients", type=int, default=int(os.environ.get("ARENA_CLIENTS", "0")),
+            help="local clients for the iudex-arena-demo boss fight (ARENA_CLIENTS, default 0: join it yourself)",
+        )
+        parser.add_argument(
             "--demo-client-sps", type=float, default=float(os.environ.get("DEMO_CLIENT_SPS", "0")),
             help="pace each demo client to this many steps/s (DEMO_CLIENT_SPS, default 0: as fast as the learner takes)",
         )
@@ -101,6 +105,10 @@ class Command(BaseCommand):
         self.tokens = []
         if opts["demo_clients"] > 0:
             self.tokens = demo.demo_tokens_issue(campaign=self.campaigns[0], count=opts["demo_clients"])
+        if opts["arena_clients"] > 0:
+            self.tokens += demo.demo_tokens_issue(
+                campaign=self.campaigns[1], count=opts["arena_clients"], prefix="arena-client"
+            )
 
     def launch(self, opts) -> None:
         py = sys.executable
@@ -131,6 +139,8 @@ class Command(BaseCommand):
         self.log(f"SoulsAI is running at {base}/")
         self.log(f"  campaign page  {base}/campaigns/{slug}/")
         self.log(f"  live API       {base}/api/campaigns/{slug}/")
+        if opts["arena_clients"] > 0:
+            self.log(f"  boss fight     {base}/campaigns/{self.campaigns[1].slug}/")
         self.log(f"  admin          {base}/admin/")
         self.log("Press Ctrl-C to stop everything.")
         self.log("")
