@@ -133,9 +133,9 @@ def test_history_shows_hp_left_of_evaluated_checkpoints_in_boss_fights(client, c
     )
     response = client.get("/campaigns/cartpole-test/history/")
     html = response.content.decode()
-    assert '<th class="num">Boss HP left</th>' in html and '<th class="num">Player HP left</th>' in html
+    assert "HP left <span class=\"muted small\">boss / player</span></th>" in html
     v4, v2 = html.split("<td>v4</td>")[1].split("<td>v2</td>")
-    assert ">44%<" in v2 and ">6%<" in v2  # 0.4375 and 0.0625 of the bar, rounded
+    assert ">44% / 6%<" in v2  # 0.4375 and 0.0625, rounded
     assert "%" not in v4.split("</tr>")[0]
     listed = client.get("/api/campaigns/cartpole-test/checkpoints/").json()["checkpoints"]
     api = {c["version"]: c for c in listed}
