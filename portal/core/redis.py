@@ -107,8 +107,9 @@ OUT_FULL = -6
 # A stored chunk that ends an episode also records a boss fight (ARGV 14: its entry for the outcomes
 # list, '' when not a boss fight; it starts with '1' when won, see CampaignKeys.outcomes) and, while
 # the learner asks for evaluation episodes (KEYS 14), hands one to this client: the 5th result is
-# then the version to evaluate (0: none). The 6th is the backlog (in chunks) past which the learner
-# wants clients to slow down (0: the server's default).
+# then the version to evaluate (0: none), and the 7th and 8th its model's url and sha256 (so the ack
+# carries the request without another round trip). The 6th is the backlog (in chunks) past which the
+# learner wants clients to slow down (0: the server's default).
 # KEYS: 1 dedup, 2 stream, 3 stats, 4 returns, 5 clients, 6 machine_samples, 7 machine_episodes,
 #       8 status, 9 model, 10 rate (this second), 11 flagged, 12 revoked, 13 machine_wins,
 #       14 eval_request, 15 outcomes, 16 learner (its stats hash: the backlog it wants, "high_water")
@@ -159,7 +160,8 @@ if ARGV[4] == '1' then
   local want = tonumber(redis.call('HGET', KEYS[14], 'episodes') or '0')
   if want > 0 and tonumber(redis.call('HGET', KEYS[14], 'assigned') or '0') < want then
     redis.call('HINCRBY', KEYS[14], 'assigned', 1)
-    return {1, mv, backlog + 1, flagged, tonumber(redis.call('HGET', KEYS[14], 'version')), hw}
+    local ask = redis.call('HMGET', KEYS[14], 'version', 'url', 'sha256')
+    return {1, mv, backlog + 1, flagged, tonumber(ask[1]), hw, ask[2], ask[3]}
   end
 end
 return {1, mv, backlog + 1, flagged, 0, hw}

@@ -291,11 +291,9 @@ class ClientConsumer(AsyncWebsocketConsumer):
             "model_version": result.model_version,
             "wait_ms": services.backoff_ms(result.backlog, result.high_water) + extra_ms,
         }
-        if result.evaluate:
+        if result.eval_notice is not None:
             # The learner asks for greedy episodes of a checkpoint: this client plays one next.
-            notice = await services.eval_notice(client=redis, campaign_id=campaign.id, version=result.evaluate)
-            if notice is not None:
-                ack["evaluate"] = notice
+            ack["evaluate"] = result.eval_notice
         await self.send_message(ack)
         # Piggyback: a client that missed a notice learns of the new model from its next ack. The
         # process's fan-out usually holds that notice already, which saves a round trip per client.

@@ -52,6 +52,15 @@ class StoreResult:
     flagged: bool = False  # the machine is flagged for bad data: its answers carry extra wait_ms
     evaluate: int = 0  # a model version this client is asked to play one greedy episode of (0: none)
     high_water: int = 0  # the backlog (chunks) past which the learner wants clients slower (0: default)
+    evaluate_url: str = ""  # the url and sha256 of that version's model file
+    evaluate_sha256: str = ""
+
+    @property
+    def eval_notice(self) -> dict | None:
+        """The ack's ``evaluate`` field: {version, url, sha256} of the checkpoint to play, or None."""
+        if not (self.evaluate and self.evaluate_url and self.evaluate_sha256):
+            return None
+        return {"version": self.evaluate, "url": self.evaluate_url, "sha256": self.evaluate_sha256}
 
     @property
     def acked(self) -> bool:
@@ -161,9 +170,10 @@ async def chunk_store(
             outcome_entry(chunk.outcome),
         ],
     )
-    evaluate, high_water = (rest + [0, 0])[:2]
+    evaluate, high_water, url, sha256 = (rest + [0, 0, None, None])[:4]
     return StoreResult(
-        int(outcome), int(model_version), int(backlog), bool(flagged), int(evaluate), int(high_water)
+        int(outcome), int(model_version), int(backlog), bool(flagged), int(evaluate), int(high_water),
+        (url or b"").decode(), (sha256 or b"").decode(),
     )
 
 
@@ -183,15 +193,6 @@ async def eval_store(*, client: aioredis.Redis, campaign_id: int, result: EvalRe
             ],
         )
     )
-
-
-async def eval_notice(*, client: aioredis.Redis, campaign_id: int, version: int) -> dict | None:
-    """The {version, url, sha256} of the checkpoint the learner asked to evaluate, if still asked."""
-    raw = await client.hgetall(CampaignKeys(campaign_id).eval_request)
-    data = {k.decode(): v.decode() for k, v in raw.items()}
-    if not data or int(data.get("version", 0)) != version:
-        return None
-    return {"version": version, "url": data["url"], "sha256": data["sha256"]}
 
 
 async def rejection_record(
