@@ -64,6 +64,17 @@ class RunSnapshot:
     exit_code: int | None  # set once the run is over
 
 
+def _connection_label(state) -> str:
+    """How the connection stands, in the words the progress line and the window show."""
+    if state.fatal is not None:
+        return "failed"
+    if state.state == "connected" and state.campaign_status != "running":
+        return state.campaign_status  # paused (or stopped) by the campaign's admins
+    if state.state == "connected" and state.hold_s > 0:
+        return "server busy"
+    return state.state
+
+
 class ClientError(Exception):
     """A problem the user can fix, reported as one readable line (exit code 2)."""
 
@@ -206,14 +217,7 @@ class Runner:
             sps = (steps - steps0) / (now - t0) if now - t0 > 0.05 else 0.0
             returns = list(self.returns)
             episodes, wins = self.episodes, self.wins
-        if state.fatal is not None:
-            connection = "failed"
-        elif state.state == "connected" and state.campaign_status != "running":
-            connection = state.campaign_status  # paused (or stopped) by the campaign's admins
-        elif state.state == "connected" and state.hold_s > 0:
-            connection = "server busy"
-        else:
-            connection = state.state
+        connection = _connection_label(state)
         policy, spool, env = self.policy, self.spool, self.env
         welcome = self.connection.welcome
         return RunSnapshot(
@@ -567,9 +571,7 @@ class Runner:
         t0, steps0 = self._last_report
         sps = (self.steps - steps0) / (now - t0) if now > t0 else 0.0
         self._last_report = (now, self.steps)
-        conn = state.state if state.campaign_status == "running" else state.campaign_status
-        if state.hold_s > 0 and conn == "connected":
-            conn = "server busy"
+        conn = _connection_label(state)
         if self._paused:
             conn += " (paused by you)"
         model = describe(self.policy) if self.policy is not None else "none"
