@@ -72,6 +72,17 @@ import urllib.request  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
+#: A small, quick DQN for tests that need a learner to publish models and checkpoints within seconds.
+FAST_DQN = {
+    "learning_starts": 256,
+    "batch_size": 32,
+    "hidden": [64, 64],
+    "publish_every_updates": 10,
+    "publish_min_seconds": 0.5,
+    "checkpoint_every_versions": 2,
+    "eps_decay_samples": 2000,
+}
+
 
 def free_port() -> int:
     with socket.socket() as s:

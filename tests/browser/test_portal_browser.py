@@ -18,19 +18,10 @@ from portal.campaigns.services import campaign_create, campaign_launch
 from portal.downloads.services import client_wheel_info
 from portal.machines.services import token_create
 from tests.browser.conftest import screenshot
-from tests.conftest import api_get, start_client, wait_for
+from tests.conftest import FAST_DQN, api_get, start_client, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-FAST = {
-    "learning_starts": 256,
-    "batch_size": 32,
-    "hidden": [64, 64],
-    "publish_every_updates": 10,
-    "publish_min_seconds": 0.5,
-    "checkpoint_every_versions": 2,
-    "eps_decay_samples": 2000,
-}
 PASSWORD = "a-long-and-unusual-passphrase-42"
 
 
@@ -132,7 +123,7 @@ def test_staff_launch_a_campaign_whose_live_page_and_leaderboard_follow_a_real_c
         name="Browser CartPole",
         slug="browser-cartpole",
         env_id="CartPole-v1",
-        hyperparams=json.dumps(FAST),
+        hyperparams=json.dumps(FAST_DQN),
     )
     screenshot(browser, "staff-launch-form")
     submit(browser, "#campaign-form")

@@ -15,20 +15,16 @@ import pytest
 from portal.campaigns.models import ModelVersion
 from portal.campaigns.services import campaign_create, campaign_launch
 from portal.machines.services import token_create
-from tests.conftest import api_get, start_celery_worker, start_client, wait_for
+from tests.conftest import FAST_DQN, api_get, start_celery_worker, start_client, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 FAST = {
-    "learning_starts": 256,
-    "batch_size": 32,
-    "hidden": [64, 64],
-    "publish_every_updates": 10,
+    **FAST_DQN,
     "publish_min_seconds": 0.3,
     # No greedy evaluation episodes: every step the client plays is then a training sample, which
     # makes the exactly-once count below exact (tests/e2e/test_evaluation.py covers evaluation).
     "eval_every_samples": 0,
-    "checkpoint_every_versions": 2,
 }
 
 

@@ -12,18 +12,12 @@ import pytest
 
 from portal.campaigns.services import campaign_create, campaign_launch
 from portal.machines.services import token_create
-from tests.conftest import api_get, start_client, wait_for
+from tests.conftest import FAST_DQN, api_get, start_client, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 FAST = {
-    "learning_starts": 256,
-    "batch_size": 32,
-    "hidden": [64, 64],
-    "publish_every_updates": 10,
-    "publish_min_seconds": 0.5,
-    "checkpoint_every_versions": 2,
-    "eps_decay_samples": 2000,
+    **FAST_DQN,
     "eval_every_samples": 0,  # every step a training sample: the exact count below (see test_evaluation.py)
 }
 

@@ -16,21 +16,12 @@ import time
 import pytest
 
 from client_app import userconfig
-from tests.conftest import ROOT
+from tests.conftest import FAST_DQN, ROOT
 from tests.gui.conftest import read_xwd, running_xvfb, save_screenshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.gui, pytest.mark.django_db(transaction=True)]
 
 SLUG = "gui-cartpole"
-FAST = {
-    "learning_starts": 256,
-    "batch_size": 32,
-    "hidden": [64, 64],
-    "publish_every_updates": 10,
-    "publish_min_seconds": 0.5,
-    "checkpoint_every_versions": 2,
-    "eps_decay_samples": 2000,
-}
 
 
 class Pump:
@@ -74,7 +65,7 @@ def volunteer(django_user_model):
     from portal.machines.services import token_create
 
     user = django_user_model.objects.create_user("player", "p@example.com", "pw-12345678")
-    campaign = campaign_create(slug=SLUG, name="GUI CartPole", env_id="CartPole-v1", hyperparams=FAST)
+    campaign = campaign_create(slug=SLUG, name="GUI CartPole", env_id="CartPole-v1", hyperparams=FAST_DQN)
     campaign = campaign_launch(campaign=campaign)  # commits: a learner task for the Celery worker
     _, token = token_create(user=user, campaign=campaign, name="gui-rig")
     return campaign, token
