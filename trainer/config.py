@@ -219,10 +219,13 @@ DEFAULTS_BY_ENV: dict[str, dict[str, Any]] = {
 }
 
 # The Iudex fights (the arena and the game share the encoder, the reward and the action masks). Greedy
-# win rates of 20 evaluation fights in the arena, in-process runs with 4 envs (Nov 2026):
-#   Iudex at full strength (boss_damage 1.0): the general defaults, 0% through the stack up to 95k
-#     env steps; these settings with epsilon over 100k, 0% up to 175k (also with gamma 0.995);
-#   the arena's default boss_damage 0.4, these settings: 40 / 15 / 60 / 85 / 95% at 25k-150k;
+# win rates of 20 evaluation fights every 25k env steps, 4 arenas in one process (bench/arena_dqn.py,
+# Nov 2026):
+#   the arena's default boss_damage 0.4, these settings: 20, 60, 50, 35, 85, 65% up to 150k
+#     (an earlier run: 40, 15, 60, 85, 95%);
+#   Iudex at full strength (boss_damage 1.0), these settings: 0% at every evaluation up to 150k, boss
+#     HP left 80-95%; also 0% with epsilon over 100k (to 175k), and the general defaults through the
+#     stack (to 95k);
 #   boss_damage 0.35, epsilon over 100k: 0% at 100k, 55% at 125k, 90% at 150k.
 # Observations are normalised: HP, positions and animation times span very different ranges.
 _IUDEX_DQN = {
