@@ -1,0 +1,38 @@
+"""Smoke tests of the arena benches: they run, and their JSON says what the docs say it says."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*argv: str) -> dict:
+    proc = subprocess.run([sys.executable, *argv], cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0 and proc.stdout.strip(), proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_arena_bench_reports_win_rates_per_policy_and_boss_damage():
+    result = _run("bench/arena.py", "--episodes", "4", "--boss-damage", "1.0", "--sloppy", "0.1")
+    assert result["boss_damage"] == 1.0 and result["sloppy"] == 0.1
+    for policy in ("random", "masked_random", "scripted", "sloppy_scripted"):
+        assert 0.0 <= result[f"{policy}_win_rate"] <= 1.0
+    assert result["scripted_win_rate"] == 1.0  # the yardstick beats Iudex at full strength
+    assert result["steps_per_s"] > 0
+
+
+def test_arena_dqn_bench_trains_the_learners_agent_and_evaluates_greedy_fights():
+    result = _run(
+        "bench/arena_dqn.py", "--steps", "2000", "--envs", "2", "--eval-every", "1000", "--eval-episodes", "1",
+        "--hyperparams", json.dumps({"learning_starts": 256, "hidden": [32], "eval_every_samples": 0}),
+    )
+    assert result["boss_damage"] == 0.4 and result["hyperparams"]["hidden"] == [32]
+    steps = [e["env_steps"] for e in result["evaluations"]]
+    assert len(steps) == 2 and 1000 <= steps[0] < steps[1]
+    for evaluation in result["evaluations"]:
+        assert 0.0 <= evaluation["win_rate"] <= 1.0 and 0.0 <= evaluation["boss_hp_left"] <= 1.0
+    assert result["first_env_steps_to_win_rate"] is None  # no --win-rate asked
