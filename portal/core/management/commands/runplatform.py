@@ -168,12 +168,27 @@ class Command(BaseCommand):
             if time.monotonic() - last_report > 15:
                 last_report = time.monotonic()
                 for c in Campaign.objects.public().exclude(status=Campaign.Status.STOPPED):
-                    ret = "-" if c.mean_return_recent is None else f"{c.mean_return_recent:.1f}"
-                    self.log(f"{c.slug}: {c.status}, model v{c.model_version}, {c.samples_total:,} samples, "
-                             f"{c.episodes_total:,} episodes, {c.clients_active} clients, mean return {ret}")
+                    self.log(self.summary(c))
             time.sleep(0.5)
         self.log(f"received {signal.Signals(stop['signal']).name}: stopping")
         return 0
+
+    @staticmethod
+    def summary(c) -> str:
+        """One line on a campaign: its model, counters and returns; a boss fight's win rates too."""
+        def fmt(value: float) -> str:  # CartPole's hundreds and a boss fight's fractions alike
+            return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+        ret = "-" if c.mean_return_recent is None else fmt(c.mean_return_recent)
+        line = (f"{c.slug}: {c.status}, model v{c.model_version}, {c.samples_total:,} samples, "
+                f"{c.episodes_total:,} episodes, {c.clients_active} clients, mean return {ret}")
+        if c.win_rate_recent is not None:
+            line += f", won {c.win_rate_recent:.0%} of the last fights"
+        if c.eval_version is not None:
+            line += f"; evaluation of v{c.eval_version}: return {fmt(c.eval_return)}"
+            if c.eval_win_rate is not None:
+                line += f", won {c.eval_win_rate:.0%}"
+        return line
 
     def shutdown(self) -> None:
         stopped = self.sup.stop_all()
