@@ -20,6 +20,9 @@ class CampaignSnapshot(models.Model):
         null=True, blank=True, help_text="mean of the latest (up to 100) episodes"
     )
     win_rate = models.FloatField(null=True, blank=True, help_text="wins / episodes over the last few minutes")
+    boss_hp_left = models.FloatField(
+        null=True, blank=True, help_text="boss fights: mean boss HP left (a fraction) over the latest fights"
+    )
     eval_return = models.FloatField(null=True, blank=True)
     samples_per_s = models.FloatField(null=True, blank=True)
     updates_per_s = models.FloatField(null=True, blank=True)

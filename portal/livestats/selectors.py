@@ -33,6 +33,7 @@ class PointDict(TypedDict):
     model_version: int
     mean_return: float | None
     win_rate: float | None
+    boss_hp_left: float | None
     eval_return: float | None
     samples_per_s: float | None
     updates_per_s: float | None
@@ -72,6 +73,7 @@ def snapshot_dict(snapshot: CampaignSnapshot) -> PointDict:
         model_version=snapshot.model_version,
         mean_return=_round(snapshot.mean_return),
         win_rate=_round(snapshot.win_rate),
+        boss_hp_left=_round(snapshot.boss_hp_left),
         eval_return=_round(snapshot.eval_return),
         samples_per_s=_round(snapshot.samples_per_s, 2),
         updates_per_s=_round(snapshot.updates_per_s, 2),

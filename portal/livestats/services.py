@@ -67,6 +67,7 @@ def snapshot_take(*, campaign: Campaign, at: datetime | None = None) -> Campaign
         snapshot.samples_per_s = _rate(campaign.samples_total, previous.samples_total, seconds)
         snapshot.updates_per_s = _rate(campaign.updates_total, previous.updates_total, seconds)
     if is_boss_fight(campaign):
+        snapshot.boss_hp_left = campaign.boss_hp_left_recent  # progress a chart shows before the first wins
         base = (
             CampaignSnapshot.objects.filter(campaign=campaign, at__lte=at - WIN_RATE_WINDOW)
             .order_by("-at")

@@ -52,6 +52,19 @@ def test_a_boss_fight_gets_a_moving_win_rate_from_the_campaigns_win_counter(cart
     assert later.win_rate == pytest.approx(0.25)
 
 
+def test_a_boss_fight_snapshot_keeps_the_boss_hp_left_and_the_stats_api_serves_it(client, cartpole_campaign):
+    # Before the first wins, the boss's HP going down is what shows an agent learning.
+    boss = _set(cartpole_campaign, env_id="soulsai/IudexArena-v0", episodes_total=40, boss_hp_left_recent=0.62)
+    services.snapshot_take(campaign=boss, at=timezone.now() - timedelta(seconds=20))
+    _set(boss, episodes_total=80, boss_hp_left_recent=0.31)
+    assert services.snapshot_take(campaign=boss).boss_hp_left == pytest.approx(0.31)
+    points = client.get(f"/api/campaigns/{boss.slug}/stats/?window=1h").json()["points"]
+    assert [p["boss_hp_left"] for p in points] == [0.62, 0.31]
+    # CartPole has no boss: its snapshots leave it out even if a figure were there.
+    cartpole = _set(boss, env_id="CartPole-v1")
+    assert services.snapshot_take(campaign=cartpole).boss_hp_left is None
+
+
 def test_a_tick_snapshots_live_campaigns_at_most_every_interval(
     cartpole_campaign, stopped_campaign, settings
 ):

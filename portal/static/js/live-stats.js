@@ -51,7 +51,8 @@
         { field: "mean_return", label: "Mean return (last 100 episodes)", stroke: ACCENT },
         { field: "eval_return", label: "Evaluation return", stroke: INFO, points: true }] },
     { id: "chart-winrate", boss: true, series: [
-        { field: "win_rate", label: "Win rate (5 min moving)", stroke: OK, scale: "%", pct: true }] },
+        { field: "win_rate", label: "Win rate (5 min moving)", stroke: OK, scale: "%", pct: true },
+        { field: "boss_hp_left", label: "Boss HP left (last 100 fights)", stroke: WARN, scale: "%", pct: true }] },
     { id: "chart-throughput", series: [
         { field: "samples_per_s", label: "Samples/s", stroke: ACCENT },
         { field: "updates_per_s", label: "Updates/s", stroke: INFO, scale: "u" }] },
