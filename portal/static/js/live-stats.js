@@ -77,10 +77,26 @@
              ticks: { stroke: LINE, width: 1 }, size: 56 };
   }
 
+  /* One line per time tick, as precise as the span needs (uPlot's default two-line labels print the
+     date under the first tick, where it runs into the next one). */
+  function timeLabels(u, splits) {
+    var span = splits.length > 1 ? splits[splits.length - 1] - splits[0] : 0;
+    function pad(n) { return n < 10 ? "0" + n : "" + n; }
+    return splits.map(function (t) {
+      var d = new Date(t * 1000), hm = pad(d.getHours()) + ":" + pad(d.getMinutes());
+      if (span > 2 * 86400) return (d.getMonth() + 1) + "/" + d.getDate();
+      if (span > 600) return hm;
+      return hm + ":" + pad(d.getSeconds());
+    });
+  }
+
   function build(def) {
     var el = document.getElementById(def.id);
     if (!el) return null;
-    var scales = { x: { time: true } }, axes = [axis("x", 2)];
+    var x = axis("x", 2);
+    x.space = 70;  // px between time ticks: room for "12:34:56"
+    x.values = timeLabels;
+    var scales = { x: { time: true } }, axes = [x];
     var series = [{}];
     def.series.forEach(function (s, i) {
       var scale = s.scale || "y";
