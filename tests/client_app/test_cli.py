@@ -149,8 +149,14 @@ def test_chunks_left_by_an_earlier_run_are_resent(relay, tmp_path):
         text=True,
     )
     try:
+        # Until all 100 steps went out (unacked): the run is then waiting for acks, and its spool
+        # holds all of them. Stopped earlier, on a busy machine, it would have played fewer.
         deadline = time.monotonic() + 60
-        while len(relay.received) < 3 and time.monotonic() < deadline and first.poll() is None:
+        while (
+            sum(r.chunk.steps for r in relay.received) < 100
+            and time.monotonic() < deadline
+            and first.poll() is None
+        ):
             time.sleep(0.05)
     finally:
         first.terminate()  # SIGTERM: a clean exit that keeps the spool
