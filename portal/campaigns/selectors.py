@@ -130,15 +130,11 @@ def user_contributions(*, user) -> list[Contribution]:
 # ---- JSON shapes (docs/api.md) -------------------------------------------------------------------
 
 
-class CampaignDict(TypedDict):
-    slug: str
-    name: str
-    description: str
-    env_id: str
-    algorithm: str
+class FiguresDict(TypedDict):
+    """A campaign's headline figures: in its JSON (CampaignDict) and on its live page (livestats)."""
+
     status: str
     model_version: int
-    model_url: str | None
     samples_total: int
     episodes_total: int
     updates_total: int
@@ -153,6 +149,15 @@ class CampaignDict(TypedDict):
     eval_win_rate: float | None
     eval_boss_hp_left: float | None
     eval_player_hp_left: float | None
+
+
+class CampaignDict(FiguresDict):
+    slug: str
+    name: str
+    description: str
+    env_id: str
+    algorithm: str
+    model_url: str | None
     url: str
     api_url: str
     checkpoints_url: str
@@ -181,6 +186,11 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def campaign_figures(campaign: Campaign) -> FiguresDict:
+    """The campaign's headline figures, as its row holds them (sync_stats rolls them up from Redis)."""
+    return FiguresDict(**{name: getattr(campaign, name) for name in FiguresDict.__annotations__})
+
+
 def campaign_api_dict(campaign: Campaign, request: HttpRequest) -> CampaignDict:
     """A campaign as the JSON API shows it; URLs are absolute."""
     model_url = None
@@ -194,23 +204,8 @@ def campaign_api_dict(campaign: Campaign, request: HttpRequest) -> CampaignDict:
         description=campaign.description,
         env_id=campaign.env_id,
         algorithm=campaign.algorithm,
-        status=campaign.status,
-        model_version=campaign.model_version,
         model_url=model_url,
-        samples_total=campaign.samples_total,
-        episodes_total=campaign.episodes_total,
-        updates_total=campaign.updates_total,
-        clients_active=campaign.clients_active,
-        mean_return_recent=campaign.mean_return_recent,
-        win_rate_recent=campaign.win_rate_recent,
-        boss_hp_left_recent=campaign.boss_hp_left_recent,
-        player_hp_left_recent=campaign.player_hp_left_recent,
-        wins_total=campaign.wins_total,
-        eval_version=campaign.eval_version,
-        eval_return=campaign.eval_return,
-        eval_win_rate=campaign.eval_win_rate,
-        eval_boss_hp_left=campaign.eval_boss_hp_left,
-        eval_player_hp_left=campaign.eval_player_hp_left,
+        **campaign_figures(campaign),
         url=request.build_absolute_uri(campaign.get_absolute_url()),
         api_url=request.build_absolute_uri(reverse("api:campaign", kwargs={"slug": campaign.slug})),
         checkpoints_url=request.build_absolute_uri(

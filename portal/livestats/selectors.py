@@ -8,6 +8,7 @@ from typing import TypedDict
 from django.utils import timezone
 
 from portal.campaigns.models import Campaign
+from portal.campaigns.selectors import FiguresDict, campaign_figures
 from portal.livestats.models import CampaignSnapshot
 
 # ?window= of the stats API and the page's charts.
@@ -37,25 +38,6 @@ class PointDict(TypedDict):
     eval_return: float | None
     samples_per_s: float | None
     updates_per_s: float | None
-
-
-class FiguresDict(TypedDict):
-    status: str
-    model_version: int
-    samples_total: int
-    episodes_total: int
-    updates_total: int
-    clients_active: int
-    mean_return_recent: float | None
-    win_rate_recent: float | None
-    boss_hp_left_recent: float | None
-    player_hp_left_recent: float | None
-    wins_total: int
-    eval_version: int | None
-    eval_return: float | None
-    eval_win_rate: float | None
-    eval_boss_hp_left: float | None
-    eval_player_hp_left: float | None
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
@@ -95,22 +77,6 @@ def stats_series(*, campaign: Campaign, window: str = DEFAULT_WINDOW) -> list[Po
 
 
 def live_figures(*, campaign: Campaign) -> FiguresDict:
-    """The headline figures of a campaign page, as the live view pushes them."""
-    return FiguresDict(
-        status=campaign.status,
-        model_version=campaign.model_version,
-        samples_total=campaign.samples_total,
-        episodes_total=campaign.episodes_total,
-        updates_total=campaign.updates_total,
-        clients_active=campaign.clients_active,
-        mean_return_recent=_round(campaign.mean_return_recent),
-        win_rate_recent=_round(campaign.win_rate_recent),
-        boss_hp_left_recent=_round(campaign.boss_hp_left_recent),
-        player_hp_left_recent=_round(campaign.player_hp_left_recent),
-        wins_total=campaign.wins_total,
-        eval_version=campaign.eval_version,
-        eval_return=_round(campaign.eval_return),
-        eval_win_rate=_round(campaign.eval_win_rate),
-        eval_boss_hp_left=_round(campaign.eval_boss_hp_left),
-        eval_player_hp_left=_round(campaign.eval_player_hp_left),
-    )
+    """The headline figures of a campaign page, as the live view pushes them (numbers to 4 decimals)."""
+    figures = campaign_figures(campaign)
+    return FiguresDict(**{k: _round(v) if isinstance(v, float) else v for k, v in figures.items()})
