@@ -103,7 +103,8 @@ def setup_django(redis_url: str, var_dir: str) -> None:
 
 def measure_learner(campaign_id: int, seconds: float) -> float:
     """Run the real learner for ``seconds``; its steady rate from the stats hash it writes."""
-    from portal.core.redis import CampaignKeys, get_redis
+    from portal.core.redis import get_redis
+    from trainer.keys import CampaignKeys
     from trainer.learner import run_learner
 
     client = get_redis()
@@ -207,8 +208,9 @@ def main() -> None:
     setup_django(redis_url, var_dir)
 
     from portal.campaigns.services import campaign_create, campaign_launch, campaign_redis_sync
-    from portal.core.redis import CampaignKeys, get_redis
+    from portal.core.redis import get_redis
     from trainer.config import config_for
+    from trainer.keys import CampaignKeys
 
     get_redis().flushdb()
     env_id = "CartPole-v1"

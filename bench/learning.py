@@ -126,7 +126,8 @@ def run(args, stack: Stack) -> dict:
                       "eval_version": best["version"] if best else None}
             break
     from portal.campaigns.tasks import stats_sync_campaign
-    from portal.core.redis import CampaignKeys, get_redis
+    from portal.core.redis import get_redis
+    from trainer.keys import CampaignKeys
 
     campaign = stats_sync_campaign(campaign=Campaign.objects.get(pk=campaign.pk))
     stats = get_redis().hgetall(CampaignKeys(campaign.pk).stats)

@@ -117,8 +117,9 @@ def create_world(args: argparse.Namespace) -> tuple[int, str, list[str]]:
 
     from portal.campaigns.models import Campaign
     from portal.campaigns.services import campaign_redis_sync
-    from portal.core.redis import CampaignKeys, get_redis
+    from portal.core.redis import get_redis
     from portal.machines.services import token_create
+    from trainer.keys import CampaignKeys
 
     obs_space = {"type": "box", "shape": [args.obs_dim], "dtype": "float32",
                  "low": [None] * args.obs_dim, "high": [None] * args.obs_dim}
@@ -508,7 +509,7 @@ class Drain:
 
 async def orchestrate(args: argparse.Namespace, campaign_id: int, tokens: list[str], ws_url: str,
                       redis_url: str, server: Server, redis_pid: int | None) -> dict:
-    from portal.core.redis import CampaignKeys
+    from trainer.keys import CampaignKeys
 
     keys = CampaignKeys(campaign_id)
     loop = asyncio.get_running_loop()

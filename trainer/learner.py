@@ -27,9 +27,10 @@ from client_app.protocol import decode_stored_chunk
 from client_app.spaces import action_count, flat_dim
 from portal.campaigns.models import Campaign, ModelVersion
 from portal.campaigns.services import model_publish
-from portal.core.redis import CampaignKeys, get_redis
+from portal.core.redis import get_redis
 from trainer.agents import agent_for
 from trainer.config import config_for
+from trainer.keys import CampaignKeys
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ from celery import shared_task
 from celery.signals import worker_shutting_down
 from django.db import close_old_connections, connections
 
-from portal.core.redis import CampaignKeys, get_redis
+from portal.core.redis import get_redis
+from trainer.keys import CampaignKeys
 
 log = logging.getLogger(__name__)
 

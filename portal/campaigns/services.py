@@ -11,9 +11,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.campaigns.models import Campaign, ModelVersion
-from portal.core.redis import CampaignKeys, get_redis
+from portal.core.redis import get_redis
 from portal.relay.fanout import MODEL, STATUS, notice_publish
 from trainer.config import config_for
+from trainer.keys import CampaignKeys
 
 log = logging.getLogger(__name__)
 

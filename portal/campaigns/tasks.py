@@ -11,8 +11,9 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from portal.campaigns.models import Campaign, ModelVersion
-from portal.core.redis import CampaignKeys, get_redis
+from portal.core.redis import get_redis
 from portal.machines.models import MachineToken
+from trainer.keys import CampaignKeys
 
 log = logging.getLogger(__name__)
 

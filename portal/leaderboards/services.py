@@ -15,10 +15,11 @@ from django.db.models import F
 from django.utils import timezone
 
 from portal.campaigns.models import Campaign
-from portal.core.redis import CampaignKeys, get_redis
+from portal.core.redis import get_redis
 from portal.leaderboards.models import Contribution, MachineTally
 from portal.leaderboards.selectors import PERIODS, board_cache_key, board_compute
 from portal.machines.models import MachineToken
+from trainer.keys import CampaignKeys
 
 FIELDS = ("samples", "episodes", "wins")
 

@@ -11,9 +11,10 @@ from django.db import transaction
 from django.utils import timezone
 
 from portal.campaigns.models import Campaign
-from portal.core.redis import CampaignKeys, get_redis
+from portal.core.redis import get_redis
 from portal.machines.models import MachineToken
 from portal.relay.fanout import REVOKED, notice_publish
+from trainer.keys import CampaignKeys
 
 TOKEN_PREFIX = "sai_"
 

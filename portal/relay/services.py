@@ -15,7 +15,8 @@ from django.conf import settings
 from client_app import protocol as P
 from client_app.protocol import Chunk, EvalResult
 from portal.core import redis as R
-from portal.core.redis import DEDUP_TTL_SECONDS, RETURNS_KEPT, STORE_CHUNK_LUA, CampaignKeys
+from portal.core.redis import DEDUP_TTL_SECONDS, RETURNS_KEPT, STORE_CHUNK_LUA
+from trainer.keys import CampaignKeys
 
 STORED, DUPLICATE, NOT_RUNNING, UNKNOWN_MODEL, STALE_MODEL, RATE_LIMITED, REVOKED, FULL = (
     R.OUT_STORED,

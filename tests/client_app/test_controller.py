@@ -66,7 +66,7 @@ def volunteer(django_user_model):
 
 
 def samples_stored(redis_client, campaign) -> int:
-    from portal.core.redis import CampaignKeys
+    from trainer.keys import CampaignKeys
 
     return int(redis_client.hget(CampaignKeys(campaign.id).stats, "samples") or 0)
 
@@ -198,7 +198,7 @@ def test_a_restart_resends_what_was_not_acked(asgi_server, volunteer, redis_clie
         lambda s: s.state == "running" and s.run.acked >= len(ids), 120, "the old chunks to be acked"
     )
     assert any("from an earlier run: resending them" in line for line in watch2.lines), watch2.lines[:10]
-    from portal.core.redis import CampaignKeys
+    from trainer.keys import CampaignKeys
 
     keys = CampaignKeys(campaign.id)
     watch2.until(lambda s: all(redis_client.exists(keys.dedup(i)) for i in ids), 60, "every old chunk stored")

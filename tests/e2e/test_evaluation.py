@@ -11,9 +11,10 @@ import pytest
 
 from portal.campaigns.models import ModelVersion
 from portal.campaigns.services import campaign_create, campaign_launch
-from portal.core.redis import CampaignKeys, get_redis
+from portal.core.redis import get_redis
 from portal.machines.services import token_create
 from tests.conftest import api_get, start_client, wait_for
+from trainer.keys import CampaignKeys
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 

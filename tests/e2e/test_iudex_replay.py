@@ -21,9 +21,9 @@ from client_app.masks import action_mask
 from client_app.spool import Spool
 from portal.campaigns.models import Campaign, ModelVersion
 from portal.campaigns.services import campaign_create, campaign_launch, campaign_redis_sync
-from portal.core.redis import CampaignKeys
 from portal.machines.services import token_create
 from tests.conftest import wait_for
+from trainer.keys import CampaignKeys
 from trainer.learner import run_learner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]

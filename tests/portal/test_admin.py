@@ -197,7 +197,7 @@ def test_flagged_machines_are_listed_for_staff_and_can_be_unflagged(
 ):
     from django.utils import timezone
 
-    from portal.core.redis import CampaignKeys
+    from trainer.keys import CampaignKeys
 
     token, _ = token_create(user=alice, campaign=cartpole_campaign, name="noisy")
     MachineToken.objects.filter(pk=token.pk).update(flagged_at=timezone.now(), rejections=77)

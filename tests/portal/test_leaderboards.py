@@ -7,11 +7,11 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from portal.core.redis import CampaignKeys
 from portal.leaderboards import services
 from portal.leaderboards.models import Contribution
 from portal.leaderboards.selectors import board_cache_key, leaderboard_get
 from portal.machines.services import token_create
+from trainer.keys import CampaignKeys
 
 pytestmark = pytest.mark.django_db
 

@@ -10,9 +10,9 @@ import pytest
 from client_app import protocol as P
 from client_app.spool import Spool, spool_key
 from portal.campaigns.services import campaign_create, campaign_launch, campaign_redis_sync
-from portal.core.redis import CampaignKeys
 from portal.machines.services import token_create
 from tests.conftest import start_asgi, start_client, wait_for
+from trainer.keys import CampaignKeys
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

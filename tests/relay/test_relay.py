@@ -14,8 +14,8 @@ from client_app import __version__
 from client_app import protocol as P
 from client_app.policy import QNetworkSpec, save_model
 from portal.campaigns.services import model_publish
-from portal.core.redis import CampaignKeys
 from portal.machines.services import token_revoke
+from trainer.keys import CampaignKeys
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

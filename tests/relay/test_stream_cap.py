@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from client_app import protocol as P
-from portal.core.redis import CampaignKeys, get_async_redis
+from portal.core.redis import get_async_redis
 from portal.relay import services
+from trainer.keys import CampaignKeys
 
 
 def chunk(chunk_id: str) -> tuple[P.Chunk, bytes]:

@@ -14,9 +14,10 @@ import torch
 from client_app.policy import Policy
 from portal.campaigns.models import ModelVersion
 from portal.campaigns.services import model_publish
-from portal.core.redis import CampaignKeys, get_redis
+from portal.core.redis import get_redis
 from tests.trainer.helpers import push_chunks
 from trainer.config import config_for
+from trainer.keys import CampaignKeys
 from trainer.learner import run_learner
 
 SMALL = {

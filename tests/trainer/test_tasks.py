@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from portal.core.redis import CampaignKeys
+from trainer.keys import CampaignKeys
 from trainer.tasks import learner_ensure, supervise_learners
 
 LEARNER_QUEUE = b"soulsai:celery:learner"  # the broker's list for the "learner" queue (global_keyprefix)
@@ -64,8 +64,8 @@ def test_a_worker_shutdown_makes_the_learner_checkpoint_and_return(transactional
 
     from celery.signals import worker_shutting_down
 
-    from portal.core.redis import CampaignKeys
     from trainer import learner
+    from trainer.keys import CampaignKeys
 
     learner.SHUTDOWN.clear()
     result = {}

@@ -1,0 +1,55 @@
+"""The Redis key layout of one campaign, shared by the relay, the learner and the stats roll-ups.
+
+Plain Python, no Django: the learner (``trainer``) and the portal import it alike. Every key of a
+campaign carries the hash tag ``{c<id>}`` so that one campaign's keys stay in one slot of a Redis
+Cluster, which the relay's atomic store script needs.
+"""
+
+from __future__ import annotations
+
+
+class CampaignKeys:
+    """Names of one campaign's Redis keys."""
+
+    def __init__(self, campaign_id: int):
+        tag = self.tag = f"soulsai:{{c{campaign_id}}}"
+        self.stream = f"{tag}:stream"  # chunks waiting for the learner (XADD by the relay)
+        self.group = "learner"  # the stream's consumer group
+        self.dedup_prefix = f"{tag}:chunk:"  # + chunk id: set once when a chunk is stored
+        self.stats = f"{tag}:stats"  # hash: samples, episodes, chunks
+        self.returns = f"{tag}:returns"  # list: latest episode returns, newest first
+        self.clients = f"{tag}:clients"  # zset: machine id -> last seen (unix seconds)
+        self.machine_samples = f"{tag}:machine_samples"  # hash: machine id -> samples
+        self.machine_episodes = f"{tag}:machine_episodes"  # hash: machine id -> episodes
+        self.machine_wins = f"{tag}:machine_wins"  # hash: machine id -> boss fights won
+        # list: latest boss fights, newest first: "<won 1|0> <boss HP left> <player HP left>" ("1 0.0000
+        # 0.4521", HP as fractions), or the bare "1"/"0" of a client that sent no HP (and of older relays)
+        self.outcomes = f"{tag}:outcomes"
+        self.eval_request = f"{tag}:eval_request"  # hash: version, episodes, assigned (learner asks)
+        # + version: hash episodes, return_sum, steps, wanted, and for boss fights wins, fights, and
+        # hp_fights, boss_hp_sum, player_hp_sum over the fights that reported HP left
+        self.evals_prefix = f"{tag}:eval:"
+        self.status = f"{tag}:status"  # string: running | paused | stopped
+        self.model = f"{tag}:model"  # hash: version, url, sha256 of the current model
+        self.lease = f"{tag}:lease"  # string: token of the learner that holds the lease
+        self.launching = f"{tag}:launching"  # set while a learner task is queued
+        self.learner = f"{tag}:learner"  # hash: the learner's own stats
+        self.machine_rejections = f"{tag}:machine_rejections"  # hash: machine id -> chunks refused for good
+        self.rejection_codes = f"{tag}:rejection_codes"  # hash: "<machine id>:<code>" -> count
+        self.flagged = f"{tag}:flagged"  # hash: machine id -> unix time it was flagged for bad data
+        self.revoked = f"{tag}:revoked"  # set: ids of revoked machine tokens
+
+    def dedup(self, chunk_id: str) -> str:
+        return self.dedup_prefix + chunk_id
+
+    def evals(self, version: int) -> str:
+        """Greedy evaluation results of one model version (the relay adds, sync_stats reads)."""
+        return f"{self.evals_prefix}{int(version)}"
+
+    def rate(self, machine_id: int, second: int) -> str:
+        """Chunks (and refused frames) from one machine within one wall-clock second."""
+        return f"{self.tag}:rate:{machine_id}:{second}"
+
+    def bad_window(self, machine_id: int) -> str:
+        """Bad-data rejections of one machine within the current flagging window."""
+        return f"{self.tag}:bad:{machine_id}"
