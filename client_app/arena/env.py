@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gymnasium as gym
@@ -58,7 +59,8 @@ class IudexArena(gym.Env):
     ``game_speed`` (emulate the real game's 0.1 s steps at that speed), as SoulsGymIudex-v0 takes
     ``game_speed``, ``phase`` and ``init_pose_randomization``; and the arena's own ``boss_damage``,
     the share of the attack table's damage Iudex deals (``rules.BOSS_DAMAGE``, see there; 1.0 is
-    the table at full strength).
+    the table at full strength). ``clock`` and ``sleep`` are what the pace reads and waits on
+    (``time.monotonic`` and ``time.sleep``).
     """
 
     metadata = {"render_modes": []}
@@ -70,6 +72,8 @@ class IudexArena(gym.Env):
         pace: bool = False,
         game_speed: float = 1.0,
         boss_damage: float = BOSS_DAMAGE,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
     ):
         if phase not in (1, 2):
             raise ValueError(f"phase must be 1 or 2, got {phase!r}")
@@ -84,6 +88,8 @@ class IudexArena(gym.Env):
         self.pace = bool(pace)
         self.game_speed = float(game_speed)
         self.boss_damage = float(boss_damage)
+        # The pace reads and waits on these; a test passes a fake clock to check the pace without a stopwatch.
+        self._clock, self._sleep = clock, sleep
         self._damage_scale = self.boss_damage * (1.0 if phase == 1 else 1.2)
         self._rng = random.Random(0)
         self._next_step_at = 0.0
@@ -109,7 +115,7 @@ class IudexArena(gym.Env):
         self.b_strafe = 0
         self.b_poise = 0.0
         self._done = False
-        self._next_step_at = time.monotonic()
+        self._next_step_at = self._clock()
         return self._obs(), {"allowed_actions": self._allowed()}
 
     def step(self, action: Any):
@@ -424,8 +430,8 @@ class IudexArena(gym.Env):
 
     def _wait_for_pace(self) -> None:
         self._next_step_at += DT / self.game_speed
-        delay = self._next_step_at - time.monotonic()
+        delay = self._next_step_at - self._clock()
         if delay > 0:
-            time.sleep(delay)
+            self._sleep(delay)
         else:  # running behind (a slow policy): do not try to catch up with a burst of steps
-            self._next_step_at = time.monotonic()
+            self._next_step_at = self._clock()

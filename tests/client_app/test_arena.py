@@ -186,12 +186,39 @@ def test_episodes_are_cut_at_3000_steps():
         assert truncated and steps == 3000
 
 
-def test_pace_spreads_steps_over_0_1_s_divided_by_the_game_speed():
-    import time
+class FakeClock:
+    """A clock that moves only when the env sleeps, or when a test says a step took time."""
 
-    env = IudexArena(pace=True, game_speed=20.0)
+    def __init__(self) -> None:
+        self.now = 100.0
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+def test_pace_spreads_steps_over_0_1_s_divided_by_the_game_speed():
+    clock = FakeClock()
+    env = IudexArena(pace=True, game_speed=20.0, clock=clock, sleep=clock.sleep)
     env.reset(seed=0)
-    start = time.monotonic()
+    start = clock.now
     for _ in range(10):
         env.step(19)
-    assert 0.045 <= time.monotonic() - start < 0.5
+    assert clock.sleeps == pytest.approx([0.1 / 20.0] * 10)  # each step waits out its 5 ms
+    assert clock.now - start == pytest.approx(0.05)
+
+
+def test_pace_does_not_catch_up_with_a_burst_after_a_slow_step():
+    clock = FakeClock()
+    env = IudexArena(pace=True, game_speed=1.0, clock=clock, sleep=clock.sleep)
+    env.reset(seed=0)
+    env.step(19)
+    assert clock.sleeps == pytest.approx([0.1])
+    clock.now += 0.35  # the policy took 3.5 steps' time: the next step is late and does not wait
+    env.step(19)
+    env.step(19)  # ... and the one after waits a whole step again, not less
+    assert clock.sleeps == pytest.approx([0.1, 0.1])
