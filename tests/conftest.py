@@ -61,16 +61,14 @@ def cartpole_campaign(db):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Real processes on loopback: the ASGI server and a Celery worker, sharing the test database.
+# Real processes on loopback (the shared harness): the ASGI server, a Celery worker and clients,
+# sharing the test database.
 
 import json  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
 import urllib.request  # noqa: E402
 
-ROOT = Path(__file__).resolve().parent.parent
+import harness  # noqa: E402
+from harness import ROOT, LiveProcess, free_port, wait_for  # noqa: E402, F401  (tests import them from here)
 
 #: A small, quick DQN for tests that need a learner to publish models and checkpoints within seconds.
 FAST_DQN = {
@@ -82,12 +80,6 @@ FAST_DQN = {
     "checkpoint_every_versions": 2,
     "eps_decay_samples": 2000,
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _database_url() -> str:
@@ -112,60 +104,12 @@ def process_env() -> dict[str, str]:
     return env
 
 
-class LiveProcess:
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], log_dir: Path):
-        self.name = name
-        self.log_path = log_dir / f"{name}.log"
-        self.log = open(self.log_path, "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            argv, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
-        )
-
-    def output(self) -> str:
-        if not self.log.closed:
-            self.log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self, timeout: float = 20) -> None:
-        import signal
-
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-        self.log.close()
-
-
-def start_asgi(log_dir: Path, *, name: str = "uvicorn", env: dict[str, str] | None = None) -> LiveProcess:
+def start_asgi(log_dir: Path, *, name: str = "uvicorn", env: dict[str, str] | None = None) -> harness.AsgiServer:
     """A real uvicorn process on a free loopback port, once it answers HTTP (``.url``, ``.ws_url``).
 
     ``env`` adds to process_env(), e.g. a relay setting that one test needs.
     """
-    port = free_port()
-    log_dir.mkdir(parents=True, exist_ok=True)
-    proc = LiveProcess(
-        name,
-        [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-         "--lifespan", "off", "--no-access-log"],
-        {**process_env(), **(env or {})},
-        log_dir,
-    )
-    proc.url = f"http://127.0.0.1:{port}"
-    proc.ws_url = f"ws://127.0.0.1:{port}/ws/client/"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(proc.url + "/admin/login/", timeout=2):
-                break
-        except OSError:
-            if proc.proc.poll() is not None or time.monotonic() > deadline:
-                proc.stop()
-                raise RuntimeError(f"{name} did not start:\n" + proc.output()) from None
-            time.sleep(0.2)
-    return proc
+    return harness.start_asgi(log_dir, env={**process_env(), **(env or {})}, name=name)
 
 
 @pytest.fixture(scope="session")
@@ -177,27 +121,8 @@ def asgi_server(redis_server, django_db_setup, django_db_blocker, tmp_path_facto
 
 
 def start_client(server_url: str, token: str, spool: Path, log_dir: Path, *args: str, name: str = "client") -> LiveProcess:
-    """The real client (``python -m client_app run``) as a volunteer runs it."""
-    return LiveProcess(
-        name,
-        [sys.executable, "-m", "client_app", "run", "--server", server_url, "--token", token,
-         "--spool-dir", str(spool), *args],
-        process_env(),
-        log_dir,
-    )
-
-
-def wait_for(predicate, timeout: float, what: str, *procs: LiveProcess, interval: float = 0.2):
-    """Poll until ``predicate()`` is truthy and return its value; on time-out, fail with the
-    named processes' latest output."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    logs = "\n\n".join(f"--- {p.name} ---\n{p.output()[-4000:]}" for p in procs)
-    raise AssertionError(f"timed out waiting for {what}\n{logs}")
+    """The real client (``python -m client_app run``) as a volunteer runs it, on the test settings."""
+    return harness.start_client(server_url, token, spool, log_dir, *args, env=process_env(), name=name)
 
 
 def api_get(server: LiveProcess, path: str) -> dict:
@@ -206,15 +131,8 @@ def api_get(server: LiveProcess, path: str) -> dict:
 
 
 def start_celery_worker(log_dir: Path, name: str = "celery") -> LiveProcess:
-    """A real Celery worker on the learner and default queues, with beat embedded (-B)."""
-    return LiveProcess(
-        name,
-        [sys.executable, "-m", "celery", "-A", "portal", "worker", "-B", "-Q", "learner,celery", "-P", "threads",
-         "-c", "4", "--loglevel", "INFO", "--without-gossip", "--without-mingle",
-         "-s", str(log_dir / f"{name}-beat-schedule")],
-        process_env(),
-        log_dir,
-    )
+    """A real Celery worker on the learner and default queues, with beat embedded (-B), on the test settings."""
+    return harness.start_celery_worker(log_dir, env=process_env(), name=name)
 
 
 @pytest.fixture

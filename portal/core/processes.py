@@ -1,6 +1,10 @@
-"""A small supervisor for `manage.py runplatform`: start processes, prefix their output, stop them all.
+"""The platform's processes: their command lines, and a small supervisor for `manage.py runplatform`.
 
-Each child runs in its own session (process group), so that stopping it also stops whatever it
+The ``*_argv`` functions are the one definition of how the ASGI server, a Celery worker, Celery
+beat and a client are started; `runplatform`, the test suite and the benches (through ``harness``)
+all build their command lines here, so that a test starts what `make run` starts.
+
+The supervisor starts processes, prefixes their output and stops them all. Each child runs in its own session (process group), so that stopping it also stops whatever it
 forked (Celery's pool, uvicorn's reloader), and Ctrl-C in the terminal reaches only the supervisor,
 which then stops the children in order: nothing is left behind.
 """
@@ -13,7 +17,49 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def uvicorn_argv(*, host: str, port: int, extra: Sequence[str] = ()) -> list[str]:
+    """The ASGI server (relay, pages and API) serving ``portal.asgi`` on host:port."""
+    return [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", host, "--port", str(port),
+            "--no-access-log", "--lifespan", "off", *extra]
+
+
+def celery_worker_argv(
+    *, concurrency: int = 4, beat_schedule: Path | None = None, node_name: str | None = None
+) -> list[str]:
+    """A Celery worker on the learner and default queues, in threads (one learner per running campaign).
+
+    With ``beat_schedule`` it embeds beat (``-B``), keeping beat's schedule in that file.
+    """
+    argv = [sys.executable, "-m", "celery", "-A", "portal", "worker"]
+    if beat_schedule is not None:
+        argv.append("-B")
+    argv += ["-Q", "learner,celery", "-P", "threads", "-c", str(concurrency)]
+    if node_name:
+        argv += ["-n", node_name]
+    argv += ["--loglevel", "INFO", "--without-gossip", "--without-mingle"]
+    if beat_schedule is not None:
+        argv += ["-s", str(beat_schedule)]
+    return argv
+
+
+def celery_beat_argv(*, schedule: Path) -> list[str]:
+    """Celery beat on its own, keeping its schedule in ``schedule``."""
+    return [sys.executable, "-m", "celery", "-A", "portal", "beat", "--loglevel", "INFO", "-s", str(schedule)]
+
+
+def client_argv(
+    *, server: str, token: str, spool_dir: Path, name: str | None = None, extra: Sequence[str] = ()
+) -> list[str]:
+    """The volunteer client (``python -m client_app run``) as a volunteer runs it."""
+    argv = [sys.executable, "-m", "client_app", "run", "--server", server, "--token", token]
+    if name:
+        argv += ["--name", name]
+    return [*argv, "--spool-dir", str(spool_dir), *extra]
 
 
 @dataclass

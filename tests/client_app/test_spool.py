@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 
@@ -80,13 +79,27 @@ def test_the_byte_bound_still_takes_one_large_chunk(tmp_path):
     assert not spool.add("next", b"y", timeout=0.01)
 
 
+class _SignallingCondition(threading.Condition):
+    """A condition that sets ``waiting`` when a thread starts waiting on it: the event to wait for,
+    instead of sleeping and hoping the producer got there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting = threading.Event()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waiting.set()
+        return super().wait(timeout)
+
+
 def test_close_releases_a_waiting_producer(tmp_path):
     spool = Spool(tmp_path, max_chunks=1)
     spool.add("a", b"1")
+    spool._cond = cond = _SignallingCondition()  # tells when the producer waits for room
     result = []
     producer = threading.Thread(target=lambda: result.append(spool.add("b", b"2")))
     producer.start()
-    time.sleep(0.05)
+    assert cond.waiting.wait(5)
     spool.close()
     producer.join(5)
     assert result == [False]

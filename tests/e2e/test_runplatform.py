@@ -11,13 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 
 import psutil
 import pytest
 
-from tests.conftest import ROOT, free_port
+from harness import ROOT, WaitTimeout, free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -50,21 +49,26 @@ def test_runplatform_runs_the_demo_and_ctrl_c_leaves_nothing_behind(tmp_path):
             except OSError:
                 return {}
 
-        deadline = time.monotonic() + 180
-        seen, arena = {}, {}
-        while time.monotonic() < deadline:
+        figures: dict[str, dict] = {}
+
+        def demo_moved() -> bool:
             assert proc.poll() is None, log_path.read_text()
-            seen, arena = get(url), get(arena_url)
+            figures["cartpole"], figures["arena"] = get(url), get(arena_url)
+            seen, arena = figures["cartpole"], figures["arena"]
             # CartPole learns; the arena client's fights end and are counted with the HP left.
-            if (
+            return (
                 seen.get("samples_total", 0) > 0
                 and seen.get("model_version", 0) >= 2
                 and arena.get("boss_hp_left_recent") is not None
-            ):
-                break
-            time.sleep(2)
-        else:
-            raise AssertionError(f"the demo never moved: {seen} {arena}\n{log_path.read_text()[-5000:]}")
+            )
+
+        try:
+            wait_for(demo_moved, 180, "the demo campaigns to move", interval=0.5)
+        except WaitTimeout:
+            raise AssertionError(
+                f"the demo never moved: {figures['cartpole']} {figures['arena']}\n{log_path.read_text()[-5000:]}"
+            ) from None
+        seen, arena = figures["cartpole"], figures["arena"]
         assert seen["status"] == "running" and seen["env_id"] == "CartPole-v1" and seen["algorithm"] == "dqn"
         assert (arena["status"], arena["env_id"]) == ("running", "soulsai/IudexArena-v0")  # the boss-fight demo
         assert arena["episodes_total"] > 0 and arena["win_rate_recent"] is not None

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -18,7 +17,14 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 
-from portal.core.processes import Child, Supervisor
+from portal.core.processes import (
+    Child,
+    Supervisor,
+    celery_beat_argv,
+    celery_worker_argv,
+    client_argv,
+    uvicorn_argv,
+)
 
 
 class Command(BaseCommand):
@@ -111,7 +117,6 @@ class Command(BaseCommand):
             )
 
     def launch(self, opts) -> None:
-        py = sys.executable
         env = dict(os.environ)
         env["REDIS_URL"] = settings.REDIS_URL
         env.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
@@ -119,20 +124,16 @@ class Command(BaseCommand):
         host, port = opts["host"], opts["port"]
         base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}"
         self.base = base
-        self.sup.start(Child("web", [py, "-m", "uvicorn", "portal.asgi:application", "--host", host,
-                                     "--port", str(port), "--no-access-log", "--lifespan", "off"], env))
-        self.sup.start(Child("learner", [py, "-m", "celery", "-A", "portal", "worker", "-Q", "learner,celery",
-                                         "-P", "threads", "-c", str(opts["worker_concurrency"]), "-n", "learner@%h",
-                                         "--loglevel", "INFO", "--without-gossip", "--without-mingle"], env))
-        self.sup.start(Child("beat", [py, "-m", "celery", "-A", "portal", "beat", "--loglevel", "INFO",
-                                      "-s", str(Path(settings.VAR_DIR) / "celerybeat-schedule")], env))
+        self.sup.start(Child("web", uvicorn_argv(host=host, port=port), env))
+        self.sup.start(Child("learner", celery_worker_argv(concurrency=opts["worker_concurrency"],
+                                                           node_name="learner@%h"), env))
+        self.sup.start(Child("beat", celery_beat_argv(schedule=Path(settings.VAR_DIR) / "celerybeat-schedule"), env))
         if not self.wait_http(f"{base}/healthz", timeout=60):
             self.log("WARNING: the web server did not answer /healthz within 60 s")
         for name, token in self.tokens:
-            argv = [py, "-m", "client_app", "run", "--server", base, "--token", token, "--name", name,
-                    "--spool-dir", str(Path(settings.VAR_DIR) / "spool" / name)]
-            if opts["demo_client_sps"] > 0:
-                argv += ["--max-sps", str(opts["demo_client_sps"])]
+            pace = ["--max-sps", str(opts["demo_client_sps"])] if opts["demo_client_sps"] > 0 else []
+            argv = client_argv(server=base, token=token, name=name,
+                               spool_dir=Path(settings.VAR_DIR) / "spool" / name, extra=pace)
             self.sup.start(Child(name.replace("demo-", ""), argv, env, essential=False))
         slug = self.campaigns[0].slug
         self.log("")
