@@ -23,10 +23,8 @@ import argparse
 import json
 import multiprocessing
 import os
-import socket
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -36,17 +34,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from harness import Sandbox  # noqa: E402
+
 BACKLOG_CHUNKS = 64  # the feeder keeps at least this many unread chunks in the stream
 
 
 def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_frames(count: int, steps: int, seed: int = 0) -> list[bytes]:
@@ -87,18 +81,6 @@ def feed(redis_url: str, stream: str, steps: int, stop: multiprocessing.synchron
                 i += 1
             pipe.execute()
         time.sleep(0.02)
-
-
-def setup_django(redis_url: str, var_dir: str) -> None:
-    os.environ["SOULSAI_VAR_DIR"] = var_dir
-    os.environ["REDIS_URL"] = redis_url
-    os.environ["DJANGO_SETTINGS_MODULE"] = "portal.settings"
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
 
 
 def measure_learner(campaign_id: int, seconds: float) -> float:
@@ -195,17 +177,10 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    var_dir = tempfile.mkdtemp(prefix="soulsai-bench-learner-")
-    redis_proc = None
-    if args.redis_url:
-        redis_url = args.redis_url
-    else:
-        from portal.core.embedded import start_embedded_redis
-
-        port = free_port()
-        redis_proc = start_embedded_redis(port=port, data_dir=Path(var_dir) / "redis")
-        redis_url = f"redis://127.0.0.1:{port}/0"
-    setup_django(redis_url, var_dir)
+    # Its database is flushed below, once Django is set up.
+    sandbox = Sandbox(redis_url=args.redis_url or None, flush=False, prefix="soulsai-bench-learner-")
+    redis_url = sandbox.redis_url
+    sandbox.setup_django()
 
     from portal.campaigns.services import campaign_create, campaign_launch, campaign_redis_sync
     from portal.core.redis import get_redis
@@ -242,10 +217,7 @@ def main() -> None:
     finally:
         stop.set()
         feeder.join(5)
-        if redis_proc is not None:
-            from portal.core.embedded import stop_process
-
-            stop_process(redis_proc)
+        sandbox.stop()
 
     learner, baseline = statistics.median(learner_rates), statistics.median(baseline_rates)
     print(

@@ -20,6 +20,10 @@ Measured figures cover only the --duration seconds after --warmup; all clients a
   chunks_per_s, ack_ms_p50, ack_ms_p99, ack_ms_max, rejected, lost, duplicated, waits, errors,
   server_workers, ... and with --notify notice_ms_p50, notice_ms_p95, notice_ms_max, notice_reached.
 
+This script is the orchestration (the world, the measured window, the figures); the simulated
+clients are bench/relay_loadgen.py, the drain bench/relay_drain.py, and the processes (Redis,
+uvicorn) come from the shared harness (harness.Sandbox).
+
 Examples:
   bench/relay.py --clients 64 --steps 128 --obs-dim 8 --duration 20
   bench/relay.py --clients 1000 --rate 20 --steps 32 --duration 30 --notify
@@ -33,32 +37,29 @@ import json
 import math
 import multiprocessing as mp
 import os
-import random
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import tempfile
 import time
-import urllib.request
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-N_ACTIONS = 4
-RETRYABLE = {"not_running", "rate_limited"}  # rejects after which a client keeps the chunk and resends it
+# The load generator and the drain are this script's siblings (bench/ is on sys.path when it runs).
+from relay_drain import Drain  # noqa: E402
+from relay_loadgen import N_ACTIONS, loadgen_main  # noqa: E402
+
+if TYPE_CHECKING:
+    from harness import LiveProcess
+
+# The harness (portal, Django) is imported in main(), not here: a spawned load-generator process
+# re-imports this script, and its CPU figures (loadgen_cpu_s) should not include Django's start-up.
 
 
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -79,35 +80,7 @@ def rounded(value: float | None, digits: int = 2) -> float | None:
 
 
 # ---------------------------------------------------------------------------------------------------
-# The world: Redis, database, campaign, tokens, uvicorn.
-
-
-def django_env(var_dir: Path, redis_url: str, args: argparse.Namespace) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        DJANGO_SETTINGS_MODULE="portal.settings",
-        SOULSAI_VAR_DIR=str(var_dir),
-        REDIS_URL=redis_url,
-        DJANGO_SECRET_KEY="bench-only-secret-key",
-        DJANGO_DEBUG="0",
-        LOG_LEVEL="WARNING",
-        PYTHONUNBUFFERED="1",
-        SOULSAI_STREAM_HIGH_WATER=str(args.high_water),
-        SOULSAI_STREAM_MAXLEN=str(args.maxlen),
-    )
-    env.pop("DATABASE_URL", None)  # always a throw-away SQLite file in var_dir
-    return env
-
-
-def setup_django(env: dict[str, str]) -> None:
-    """Configure Django in this (the orchestrating) process with the bench's environment."""
-    for key in ("DJANGO_SETTINGS_MODULE", "SOULSAI_VAR_DIR", "REDIS_URL", "DJANGO_SECRET_KEY", "DJANGO_DEBUG",
-                "LOG_LEVEL", "SOULSAI_STREAM_HIGH_WATER", "SOULSAI_STREAM_MAXLEN"):
-        os.environ[key] = env[key]
-    os.environ.pop("DATABASE_URL", None)
-    import django
-
-    django.setup()
+# The world: a campaign shaped like the chunks, tokens, model versions; CPU accounting.
 
 
 def create_world(args: argparse.Namespace) -> tuple[int, str, list[str]]:
@@ -147,51 +120,7 @@ def publish_model(campaign_id: int, version: int) -> None:
     model_publish(campaign_id=campaign_id, version=version, weights=os.urandom(4096), samples_total=0)
 
 
-class Server:
-    """uvicorn in its own process group, so that every worker it forks goes with it."""
-
-    def __init__(self, argv: list[str], env: dict[str, str], log_path: Path):
-        self.log_path = log_path
-        self.log = open(log_path, "w")  # noqa: SIM115
-        self.proc = subprocess.Popen(argv, env=env, cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
-                                     start_new_session=True)
-
-    def output(self) -> str:
-        self.log.flush()
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGTERM)
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
-            except ProcessLookupError:
-                pass
-        self.log.close()
-
-
-def start_server(args: argparse.Namespace, env: dict[str, str], port: int, var_dir: Path) -> Server:
-    argv = [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-            "--lifespan", "off", "--no-access-log", "--log-level", "warning", "--workers", str(args.workers),
-            "--ws", args.ws, "--loop", args.loop, "--http", args.http]
-    server = Server(argv, env, var_dir / "uvicorn.log")
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/admin/login/", timeout=2):
-                return server
-        except OSError:
-            if server.proc.poll() is not None or time.monotonic() > deadline:
-                out = server.output()
-                server.stop()
-                raise RuntimeError("uvicorn did not start:\n" + out) from None
-            time.sleep(0.2)
-
-
-def server_pids(server: Server) -> list[int]:
+def server_pids(server: LiveProcess) -> list[int]:
     """uvicorn's pid and its children's (the workers), for CPU accounting and profiling."""
     pids = [server.proc.pid]
     try:
@@ -212,303 +141,11 @@ def cpu_seconds(pid: int) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------
-# Load generator: one process drives many clients on one event loop.
-
-
-def _frame_template(steps: int, obs_dim: int, seed: int, id_len: int, done: bool) -> tuple[bytes, bytes]:
-    """A packed chunk split around its id, so that a new chunk costs one bytes concatenation."""
-    import numpy as np
-
-    from client_app import protocol as P
-
-    rng = np.random.default_rng(seed)
-    placeholder = "#" * id_len
-    chunk = P.Chunk(
-        id=placeholder,
-        model_version=0,
-        obs=rng.normal(size=(steps + 1, obs_dim)).astype(np.float32),
-        actions=rng.integers(0, N_ACTIONS, size=steps).astype(np.int64),
-        rewards=rng.normal(size=steps).astype(np.float32),
-        terminated=done,
-        episode_return=float(rng.normal() * 100) if done else None,
-        episode_length=steps * 4 if done else None,
-    )
-    frame = P.pack(chunk.to_message())
-    marker = P.pack(placeholder)[-id_len:]
-    at = frame.index(marker)
-    assert frame.count(marker) == 1
-    return frame[:at], frame[at + id_len:]
-
-
-class ClientStats:
-    def __init__(self) -> None:
-        self.acked: list[str] = []
-        self.latencies_ms: list[float] = []  # acks inside the measured window
-        self.window_acks = 0
-        self.window_steps = 0
-        self.rejected = 0
-        self.reject_codes: dict[str, int] = {}
-        self.dup_acks = 0
-        self.waits = 0
-        self.errors: list[str] = []
-        self.notices: dict[int, float] = {}  # model version -> wall time of receipt
-        self.unacked_at_end = 0
-        self.sent = 0
-
-
-async def run_client(index: int, tag: str, token: str, args: dict, ws_url: str, start: asyncio.Event,
-                     times: dict, stats: ClientStats, connected: list, progress, connect_sem) -> None:
-    import msgpack
-    from websockets.asyncio.client import connect
-
-    from client_app import __version__
-    from client_app import protocol as P
-
-    steps, window, rate = args["steps"], args["window"], args["rate"]
-    id_len = len(f"{tag}-{index:05d}-{0:09d}")
-    templates = [_frame_template(steps, args["obs_dim"], hash((tag, index, d)) % 2**32, id_len, d)
-                 for d in (False, True)]
-    episode_every = args["episode_every"]
-    sent_at: dict[str, float] = {}
-    frames: dict[str, bytes] = {}  # unacked frames, for resending a chunk refused only for now
-    resend: list[str] = []
-    slots = asyncio.Semaphore(window)
-    hold_until = 0.0
-    stop_sending = asyncio.Event()
-    done_receiving = asyncio.Event()
-    perf, wall = time.perf_counter, time.time
-
-    try:
-        async with connect_sem:
-            ws = await connect(ws_url, additional_headers={"Authorization": f"Bearer {token}"},
-                               compression=None, max_size=P.MAX_FRAME_BYTES, open_timeout=60,
-                               ping_interval=20, ping_timeout=60)
-            await ws.send(P.pack(P.hello(client_version=__version__, machine=f"bench-{index}")))
-            welcome = P.unpack(await asyncio.wait_for(ws.recv(), 60))
-        if welcome["type"] != P.WELCOME:
-            stats.errors.append(f"handshake: {welcome}")
-            return
-    except Exception as exc:  # noqa: BLE001
-        stats.errors.append(f"connect: {type(exc).__name__}: {exc}")
-        return
-    connected.append(index)
-
-    async def receiver() -> None:
-        nonlocal hold_until
-        unpackb = msgpack.unpackb
-        try:
-            async for frame in ws:
-                now_p, now_w = perf(), wall()
-                message = unpackb(frame, raw=False)
-                kind = message["type"]
-                if kind == "ack" or kind == "reject":
-                    cid = message["id"]
-                    t0 = sent_at.pop(cid, None)
-                    frame_sent = frames.pop(cid, None)
-                    slots.release()
-                    wait_ms = message.get("wait_ms") or 0
-                    if wait_ms > 0:
-                        stats.waits += 1
-                        hold_until = max(hold_until, now_p + wait_ms / 1000)
-                    if kind == "ack":
-                        stats.acked.append(cid)
-                        if message["duplicate"]:
-                            stats.dup_acks += 1
-                        if times["start"] <= now_w < times["end"] and t0 is not None:
-                            stats.latencies_ms.append((now_p - t0) * 1000)
-                            stats.window_acks += 1
-                            stats.window_steps += steps
-                        progress[0] += 1
-                    else:
-                        stats.rejected += 1
-                        stats.reject_codes[message["code"]] = stats.reject_codes.get(message["code"], 0) + 1
-                        if message["code"] in RETRYABLE and frame_sent is not None:
-                            frames[cid] = frame_sent  # a real client keeps it and sends it again
-                            resend.append(cid)
-                elif kind == "model":
-                    stats.notices.setdefault(int(message["version"]), now_w)
-                elif kind == "error":
-                    stats.errors.append(f"server error: {message.get('code')}: {message.get('message')}")
-                if stop_sending.is_set() and not sent_at:
-                    break
-        except Exception as exc:  # noqa: BLE001
-            stats.errors.append(f"receive: {type(exc).__name__}: {exc}")
-        finally:
-            done_receiving.set()
-            for _ in range(window):
-                slots.release()  # a sender waiting for a slot sees the end
-
-    recv_task = asyncio.create_task(receiver())
-    await start.wait()
-    end_wall = times["end"]
-    seq = 0
-    interval = steps / rate if rate > 0 else 0.0
-    next_at = perf() + (random.uniform(0, interval) if interval else 0.0)
-    try:
-        while not done_receiving.is_set():
-            await slots.acquire()
-            now = perf()
-            delay = max(next_at, hold_until) - now
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if wall() >= end_wall:
-                slots.release()
-                break
-            if resend:
-                cid = resend.pop(0)
-                frame = frames[cid]
-            else:
-                head, tail = templates[1 if episode_every and seq % episode_every == episode_every - 1 else 0]
-                cid = f"{tag}-{index:05d}-{seq:09d}"
-                frame = frames[cid] = head + cid.encode() + tail
-                seq += 1
-            sent_at[cid] = perf()
-            await ws.send(frame)
-            stats.sent += 1
-            if interval:
-                next_at = max(next_at + interval, perf() - interval)  # no burst to catch up after a stall
-    except Exception as exc:  # noqa: BLE001
-        stats.errors.append(f"send: {type(exc).__name__}: {exc}")
-    stop_sending.set()
-    if not sent_at:
-        recv_task.cancel()
-    try:
-        await asyncio.wait_for(asyncio.shield(recv_task), args["grace"])
-    except (TimeoutError, asyncio.CancelledError):
-        recv_task.cancel()
-    stats.unacked_at_end = len(sent_at)
-    try:
-        await asyncio.wait_for(ws.close(), 5)
-    except Exception:  # noqa: BLE001
-        pass
-
-
-def loadgen_main(worker: int, conn, tokens: list[tuple[int, str]], args: dict, ws_url: str, counter) -> None:
-    """Entry point of one load-generator process (spawned): talks to the orchestrator over a pipe."""
-    if args["client_loop"] == "uvloop":
-        try:
-            import uvloop
-
-            uvloop.install()
-        except ImportError:
-            pass
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the orchestrator decides when to stop
-    asyncio.run(_loadgen(worker, conn, tokens, args, ws_url, counter))
-
-
-async def _loadgen(worker: int, conn, tokens, args, ws_url, counter) -> None:
-    loop = asyncio.get_running_loop()
-    start = asyncio.Event()
-    times = {"start": float("inf"), "end": float("inf")}
-    connected: list[int] = []
-    progress = [0]
-    connect_sem = asyncio.Semaphore(args["connect_concurrency"])
-    tag = f"{args['run_tag']}{worker:02d}"
-    stats = {index: ClientStats() for index, _ in tokens}
-    t0 = time.perf_counter()
-    tasks = [asyncio.create_task(run_client(index, tag, token, args, ws_url, start, times, stats[index],
-                                            connected, progress, connect_sem)) for index, token in tokens]
-
-    async def connected_all() -> None:
-        while len(connected) + sum(1 for s in stats.values() if s.errors) < len(tokens):
-            await asyncio.sleep(0.05)
-
-    await connected_all()
-    conn.send({"ready": len(connected), "connect_s": time.perf_counter() - t0})
-    go = await loop.run_in_executor(None, conn.recv)
-    times.update(go)
-    start.set()
-
-    async def report_progress() -> None:
-        while True:
-            counter.value = progress[0]
-            await asyncio.sleep(0.25)
-
-    reporter = asyncio.create_task(report_progress())
-    await asyncio.gather(*tasks, return_exceptions=True)
-    reporter.cancel()
-    counter.value = progress[0]
-    merged = {
-        "acked": [cid for s in stats.values() for cid in s.acked],
-        "latencies_ms": [x for s in stats.values() for x in s.latencies_ms],
-        "window_acks": sum(s.window_acks for s in stats.values()),
-        "window_steps": sum(s.window_steps for s in stats.values()),
-        "rejected": sum(s.rejected for s in stats.values()),
-        "reject_codes": {},
-        "dup_acks": sum(s.dup_acks for s in stats.values()),
-        "waits": sum(s.waits for s in stats.values()),
-        "errors": [e for s in stats.values() for e in s.errors],
-        "notices": [s.notices for s in stats.values()],
-        "unacked_at_end": sum(s.unacked_at_end for s in stats.values()),
-        "sent": sum(s.sent for s in stats.values()),
-        "clients": len(tokens),
-        "cpu_s": time.process_time(),
-    }
-    for s in stats.values():
-        for code, n in s.reject_codes.items():
-            merged["reject_codes"][code] = merged["reject_codes"].get(code, 0) + n
-    conn.send(merged)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Drain: plays the learner, and records what the stream received.
-
-
-def chunk_id(frame: bytes) -> str:
-    """The id of a stored chunk, read without unpacking its arrays (the relay stores the client's frame)."""
-    import msgpack
-
-    unpacker = msgpack.Unpacker(raw=False)
-    unpacker.feed(frame[:256])
-    try:
-        for _ in range(unpacker.read_map_header()):
-            key = unpacker.unpack()
-            if key == "id":
-                return unpacker.unpack()
-            unpacker.skip()
-    except msgpack.OutOfData:
-        pass
-    return msgpack.unpackb(frame, raw=False)["id"]
-
-
-class Drain:
-    def __init__(self, redis_url: str, stream: str, group: str):
-        self.redis_url, self.stream, self.group = redis_url, stream, group
-        self.seen: dict[str, int] = {}
-        self.entries = 0
-        self.stop = asyncio.Event()
-
-    async def run(self) -> None:
-        import redis.asyncio as aioredis
-
-        client = aioredis.Redis.from_url(self.redis_url)
-        try:
-            while True:
-                reply = await client.xreadgroup(self.group, "bench-drain", {self.stream: ">"}, count=1000, block=100)
-                entries = reply[0][1] if reply else []
-                if entries:
-                    ids = []
-                    for entry_id, fields in entries:
-                        ids.append(entry_id)
-                        cid = chunk_id(fields[b"c"])
-                        self.seen[cid] = self.seen.get(cid, 0) + 1
-                    self.entries += len(entries)
-                    pipe = client.pipeline(transaction=False)
-                    pipe.xack(self.stream, self.group, *ids)
-                    pipe.xdel(self.stream, *ids)
-                    await pipe.execute()
-                elif self.stop.is_set():
-                    break
-        finally:
-            await client.aclose()
-
-
-# ---------------------------------------------------------------------------------------------------
 # Orchestration.
 
 
 async def orchestrate(args: argparse.Namespace, campaign_id: int, tokens: list[str], ws_url: str,
-                      redis_url: str, server: Server, redis_pid: int | None) -> dict:
+                      redis_url: str, server: LiveProcess, redis_pid: int | None) -> dict:
     from trainer.keys import CampaignKeys
 
     keys = CampaignKeys(campaign_id)
@@ -716,10 +353,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def bench_settings(args: argparse.Namespace) -> dict[str, str]:
+    """The settings of the server (and of this process) on top of the sandbox's."""
+    return {
+        "DJANGO_SECRET_KEY": "bench-only-secret-key",
+        "DJANGO_DEBUG": "0",
+        "LOG_LEVEL": "WARNING",
+        "SOULSAI_STREAM_HIGH_WATER": str(args.high_water),
+        "SOULSAI_STREAM_MAXLEN": str(args.maxlen),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    var_dir = Path(tempfile.mkdtemp(prefix="soulsai-bench-"))
-    redis_proc = server = None
+    sandbox = None
     stopping = False
 
     def on_term(signum, frame):  # noqa: ARG001
@@ -730,27 +377,25 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     try:
-        from portal.core.embedded import start_embedded_redis, stop_process
+        from harness import Sandbox
 
-        if args.redis_url:
-            redis_url = args.redis_url
-        else:
-            port = free_port()
-            redis_proc = start_embedded_redis(port=port, data_dir=var_dir / "redis")
-            redis_url = f"redis://127.0.0.1:{port}/0"
-            log(f"embedded Redis on port {port}")
-        env = django_env(var_dir, redis_url, args)
-        subprocess.run([sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"], env=env, cwd=ROOT,
-                       check=True)
-        setup_django(env)
+        # A throw-away world in a temporary folder: an embedded Redis (unless --redis-url, whose other
+        # campaigns' keys are left alone), a SQLite database, Django set up in this process.
+        sandbox = Sandbox(redis_url=args.redis_url or None, flush=False, keep=args.keep, env=bench_settings(args))
+        if sandbox.redis is not None:
+            log(f"embedded Redis on port {sandbox.redis.port}")
+        sandbox.setup_django()
         t = time.perf_counter()
         campaign_id, _, tokens = create_world(args)
         log(f"campaign {campaign_id} and {len(tokens)} machine tokens made in {time.perf_counter() - t:.1f} s")
-        http_port = free_port()
-        server = start_server(args, env, http_port, var_dir)
-        log(f"uvicorn on port {http_port} (workers={args.workers}, ws={args.ws}, loop={args.loop}, http={args.http})")
-        result = asyncio.run(orchestrate(args, campaign_id, tokens, f"ws://127.0.0.1:{http_port}/ws/client/",
-                                         redis_url, server, redis_proc.pid if redis_proc else None))
+        server = sandbox.start_asgi(
+            "uvicorn",
+            extra=["--log-level", "warning", "--workers", str(args.workers), "--ws", args.ws, "--loop", args.loop,
+                   "--http", args.http],
+        )
+        log(f"uvicorn on port {server.port} (workers={args.workers}, ws={args.ws}, loop={args.loop}, http={args.http})")
+        result = asyncio.run(orchestrate(args, campaign_id, tokens, server.ws_url, sandbox.redis_url, server,
+                                         sandbox.redis.pid if sandbox.redis else None))
         tail = [line for line in server.output().splitlines() if "Traceback" in line or "ERROR" in line]
         result["server_log_errors"] = len(tail)
         print(json.dumps(result), flush=True)
@@ -759,14 +404,10 @@ def main(argv: list[str] | None = None) -> int:
         log("interrupted: cleaning up")
         return 130
     finally:
-        if server is not None:
-            server.stop()
-        if redis_proc is not None:
-            stop_process(redis_proc)
-        if args.keep:
-            log(f"kept {var_dir}")
-        else:
-            shutil.rmtree(var_dir, ignore_errors=True)
+        if sandbox is not None:
+            sandbox.stop(timeout=15)
+            if args.keep:
+                log(f"kept {sandbox.tmp}")
 
 
 if __name__ == "__main__":
