@@ -23,7 +23,8 @@ from pathlib import Path
 
 from client_app.connection import http_url, websocket_url
 from client_app.doctor import Check
-from client_app.runner import EXIT_FAILED, EXIT_OK, RunConfig, Runner, RunSnapshot
+from client_app.progress import RunSnapshot
+from client_app.runner import EXIT_FAILED, EXIT_OK, RunConfig, Runner
 
 log = logging.getLogger(__name__)
 

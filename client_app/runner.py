@@ -5,13 +5,15 @@ background thread for the window (client_app.controller). The websocket session 
 model downloads (``fetcher``) run in their own threads; the loop only reads their state between
 steps, so a slow network or a large model never stalls the game. Other threads control a run through
 ``pause()``, ``resume()`` and ``request_stop()`` and read it through ``snapshot()``.
+
+Around the loop: ``compat`` checks that the env and the models fit the campaign's spaces,
+``evaluation`` plays the checkpoints the server asks to evaluate, ``progress`` words what the
+command line and the window show.
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
-import math
 import sys
 import threading
 import time
@@ -23,60 +25,22 @@ from typing import Any, TextIO
 import numpy as np
 
 from client_app.chunker import Chunker
+from client_app.compat import ClientError, check_env_spaces, policy_mismatch
 from client_app.connection import Connection, Welcome, http_url
 from client_app.envs import make_env
+from client_app.evaluation import EvalEpisode, Evaluations
 from client_app.fetcher import ModelFetcher
 from client_app.masks import action_mask, episode_outcome
-from client_app.policy import Policy, RandomPolicy, describe
-from client_app.protocol import Chunk, EvalResult, pack
-from client_app.spaces import SpaceSpec, action_count, flat_dim, space_to_spec, spec_bounds
+from client_app.policy import Policy, RandomPolicy
+from client_app.progress import RecentRate, RunSnapshot, connection_label, progress_line
+from client_app.protocol import Chunk, pack
+from client_app.spaces import action_count
 from client_app.spool import Spool, default_spool_root, spool_key
 from client_app.watchdog import EnvUnrecoverable, ResilientEnv
-
-log = logging.getLogger(__name__)
 
 EXIT_OK = 0  # finished: --max-steps reached, Ctrl-C, or the campaign was stopped
 EXIT_FAILED = 1  # an unexpected error (a bug: please report it)
 EXIT_FATAL = 2  # this client cannot take part: refused token, closed campaign, old client, bad setup
-
-
-@dataclass(frozen=True)
-class RunSnapshot:
-    """The live figures of one run, consistent enough for a window to show (``Runner.snapshot()``)."""
-
-    phase: str  # starting | playing | paused (by the volunteer) | finished
-    connection: str  # connecting | connected | retrying | server busy | paused | stopped | failed
-    campaign: dict[str, Any]  # the welcome's campaign (name, slug, env_id, algorithm, url); {} before it
-    model_version: int  # the model this client plays; 0: random moves, no model yet
-    server_model_version: int  # the newest model the server announced
-    steps: int
-    steps_per_s: float  # over the last few seconds
-    episodes: int
-    wins: int
-    mean_return: float | None  # mean return of the last 10 episodes this machine played
-    last_return: float | None
-    spool: int  # chunks waiting on disk for the server's ack
-    spool_dir: str | None
-    acked: int  # chunks the server acknowledged in this run
-    rejected: int  # chunks the server refused for good
-    restarts: int  # game (env) restarts by the watchdog
-    last_error: str | None  # the latest problem, as the client would print it
-    exit_code: int | None  # set once the run is over
-
-
-def _connection_label(state) -> str:
-    """How the connection stands, in the words the progress line and the window show."""
-    if state.fatal is not None:
-        return "failed"
-    if state.state == "connected" and state.campaign_status != "running":
-        return state.campaign_status  # paused (or stopped) by the campaign's admins
-    if state.state == "connected" and state.hold_s > 0:
-        return "server busy"
-    return state.state
-
-
-class ClientError(Exception):
-    """A problem the user can fix, reported as one readable line (exit code 2)."""
 
 
 @dataclass
@@ -96,53 +60,6 @@ class RunConfig:
     window: int = 16  # chunks in flight at most
 
 
-def space_mismatch(declared: SpaceSpec, actual: SpaceSpec) -> str | None:
-    """Why ``actual`` (this machine's env) differs from ``declared`` (the campaign's), or None."""
-    if declared.get("type") != actual.get("type"):
-        return f"type {actual.get('type')} instead of {declared.get('type')}"
-    if actual["type"] == "discrete":
-        for key in ("n", "start"):
-            if int(declared.get(key, 0)) != int(actual.get(key, 0)):
-                return f"{key}={actual.get(key)} instead of {declared.get(key)}"
-        return None
-    if list(declared["shape"]) != list(actual["shape"]):
-        return f"shape {actual['shape']} instead of {declared['shape']}"
-    if declared["dtype"] != actual["dtype"]:
-        return f"dtype {actual['dtype']} instead of {declared['dtype']}"
-    for name, mine, theirs in zip(("low", "high"), spec_bounds(actual), spec_bounds(declared), strict=True):
-        if not np.allclose(mine, theirs, rtol=1e-6, atol=0.0, equal_nan=True):
-            return f"different {name} bounds"
-    return None
-
-
-def check_env_spaces(env: Any, welcome: Welcome) -> None:
-    """Refuse to play an env whose spaces are not the campaign's: the server would refuse its chunks."""
-    env_id = welcome.campaign.get("env_id")
-    for kind, space, declared in (
-        ("observation", env.observation_space, welcome.observation_space),
-        ("action", env.action_space, welcome.action_space),
-    ):
-        try:
-            actual = space_to_spec(space)
-        except ValueError as exc:
-            raise ClientError(f"{env_id}: {exc}") from None
-        reason = space_mismatch(declared, actual)
-        if reason:
-            raise ClientError(
-                f"this machine's {env_id} has a different {kind} space than the campaign declares ({reason}); "
-                "update the client and its packages to the versions the portal lists"
-            )
-
-
-def policy_mismatch(policy: Policy, observation_space: SpaceSpec, action_space: SpaceSpec) -> str | None:
-    """Why a downloaded network cannot play these spaces, or None."""
-    if policy.spec.obs_dim != flat_dim(observation_space):
-        return f"it takes {policy.spec.obs_dim} inputs, the observations have {flat_dim(observation_space)}"
-    if policy.spec.n_actions != action_count(action_space):
-        return f"it has {policy.spec.n_actions} actions, the env {action_count(action_space)}"
-    return None
-
-
 class Runner:
     """One run of the client, from connecting to exiting; ``run()`` returns the exit code."""
 
@@ -152,18 +69,17 @@ class Runner:
         self.err = err or sys.stderr
         self.fetcher = ModelFetcher(server_url=http_url(config.server_url), token=config.token)
         # Checkpoints the server asks this client to evaluate (greedy episodes, not trained on).
-        self.eval_fetcher = ModelFetcher(server_url=http_url(config.server_url), token=config.token)
+        self.evaluations = Evaluations(
+            server_url=http_url(config.server_url), token=config.token, spool=self._spool
+        )
         self.connection = Connection(
             server_url=config.server_url,
             token=config.token,
             machine=config.machine,
             window=config.window,
             on_model=self.fetcher.request,
-            on_evaluate=self._evaluation_asked,
+            on_evaluate=self.evaluations.asked,
         )
-        self._eval_lock = threading.Lock()
-        self._eval_owed: dict[int, int] = {}  # model version -> greedy episodes the server asked for
-        self._eval_policy: Policy | None = None
         self.env: Any = None
         self.spool: Spool | None = None
         self.chunker: Chunker | None = None
@@ -172,7 +88,6 @@ class Runner:
         self.episodes = 0
         self.wins = 0
         self.chunks = 0
-        self.eval_episodes = 0
         self.returns: deque[float] = deque(maxlen=10)
         self._last_report = (time.monotonic(), 0)
         # Control from other threads (the window's controller): pause, resume, stop.
@@ -184,7 +99,7 @@ class Runner:
         self.last_error: str | None = None  # the error the run ended with
         self.exit_code: int | None = None
         self._lock = threading.Lock()  # the episode figures and the steps/s samples
-        self._rate_samples: deque[tuple[float, int]] = deque(maxlen=64)
+        self._rate = RecentRate()
 
     # -- control from other threads ----------------------------------------------------------------
 
@@ -209,15 +124,10 @@ class Runner:
         state = self.connection.snapshot()
         now, steps = time.monotonic(), self.steps
         with self._lock:
-            samples = self._rate_samples
-            samples.append((now, steps))
-            while len(samples) > 2 and now - samples[1][0] >= 5.0:
-                samples.popleft()
-            t0, steps0 = samples[0]
-            sps = (steps - steps0) / (now - t0) if now - t0 > 0.05 else 0.0
+            sps = self._rate.update(now, steps)
             returns = list(self.returns)
             episodes, wins = self.episodes, self.wins
-        connection = _connection_label(state)
+        connection = connection_label(state)
         policy, spool, env = self.policy, self.spool, self.env
         welcome = self.connection.welcome
         return RunSnapshot(
@@ -261,7 +171,7 @@ class Runner:
         try:
             self.connection.start()
             self.fetcher.start()
-            self.eval_fetcher.start()
+            self.evaluations.start()
             welcome = self._wait_for_welcome()
             if welcome is None:
                 if self.stop_requested and self.connection.fatal is None:
@@ -286,7 +196,7 @@ class Runner:
         finally:
             self.connection.stop()
             self.fetcher.stop()
-            self.eval_fetcher.stop()
+            self.evaluations.stop()
             if self.spool is not None:
                 self.spool.close()
             if self.env is not None:
@@ -314,7 +224,7 @@ class Runner:
         obs_space, act_space = welcome.observation_space, welcome.action_space
         self.n_actions = action_count(act_space)
         self.fetcher.check = lambda policy: policy_mismatch(policy, obs_space, act_space)
-        self.eval_fetcher.check = self.fetcher.check
+        self.evaluations.fetcher.check = self.fetcher.check
         prefix = welcome.machine.get("prefix") or hashlib.sha256(self.config.token.encode()).hexdigest()[:12]
         root = self.config.spool_dir or default_spool_root()
         self.spool = Spool(Path(root) / spool_key(str(campaign.get("slug") or "campaign"), str(prefix)))
@@ -340,8 +250,7 @@ class Runner:
         obs, info = self.env.reset(seed=config.seed)
         mask = action_mask(info, self.n_actions)
         chunker.start_episode(obs, mask)
-        evaluating: Policy | None = None  # the checkpoint this episode evaluates (greedy, not sent as chunks)
-        eval_return, eval_length = 0.0, 0
+        evaluating: EvalEpisode | None = None  # the checkpoint this episode evaluates (not sent as chunks)
         pace_t0, pace_steps = time.monotonic(), 0
         next_report = time.monotonic() + config.progress_every
         self.phase = "playing"
@@ -389,7 +298,7 @@ class Runner:
                 self.policy = new_policy
 
             if evaluating is not None:
-                action, logp = evaluating.greedy(obs, mask), None
+                action, logp = evaluating.act(obs, mask), None
             else:
                 action, logp = self.policy.step(obs, rng, mask)
             obs, reward, terminated, truncated, info = self.env.step(action + action_start)
@@ -398,8 +307,7 @@ class Runner:
             mask = None if done else action_mask(info, self.n_actions)
             outcome = episode_outcome(info) if done else None
             if evaluating is not None:
-                eval_return += float(reward)
-                eval_length += 1
+                evaluating.record(reward)
             else:
                 chunk = chunker.step(
                     action + action_start,
@@ -417,7 +325,7 @@ class Runner:
             if done:
                 if evaluating is not None:
                     if not info.get("restarted"):  # an episode the game broke says nothing of the model
-                        self._store_eval(evaluating, eval_return, eval_length, outcome)
+                        self.evaluations.store(evaluating, outcome, session=chunker.session)
                 else:
                     with self._lock:
                         self.episodes += 1
@@ -426,8 +334,7 @@ class Runner:
                 obs, info = self.env.reset()
                 mask = action_mask(info, self.n_actions)
                 # Between episodes: play the next one greedily if the server asked for an evaluation.
-                evaluating = self._next_evaluation()
-                eval_return, eval_length = 0.0, 0
+                evaluating = self.evaluations.next_episode()
                 if evaluating is None:
                     chunker.start_episode(obs, mask)
             if config.max_sps > 0:
@@ -435,49 +342,11 @@ class Runner:
                 if ahead > 0:
                     time.sleep(ahead)
 
-    def _evaluation_asked(self, notice) -> None:
-        """(connection thread) The server asks for one more greedy episode of ``notice``'s version."""
-        with self._eval_lock:
-            self._eval_owed[notice.version] = self._eval_owed.get(notice.version, 0) + 1
-        self.eval_fetcher.request(notice)  # downloaded once per version
-
-    def _next_evaluation(self) -> Policy | None:
-        """(env loop) The checkpoint to play the next episode of greedily, if one is owed and loaded."""
-        loaded = self.eval_fetcher.take()
-        if loaded is not None:
-            self._eval_policy = loaded
-        policy = self._eval_policy
-        if policy is None:
-            return None
-        with self._eval_lock:
-            for version in [v for v in self._eval_owed if v < policy.version]:
-                del self._eval_owed[version]  # superseded before its model arrived
-            if self._eval_owed.get(policy.version, 0) <= 0:
-                return None
-            self._eval_owed[policy.version] -= 1
-        return policy
-
-    def _store_eval(self, policy: Policy, episode_return: float, length: int, outcome: dict | None) -> None:
-        self.eval_episodes += 1
-        result = EvalResult(
-            id=f"{self.chunker.session}-e{self.eval_episodes}",
-            model_version=policy.version,
-            episode_return=episode_return,
-            episode_length=length,
-            outcome=dict(outcome) if outcome else None,
-        )
-        # Waits for room like a chunk does: a result dropped here would leave the learner waiting
-        # for its evaluation until the server's time-out.
-        self._spool(result.id, pack(result.to_message()))
-        log.info(
-            "evaluation episode of model v%d: return %.1f in %d steps", policy.version, episode_return, length
-        )
-
     def _store(self, chunk: Chunk | None, *, wait: bool = True) -> bool:
         """Put a finished chunk in the spool; waits while the spool is full (the server is away)."""
         if chunk is None:
             return True
-        if not self._spool(chunk.id, pack(chunk.to_message()), wait=wait):
+        if not self._spool(chunk.id, pack(chunk.to_wire()), wait=wait):
             return False
         self.chunks += 1
         return True
@@ -565,39 +434,26 @@ class Runner:
             print(f"{time.strftime('%H:%M:%S')} {text}", file=self.out, flush=True)
 
     def progress_line(self, note: str | None = None) -> str:
-        """One line: connection, model, steps (and steps/s), episodes, recent return, spool."""
+        """One line: connection, model, steps (and steps/s since the last line), episodes, spool."""
         state = self.connection.snapshot()
         now = time.monotonic()
         t0, steps0 = self._last_report
         sps = (self.steps - steps0) / (now - t0) if now > t0 else 0.0
         self._last_report = (now, self.steps)
-        conn = _connection_label(state)
-        if self._paused:
-            conn += " (paused by you)"
-        model = describe(self.policy) if self.policy is not None else "none"
-        if self.policy is not None and state.server_model_version > self.policy.version:
-            model += f" (server has v{state.server_model_version})"
-        mean = f"{sum(self.returns) / len(self.returns):.1f}" if self.returns else "-"
-        parts = [
-            conn,
-            f"model {model}",
-            f"{self.steps:,} steps ({sps:,.0f}/s)" if math.isfinite(sps) else f"{self.steps:,} steps",
-            f"{self.episodes:,} episodes",
-            f"mean return {mean} (last {len(self.returns)})",
-            f"spool {len(self.spool) if self.spool is not None else 0}",
-        ]
-        if self.wins:
-            parts.append(f"{self.wins} won")
-        if self.eval_episodes:
-            parts.append(f"{self.eval_episodes} evaluation episodes")
-        restarts = getattr(self.env, "restarts", 0)
-        if restarts:
-            parts.append(f"{restarts} game restarts")
-        if state.rejected:
-            parts.append(f"{state.rejected} rejected")
-        if note:
-            parts.append(note)
-        return " | ".join(parts)
+        return progress_line(
+            state,
+            paused=self._paused,
+            policy=self.policy,
+            steps=self.steps,
+            steps_per_s=sps,
+            episodes=self.episodes,
+            returns=self.returns,
+            wins=self.wins,
+            eval_episodes=self.evaluations.episodes,
+            spool=len(self.spool) if self.spool is not None else 0,
+            restarts=getattr(self.env, "restarts", 0),
+            note=note,
+        )
 
     def report(self, note: str | None = None) -> None:
         self.say(self.progress_line(note))
