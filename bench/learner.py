@@ -4,8 +4,8 @@
 "Fed through Redis" is the real learner path: an embedded Redis (or --redis-url), a throw-away SQLite
 database and media folder, a running CartPole-v1 campaign, a feeder process that XADDs packed chunks
 into the campaign's stream as the relay does (keeping a backlog, so the learner is never starved), and
-``trainer.learner.run_learner(campaign_id, max_seconds=D)``. Its rate is read from the learner's stats
-hash (``updates`` and ``heartbeat``, written about once a second), from its first update to its time
+``portal.training.runner.learner_run(campaign_id=C, max_seconds=D)``. Its rate is read from the learner's
+stats hash (``updates`` and ``heartbeat``, written about once a second), from its first update to its time
 limit: start-up, refilling the buffer and the exit checkpoint are left out.
 
 The baseline is the same maths without the plumbing: the same DQN class, config, batch size, replay
@@ -86,8 +86,8 @@ def feed(redis_url: str, stream: str, steps: int, stop: multiprocessing.synchron
 def measure_learner(campaign_id: int, seconds: float) -> float:
     """Run the real learner for ``seconds``; its steady rate from the stats hash it writes."""
     from portal.core.redis import get_redis
+    from portal.training.runner import learner_run
     from trainer.keys import CampaignKeys
-    from trainer.learner import run_learner
 
     client = get_redis()
     key = CampaignKeys(campaign_id).learner
@@ -107,7 +107,7 @@ def measure_learner(campaign_id: int, seconds: float) -> float:
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     started = time.time()
-    outcome = run_learner(campaign_id, max_seconds=seconds)
+    outcome = learner_run(campaign_id=campaign_id, max_seconds=seconds)
     done.set()
     watcher.join()
     if outcome != "time_limit":
@@ -125,6 +125,7 @@ def measure_baseline(env_id: str, hyperparams: dict, steps: int, seconds: float)
     """The same DQN and replay maths on a pre-filled buffer, in a tight loop."""
     from client_app.policy import QNetworkSpec
     from client_app.protocol import decode_stored_chunk
+    from portal.training.runner import learner_settings
     from trainer.config import config_for
     from trainer.dqn import DQN
     from trainer.learner import learner_device
@@ -132,7 +133,7 @@ def measure_baseline(env_id: str, hyperparams: dict, steps: int, seconds: float)
 
     config = config_for(env_id, hyperparams)
     spec = QNetworkSpec(obs_dim=4, n_actions=2, hidden=tuple(config.hidden), dueling=config.dueling)
-    dqn = DQN(spec, config, device=learner_device())
+    dqn = DQN(spec, config, device=learner_device(learner_settings()))
     buffer = replay_buffer_for(config, obs_dim=4)
     for frame in make_frames(max(1, 2 * config.learning_starts // steps), steps):
         buffer.add_chunk(decode_stored_chunk(frame))

@@ -8,4 +8,5 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
 app = Celery("soulsai")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["trainer", "portal.campaigns", "portal.livestats", "portal.leaderboards"])
+# Each package's tasks module: portal.training.tasks holds the learner's (named trainer.tasks.*).
+app.autodiscover_tasks(["portal.training", "portal.campaigns", "portal.livestats", "portal.leaderboards"])

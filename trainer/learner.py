@@ -1,186 +1,90 @@
-"""The learner's plumbing: lease, stream, publication, checkpoints, evaluation requests, heartbeat.
+"""The learner's loop: one campaign's learner, from taking its lease to exit.
 
-One learner per campaign (the lease), fed by the campaign's Redis Stream through the consumer group
-"learner". The maths lives in ``trainer.dqn`` and ``trainer.ppo`` behind ``trainer.agents``; this
-module only moves data and decides when. See docs/trainer.md for the data flow.
+One learner per campaign (``trainer.lease``), fed by the campaign's Redis Stream (``trainer.stream``),
+publishing through the store it is given (``trainer.campaign.LearnerStore``), checkpointing in
+``trainer.checkpoint``'s format and asking for evaluations when ``trainer.evaluation`` says so. The
+maths lives in ``trainer.dqn`` and ``trainer.ppo`` behind ``trainer.agents``; this module only moves
+data and decides when. It imports no Django: the portal wires it up (``portal.training``). See
+docs/trainer.md for the data flow.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import os
 import pickle
 import socket
 import threading
 import time
-import uuid
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import redis
 import torch
-from django.conf import settings
-from django.db.models import Max
 
-from client_app.policy import Policy, save_model
+from client_app.policy import save_model
 from client_app.protocol import decode_stored_chunk
 from client_app.spaces import action_count, flat_dim
-from portal.campaigns.models import Campaign, ModelVersion
-from portal.campaigns.services import model_publish
-from portal.core.redis import get_redis
 from trainer.agents import agent_for
+from trainer.campaign import CampaignSpec, LearnerStore
+from trainer.checkpoint import state_dump, state_load, weights_load
 from trainer.config import config_for
+from trainer.evaluation import EvaluationSchedule
 from trainer.keys import CampaignKeys
+from trainer.lease import Lease, LeaseLost
+from trainer.stream import Entry, ExperienceStream
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["lease_held", "paused", "stopped", "lease_lost", "time_limit", "shutdown"]
 
-# Set when the worker shuts down (trainer.tasks connects it to Celery's worker_shutting_down): every
-# learner in the process checkpoints, releases its lease and returns, so a successor starts at once.
+# Set when the worker shuts down (portal.training.tasks connects it to Celery's worker_shutting_down):
+# every learner in the process checkpoints, releases its lease and returns, so a successor starts at once.
 SHUTDOWN = threading.Event()
 
-STATE_FORMAT = 2  # 1: DQN only, {"dqn", "samples_total"} (still read)
-EVAL_REQUEST_TTL_S = 3600  # an evaluation nobody finished stops being handed out after this long
-EVAL_TIMEOUT_S = 120.0  # a new evaluation waits for the last one to finish, at most this long
-READ_COUNT = 16  # chunks per XREADGROUP
-READ_BLOCK_MS = 100  # short, so the lease, status and heartbeat stay on time while data is scarce
 UPDATE_SLICE_SECONDS = 0.1  # longest run of gradient updates between two looks at the clock
 HOUSEKEEPING_SECONDS = 1.0  # status check and stats hash
 LOG_SECONDS = 10.0
 
-_RENEW_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return 0
-"""
-_RELEASE_LUA = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
+
+@dataclass(frozen=True)
+class LearnerSettings:
+    """How a learner runs on its machine, as the process that starts it configures it."""
+
+    lease_seconds: float = 20.0  # SOULSAI_LEASE_SECONDS: renewed every third of it
+    device: str = "auto"  # SOULSAI_DEVICE: auto | cpu | cuda ("cpu" keeps a GPU machine's learner off it)
+    torch_threads: int = 1  # SOULSAI_TORCH_THREADS: PyTorch's threads when on the CPU
 
 
-class LeaseLost(Exception):
-    """Another learner may own the campaign now: stop at once, publish nothing."""
-
-
-class Lease:
-    """A Redis lease: held while the key holds our token, renewed and released compare-and-set."""
-
-    def __init__(self, client: redis.Redis, key: str, seconds: float):
-        self.client = client
-        self.key = key
-        self.seconds = seconds
-        self.token = uuid.uuid4().hex
-        self._renew = client.register_script(_RENEW_LUA)
-        self._release = client.register_script(_RELEASE_LUA)
-
-    @property
-    def _ttl_ms(self) -> int:
-        return max(1, int(self.seconds * 1000))
-
-    def acquire(self) -> bool:
-        return bool(self.client.set(self.key, self.token, nx=True, px=self._ttl_ms))
-
-    def renew(self) -> bool:
-        return bool(self._renew(keys=[self.key], args=[self.token, self._ttl_ms]))
-
-    def release(self) -> None:
-        self._release(keys=[self.key], args=[self.token])
-
-
-Entry = tuple[bytes, dict[bytes, bytes]]
-
-
-class ExperienceStream:
-    """The campaign's chunk stream, read through the consumer group and emptied as it is ingested.
-
-    Entries are XACKed *and* XDELeted once they are in the replay buffer: the relay reads XLEN as the
-    backlog the learner has not taken yet, and slows clients down when it grows.
-    """
-
-    def __init__(self, client: redis.Redis, keys: CampaignKeys, consumer: str):
-        self.client = client
-        self.stream = keys.stream
-        self.group = keys.group
-        self.consumer = consumer
-
-    def ensure_group(self) -> None:
-        try:
-            self.client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
-        except redis.ResponseError as exc:
-            if "BUSYGROUP" not in str(exc):
-                raise
-
-    def claim_orphans(self) -> list[Entry]:
-        """Take over what earlier (dead) consumers read but never acknowledged.
-
-        Clients were told those chunks are safe, so they must reach a buffer. We hold the lease, so
-        every other consumer of the group is dead: no idle time is required.
-        """
-        claimed: list[Entry] = []
-        start: Any = "0-0"
-        while True:
-            next_id, entries, *_ = self.client.xautoclaim(
-                self.stream, self.group, self.consumer, min_idle_time=0, start_id=start, count=100
-            )
-            claimed.extend((entry_id, fields) for entry_id, fields in entries if entry_id is not None)
-            if next_id in (b"0-0", "0-0"):
-                break
-            start = next_id
-        # Entries trimmed from the stream (MAXLEN) while pending stay in our PEL on Redis < 7 with no
-        # data: nothing to ingest, so acknowledge them.
-        kept = {entry_id for entry_id, _ in claimed}
-        pending = self.client.xpending_range(
-            self.stream, self.group, min="-", max="+", count=10_000, consumername=self.consumer
-        )
-        gone = [p["message_id"] for p in pending if p["message_id"] not in kept]
-        if gone:
-            self.done(gone)
-        for consumer in self.client.xinfo_consumers(self.stream, self.group):
-            name = consumer["name"]
-            if consumer["pending"] == 0 and name not in (self.consumer, self.consumer.encode()):
-                self.client.xgroup_delconsumer(self.stream, self.group, name)
-        return claimed
-
-    def read(self, count: int = READ_COUNT, block_ms: int = READ_BLOCK_MS) -> list[Entry]:
-        response = self.client.xreadgroup(
-            self.group, self.consumer, {self.stream: ">"}, count=count, block=block_ms
-        )
-        return [entry for _, entries in response or [] for entry in entries]
-
-    def done(self, ids: list[bytes]) -> None:
-        """Acknowledge and delete ingested entries, in one round trip."""
-        pipe = self.client.pipeline(transaction=False)
-        pipe.xack(self.stream, self.group, *ids)
-        pipe.xdel(self.stream, *ids)
-        pipe.execute()
-
-
-def learner_device() -> torch.device:
-    """CUDA when there is one (unless SOULSAI_DEVICE=cpu); on the CPU, a bounded number of threads."""
-    if settings.SOULSAI_DEVICE != "cpu" and torch.cuda.is_available():
+def learner_device(settings: LearnerSettings) -> torch.device:
+    """CUDA when there is one (unless the device is "cpu"); on the CPU, a bounded number of threads."""
+    if settings.device != "cpu" and torch.cuda.is_available():
         return torch.device("cuda")
     # A learner shares its machine with the worker's other processes: one thread unless told otherwise.
-    torch.set_num_threads(int(os.environ.get("SOULSAI_TORCH_THREADS", "1")))
+    torch.set_num_threads(settings.torch_threads)
     return torch.device("cpu")
-
-
-def _read_file(field: Any) -> bytes:
-    with field.open("rb") as handle:
-        return handle.read()
 
 
 class LearnerRun:
     """One run of a campaign's learner, from resume to exit (lease already held)."""
 
-    def __init__(self, campaign: Campaign, lease: Lease, client: redis.Redis):
-        self.campaign_id = campaign.id
+    def __init__(
+        self,
+        campaign: CampaignSpec,
+        *,
+        store: LearnerStore,
+        lease: Lease,
+        client: redis.Redis,
+        settings: LearnerSettings,
+    ):
+        self.campaign_id = campaign.campaign_id
+        self.store = store
         self.lease = lease
         self.client = client
-        self.keys = CampaignKeys(campaign.id)
+        self.keys = CampaignKeys(campaign.campaign_id)
         self.algorithm = campaign.algorithm
         self.config = config_for(campaign.env_id, campaign.hyperparams, algorithm=campaign.algorithm)
-        self.device = learner_device()
+        self.device = learner_device(settings)
         self.agent = agent_for(
             campaign.algorithm,
             self.config,
@@ -193,11 +97,11 @@ class LearnerRun:
         self.high_water = self.agent.stream_high_water(campaign.chunk_steps)
         consumer = f"{socket.gethostname()}:{os.getpid()}:{lease.token[:8]}"
         self.stream = ExperienceStream(client, self.keys, consumer)
-        self.next_eval_at = self.config.eval_every_samples  # samples_total of the next evaluation
-        self.eval_pending: tuple[int, float] | None = None  # (version, monotonic time asked) in progress
+        self.evaluations = EvaluationSchedule(
+            client, self.keys, every_samples=self.config.eval_every_samples, episodes=self.config.eval_episodes
+        )
         # Version numbers never go back, even past versions published after the last checkpoint.
-        newest = campaign.model_versions.aggregate(v=Max("version"))["v"] or 0
-        self.version = max(campaign.model_version, newest)
+        self.version = campaign.model_version
         self.updates_at_publish = 0
         self.updates_at_checkpoint = 0
         self.published_at = time.monotonic()
@@ -208,42 +112,29 @@ class LearnerRun:
 
     def resume(self) -> None:
         """Continue from the newest usable checkpoint: its published weights plus the learner state."""
-        checkpoints = (
-            Campaign.objects.get(pk=self.campaign_id).model_versions.exclude(state="").order_by("-version")
-        )
-        for checkpoint in checkpoints:
+        for version in self.store.checkpoint_versions(self.campaign_id):
             try:
-                self._load_checkpoint(checkpoint)
+                self._load_checkpoint(version)
             except (OSError, ValueError, RuntimeError, KeyError, pickle.UnpicklingError) as exc:
                 # A lost or damaged file must not crash-loop the learner: fall back to an older one.
-                log.warning(
-                    "campaign %s: cannot resume from v%d: %s", self.campaign_id, checkpoint.version, exc
-                )
+                log.warning("campaign %s: cannot resume from v%d: %s", self.campaign_id, version, exc)
                 continue
             log.info(
                 "campaign %s: resumed from checkpoint v%d (%d updates, %d samples)",
                 self.campaign_id,
-                checkpoint.version,
+                version,
                 self.agent.updates,
                 self.agent.samples_total,
             )
             break
         self.updates_at_publish = self.updates_at_checkpoint = self.agent.updates
         self._stats_at = (time.monotonic(), self.agent.updates)
-        self._schedule_next_eval()
+        self.evaluations.schedule_after(self.agent.samples_total)
 
-    def _load_checkpoint(self, checkpoint: ModelVersion) -> None:
-        policy = Policy.from_bytes(_read_file(checkpoint.weights))
-        if policy.spec != self.spec:
-            raise ValueError(f"its architecture {policy.spec} is not the campaign's {self.spec}")
-        # Only ever the server's own files, and never pickle: weights_only=True.
-        state = torch.load(io.BytesIO(_read_file(checkpoint.state)), map_location="cpu", weights_only=True)
-        if state.get("format") == 1 and self.algorithm == "dqn":
-            state = {"format": STATE_FORMAT, "algorithm": "dqn", "agent": {"dqn": state["dqn"], "samples_total": state["samples_total"]}}
-        if state.get("format") != STATE_FORMAT:
-            raise ValueError(f"unknown learner state format {state.get('format')!r}")
-        if state.get("algorithm") != self.algorithm:
-            raise ValueError(f"it is a {state.get('algorithm')} checkpoint, the campaign runs {self.algorithm}")
+    def _load_checkpoint(self, version: int) -> None:
+        checkpoint = self.store.checkpoint_read(self.campaign_id, version)
+        policy = weights_load(checkpoint.weights, spec=self.spec)
+        agent_state = state_load(checkpoint.state, algorithm=self.algorithm)
         # Load into a fresh agent first, so a failure half-way leaves this run untouched.
         agent = agent_for(
             self.algorithm,
@@ -253,43 +144,11 @@ class LearnerRun:
             action_start=self.agent.action_start,
             device=self.device,
         )
-        agent.load(policy, state["agent"])
+        agent.load(policy, agent_state)
         self.agent = agent
 
     def learner_state(self) -> bytes:
-        buffer = io.BytesIO()
-        torch.save(
-            {
-                "format": STATE_FORMAT,
-                "algorithm": self.algorithm,
-                "config": self.config.to_dict(),
-                "agent": self.agent.state_dict(),
-            },
-            buffer,
-        )
-        return buffer.getvalue()
-
-    def _schedule_next_eval(self) -> None:
-        """The next evaluation comes at the next multiple of eval_every_samples past the sample count."""
-        every = self.config.eval_every_samples
-        if every:
-            self.next_eval_at = (self.agent.samples_total // every + 1) * every
-
-    def eval_due(self) -> bool:
-        """Time for the next evaluated checkpoint: enough new samples, and the last evaluation is
-        finished (or timed out: its clients left), so that each one completes rather than being
-        superseded half-way by the next."""
-        every = self.config.eval_every_samples
-        if not every or self.agent.samples_total < self.next_eval_at:
-            return False
-        if self.eval_pending is None:
-            return True
-        version, asked_at = self.eval_pending
-        done = int(self.client.hget(self.keys.evals(version), "episodes") or 0)
-        if done >= self.config.eval_episodes or time.monotonic() - asked_at > EVAL_TIMEOUT_S:
-            self.eval_pending = None
-            return True
-        return False
+        return state_dump(algorithm=self.algorithm, config=self.config, agent_state=self.agent.state_dict())
 
     def publish(self, *, checkpoint: bool) -> None:
         """Publish the online network as the next version; a checkpoint also carries the learner state."""
@@ -297,7 +156,7 @@ class LearnerRun:
         if not self.lease.renew():
             raise LeaseLost
         version = self.version + 1
-        evaluate = self.eval_due()
+        evaluate = self.evaluations.due(self.agent.samples_total)
         checkpoint = checkpoint or evaluate
         weights = save_model(
             self.spec,
@@ -306,8 +165,8 @@ class LearnerRun:
             epsilon=self.agent.exploration(),
             obs_norm=self.agent.obs_norm(),
         )
-        model = model_publish(
-            campaign_id=self.campaign_id,
+        model = self.store.model_publish(
+            self.campaign_id,
             version=version,
             weights=weights,
             state=self.learner_state() if checkpoint else None,
@@ -320,22 +179,14 @@ class LearnerRun:
         if checkpoint:
             self.updates_at_checkpoint = self.agent.updates
         if evaluate:
-            self.request_evaluation(model.notice())
+            self.evaluations.request(model, samples_total=self.agent.samples_total)
+            log.info(
+                "campaign %s: asked clients for %d evaluation episodes of v%d",
+                self.campaign_id,
+                self.evaluations.episodes,
+                model["version"],
+            )
         self.published_at = time.monotonic()
-
-    def request_evaluation(self, notice: dict[str, Any]) -> None:
-        """Ask clients for greedy episodes of this checkpoint: the relay hands them out one at a time,
-        with the ack of an episode's last chunk (docs/protocol.md, "Evaluation")."""
-        episodes = self.config.eval_episodes
-        pipe = self.client.pipeline(transaction=True)
-        pipe.delete(self.keys.eval_request)
-        pipe.hset(self.keys.eval_request, mapping={**notice, "episodes": episodes, "assigned": 0})
-        pipe.expire(self.keys.eval_request, EVAL_REQUEST_TTL_S)
-        pipe.hset(self.keys.evals(notice["version"]), "wanted", episodes)
-        pipe.execute()
-        self._schedule_next_eval()
-        self.eval_pending = (int(notice["version"]), time.monotonic())
-        log.info("campaign %s: asked clients for %d evaluation episodes of v%d", self.campaign_id, episodes, notice["version"])
 
     def publish_due(self) -> bool:
         return self.agent.publish_due(
@@ -458,21 +309,27 @@ class LearnerRun:
             return "lease_lost"
 
 
-def run_learner(campaign_id: int, *, max_seconds: float | None = None) -> Outcome:
+def run_learner(
+    campaign_id: int,
+    *,
+    store: LearnerStore,
+    client: redis.Redis,
+    settings: LearnerSettings,
+    max_seconds: float | None = None,
+) -> Outcome:
     """Train a campaign's agent until it is paused or stopped, the lease is lost, or time runs out.
 
     Returns why it stopped: "lease_held" (another learner runs this campaign; returned at once),
-    "paused", "stopped", "lease_lost", "time_limit" or "shutdown" (the worker is stopping). Every exit but "lease_lost" writes a final
-    checkpoint when there was learning since the last one.
+    "paused", "stopped", "lease_lost", "time_limit" or "shutdown" (the worker is stopping). Every exit
+    but "lease_lost" writes a final checkpoint when there was learning since the last one.
     """
-    client = get_redis()
-    keys = CampaignKeys(campaign_id)
-    lease = Lease(client, keys.lease, settings.SOULSAI_LEASE_SECONDS)
+    lease = Lease(client, CampaignKeys(campaign_id).lease, settings.lease_seconds)
     if not lease.acquire():
         return "lease_held"
     try:
-        campaign = Campaign.objects.get(pk=campaign_id)
-        run = LearnerRun(campaign, lease, client)
+        # Read once the lease is ours, so the version to continue from is the one no other learner moves.
+        campaign = store.campaign(campaign_id)
+        run = LearnerRun(campaign, store=store, lease=lease, client=client, settings=settings)
         log.info(
             "campaign %s: learner started on %s (%s, consumer %s)",
             campaign_id,

@@ -13,6 +13,7 @@ from django.utils import timezone
 from portal.campaigns.models import Campaign, ModelVersion
 from portal.core.redis import get_redis
 from portal.relay.fanout import MODEL, STATUS, notice_publish
+from portal.training.services import learner_ensure
 from trainer.config import config_for
 from trainer.keys import CampaignKeys
 
@@ -138,8 +139,6 @@ def _announce_status(campaign_id: int, status: str) -> None:
     get_redis().set(CampaignKeys(campaign_id).status, status)
     notice_publish(kind=STATUS, campaign_id=campaign_id, status=status)
     if status == Campaign.Status.RUNNING:
-        from trainer.tasks import learner_ensure
-
         learner_ensure(campaign_id=campaign_id)
 
 

@@ -13,6 +13,7 @@ from django.db import close_old_connections
 from portal.campaigns.models import Campaign, ModelVersion
 from portal.core.redis import get_redis
 from portal.machines.models import MachineToken
+from trainer.evaluation import evaluation_summary
 from trainer.keys import CampaignKeys
 
 log = logging.getLogger(__name__)
@@ -111,7 +112,7 @@ def evaluations_sync(*, campaign: Campaign) -> dict:
 
     Checkpoints whose evaluation may still be in progress are read each time: those newer than the
     campaign's last complete one (a handful). A result counts for the campaign once it holds all the
-    episodes the learner asked for (trainer.learner asks for the next one only then, or after a
+    episodes the learner asked for (trainer.evaluation asks for the next one only then, or after a
     time-out); a checkpoint's row shows partial results as they come.
     """
     keys = CampaignKeys(campaign.id)
@@ -128,30 +129,24 @@ def evaluations_sync(*, campaign: Campaign) -> dict:
         pipe.hgetall(keys.evals(version))
     figures: dict = {}
     for (pk, version, known), raw in zip(pending, pipe.execute(), strict=True):
-        data = {k.decode(): float(v) for k, v in raw.items()}
-        episodes = int(data.get("episodes", 0))
-        if not episodes:
+        summary = evaluation_summary(raw)
+        if summary is None:
             continue
-        mean = data.get("return_sum", 0.0) / episodes
-        wins = int(data.get("wins", 0)) if "fights" in data else None  # "wins" appears with the first win
-        hp_fights = int(data.get("hp_fights", 0))  # none in results stored before HP was recorded
-        boss_hp = data.get("boss_hp_sum", 0.0) / hp_fights if hp_fights else None
-        player_hp = data.get("player_hp_sum", 0.0) / hp_fights if hp_fights else None
-        if episodes != known:
+        if summary.episodes != known:
             ModelVersion.objects.filter(pk=pk).update(
-                eval_return=mean,
-                eval_episodes=episodes,
-                eval_wins=wins,
-                eval_boss_hp_left=boss_hp,
-                eval_player_hp_left=player_hp,
+                eval_return=summary.mean_return,
+                eval_episodes=summary.episodes,
+                eval_wins=summary.wins,
+                eval_boss_hp_left=summary.boss_hp_left,
+                eval_player_hp_left=summary.player_hp_left,
             )
-        if episodes >= int(data.get("wanted", 1)):
+        if summary.complete:
             figures = {
                 "eval_version": version,
-                "eval_return": mean,
-                "eval_win_rate": (wins / episodes) if wins is not None else None,
-                "eval_boss_hp_left": boss_hp,
-                "eval_player_hp_left": player_hp,
+                "eval_return": summary.mean_return,
+                "eval_win_rate": summary.win_rate,
+                "eval_boss_hp_left": summary.boss_hp_left,
+                "eval_player_hp_left": summary.player_hp_left,
             }
     return figures
 

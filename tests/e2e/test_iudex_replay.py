@@ -22,9 +22,9 @@ from client_app.spool import Spool
 from portal.campaigns.models import Campaign, ModelVersion
 from portal.campaigns.services import campaign_create, campaign_launch, campaign_redis_sync
 from portal.machines.services import token_create
+from portal.training.runner import learner_run
 from tests.conftest import wait_for
 from trainer.keys import CampaignKeys
-from trainer.learner import run_learner
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
@@ -87,7 +87,7 @@ def test_recorded_iudex_fights_stream_through_the_relay_into_a_learner(asgi_serv
 
     # The learner takes every step (masks included) and learns from them: 697 samples, 128 to start,
     # then one update per 2 samples.
-    assert run_learner(campaign.id, max_seconds=8) == "time_limit"
+    assert learner_run(campaign_id=campaign.id, max_seconds=8) == "time_limit"
     learner = redis_client.hgetall(keys.learner)
     assert int(learner[b"samples_ingested"]) == total
     assert int(learner[b"updates"]) == (total - 128) // 2 + 1

@@ -1,4 +1,4 @@
-"""The learner against the real Redis and the real test database (no mocks)."""
+"""The learner against the real Redis and the real test database (no mocks), through the portal's store."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from client_app.policy import Policy
 from portal.campaigns.models import ModelVersion
 from portal.campaigns.services import model_publish
 from portal.core.redis import get_redis
+from portal.training.runner import learner_run
 from tests.trainer.helpers import push_chunks
 from trainer.config import config_for
 from trainer.keys import CampaignKeys
-from trainer.learner import run_learner
 
 SMALL = {
     "learning_starts": 64,
@@ -98,7 +98,7 @@ def test_learner_publishes_rising_versions_and_drains_the_stream(campaign, keys,
     campaign.save(update_fields=["hyperparams"])
     samples = push_chunks(redis_client, keys.stream, 16, 24)  # 384 samples -> 161 updates at 2 per update
     with set_status_when(keys, ingested(samples, updates=161)):
-        assert run_learner(campaign.id, max_seconds=60) == "stopped"
+        assert learner_run(campaign_id=campaign.id, max_seconds=60) == "stopped"
 
     published = versions(campaign)
     numbers = [m.version for m in published]
@@ -130,7 +130,7 @@ def test_learner_publishes_rising_versions_and_drains_the_stream(campaign, keys,
 def test_a_second_learner_finds_the_lease_held(campaign, keys, redis_client):
     redis_client.set(keys.lease, "another-learner", px=10_000)
     started = time.monotonic()
-    assert run_learner(campaign.id, max_seconds=30) == "lease_held"
+    assert learner_run(campaign_id=campaign.id, max_seconds=30) == "lease_held"
     assert time.monotonic() - started < 2
     assert redis_client.get(keys.lease) == b"another-learner"
     assert not versions(campaign)
@@ -145,7 +145,7 @@ def test_a_learner_that_loses_its_lease_stops_without_publishing(campaign, keys,
         push_chunks(redis_client, keys.stream, 8, 24)  # enough to learn and want to publish
 
     with when(keys, lambda stats: True, steal_then_feed):
-        assert run_learner(campaign.id, max_seconds=30) == "lease_lost"
+        assert learner_run(campaign_id=campaign.id, max_seconds=30) == "lease_lost"
     assert redis_client.get(keys.lease) == b"usurper"
     assert not versions(campaign)
 
@@ -154,7 +154,7 @@ def test_a_learner_that_loses_its_lease_stops_without_publishing(campaign, keys,
 def test_a_resumed_learner_continues_from_the_last_checkpoint(campaign, keys, redis_client):
     first = push_chunks(redis_client, keys.stream, 8, 24, seed=0)
     with set_status_when(keys, ingested(first, updates=65)):
-        assert run_learner(campaign.id, max_seconds=60) == "stopped"
+        assert learner_run(campaign_id=campaign.id, max_seconds=60) == "stopped"
     checkpoint = versions(campaign)[-1]
     assert checkpoint.is_checkpoint and checkpoint.updates_total == 65
     # A version published after the checkpoint (by a learner that then died) is never reused.
@@ -165,7 +165,7 @@ def test_a_resumed_learner_continues_from_the_last_checkpoint(campaign, keys, re
     second = push_chunks(redis_client, keys.stream, 8, 24, seed=100)
     # The second run starts its replay ratio afresh: 64 samples to learn again, then 2 per update.
     with set_status_when(keys, ingested(first + second, updates=65 + 65)):
-        assert run_learner(campaign.id, max_seconds=60) == "stopped"
+        assert learner_run(campaign_id=campaign.id, max_seconds=60) == "stopped"
 
     later = [m for m in versions(campaign) if m.version > stray.version]
     assert later and later[0].version == stray.version + 1
@@ -187,7 +187,7 @@ def test_entries_left_pending_by_a_dead_consumer_are_claimed_and_ingested(campai
     push_chunks(redis_client, keys.stream, 2, 10, seed=50)
 
     # 50 samples: below learning_starts, so nothing is learnt or published; the run ends on its clock.
-    assert run_learner(campaign.id, max_seconds=1.5) == "time_limit"
+    assert learner_run(campaign_id=campaign.id, max_seconds=1.5) == "time_limit"
     assert int(learner_stats(keys)["samples_ingested"]) == 50
     assert_stream_drained(keys)
     consumers = [c["name"] for c in redis_client.xinfo_consumers(keys.stream, keys.group)]
@@ -201,7 +201,7 @@ def test_pause_writes_a_final_checkpoint(campaign, keys, redis_client):
     campaign.save(update_fields=["hyperparams"])
     push_chunks(redis_client, keys.stream, 8, 24)
     with set_status_when(keys, ingested(192, updates=65), status="paused"):
-        assert run_learner(campaign.id, max_seconds=60) == "paused"
+        assert learner_run(campaign_id=campaign.id, max_seconds=60) == "paused"
 
     published = versions(campaign)
     assert [m.version for m in published] == [1, 2]  # the first model at once, then the final checkpoint
@@ -217,7 +217,7 @@ def test_pause_writes_a_final_checkpoint(campaign, keys, redis_client):
 def test_a_damaged_checkpoint_is_skipped_for_an_older_one(campaign, keys, redis_client):
     push_chunks(redis_client, keys.stream, 8, 24)
     with set_status_when(keys, ingested(192, updates=65)):
-        assert run_learner(campaign.id, max_seconds=60) == "stopped"
+        assert learner_run(campaign_id=campaign.id, max_seconds=60) == "stopped"
     good = versions(campaign)[-1]
     with good.weights.open("rb") as f:
         model_publish(
@@ -229,7 +229,7 @@ def test_a_damaged_checkpoint_is_skipped_for_an_older_one(campaign, keys, redis_
         )
 
     redis_client.set(keys.status, "running")
-    assert run_learner(campaign.id, max_seconds=0.5) == "time_limit"
+    assert learner_run(campaign_id=campaign.id, max_seconds=0.5) == "time_limit"
     stats = learner_stats(keys)
     assert (int(stats["updates"]), int(stats["samples_ingested"])) == (65, 192)
     assert int(stats["version"]) == good.version + 1
@@ -241,7 +241,7 @@ def test_a_checkpoint_can_keep_the_replay_buffer_and_its_config(campaign, keys, 
     campaign.save(update_fields=["hyperparams"])
     push_chunks(redis_client, keys.stream, 8, 24)
     with set_status_when(keys, ingested(192, updates=65), status="paused"):
-        assert run_learner(campaign.id, max_seconds=60) == "paused"
+        assert learner_run(campaign_id=campaign.id, max_seconds=60) == "paused"
     final = versions(campaign)[-1]
     with final.state.open("rb") as f:
         state = torch.load(io.BytesIO(f.read()), weights_only=True)
@@ -250,5 +250,5 @@ def test_a_checkpoint_can_keep_the_replay_buffer_and_its_config(campaign, keys, 
 
     # Resumed with nothing new in the stream, the learner has its buffer back at once.
     redis_client.set(keys.status, "running")
-    assert run_learner(campaign.id, max_seconds=1.5) == "time_limit"
+    assert learner_run(campaign_id=campaign.id, max_seconds=1.5) == "time_limit"
     assert int(learner_stats(keys)["buffer"]) == 192

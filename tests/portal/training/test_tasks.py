@@ -1,4 +1,4 @@
-"""The trainer's Celery tasks, against the real Redis (the broker too) and the real test database."""
+"""The learner's Celery tasks, against the real Redis (the broker too) and the real test database."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import json
 
 import pytest
 
+from portal.training.services import learner_ensure
+from portal.training.tasks import supervise_learners
 from trainer.keys import CampaignKeys
-from trainer.tasks import learner_ensure, supervise_learners
 
 LEARNER_QUEUE = b"soulsai:celery:learner"  # the broker's list for the "learner" queue (global_keyprefix)
 
@@ -64,12 +65,14 @@ def test_a_worker_shutdown_makes_the_learner_checkpoint_and_return(transactional
 
     from celery.signals import worker_shutting_down
 
+    from portal.training.runner import learner_run
     from trainer import learner
-    from trainer.keys import CampaignKeys
 
     learner.SHUTDOWN.clear()
     result = {}
-    thread = threading.Thread(target=lambda: result.setdefault("outcome", learner.run_learner(cartpole_campaign.id)))
+    thread = threading.Thread(
+        target=lambda: result.setdefault("outcome", learner_run(campaign_id=cartpole_campaign.id))
+    )
     thread.start()
     try:
         deadline = time.monotonic() + 10

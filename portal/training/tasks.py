@@ -1,30 +1,31 @@
-"""Celery tasks of the trainer: the learner itself (queue "learner") and its supervisor (beat).
+"""Celery tasks of the learner: the learner itself (queue "learner") and its supervisor (beat).
 
-Thin interfaces: they take ids, call ``trainer.learner`` or a service, and log. The learner module
-(and PyTorch with it) is imported only inside the learner task, so beat and the default worker stay light.
+Thin interfaces: they take ids, call ``portal.training.runner`` or a service, and log. The learner
+(and PyTorch with it) is imported only inside the learner task, so beat and the default worker stay
+light. The task names keep the ``trainer.tasks`` path that routing and beat know them by.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 
 from celery import shared_task
 from celery.signals import worker_shutting_down
 from django.db import close_old_connections, connections
 
+from portal.campaigns.models import Campaign
+from portal.campaigns.services import campaign_redis_sync
 from portal.core.redis import get_redis
+from portal.training.services import RUN_LEARNER_TASK, SUPERVISE_LEARNERS_TASK, learner_ensure
 from trainer.keys import CampaignKeys
 
 log = logging.getLogger(__name__)
-
-LAUNCHING_TTL_SECONDS = 60  # a queued learner that never started stops blocking a new one after this
 
 
 @worker_shutting_down.connect
 def _stop_learners(**_: object) -> None:
     """A warm shutdown waits for running tasks: tell the learners to checkpoint and return."""
-    import sys
-
     learner = sys.modules.get("trainer.learner")  # only loaded where a learner ran
     if learner is not None:
         learner.SHUTDOWN.set()
@@ -32,15 +33,16 @@ def _stop_learners(**_: object) -> None:
 
 # acks_late=False: the message is acknowledged when the worker takes it, so the Redis broker never
 # redelivers a learner that runs past its visibility timeout; the lease and the supervisor restart it.
-@shared_task(name="trainer.tasks.run_learner", acks_late=False, ignore_result=True)
+@shared_task(name=RUN_LEARNER_TASK, acks_late=False, ignore_result=True)
 def run_learner(campaign_id: int) -> str:
     """Run the campaign's learner until it is paused, stopped or loses its lease."""
-    from trainer import learner
+    # Here, not at the top: it loads PyTorch, which only the learner queue's workers need.
+    from portal.training.runner import learner_run
 
     get_redis().delete(CampaignKeys(campaign_id).launching)
     close_old_connections()
     try:
-        outcome = learner.run_learner(campaign_id)
+        outcome = learner_run(campaign_id=campaign_id)
     except Exception:
         log.exception("campaign %s: learner crashed; the supervisor will restart it", campaign_id)
         raise
@@ -50,28 +52,9 @@ def run_learner(campaign_id: int) -> str:
     return outcome
 
 
-def learner_ensure(*, campaign_id: int) -> bool:
-    """Queue a learner for the campaign unless one holds the lease or is already queued.
-
-    Returns whether a learner task was queued.
-    """
-    keys = CampaignKeys(campaign_id)
-    client = get_redis()
-    if client.exists(keys.lease):
-        return False
-    if not client.set(keys.launching, 1, nx=True, ex=LAUNCHING_TTL_SECONDS):
-        return False
-    run_learner.apply_async(args=[campaign_id], queue="learner")
-    log.info("campaign %s: learner queued", campaign_id)
-    return True
-
-
-@shared_task(name="trainer.tasks.supervise_learners", ignore_result=True)
+@shared_task(name=SUPERVISE_LEARNERS_TASK, ignore_result=True)
 def supervise_learners() -> None:
     """Beat: repair campaigns' Redis state and restart any running campaign's learner whose lease lapsed."""
-    from portal.campaigns.models import Campaign
-    from portal.campaigns.services import campaign_redis_sync
-
     close_old_connections()
     try:
         for campaign in Campaign.objects.public():

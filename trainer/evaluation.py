@@ -1,0 +1,133 @@
+"""Greedy evaluation of checkpoints, the server's side: when to ask, the request, the results' figures.
+
+The round trip, and who does what:
+
+1. **Request** (here, called by the learner): every ``eval_every_samples`` samples the next published
+   version is a checkpoint, and ``EvaluationSchedule.request`` writes ``{c<id>}:eval_request``
+   (``CampaignKeys.eval_request``, fields ``REQUEST_FIELDS``: the model notice plus ``episodes``
+   wanted and ``assigned`` so far) and the ``wanted`` field of the version's result hash.
+2. **Hand-out** (the relay's chunk store script, in ``portal/relay/``): the ack of a chunk that ends
+   an episode carries the request's ``{version, url, sha256}`` as its ``evaluate`` field while
+   ``assigned < episodes``, counting it in ``assigned``.
+3. **Result** (the client plays the episode greedily and sends an ``eval`` message; the relay's
+   evaluation store script adds it, exactly once, to ``{c<id>}:eval:<version>``,
+   ``CampaignKeys.evals(version)``, fields ``RESULT_FIELDS``).
+4. **Roll-up** (``evaluation_summary`` here, called by ``portal.campaigns.tasks.evaluations_sync``):
+   a result hash becomes a checkpoint's figures; it counts for the campaign once it is complete.
+
+Shared with the client (``client_app``, docs/protocol.md "Evaluation episodes"): the ``evaluate``
+field of the ack and the ``eval`` message. Shared with the relay's store scripts (``portal/relay/``):
+the field names of both hashes below, which they read and write by name.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import redis
+
+from trainer.campaign import PublishedModel
+from trainer.keys import CampaignKeys
+
+REQUEST_TTL_S = 3600  # an evaluation nobody finished stops being handed out after this long
+TIMEOUT_S = 120.0  # a new evaluation waits for the last one to finish, at most this long
+
+#: ``{c<id>}:eval_request``: the checkpoint's notice (version, url, sha256, as the ack's ``evaluate``),
+#: the episodes wanted, and how many the relay has handed out.
+REQUEST_FIELDS = ("version", "url", "sha256", "episodes", "assigned")
+#: ``{c<id>}:eval:<version>``: ``wanted`` (written with the request); ``episodes``, ``return_sum``,
+#: ``steps`` (every result); boss fights add ``fights`` and ``wins`` (the latter with the first win)
+#: and, over the fights that reported HP left, ``hp_fights``, ``boss_hp_sum`` and ``player_hp_sum``.
+RESULT_FIELDS = (
+    "wanted", "episodes", "return_sum", "steps", "fights", "wins", "hp_fights", "boss_hp_sum", "player_hp_sum",
+)
+
+
+def evaluation_request(client: redis.Redis, keys: CampaignKeys, *, model: PublishedModel, episodes: int) -> None:
+    """Ask clients for ``episodes`` greedy episodes of ``model``, replacing any earlier request."""
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(keys.eval_request)
+    pipe.hset(keys.eval_request, mapping={**model, "episodes": episodes, "assigned": 0})
+    pipe.expire(keys.eval_request, REQUEST_TTL_S)
+    pipe.hset(keys.evals(model["version"]), "wanted", episodes)
+    pipe.execute()
+
+
+class EvaluationSchedule:
+    """When the learner's next evaluated checkpoint is due, and the evaluation in progress."""
+
+    def __init__(self, client: redis.Redis, keys: CampaignKeys, *, every_samples: int, episodes: int):
+        self.client = client
+        self.keys = keys
+        self.every_samples = every_samples  # 0: no evaluations
+        self.episodes = episodes
+        self.next_at = every_samples  # samples_total of the next evaluation
+        self.pending: tuple[int, float] | None = None  # (version, monotonic time asked) in progress
+
+    def schedule_after(self, samples_total: int) -> None:
+        """The next evaluation comes at the next multiple of ``every_samples`` past the sample count."""
+        if self.every_samples:
+            self.next_at = (samples_total // self.every_samples + 1) * self.every_samples
+
+    def due(self, samples_total: int) -> bool:
+        """Time for the next evaluated checkpoint: enough new samples, and the last evaluation is
+        finished (or timed out: its clients left), so that each one completes rather than being
+        superseded half-way by the next."""
+        if not self.every_samples or samples_total < self.next_at:
+            return False
+        if self.pending is None:
+            return True
+        version, asked_at = self.pending
+        done = int(self.client.hget(self.keys.evals(version), "episodes") or 0)
+        if done >= self.episodes or time.monotonic() - asked_at > TIMEOUT_S:
+            self.pending = None
+            return True
+        return False
+
+    def request(self, model: PublishedModel, *, samples_total: int) -> None:
+        """Ask for this checkpoint's episodes (the relay hands them out one at a time, with the ack of
+        an episode's last chunk: docs/protocol.md, "Evaluation episodes"), and schedule the next."""
+        evaluation_request(self.client, self.keys, model=model, episodes=self.episodes)
+        self.schedule_after(samples_total)
+        self.pending = (int(model["version"]), time.monotonic())
+
+
+@dataclass(frozen=True)
+class EvaluationSummary:
+    """The figures of one version's evaluation results so far."""
+
+    episodes: int
+    wanted: int  # episodes the learner asked for
+    mean_return: float
+    wins: int | None  # None when the episodes were no boss fights
+    boss_hp_left: float | None  # mean fractions over the fights that reported HP left
+    player_hp_left: float | None
+
+    @property
+    def complete(self) -> bool:
+        """All the episodes asked for are in: the result counts for the campaign."""
+        return self.episodes >= self.wanted
+
+    @property
+    def win_rate(self) -> float | None:
+        return self.wins / self.episodes if self.wins is not None else None
+
+
+def evaluation_summary(raw: Mapping[bytes, bytes]) -> EvaluationSummary | None:
+    """Summarise a version's result hash (``HGETALL`` of ``CampaignKeys.evals``); None before any result."""
+    data = {k.decode(): float(v) for k, v in raw.items()}
+    episodes = int(data.get("episodes", 0))
+    if not episodes:
+        return None
+    hp_fights = int(data.get("hp_fights", 0))  # none in results stored before HP was recorded
+    return EvaluationSummary(
+        episodes=episodes,
+        # Without "wanted" (results of a version nobody asked to evaluate), any result is complete.
+        wanted=int(data.get("wanted", 1)),
+        mean_return=data.get("return_sum", 0.0) / episodes,
+        wins=int(data.get("wins", 0)) if "fights" in data else None,  # "wins" appears with the first win
+        boss_hp_left=data.get("boss_hp_sum", 0.0) / hp_fights if hp_fights else None,
+        player_hp_left=data.get("player_hp_sum", 0.0) / hp_fights if hp_fights else None,
+    )
