@@ -1,4 +1,4 @@
-"""Home, campaign pages, drafts and the error pages, as a visitor sees them."""
+"""The site's home, header, error pages and static files, as a visitor sees them."""
 
 from __future__ import annotations
 
@@ -35,6 +35,12 @@ def test_home_shows_running_campaigns_totals_and_call_to_action(
     assert reverse("account_signup") in html and reverse("downloads:page") in html
 
 
+def test_home_cards_carry_live_fields(client, cartpole_campaign):
+    html = client.get("/").content.decode()
+    assert 'data-campaign-card="cartpole-test"' in html and 'data-field="samples_total"' in html
+    assert "/static/js/home-live.js" in html
+
+
 def test_header_nav_changes_with_the_user(client, alice, staff):
     html = client.get("/").content.decode()
     assert "Log in" in html and "Sign up" in html and "/admin/" not in html
@@ -43,53 +49,6 @@ def test_header_nav_changes_with_the_user(client, alice, staff):
     assert "Profile" in html and "Log out" in html and "/admin/" not in html
     client.force_login(staff)
     assert "/admin/" in client.get("/").content.decode()
-
-
-def test_campaign_list_hides_drafts_from_visitors_and_shows_them_to_staff(
-    client, staff, cartpole_campaign, draft_campaign
-):
-    html = client.get("/campaigns/").content.decode()
-    assert "CartPole test" in html and "Secret draft" not in html
-    client.force_login(staff)
-    html = client.get("/campaigns/").content.decode()
-    assert "Secret draft" in html
-
-
-def test_campaign_detail_shows_setup_and_figures(client, cartpole_campaign, publish):
-    Campaign.objects.filter(pk=cartpole_campaign.pk).update(
-        samples_total=5000, episodes_total=42, clients_active=2, mean_return_recent=87.25
-    )
-    publish(cartpole_campaign, 1, is_checkpoint=True, samples_total=4000)
-    publish(cartpole_campaign, 2)
-    response = client.get(cartpole_campaign.get_absolute_url())
-    assert response.status_code == 200
-    html = response.content.decode()
-    for expected in ("CartPole test", "CartPole-v1", "DQN", "Running", "v2", "5,000", "42", "87.25"):
-        assert expected in html, expected
-    checkpoints = list(response.context["checkpoints"])
-    assert [m.version for m in checkpoints] == [1]
-    assert "/campaigns/cartpole-test/models/1.safetensors" in html
-
-
-def test_campaign_detail_asks_visitors_to_log_in_and_offers_members_the_join_form(
-    client, alice, cartpole_campaign
-):
-    html = client.get(cartpole_campaign.get_absolute_url()).content.decode()
-    assert "Log in to join" in html and 'name="machine_name"' not in html
-    client.force_login(alice)
-    html = client.get(cartpole_campaign.get_absolute_url()).content.decode()
-    assert (
-        'name="machine_name"' in html and reverse("campaigns:join", kwargs={"slug": "cartpole-test"}) in html
-    )
-
-
-def test_draft_is_404_for_visitors_and_members_but_visible_to_staff(client, alice, staff, draft_campaign):
-    url = draft_campaign.get_absolute_url()
-    assert client.get(url).status_code == 404
-    client.force_login(alice)
-    assert client.get(url).status_code == 404
-    client.force_login(staff)
-    assert client.get(url).status_code == 200
 
 
 def test_404_page_uses_the_site_layout(client, db):
@@ -110,3 +69,9 @@ def test_stylesheet_is_served(client, db):
     response = client.get("/static/css/site.css")
     assert response.status_code == 200
     assert b".site-header" in b"".join(response.streaming_content)
+
+
+def test_the_charting_library_is_served_by_the_portal(client):
+    response = client.get("/static/vendor/uplot/uPlot.iife.min.js")
+    assert response.status_code == 200
+    assert b"uPlot" in b"".join(response.streaming_content)

@@ -1,13 +1,40 @@
-"""The pages people come back to: campaign live view without JavaScript, agent history, download."""
+"""Campaign pages as a visitor sees them: the list, drafts, the live view (figures rendered server
+side, charts wired), boss fights' win rates and HP left, and the agent history."""
 
 from __future__ import annotations
 
 import pytest
+from django.urls import reverse
 
 from portal.campaigns.models import Campaign, ModelVersion
-from portal.machines.services import token_create
 
 pytestmark = pytest.mark.django_db
+
+
+def test_campaign_list_hides_drafts_from_visitors_and_shows_them_to_staff(
+    client, staff, cartpole_campaign, draft_campaign
+):
+    html = client.get("/campaigns/").content.decode()
+    assert "CartPole test" in html and "Secret draft" not in html
+    client.force_login(staff)
+    html = client.get("/campaigns/").content.decode()
+    assert "Secret draft" in html
+
+
+def test_campaign_detail_shows_setup_and_figures(client, cartpole_campaign, publish):
+    Campaign.objects.filter(pk=cartpole_campaign.pk).update(
+        samples_total=5000, episodes_total=42, clients_active=2, mean_return_recent=87.25
+    )
+    publish(cartpole_campaign, 1, is_checkpoint=True, samples_total=4000)
+    publish(cartpole_campaign, 2)
+    response = client.get(cartpole_campaign.get_absolute_url())
+    assert response.status_code == 200
+    html = response.content.decode()
+    for expected in ("CartPole test", "CartPole-v1", "DQN", "Running", "v2", "5,000", "42", "87.25"):
+        assert expected in html, expected
+    checkpoints = list(response.context["checkpoints"])
+    assert [m.version for m in checkpoints] == [1]
+    assert "/campaigns/cartpole-test/models/1.safetensors" in html
 
 
 def test_campaign_page_renders_figures_server_side_and_wires_the_live_charts(client, cartpole_campaign):
@@ -22,59 +49,25 @@ def test_campaign_page_renders_figures_server_side_and_wires_the_live_charts(cli
     assert "<noscript>" in html
 
 
-def test_the_charting_library_is_served_by_the_portal(client):
-    response = client.get("/static/vendor/uplot/uPlot.iife.min.js")
-    assert response.status_code == 200
-    assert b"uPlot" in b"".join(response.streaming_content)
-
-
-def test_agent_history_lists_every_checkpoint_with_its_evaluation(client, cartpole_campaign, publish):
-    publish(cartpole_campaign, 2, is_checkpoint=True, samples_total=100)
-    publish(cartpole_campaign, 3)  # not a checkpoint: not in the history
-    publish(cartpole_campaign, 4, is_checkpoint=True, samples_total=200)
-    ModelVersion.objects.filter(version=4).update(eval_return=150.5, eval_episodes=10, eval_wins=None)
-    response = client.get("/campaigns/cartpole-test/history/")
-    html = response.content.decode()
-    assert [m.version for m in response.context["checkpoints"]] == [4, 2]
-    v4 = ModelVersion.objects.get(version=4)
-    assert v4.sha256 in html and "/campaigns/cartpole-test/models/4.safetensors" in html
-    assert "150.50" in html and "models/3.safetensors" not in html
-    assert [p["version"] for p in response.context["chart"]] == [2, 4]
-    assert 'id="history-data"' in html
-
-
-def test_history_shows_win_rates_in_boss_fights(client, cartpole_campaign, publish):
-    Campaign.objects.filter(pk=cartpole_campaign.pk).update(env_id="SoulsGymIudex-v0")
-    publish(cartpole_campaign, 2, is_checkpoint=True)
-    ModelVersion.objects.filter(version=2).update(eval_return=0.3, eval_episodes=8, eval_wins=2)
-    html = client.get("/campaigns/cartpole-test/history/").content.decode()
-    assert "25%" in html and "(2/8)" in html
-
-
-def test_download_page_explains_windows_set_up_doctor_and_hints_the_players_token(
-    alice_client, alice, cartpole_campaign
+def test_campaign_detail_asks_visitors_to_log_in_and_offers_members_the_join_form(
+    client, alice, cartpole_campaign
 ):
-    token, _ = token_create(user=alice, campaign=cartpole_campaign, name="gaming-pc")
-    response = alice_client.get("/download/")
-    assert response.status_code == 200
-    html = response.content.decode()
-    for expected in (
-        "Windowed",
-        "Key bindings",
-        "offline",
-        "Game version",
-        "doctor --server http://testserver",
-        f"sai_{token.prefix}_",
-        "gaming-pc",
-        response.context["wheel"].sha256,
-    ):
-        assert expected in html, expected
+    html = client.get(cartpole_campaign.get_absolute_url()).content.decode()
+    assert "Log in to join" in html and 'name="machine_name"' not in html
+    client.force_login(alice)
+    html = client.get(cartpole_campaign.get_absolute_url()).content.decode()
+    assert (
+        'name="machine_name"' in html and reverse("campaigns:join", kwargs={"slug": "cartpole-test"}) in html
+    )
 
 
-def test_home_cards_carry_live_fields(client, cartpole_campaign):
-    html = client.get("/").content.decode()
-    assert 'data-campaign-card="cartpole-test"' in html and 'data-field="samples_total"' in html
-    assert "/static/js/home-live.js" in html
+def test_draft_is_404_for_visitors_and_members_but_visible_to_staff(client, alice, staff, draft_campaign):
+    url = draft_campaign.get_absolute_url()
+    assert client.get(url).status_code == 404
+    client.force_login(alice)
+    assert client.get(url).status_code == 404
+    client.force_login(staff)
+    assert client.get(url).status_code == 200
 
 
 def test_a_boss_fight_campaign_shows_win_rates_next_to_returns(client):
@@ -122,6 +115,29 @@ def test_a_boss_fight_campaign_shows_hp_left_next_to_its_win_rates(client):
     data = client.get("/api/campaigns/pole/").json()
     hp = ("boss_hp_left_recent", "player_hp_left_recent", "eval_boss_hp_left", "eval_player_hp_left")
     assert [data[name] for name in hp] == [None] * 4
+
+
+def test_agent_history_lists_every_checkpoint_with_its_evaluation(client, cartpole_campaign, publish):
+    publish(cartpole_campaign, 2, is_checkpoint=True, samples_total=100)
+    publish(cartpole_campaign, 3)  # not a checkpoint: not in the history
+    publish(cartpole_campaign, 4, is_checkpoint=True, samples_total=200)
+    ModelVersion.objects.filter(version=4).update(eval_return=150.5, eval_episodes=10, eval_wins=None)
+    response = client.get("/campaigns/cartpole-test/history/")
+    html = response.content.decode()
+    assert [m.version for m in response.context["checkpoints"]] == [4, 2]
+    v4 = ModelVersion.objects.get(version=4)
+    assert v4.sha256 in html and "/campaigns/cartpole-test/models/4.safetensors" in html
+    assert "150.50" in html and "models/3.safetensors" not in html
+    assert [p["version"] for p in response.context["chart"]] == [2, 4]
+    assert 'id="history-data"' in html
+
+
+def test_history_shows_win_rates_in_boss_fights(client, cartpole_campaign, publish):
+    Campaign.objects.filter(pk=cartpole_campaign.pk).update(env_id="SoulsGymIudex-v0")
+    publish(cartpole_campaign, 2, is_checkpoint=True)
+    ModelVersion.objects.filter(version=2).update(eval_return=0.3, eval_episodes=8, eval_wins=2)
+    html = client.get("/campaigns/cartpole-test/history/").content.decode()
+    assert "25%" in html and "(2/8)" in html
 
 
 def test_history_shows_hp_left_of_evaluated_checkpoints_in_boss_fights(client, cartpole_campaign, publish):

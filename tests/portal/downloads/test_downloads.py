@@ -1,4 +1,4 @@
-"""The client wheel: only client_app inside, no server dependencies, served as built."""
+"""The client wheel: only client_app inside, no server dependencies, served as built; the download page."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from django.core.management import call_command
 
 import client_app
 from portal.downloads import services
+from portal.machines.services import token_create
 
 SERVER_PACKAGES = ("django", "celery", "torch", "channels", "redis", "uvicorn", "whitenoise", "allauth")
 
@@ -119,3 +120,24 @@ def test_download_page_without_a_wheel_is_a_readable_503(client, monkeypatch):
     response = client.get("/download/")
     assert response.status_code == 503
     assert "could not be built" in response.content.decode()
+
+
+@pytest.mark.django_db
+def test_download_page_explains_windows_set_up_doctor_and_hints_the_players_token(
+    alice_client, alice, cartpole_campaign
+):
+    token, _ = token_create(user=alice, campaign=cartpole_campaign, name="gaming-pc")
+    response = alice_client.get("/download/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    for expected in (
+        "Windowed",
+        "Key bindings",
+        "offline",
+        "Game version",
+        "doctor --server http://testserver",
+        f"sai_{token.prefix}_",
+        "gaming-pc",
+        response.context["wheel"].sha256,
+    ):
+        assert expected in html, expected
