@@ -64,10 +64,11 @@ def main() -> None:
     as_json = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in message.items()}
     json_frame = json.dumps(as_json).encode()
 
+    schema = P.ChunkSchema.from_spaces(observation_space=obs_space, action_space=act_space)
     results = {
         "pack_us": median_us(lambda: P.pack(chunk.to_message()), args.number, args.repeats),
         "unpack_validate_us": median_us(
-            lambda: P.decode_chunk(P.unpack(frame), observation_space=obs_space, action_space=act_space),
+            lambda: P.decode_chunk(P.unpack(frame), schema=schema),
             args.number,
             args.repeats,
         ),

@@ -28,10 +28,13 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from client_app import __version__
 from client_app import protocol as P
-from client_app.fetcher import ModelNotice
+from client_app.protocol import Ack, Error, ModelNotice, Reject, Status, Welcome
 from client_app.spool import Spool
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Connection", "ConnectionState", "FatalError", "HealthProbe", "Welcome", "http_url", "probe_health",
+           "websocket_url"]
 
 HELD_RETRY_S = 10.0
 
@@ -93,32 +96,6 @@ def probe_health(server_url: str, *, timeout: float = 10.0, max_bytes: int = 409
         return HealthProbe(url, exc.code, exc.read(max_bytes), None)
     except (urllib.error.URLError, OSError) as exc:
         return HealthProbe(url, None, b"", str(getattr(exc, "reason", exc)))
-
-
-@dataclass(frozen=True)
-class Welcome:
-    """The server's answer to hello: which campaign this token plays and how."""
-
-    campaign: dict[str, Any]
-    observation_space: dict[str, Any]
-    action_space: dict[str, Any]
-    chunk_steps: int
-    model: dict[str, Any] | None
-    machine: dict[str, Any]
-
-    @classmethod
-    def from_message(cls, message: dict[str, Any]) -> Welcome:
-        try:
-            return cls(
-                campaign=dict(message["campaign"]),
-                observation_space=dict(message["spaces"]["observation"]),
-                action_space=dict(message["spaces"]["action"]),
-                chunk_steps=int(message["chunk_steps"]),
-                model=message.get("model"),
-                machine=dict(message.get("machine") or {}),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise P.ProtocolError(P.R_SCHEMA, f"the server's welcome lacks {exc}") from None
 
 
 @dataclass(frozen=True)
@@ -345,18 +322,18 @@ class Connection:
             max_size=P.MAX_FRAME_BYTES,
         ) as ws:
             try:
-                await ws.send(P.pack(P.hello(client_version=__version__, machine=self.machine, env_id=None)))
+                await ws.send(P.pack(P.Hello(client_version=__version__, machine=self.machine).to_wire()))
             except ConnectionClosed:
                 # The server may refuse the token before our hello: its error frame is still
                 # buffered, and its message is what the volunteer needs to read.
                 pass
             first = P.unpack(await asyncio.wait_for(ws.recv(), self.open_timeout))
             if first["type"] == P.ERROR:
-                self._on_error(first)
+                self._on_error(Error.from_wire(first))
                 return False
             if first["type"] != P.WELCOME:
                 raise P.ProtocolError(P.R_SCHEMA, f"expected a welcome, got {first['type']!r}")
-            self._on_welcome(Welcome.from_message(first))
+            self._on_welcome(Welcome.from_wire(first))
             tasks = [
                 asyncio.create_task(self._receive_loop(ws)),
                 asyncio.create_task(self._send_loop(ws)),
@@ -395,7 +372,8 @@ class Connection:
             raise P.ProtocolError(
                 P.R_SCHEMA, "the server moved this token to another campaign: restart the client"
             )
-        model_version = int(welcome.model["version"]) if welcome.model else 0
+        model = welcome.model_notice
+        model_version = model.version if model else 0
         self._set(
             state="connected",
             campaign_status=str(welcome.campaign.get("status") or "running"),
@@ -403,65 +381,61 @@ class Connection:
             last_error=None,
         )
         log.info("connected to %s: campaign %r", self.url, welcome.campaign.get("name"))
-        if welcome.model and self.on_model:
-            self.on_model(ModelNotice.from_message(welcome.model))
+        if model and self.on_model:
+            self.on_model(model)
         self._welcomed.set()
 
     async def _receive_loop(self, ws: ClientConnection) -> None:
-        handlers = {
-            P.ACK: self._on_ack,
-            P.REJECT: self._on_reject,
-            P.MODEL: self._on_model,
-            P.STATUS: self._on_status,
-            P.ERROR: self._on_error,
+        handlers: dict[str, tuple[Callable[[dict[str, Any]], Any], Callable[[Any], None]]] = {
+            P.ACK: (Ack.from_wire, self._on_ack),
+            P.REJECT: (Reject.from_wire, self._on_reject),
+            P.MODEL: (ModelNotice.from_wire, self._on_model),
+            P.STATUS: (Status.from_wire, self._on_status),
+            P.ERROR: (Error.from_wire, self._on_error),
         }
         async for frame in ws:
             try:
                 message = P.unpack(frame)
-                handler = handlers.get(message["type"])
+                reader, handler = handlers.get(message["type"], (None, None))
                 if handler is None:
                     log.debug("ignoring a %r message", message["type"])
                     continue
-                handler(message)
+                handler(reader(message))
             except (P.ProtocolError, KeyError, TypeError, ValueError) as exc:
                 log.warning("ignoring a message the client does not understand: %s", exc)
 
-    def _take_in_flight(self, chunk_id: Any) -> str | None:
+    def _take_in_flight(self, chunk_id: str | None) -> str | None:
         # The relay answers chunks in order, so an answer without a usable id is the oldest one's.
-        if isinstance(chunk_id, str) and chunk_id in self._in_flight:
+        if chunk_id is not None and chunk_id in self._in_flight:
             del self._in_flight[chunk_id]
             return chunk_id
         if chunk_id is None and self._in_flight:
             return self._in_flight.popitem(last=False)[0]
-        return chunk_id if isinstance(chunk_id, str) else None
+        return chunk_id
 
-    def _on_ack(self, message: dict[str, Any]) -> None:
-        chunk_id = self._take_in_flight(message.get("id"))
-        wait_ms = int(message.get("wait_ms") or 0)
+    def _on_ack(self, ack: Ack) -> None:
+        chunk_id = self._take_in_flight(ack.id)
         # Count before the spool forgets the chunk, so that anyone who sees the spool empty also
         # sees the ack counted (the GUI and the tests read both).
         with self._lock:
             self._counts["acked"] += 1
-            self._counts["duplicates"] += 1 if message.get("duplicate") else 0
-            self._server_model_version = max(
-                self._server_model_version, int(message.get("model_version") or 0)
-            )
-            if wait_ms > 0:
-                self._hold_until = max(self._hold_until, time.monotonic() + wait_ms / 1000)
-        evaluate = message.get("evaluate")
-        if isinstance(evaluate, dict) and self.on_evaluate is not None:
+            self._counts["duplicates"] += 1 if ack.duplicate else 0
+            self._server_model_version = max(self._server_model_version, ack.model_version)
+            if ack.wait_ms > 0:
+                self._hold_until = max(self._hold_until, time.monotonic() + ack.wait_ms / 1000)
+        if ack.evaluate is not None and self.on_evaluate is not None:
             try:
-                self.on_evaluate(ModelNotice.from_message(evaluate))
+                self.on_evaluate(ack.evaluate)
             except (KeyError, TypeError, ValueError):
-                log.warning("ignoring a malformed evaluation request: %r", evaluate)
+                log.warning("ignoring a malformed evaluation request: %r", ack.evaluate)
         if chunk_id and self._spool is not None:
             self._spool.ack(chunk_id)
         self._wake.set()
 
-    def _on_reject(self, message: dict[str, Any]) -> None:
-        chunk_id = self._take_in_flight(message.get("id"))
-        code, text = message.get("code"), message.get("message")
-        wait_s = max(0, int(message.get("wait_ms") or 0)) / 1000
+    def _on_reject(self, reject: Reject) -> None:
+        chunk_id = self._take_in_flight(reject.id)
+        code, text = reject.code, reject.message
+        wait_s = reject.wait_ms / 1000
         if wait_s > 0:
             with self._lock:
                 self._hold_until = max(self._hold_until, time.monotonic() + wait_s)
@@ -477,29 +451,26 @@ class Connection:
             log.warning("the server refused chunk %s (%s): %s", chunk_id, code, text)
         self._wake.set()
 
-    def _on_model(self, message: dict[str, Any]) -> None:
-        notice = ModelNotice.from_message(message)
+    def _on_model(self, notice: ModelNotice) -> None:
         with self._lock:
             self._server_model_version = max(self._server_model_version, notice.version)
         if self.on_model:
             self.on_model(notice)
 
-    def _on_status(self, message: dict[str, Any]) -> None:
-        status = str(message.get("status"))
+    def _on_status(self, notice: Status) -> None:
+        status = notice.status
         self._set(campaign_status=status)
-        log.warning("%s", message.get("message") or f"the campaign is {status}")
+        log.warning("%s", notice.message or f"the campaign is {status}")
         if status == "running":
             self._held.clear()
         self._wake.set()
 
-    def _on_error(self, message: dict[str, Any]) -> None:
-        if message.get("code") == P.R_SERVER:
+    def _on_error(self, error: Error) -> None:
+        if error.code == P.R_SERVER:
             # The server failed, not this client: its close (1011) follows, and we reconnect and resend.
-            self._set(last_error=str(message.get("message") or "the server hit an unexpected error"))
+            self._set(last_error=error.message or "the server hit an unexpected error")
             return
-        fatal = FatalError(
-            str(message.get("code")), str(message.get("message") or "the server refused this client")
-        )
+        fatal = FatalError(error.code, error.message or "the server refused this client")
         self._set(fatal=fatal, last_error=fatal.message)
         self._welcomed.set()
 

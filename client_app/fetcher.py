@@ -1,8 +1,8 @@
 """Download published models over HTTP in a background thread, so neither the env loop nor the
 websocket ever waits for weights.
 
-Model notices (from the welcome, from ``model`` messages) only say which version exists, where and
-with which sha256. The fetcher keeps just the newest notice it has not loaded yet: when several
+Model notices (``client_app.protocol.ModelNotice``: from the welcome, from ``model`` messages, from
+an ack's ``evaluate``) only say which version exists, where and with which sha256. The fetcher keeps just the newest notice it has not loaded yet: when several
 arrive during one download, the versions in between are skipped. A loaded policy waits in
 ``take()`` until the env loop swaps it in between two steps.
 """
@@ -16,29 +16,16 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from client_app import __version__
 from client_app.policy import Policy
+from client_app.protocol import ModelNotice
 
 log = logging.getLogger(__name__)
 
 MAX_MODEL_BYTES = 256 * 1024 * 1024
 
-
-@dataclass(frozen=True)
-class ModelNotice:
-    """A published model version: ``url`` is a path on the server (or an absolute URL)."""
-
-    version: int
-    url: str
-    sha256: str
-
-    @classmethod
-    def from_message(cls, message: dict) -> ModelNotice:
-        return cls(
-            version=int(message["version"]), url=str(message["url"]), sha256=str(message["sha256"]).lower()
-        )
+__all__ = ["MAX_MODEL_BYTES", "ModelFetcher", "ModelNotice", "ModelRejected", "download"]
 
 
 class ModelRejected(Exception):

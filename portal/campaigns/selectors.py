@@ -42,6 +42,11 @@ def campaign_get_public(*, slug: str, include_drafts: bool = False) -> Campaign 
     return queryset.filter(slug=slug).first()
 
 
+def campaign_status_get(*, campaign_id: int) -> str:
+    """A campaign's status as the database has it now (the relay checks it at every hello)."""
+    return Campaign.objects.values_list("status", flat=True).get(pk=campaign_id)
+
+
 def checkpoint_list(*, campaign: Campaign, limit: int | None = None) -> QuerySet[ModelVersion]:
     """The campaign's checkpoints (model versions kept for good), newest first."""
     queryset = campaign.model_versions.filter(is_checkpoint=True).order_by("-version")

@@ -61,6 +61,11 @@ def token_authenticate(*, raw: str) -> MachineToken | None:
     return token
 
 
+def token_record_client(*, token_id: int, client_version: str) -> None:
+    """Note that the token's machine connected now, with this client version (for its owner's page)."""
+    MachineToken.objects.filter(pk=token_id).update(client_version=client_version[:32], last_seen=timezone.now())
+
+
 @transaction.atomic
 def token_revoke(*, token: MachineToken) -> MachineToken:
     """Revoke a token: refused at its next connection, and dropped at once where it is connected.

@@ -1,30 +1,37 @@
 """The websocket clients connect to: token at connect, hello, then chunks (docs/protocol.md).
 
-A thin interface: decoding and validation live in client_app.protocol (the shared contract), storage,
-rate limits and rejection counting in portal.relay.services. Notices (model published, status
-changed, token revoked) arrive through this process's one Redis subscription (portal.relay.fanout),
-not the Channels layer; experience never rides either.
+A thin interface: messages are the typed values of client_app.protocol (the shared contract, which
+also validates chunks), storage, rate limits and rejection counting live in portal.relay.services
+(over the scripts of portal.relay.store), evaluation results in portal.relay.evaluation, and the ORM
+work in the apps' services and selectors. Notices (model published, status changed, token revoked)
+arrive through this process's one Redis subscription (portal.relay.fanout), not the Channels layer;
+experience never rides either.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.urls import NoReverseMatch, reverse
 
 from client_app import protocol as P
-from client_app.spaces import normalize_spec
 from portal.campaigns.models import Campaign
+from portal.campaigns.selectors import campaign_status_get
 from portal.core.redis import get_async_redis
 from portal.machines.models import MachineToken
-from portal.relay import fanout, services
+from portal.machines.services import token_authenticate, token_record_client
+from portal.relay import evaluation, fanout, selectors, services
+from portal.relay.store import StoreOutcome
 
 log = logging.getLogger(__name__)
+
+TAKES_EXPERIENCE = (Campaign.Status.RUNNING, Campaign.Status.PAUSED)
 
 
 def _bearer_token(scope: dict[str, Any]) -> str:
@@ -36,36 +43,10 @@ def _bearer_token(scope: dict[str, Any]) -> str:
     return ""
 
 
-@database_sync_to_async
-def _authenticate(raw: str) -> MachineToken | None:
-    from portal.machines.services import token_authenticate
-
-    return token_authenticate(raw=raw)
-
-
-@database_sync_to_async
-def _record_client(token_id: int, client_version: str) -> None:
-    from django.utils import timezone
-
-    MachineToken.objects.filter(pk=token_id).update(client_version=client_version[:32], last_seen=timezone.now())
-
-
-@database_sync_to_async
-def _campaign_status(campaign_id: int) -> str:
-    return Campaign.objects.values_list("status", flat=True).get(pk=campaign_id)
-
-
-def _download_page() -> str:
-    try:
-        return reverse("downloads:page")
-    except NoReverseMatch:
-        return "/download/"
-
-
 @functools.lru_cache(maxsize=16)
-def _model_frame(version: int, url: str, sha256: str) -> bytes:
+def _model_frame(notice: P.ModelNotice) -> bytes:
     """A model notice is the same bytes for every client: pack it once per process, not 1,000 times."""
-    return P.pack({"type": P.MODEL, "version": version, "url": url, "sha256": sha256})
+    return P.pack(notice.to_wire())
 
 
 STATUS_MESSAGES = {
@@ -73,6 +54,64 @@ STATUS_MESSAGES = {
     "paused": "The campaign is paused by its admins; your client waits and keeps its data.",
     "stopped": "The campaign has been stopped. Thank you for contributing!",
 }
+
+
+class Wait(enum.Enum):
+    """How long a refusal asks the client to hold off (``wait_ms``)."""
+
+    COUNTED = "counted"  # refused for good: counted against the machine, which may flag it
+    FLAG = "flag"  # kept by the client: only a flagged machine's extra hold
+    NEXT_SECOND = "next_second"  # kept: until the next one-second rate window (plus the flag hold)
+    QUEUE_FULL = "queue_full"  # kept: services.FULL_WAIT_MS (plus the flag hold)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """The reject that answers a store outcome: its reason code, message and wait rule.
+
+    The message is a template over ``version`` (the refused item's model version), ``current`` (the
+    campaign's, as " (current: N)" where the script reports it, else "") and ``lag`` (the
+    campaign's max_policy_lag).
+    """
+
+    code: str
+    text: str
+    wait: Wait
+
+
+# Every store outcome that is not an ack, for chunks and evaluation results alike (REVOKED is fatal
+# instead: the connection closes).
+REFUSALS: dict[StoreOutcome, Refusal] = {
+    StoreOutcome.NOT_RUNNING: Refusal(P.R_NOT_RUNNING, "the campaign is not running", Wait.FLAG),
+    StoreOutcome.RATE_LIMITED: Refusal(
+        P.R_RATE_LIMITED,
+        "too many chunks per second from this machine; keep the chunk and send it again later",
+        Wait.NEXT_SECOND,
+    ),
+    StoreOutcome.FULL: Refusal(
+        P.R_RATE_LIMITED,
+        "the campaign's learner is far behind and its queue is full; keep the chunk and send it again later",
+        Wait.QUEUE_FULL,
+    ),
+    StoreOutcome.UNKNOWN_MODEL: Refusal(P.R_MODEL_VERSION, "model version {version} does not exist{current}", Wait.COUNTED),
+    StoreOutcome.STALE_MODEL: Refusal(
+        P.R_MODEL_VERSION,
+        "model version {version} is too old: this campaign takes experience of the last {lag} versions "
+        "before the current {current_version}",
+        Wait.COUNTED,
+    ),
+}
+
+
+def _wait_ms(rule: Wait, extra_ms: int) -> int | None:
+    """``wait_ms`` of a refusal; None: the rejection is recorded first, and that decides."""
+    if rule is Wait.COUNTED:
+        return None
+    if rule is Wait.NEXT_SECOND:
+        return services.rate_wait_ms() + extra_ms
+    if rule is Wait.QUEUE_FULL:
+        return services.FULL_WAIT_MS + extra_ms
+    return extra_ms
 
 
 class ClientConsumer(AsyncWebsocketConsumer):
@@ -100,7 +139,7 @@ class ClientConsumer(AsyncWebsocketConsumer):
         self.model_sent = 0
         self.status_sent: str | None = None
         await self.accept()
-        token = await _authenticate(_bearer_token(self.scope))
+        token = await database_sync_to_async(token_authenticate)(raw=_bearer_token(self.scope))
         if token is None:
             await self.fatal(
                 P.R_AUTH,
@@ -120,7 +159,7 @@ class ClientConsumer(AsyncWebsocketConsumer):
         if self.closing:
             return
         self.closing = True
-        await self.send(bytes_data=P.pack({"type": P.ERROR, "code": code, "message": message}))
+        await self.send_message(P.Error(code=code, message=message))
         await self.close(code=close_code)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -142,7 +181,7 @@ class ClientConsumer(AsyncWebsocketConsumer):
                         P.R_SCHEMA, f"the first message must be '{P.HELLO}', got {kind!r}", P.CLOSE_PROTOCOL
                     )
                     return
-                await self.on_hello(message)
+                await self.on_hello(P.Hello.from_wire(message))
             elif kind == P.CHUNK:
                 await self.on_chunk(message, bytes_data)
             elif kind == P.EVAL:
@@ -155,20 +194,22 @@ class ClientConsumer(AsyncWebsocketConsumer):
             # and resends it, and the store script's de-duplication keeps that exactly-once.
             log.exception("relay: unexpected error on a %r message from machine %s", kind, self.token.prefix)
             await self.send_message(
-                {"type": P.ERROR, "code": P.R_SERVER, "message": "The server hit an unexpected error; "
-                 "your client reconnects and resends what was not acknowledged."}
+                P.Error(
+                    code=P.R_SERVER,
+                    message="The server hit an unexpected error; "
+                    "your client reconnects and resends what was not acknowledged.",
+                )
             )
             await self.close(code=P.CLOSE_SERVER_ERROR)
 
-    async def on_hello(self, message: dict[str, Any]) -> None:
+    async def on_hello(self, hello: P.Hello) -> None:
         campaign = self.campaign
-        protocol = message.get("protocol")
-        client_version = str(message.get("client_version") or "unknown")[:32]
-        if protocol != P.PROTOCOL_VERSION:
+        client_version = hello.client_version
+        if hello.protocol != P.PROTOCOL_VERSION:
             await self.fatal(
                 P.R_UPGRADE,
-                f"This client (version {client_version}) speaks protocol {protocol!r}; the server speaks "
-                f"protocol {P.PROTOCOL_VERSION}. Download the current client from {_download_page()} "
+                f"This client (version {client_version}) speaks protocol {hello.protocol!r}; the server speaks "
+                f"protocol {P.PROTOCOL_VERSION}. Download the current client from {selectors.download_page()} "
                 "on the portal and install it.",
                 P.CLOSE_UPGRADE,
             )
@@ -177,61 +218,36 @@ class ClientConsumer(AsyncWebsocketConsumer):
             await self.fatal(
                 P.R_UPGRADE,
                 f"Campaign '{campaign.name}' needs SoulsAI client {campaign.min_client_version} or newer; "
-                f"this one is {client_version}. Download the current client from {_download_page()} "
+                f"this one is {client_version}. Download the current client from {selectors.download_page()} "
                 "on the portal, install it, and start it again: your unsent data is kept.",
                 P.CLOSE_UPGRADE,
             )
             return
-        status = await _campaign_status(campaign.id)
-        if status not in (Campaign.Status.RUNNING, Campaign.Status.PAUSED):
+        status = await database_sync_to_async(campaign_status_get)(campaign_id=campaign.id)
+        if status not in TAKES_EXPERIENCE:
             await self.fatal(
                 P.R_CLOSED,
                 f"Campaign '{campaign.name}' is {status} and takes no experience. Pick a running campaign on the portal.",
                 P.CLOSE_CLOSED,
             )
             return
-        await _record_client(self.token.id, client_version)
+        await database_sync_to_async(token_record_client)(token_id=self.token.id, client_version=client_version)
         redis = get_async_redis()
         await services.machine_seen(client=redis, campaign_id=campaign.id, machine_id=self.token.id)
-        self.schema = P.ChunkSchema.from_spaces(
-            observation_space=normalize_spec(campaign.observation_space),
-            action_space=normalize_spec(campaign.action_space),
-            max_steps=campaign.chunk_steps,
-        )
+        self.schema = selectors.chunk_schema_for(campaign=campaign)
         # Join, then read model and status from Redis (where changes land before their notice is
         # published): a change made in between reaches this client either way.
         await fanout.get_fanout().join(campaign.id, self)
         self.joined = True
         model = await services.current_model(client=redis, campaign_id=campaign.id)
         status = await services.current_status(client=redis, campaign_id=campaign.id) or status
-        if status not in (Campaign.Status.RUNNING, Campaign.Status.PAUSED):
+        if status not in TAKES_EXPERIENCE:
             await self.fatal(P.R_CLOSED, f"Campaign '{campaign.name}' is {status} and takes no experience.", P.CLOSE_CLOSED)
             return
-        self.model_sent = model["version"] if model else 0
+        self.model_sent = model.version if model else 0
         self.status_sent = status
         self.greeted = True
-        await self.send_message(
-            {
-                "type": P.WELCOME,
-                "protocol": P.PROTOCOL_VERSION,
-                "campaign": {
-                    "slug": campaign.slug,
-                    "name": campaign.name,
-                    "env_id": campaign.env_id,
-                    "env_kwargs": campaign.env_kwargs,
-                    "algorithm": campaign.algorithm,
-                    "status": status,
-                    "url": campaign.get_absolute_url(),
-                },
-                "spaces": {
-                    "observation": normalize_spec(campaign.observation_space),
-                    "action": normalize_spec(campaign.action_space),
-                },
-                "chunk_steps": campaign.chunk_steps,
-                "model": model,
-                "machine": {"name": self.token.name, "prefix": self.token.prefix},
-            }
-        )
+        await self.send_message(selectors.welcome_build(campaign=campaign, token=self.token, status=status, model=model))
 
     async def on_chunk(self, message: dict[str, Any], frame: bytes) -> None:
         campaign = self.campaign
@@ -250,56 +266,31 @@ class ClientConsumer(AsyncWebsocketConsumer):
             chunk=chunk,
             max_policy_lag=campaign.max_policy_lag,
         )
-        extra_ms = services.flag_wait_ms(result.flagged)
-        if result.outcome == services.REVOKED:
+        if result.outcome is StoreOutcome.REVOKED:
             await self.revoked()
             return
-        if result.outcome == services.NOT_RUNNING:
-            await self.reject(chunk.id, P.R_NOT_RUNNING, "the campaign is not running", wait_ms=extra_ms)
-            return
-        if result.outcome == services.RATE_LIMITED:
-            await self.reject(
-                chunk.id, P.R_RATE_LIMITED,
-                "too many chunks per second from this machine; keep the chunk and send it again later",
-                wait_ms=services.rate_wait_ms() + extra_ms,
+        extra_ms = services.flag_wait_ms(result.flagged)
+        if not result.acked:
+            await self.refuse(
+                chunk.id, result.outcome, extra_ms=extra_ms, version=chunk.model_version,
+                current=f" (current: {result.model_version})", current_version=result.model_version,
             )
             return
-        if result.outcome == services.FULL:
-            await self.reject(
-                chunk.id, P.R_RATE_LIMITED,
-                "the campaign's learner is far behind and its queue is full; keep the chunk and send it again later",
-                wait_ms=services.FULL_WAIT_MS + extra_ms,
+        await self.send_message(
+            P.Ack(
+                id=chunk.id,
+                duplicate=result.outcome is StoreOutcome.DUPLICATE,
+                model_version=result.model_version,
+                wait_ms=services.backoff_ms(result.backlog, result.high_water) + extra_ms,
+                # The learner asks for greedy episodes of a checkpoint: this client plays one next.
+                evaluate=result.eval_notice,
             )
-            return
-        if result.outcome == services.UNKNOWN_MODEL:
-            await self.reject(
-                chunk.id, P.R_MODEL_VERSION,
-                f"model version {chunk.model_version} does not exist (current: {result.model_version})",
-            )
-            return
-        if result.outcome == services.STALE_MODEL:
-            await self.reject(
-                chunk.id, P.R_MODEL_VERSION,
-                f"model version {chunk.model_version} is too old: this campaign takes experience of the "
-                f"last {campaign.max_policy_lag} versions before the current {result.model_version}",
-            )
-            return
-        ack = {
-            "type": P.ACK,
-            "id": chunk.id,
-            "duplicate": result.outcome == services.DUPLICATE,
-            "model_version": result.model_version,
-            "wait_ms": services.backoff_ms(result.backlog, result.high_water) + extra_ms,
-        }
-        if result.eval_notice is not None:
-            # The learner asks for greedy episodes of a checkpoint: this client plays one next.
-            ack["evaluate"] = result.eval_notice
-        await self.send_message(ack)
+        )
         # Piggyback: a client that missed a notice learns of the new model from its next ack. The
         # process's fan-out usually holds that notice already, which saves a round trip per client.
         if result.model_version > self.model_sent:
             model = fanout.get_fanout().latest_model(campaign.id)
-            if model is None or model["version"] < result.model_version:
+            if model is None or model.version < result.model_version:
                 model = await services.current_model(client=redis, campaign_id=campaign.id)
             if model:
                 await self.send_model(model)
@@ -312,13 +303,18 @@ class ClientConsumer(AsyncWebsocketConsumer):
         except P.ProtocolError as exc:
             await self.reject(result_id, exc.code, exc.message)
             return
-        outcome = await services.eval_store(client=get_async_redis(), campaign_id=self.campaign.id, result=result)
-        if outcome == -2:
-            await self.reject(result.id, P.R_MODEL_VERSION, f"model version {result.model_version} does not exist")
+        outcome = await evaluation.eval_store(client=get_async_redis(), campaign_id=self.campaign.id, result=result)
+        if not outcome.acked:
+            # The evaluation script does not report the campaign's current version.
+            await self.refuse(result.id, outcome, extra_ms=0, version=result.model_version, current="")
             return
-        await self.send_message(
-            {"type": P.ACK, "id": result.id, "duplicate": outcome == 0, "model_version": 0, "wait_ms": 0}
-        )
+        await self.send_message(P.Ack(id=result.id, duplicate=outcome is StoreOutcome.DUPLICATE))
+
+    async def refuse(self, item_id: str, outcome: StoreOutcome, *, extra_ms: int, **template: Any) -> None:
+        """Answer a store outcome that is not an ack with its row of REFUSALS."""
+        refusal = REFUSALS[outcome]
+        text = refusal.text.format(lag=self.campaign.max_policy_lag, **template)
+        await self.reject(item_id, refusal.code, text, wait_ms=_wait_ms(refusal.wait, extra_ms))
 
     async def reject(self, chunk_id: str | None, code: str, text: str, *, wait_ms: int | None = None) -> None:
         """Refuse one chunk; the connection stays usable. Counts it against the machine unless the
@@ -328,9 +324,7 @@ class ClientConsumer(AsyncWebsocketConsumer):
                 client=get_async_redis(), campaign_id=self.campaign.id, machine_id=self.token.id, code=code
             )
             wait_ms = services.flag_wait_ms(record.flagged)
-        await self.send_message(
-            {"type": P.REJECT, "id": chunk_id, "code": code, "message": text, "wait_ms": wait_ms}
-        )
+        await self.send_message(P.Reject(id=chunk_id, code=code, message=text, wait_ms=wait_ms))
 
     async def revoked(self) -> None:
         await self.fatal(
@@ -339,22 +333,22 @@ class ClientConsumer(AsyncWebsocketConsumer):
             P.CLOSE_AUTH,
         )
 
-    async def send_model(self, model: dict[str, Any]) -> None:
-        if model["version"] > self.model_sent:
-            self.model_sent = model["version"]
-            await self.send(bytes_data=_model_frame(model["version"], model["url"], model["sha256"]))
+    async def send_model(self, model: P.ModelNotice) -> None:
+        if model.version > self.model_sent:
+            self.model_sent = model.version
+            await self.send(bytes_data=_model_frame(model))
 
     async def send_status(self, status: str) -> None:
         if status == self.status_sent:
             return  # a re-announcement after the fan-out resubscribed: nothing new
         self.status_sent = status
-        await self.send_message({"type": P.STATUS, "status": status, "message": STATUS_MESSAGES.get(status, status)})
+        await self.send_message(P.Status(status=status, message=STATUS_MESSAGES.get(status, status)))
         if status == Campaign.Status.STOPPED:
             self.closing = True
             await self.close(code=1000)
 
-    async def send_message(self, message: dict[str, Any]) -> None:
-        await self.send(bytes_data=P.pack(message))
+    async def send_message(self, message: P.Welcome | P.Ack | P.Reject | P.Status | P.Error) -> None:
+        await self.send(bytes_data=P.pack(message.to_wire()))
 
     # Notices from portal.relay.fanout (one Redis subscription per process).
 
@@ -363,7 +357,7 @@ class ClientConsumer(AsyncWebsocketConsumer):
             return
         kind = notice.get("kind")
         if kind == fanout.MODEL:
-            await self.send_model({"version": notice["version"], "url": notice["url"], "sha256": notice["sha256"]})
+            await self.send_model(P.ModelNotice.from_wire(notice))
         elif kind == fanout.STATUS:
             await self.send_status(notice["status"])
         elif kind == fanout.REVOKED and notice.get("machine") == self.token.id:

@@ -21,6 +21,7 @@ import weakref
 from collections import defaultdict
 from typing import Any, Protocol
 
+from client_app.protocol import ModelNotice
 from portal.core.redis import NOTICES_CHANNEL, get_async_redis, get_redis
 from portal.relay import services
 
@@ -50,10 +51,10 @@ class Fanout:
         self.listeners: defaultdict[int, set[Listener]] = defaultdict(set)
         self.subscribed = asyncio.Event()
         self._task: asyncio.Task | None = None
-        self._models: dict[int, dict[str, Any]] = {}  # campaign -> the newest model notice seen
+        self._models: dict[int, ModelNotice] = {}  # campaign -> the newest model notice seen
 
-    def latest_model(self, campaign_id: int) -> dict[str, Any] | None:
-        """The newest model notice this process received for the campaign ({version, url, sha256})."""
+    def latest_model(self, campaign_id: int) -> ModelNotice | None:
+        """The newest model notice this process received for the campaign."""
         return self._models.get(campaign_id)
 
     async def join(self, campaign_id: int, listener: Listener) -> None:
@@ -79,8 +80,8 @@ class Fanout:
         must not delay the others)."""
         if notice.get("kind") == MODEL:
             known = self._models.get(notice.get("campaign"))
-            if known is None or known["version"] < notice["version"]:
-                self._models[notice["campaign"]] = {k: notice[k] for k in ("version", "url", "sha256")}
+            if known is None or known.version < notice["version"]:
+                self._models[notice["campaign"]] = ModelNotice.from_wire(notice)
         members = list(self.listeners.get(notice.get("campaign"), ()))
         # In batches, yielding between them: acks of other clients get through during a burst of
         # 1,000 notices instead of waiting behind all of them.
@@ -134,7 +135,7 @@ class Fanout:
             if status:
                 await self.dispatch({"kind": STATUS, "campaign": campaign_id, "status": status})
             if model:
-                await self.dispatch({"kind": MODEL, "campaign": campaign_id, **model})
+                await self.dispatch({"kind": MODEL, "campaign": campaign_id, **model.to_map()})
 
 
 _fanouts: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Fanout] = weakref.WeakKeyDictionary()

@@ -64,7 +64,7 @@ def assert_invariants(chunk: P.Chunk) -> None:
     """Everything the learner may assume of a chunk that passed validation."""
     steps = chunk.steps
     assert 1 <= steps <= MAX_STEPS
-    assert P._CHUNK_ID.match(chunk.id)
+    assert P.CHUNK_ID.match(chunk.id)
     assert 0 <= chunk.model_version < 2**53
     assert chunk.actions.shape == (steps,) and chunk.actions.dtype.kind in "iu"
     assert ((chunk.actions >= -1) & (chunk.actions <= 2)).all()

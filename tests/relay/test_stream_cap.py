@@ -10,6 +10,7 @@ import pytest
 from client_app import protocol as P
 from portal.core.redis import get_async_redis
 from portal.relay import services
+from portal.relay.store import StoreOutcome
 from trainer.keys import CampaignKeys
 
 
@@ -38,18 +39,18 @@ def store(campaign_id: int, chunk_id: str) -> services.StoreResult:
 def test_a_full_stream_refuses_new_chunks_and_keeps_every_acked_one(cartpole_campaign, redis_client, settings):
     settings.SOULSAI_STREAM_MAXLEN = 3
     keys = CampaignKeys(cartpole_campaign.id)
-    assert [store(cartpole_campaign.id, f"c-{i}").outcome for i in range(3)] == [services.STORED] * 3
+    assert [store(cartpole_campaign.id, f"c-{i}").outcome for i in range(3)] == [StoreOutcome.STORED] * 3
 
     refused = store(cartpole_campaign.id, "c-3")
-    assert refused.outcome == services.FULL and not refused.acked
+    assert refused.outcome == StoreOutcome.FULL and not refused.acked
     assert not redis_client.exists(keys.dedup("c-3")), "a refused chunk must not count as stored"
     # A resend of a chunk that is stored is still acknowledged, full or not.
-    assert store(cartpole_campaign.id, "c-0").outcome == services.DUPLICATE
+    assert store(cartpole_campaign.id, "c-0").outcome == StoreOutcome.DUPLICATE
     ids = [P.unpack(fields[b"c"])["id"] for _, fields in redis_client.xrange(keys.stream)]
     assert ids == ["c-0", "c-1", "c-2"]
     assert int(redis_client.hget(keys.stats, "samples")) == 12
 
     # Once the learner took an entry (XACK + XDEL), the refused chunk goes in on its resend.
     redis_client.xdel(keys.stream, redis_client.xrange(keys.stream, count=1)[0][0])
-    assert store(cartpole_campaign.id, "c-3").outcome == services.STORED
+    assert store(cartpole_campaign.id, "c-3").outcome == StoreOutcome.STORED
     assert int(redis_client.hget(keys.stats, "samples")) == 16

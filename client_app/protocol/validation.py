@@ -1,8 +1,10 @@
-"""The SoulsAI wire protocol between a volunteer client and the relay (see docs/protocol.md).
+"""What a client's chunk or evaluation result must be before the relay stores it.
 
-Every websocket message is one binary frame holding a msgpack map with a ``type`` key. NumPy arrays
-travel as ``{"dtype": "<f4", "shape": [T, 4], "data": <raw bytes>}``: never pickle. This module is
-the single definition of the protocol: the client imports it to speak, the server to listen.
+``ChunkSchema.from_spaces`` works out once, from a campaign's space specs, what its chunks must look
+like; whoever validates many chunks (the relay, per connection) builds one and keeps it.
+``decode_chunk`` and ``decode_eval`` raise ProtocolError with a reason code and a readable message on
+the first problem found, and nothing else. ``decode_stored_chunk`` reads back a chunk the relay
+already validated (the learner, from the stream).
 """
 
 from __future__ import annotations
@@ -12,247 +14,28 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import msgpack
 import numpy as np
 
+from client_app.protocol.codes import (
+    CHUNK,
+    R_DTYPE,
+    R_MASKED,
+    R_MODEL_VERSION,
+    R_NOT_FINITE,
+    R_OUT_OF_RANGE,
+    R_SCHEMA,
+    R_SHAPE,
+    R_TOO_LARGE,
+    ProtocolError,
+)
+from client_app.protocol.framing import decode_array, unpack
+from client_app.protocol.messages import Chunk, EvalResult
 from client_app.spaces import SpaceSpec
 
-PROTOCOL_VERSION = 1
-
-# Message types.
-HELLO = "hello"  # client -> server, first message
-WELCOME = "welcome"  # server -> client, answer to hello
-CHUNK = "chunk"  # client -> server
-EVAL = "eval"  # client -> server: the result of a greedy evaluation episode the server asked for
-ACK = "ack"  # server -> client: the chunk is stored (or was already)
-REJECT = "reject"  # server -> client: the chunk was refused, the connection stays usable
-MODEL = "model"  # server -> client: a new model version is published
-STATUS = "status"  # server -> client: the campaign was paused, resumed or stopped
-ERROR = "error"  # server -> client: fatal, the server closes the connection after it
-
-# Websocket close codes (4000-4999 are free for applications).
-CLOSE_PROTOCOL = 4400  # malformed handshake or unknown message
-CLOSE_AUTH = 4401  # missing, unknown or revoked token
-CLOSE_CLOSED = 4403  # the campaign does not take experience (stopped or not launched)
-CLOSE_UPGRADE = 4426  # protocol version not supported: the client must be upgraded
-CLOSE_SERVER_ERROR = 1011  # the server failed unexpectedly: not fatal, the client reconnects
-
-# Reason codes, in REJECT and ERROR messages.
-R_MALFORMED = "malformed"
-R_SCHEMA = "schema"
-R_SHAPE = "shape"
-R_DTYPE = "dtype"
-R_NOT_FINITE = "not_finite"
-R_OUT_OF_RANGE = "out_of_range"
-R_MASKED = "masked"  # an action that the chunk's own action mask forbids
-R_TOO_LARGE = "too_large"
-R_MODEL_VERSION = "model_version"
-R_NOT_RUNNING = "not_running"
-R_RATE_LIMITED = "rate_limited"  # too many chunks per second from this token: keep it, resend after wait_ms
-R_AUTH = "auth_failed"
-R_UPGRADE = "upgrade_required"
-R_CLOSED = "campaign_closed"
-R_SERVER = "server_error"
-
-# Caps that keep a hostile frame from costing memory: checked before and while unpacking.
-MAX_FRAME_BYTES = 8 * 1024 * 1024
 MAX_CHUNK_STEPS = 1024
-_ALLOWED_DTYPES = {"|b1", "|i1", "|u1", "<i2", "<i4", "<i8", "<u2", "<u4", "<f4", "<f8"}
-_CHUNK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
+CHUNK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")  # ids of chunks and evaluation results
 MAX_ABS_REWARD = 1e6  # no environment we run pays more per step; larger means a broken or hostile client
 MIN_LOGP = -1e4  # log-probabilities below this are no probability at all (a broken or hostile client)
-
-# Rejections after which the client keeps the chunk and sends it again later: nothing is wrong with
-# the chunk itself. Every other reject code refuses the chunk for good.
-RETRY_LATER_CODES = frozenset({R_NOT_RUNNING, R_RATE_LIMITED})
-
-
-def parse_version(text: str) -> tuple[int, ...]:
-    """``"0.10.2"`` -> ``(0, 10, 2)``: numeric dotted versions, compared as tuples, not as strings.
-
-    Shared by the client and the server's minimum-version check. Only the leading digits of each
-    part count (``"1.2rc1"`` -> ``(1, 2)``), trailing zeros do not (``"1.0" == "1"``), and anything
-    unreadable is ``(0,)``, the oldest possible version, so a garbled version is asked to upgrade.
-    """
-    parts: list[int] = []
-    for piece in str(text).strip().split(".")[:4]:
-        digits = re.match(r"\d{1,6}", piece)
-        if digits is None:
-            break
-        parts.append(int(digits.group()))
-    while len(parts) > 1 and parts[-1] == 0:
-        parts.pop()
-    return tuple(parts) or (0,)
-
-
-def version_older(version: str, minimum: str) -> bool:
-    """True when ``version`` is older than ``minimum``."""
-    return parse_version(version) < parse_version(minimum)
-
-
-class ProtocolError(ValueError):
-    """A message that breaks the protocol; ``code`` is one of the reason codes above."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-# ---------------------------------------------------------------------------------------------------
-# Framing
-
-
-def _encode_default(obj: Any) -> Any:
-    if isinstance(obj, np.ndarray):
-        arr = np.ascontiguousarray(obj)
-        return {"dtype": arr.dtype.str, "shape": list(arr.shape), "data": arr.tobytes()}
-    if isinstance(obj, np.generic):
-        return obj.item()
-    raise TypeError(f"cannot encode {type(obj).__name__} on the wire")
-
-
-def pack(message: dict[str, Any]) -> bytes:
-    """Encode one message as a binary frame."""
-    return msgpack.packb(message, default=_encode_default, use_bin_type=True)
-
-
-def unpack(frame: bytes) -> dict[str, Any]:
-    """Decode one frame into a message map, refusing anything that is not a typed map."""
-    if not isinstance(frame, (bytes, bytearray, memoryview)):
-        raise ProtocolError(R_MALFORMED, "frames must be binary msgpack, not text")
-    if len(frame) > MAX_FRAME_BYTES:
-        raise ProtocolError(R_TOO_LARGE, f"frame of {len(frame)} bytes exceeds the {MAX_FRAME_BYTES}-byte cap")
-    try:
-        message = msgpack.unpackb(
-            frame,
-            raw=False,
-            strict_map_key=True,
-            max_bin_len=MAX_FRAME_BYTES,
-            max_str_len=1 << 16,
-            max_array_len=1 << 12,
-            max_map_len=1 << 10,
-            max_ext_len=0,
-        )
-    except Exception as exc:  # msgpack raises several unrelated types for bad input
-        raise ProtocolError(R_MALFORMED, f"frame is not valid msgpack: {exc}") from None
-    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
-        raise ProtocolError(R_MALFORMED, "a message must be a map with a string 'type'")
-    return message
-
-
-def decode_array(value: Any, name: str) -> np.ndarray:
-    """Turn a wire array map into a read-only NumPy array, checking dtype and size first."""
-    if not isinstance(value, dict) or set(value) != {"dtype", "shape", "data"}:
-        raise ProtocolError(R_SCHEMA, f"'{name}' must be an array map with dtype, shape and data")
-    dtype, shape, data = value["dtype"], value["shape"], value["data"]
-    if dtype not in _ALLOWED_DTYPES:
-        raise ProtocolError(R_DTYPE, f"'{name}' has dtype {dtype!r}; allowed: {sorted(_ALLOWED_DTYPES)}")
-    if (
-        not isinstance(shape, list)
-        or len(shape) > 4
-        or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_FRAME_BYTES for d in shape)
-    ):
-        raise ProtocolError(R_SHAPE, f"'{name}' has an invalid shape {shape!r}")
-    if not isinstance(data, bytes):
-        raise ProtocolError(R_SCHEMA, f"'{name}' data must be raw bytes")
-    itemsize = np.dtype(dtype).itemsize
-    if math.prod(shape) * itemsize != len(data):
-        raise ProtocolError(
-            R_SHAPE, f"'{name}' declares shape {shape} of {dtype} but carries {len(data)} bytes"
-        )
-    return np.frombuffer(data, dtype=dtype).reshape(shape)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Messages
-
-
-def hello(*, client_version: str, machine: str, env_id: str | None = None) -> dict[str, Any]:
-    return {
-        "type": HELLO,
-        "protocol": PROTOCOL_VERSION,
-        "client_version": client_version,
-        "machine": machine,
-        "env_id": env_id,
-    }
-
-
-@dataclass
-class Chunk:
-    """T consecutive steps of one episode, as a sequence: ``obs`` holds T+1 observations.
-
-    A chunk never spans two episodes: it ends at the latest when its episode does, so ``obs[T]`` is
-    the observation after the last step (the final one when the episode ended), and next observations
-    are never sent twice. ``episode_return`` and ``episode_length`` are set on an episode's last chunk.
-    """
-
-    id: str
-    model_version: int
-    obs: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    terminated: bool = False
-    truncated: bool = False
-    episode_return: float | None = None
-    episode_length: int | None = None
-    masks: np.ndarray | None = None  # optional bool (T+1, n): the actions allowed at each observation
-    # optional float32 (T,): log-probability of each action under the policy that chose it (PPO's
-    # behaviour policy; epsilon-greedy Q-policies send none)
-    logp: np.ndarray | None = None
-    # optional, on an episode's last chunk of a boss fight: {"win": bool, "boss_hp": f, "player_hp": f}
-    outcome: dict[str, Any] | None = None
-
-    @property
-    def steps(self) -> int:
-        return int(self.actions.shape[0])
-
-    @property
-    def episode_done(self) -> bool:
-        return self.terminated or self.truncated
-
-    def to_message(self) -> dict[str, Any]:
-        message: dict[str, Any] = {
-            "type": CHUNK,
-            "id": self.id,
-            "model_version": int(self.model_version),
-            "obs": self.obs,
-            "actions": self.actions,
-            "rewards": self.rewards,
-            "terminated": bool(self.terminated),
-            "truncated": bool(self.truncated),
-            "episode": None,
-        }
-        if self.episode_done:
-            message["episode"] = {"return": float(self.episode_return), "length": int(self.episode_length)}
-            if self.outcome is not None:
-                message["episode"]["outcome"] = dict(self.outcome)
-        if self.masks is not None:
-            message["masks"] = self.masks
-        if self.logp is not None:
-            message["logp"] = np.asarray(self.logp, dtype=np.float32)
-        return message
-
-
-@dataclass
-class EvalResult:
-    """One greedy evaluation episode, played with model ``model_version`` because the server asked."""
-
-    id: str
-    model_version: int
-    episode_return: float
-    episode_length: int
-    outcome: dict[str, Any] | None = None
-
-    def to_message(self) -> dict[str, Any]:
-        return {
-            "type": EVAL,
-            "id": self.id,
-            "model_version": int(self.model_version),
-            "return": float(self.episode_return),
-            "length": int(self.episode_length),
-            "outcome": dict(self.outcome) if self.outcome is not None else None,
-        }
 
 
 def decode_outcome(value: Any) -> dict[str, Any] | None:
@@ -294,7 +77,7 @@ def decode_eval(message: dict[str, Any]) -> EvalResult:
 def _message_id(message: dict[str, Any], kind: str) -> str:
     """The client-made id of a chunk or an eval result (the relay de-duplicates by it)."""
     message_id = _require(message, "id", str)
-    if not _CHUNK_ID.match(message_id):
+    if not CHUNK_ID.match(message_id):
         raise ProtocolError(R_SCHEMA, f"{kind} 'id' must be 1-80 characters of letters, digits and _.:-")
     return message_id
 
@@ -380,23 +163,6 @@ class ChunkSchema:
         )
 
 
-_last_schema: tuple[SpaceSpec, SpaceSpec, int, ChunkSchema] | None = None
-
-
-def _schema_for(observation_space: SpaceSpec, action_space: SpaceSpec, max_steps: int) -> ChunkSchema:
-    # A caller that validates many chunks with the same spec objects (spec dicts are never changed
-    # in place once a campaign exists) reuses the schema instead of parsing the specs per chunk.
-    global _last_schema
-    last = _last_schema
-    if last is not None and last[0] is observation_space and last[1] is action_space and last[2] == max_steps:
-        return last[3]
-    schema = ChunkSchema.from_spaces(
-        observation_space=observation_space, action_space=action_space, max_steps=max_steps
-    )
-    _last_schema = (observation_space, action_space, max_steps, schema)
-    return schema
-
-
 def decode_chunk(
     message: dict[str, Any],
     *,
@@ -407,11 +173,14 @@ def decode_chunk(
 ) -> Chunk:
     """Validate a chunk message against the campaign's declared spaces and return it as a Chunk.
 
-    Pass a ``schema`` made once from the spaces, or the spaces themselves. Raises ProtocolError
-    with a reason code and a readable message on the first problem found, and nothing else.
+    Pass a ``schema`` made once from the spaces (``ChunkSchema.from_spaces``), or, to validate one
+    chunk, the spaces themselves (they are then parsed for this call). Raises ProtocolError with a
+    reason code and a readable message on the first problem found, and nothing else.
     """
     if schema is None:
-        schema = _schema_for(observation_space, action_space, max_steps)
+        schema = ChunkSchema.from_spaces(
+            observation_space=observation_space, action_space=action_space, max_steps=max_steps
+        )
     if message.get("type") != CHUNK:
         raise ProtocolError(R_SCHEMA, f"expected a '{CHUNK}' message, got {message.get('type')!r}")
     chunk_id = _message_id(message, "chunk")

@@ -1,0 +1,51 @@
+"""The protocol's names: message types, reason codes (in ``reject`` and ``error``) and close codes."""
+
+from __future__ import annotations
+
+# Message types: the ``type`` key of every message (docs/protocol.md, "Messages").
+HELLO = "hello"  # client -> server, first message
+WELCOME = "welcome"  # server -> client, answer to hello
+CHUNK = "chunk"  # client -> server
+EVAL = "eval"  # client -> server: the result of a greedy evaluation episode the server asked for
+ACK = "ack"  # server -> client: the chunk is stored (or was already)
+REJECT = "reject"  # server -> client: the chunk was refused, the connection stays usable
+MODEL = "model"  # server -> client: a new model version is published
+STATUS = "status"  # server -> client: the campaign was paused, resumed or stopped
+ERROR = "error"  # server -> client: fatal, the server closes the connection after it
+
+# Websocket close codes (4000-4999 are free for applications).
+CLOSE_PROTOCOL = 4400  # malformed handshake or unknown message
+CLOSE_AUTH = 4401  # missing, unknown or revoked token
+CLOSE_CLOSED = 4403  # the campaign does not take experience (stopped or not launched)
+CLOSE_UPGRADE = 4426  # protocol version not supported: the client must be upgraded
+CLOSE_SERVER_ERROR = 1011  # the server failed unexpectedly: not fatal, the client reconnects
+
+# Reason codes, in REJECT and ERROR messages.
+R_MALFORMED = "malformed"
+R_SCHEMA = "schema"
+R_SHAPE = "shape"
+R_DTYPE = "dtype"
+R_NOT_FINITE = "not_finite"
+R_OUT_OF_RANGE = "out_of_range"
+R_MASKED = "masked"  # an action that the chunk's own action mask forbids
+R_TOO_LARGE = "too_large"
+R_MODEL_VERSION = "model_version"
+R_NOT_RUNNING = "not_running"
+R_RATE_LIMITED = "rate_limited"  # too many chunks per second from this token: keep it, resend after wait_ms
+R_AUTH = "auth_failed"
+R_UPGRADE = "upgrade_required"
+R_CLOSED = "campaign_closed"
+R_SERVER = "server_error"
+
+# Rejections after which the client keeps the chunk and sends it again later: nothing is wrong with
+# the chunk itself. Every other reject code refuses the chunk for good.
+RETRY_LATER_CODES = frozenset({R_NOT_RUNNING, R_RATE_LIMITED})
+
+
+class ProtocolError(ValueError):
+    """A message that breaks the protocol; ``code`` is one of the reason codes above."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message

@@ -1,0 +1,80 @@
+"""Frames: one websocket binary frame is one msgpack map with a ``type`` key; arrays travel as maps.
+
+A NumPy array goes on the wire as ``{"dtype": "<f4", "shape": [T, 4], "data": <raw bytes>}``, never
+pickled. The caps here keep a hostile frame from costing memory: they are checked before and while
+unpacking.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from client_app.protocol.codes import R_DTYPE, R_MALFORMED, R_SCHEMA, R_SHAPE, R_TOO_LARGE, ProtocolError
+
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+ALLOWED_DTYPES = frozenset({"|b1", "|i1", "|u1", "<i2", "<i4", "<i8", "<u2", "<u4", "<f4", "<f8"})
+
+
+def _encode_default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        arr = np.ascontiguousarray(obj)
+        return {"dtype": arr.dtype.str, "shape": list(arr.shape), "data": arr.tobytes()}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot encode {type(obj).__name__} on the wire")
+
+
+def pack(message: dict[str, Any]) -> bytes:
+    """Encode one message map (a typed message's ``to_wire()``) as a binary frame."""
+    return msgpack.packb(message, default=_encode_default, use_bin_type=True)
+
+
+def unpack(frame: bytes) -> dict[str, Any]:
+    """Decode one frame into a message map, refusing anything that is not a typed map."""
+    if not isinstance(frame, (bytes, bytearray, memoryview)):
+        raise ProtocolError(R_MALFORMED, "frames must be binary msgpack, not text")
+    if len(frame) > MAX_FRAME_BYTES:
+        raise ProtocolError(R_TOO_LARGE, f"frame of {len(frame)} bytes exceeds the {MAX_FRAME_BYTES}-byte cap")
+    try:
+        message = msgpack.unpackb(
+            frame,
+            raw=False,
+            strict_map_key=True,
+            max_bin_len=MAX_FRAME_BYTES,
+            max_str_len=1 << 16,
+            max_array_len=1 << 12,
+            max_map_len=1 << 10,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises several unrelated types for bad input
+        raise ProtocolError(R_MALFORMED, f"frame is not valid msgpack: {exc}") from None
+    if not isinstance(message, dict) or not isinstance(message.get("type"), str):
+        raise ProtocolError(R_MALFORMED, "a message must be a map with a string 'type'")
+    return message
+
+
+def decode_array(value: Any, name: str) -> np.ndarray:
+    """Turn a wire array map into a read-only NumPy array, checking dtype and size first."""
+    if not isinstance(value, dict) or set(value) != {"dtype", "shape", "data"}:
+        raise ProtocolError(R_SCHEMA, f"'{name}' must be an array map with dtype, shape and data")
+    dtype, shape, data = value["dtype"], value["shape"], value["data"]
+    if dtype not in ALLOWED_DTYPES:
+        raise ProtocolError(R_DTYPE, f"'{name}' has dtype {dtype!r}; allowed: {sorted(ALLOWED_DTYPES)}")
+    if (
+        not isinstance(shape, list)
+        or len(shape) > 4
+        or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_FRAME_BYTES for d in shape)
+    ):
+        raise ProtocolError(R_SHAPE, f"'{name}' has an invalid shape {shape!r}")
+    if not isinstance(data, bytes):
+        raise ProtocolError(R_SCHEMA, f"'{name}' data must be raw bytes")
+    itemsize = np.dtype(dtype).itemsize
+    if math.prod(shape) * itemsize != len(data):
+        raise ProtocolError(
+            R_SHAPE, f"'{name}' declares shape {shape} of {dtype} but carries {len(data)} bytes"
+        )
+    return np.frombuffer(data, dtype=dtype).reshape(shape)

@@ -1,0 +1,240 @@
+"""The relay's store path in Redis: the Lua scripts, their outcomes, and their keys and arguments.
+
+Every check that needs Redis state (revocation, campaign status, rate, model version, the stream's
+cap) and the store itself happen in ONE script call, so an ack means "stored exactly once" and the
+hot path stays one round trip (docs/architecture.md, "Loss and back-pressure policy"). Each script's
+KEYS and ARGV are built by one dataclass here (``StoreChunkCall``, ``RejectCall``) from named fields,
+in the order the script reads them. The evaluation script lives with the rest of the relay's
+evaluation code in ``portal.relay.evaluation``.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from trainer.keys import CampaignKeys
+
+RETURNS_KEPT = 100  # episode returns (and fight outcomes) kept per campaign for the recent figures
+DEDUP_TTL_SECONDS = 7 * 24 * 3600  # how long a chunk id is remembered: a resend within it is a duplicate
+
+
+_scripts: dict[tuple[int, str], Any] = {}
+
+
+async def run_script(client: aioredis.Redis, source: str, *, keys: list[str], args: list[Any]) -> Any:
+    """Run a Lua script by its sha (loaded on first use), with its KEYS and ARGV."""
+    # register_script is per client (connection pool): one per event loop, see get_async_redis.
+    script = _scripts.get((id(client), source))
+    if script is None:
+        script = _scripts[(id(client), source)] = client.register_script(source)
+    return await script(keys=keys, args=args)
+
+
+class StoreOutcome(enum.IntEnum):
+    """What a store script did with a chunk or an evaluation result (its first return value)."""
+
+    STORED = 1
+    DUPLICATE = 0  # its id was stored before: acked again, nothing counted twice
+    NOT_RUNNING = -1  # the campaign is neither running nor paused
+    UNKNOWN_MODEL = -2  # it claims a model version that does not exist yet
+    STALE_MODEL = -3  # its model is older than the campaign's policy lag allows
+    RATE_LIMITED = -4  # the machine passed its chunks-per-second limit (refused frames count too)
+    REVOKED = -5  # the machine's token was revoked
+    FULL = -6  # the stream holds ``maxlen`` chunks the learner has not taken: refused, never trimmed
+
+    @property
+    def acked(self) -> bool:
+        return self in (StoreOutcome.STORED, StoreOutcome.DUPLICATE)
+
+
+def win_flag(outcome: dict | None) -> str:
+    """A boss fight's result as the store scripts take it: '1' won, '0' lost, '' not a boss fight."""
+    return "" if outcome is None else ("1" if outcome["win"] else "0")
+
+
+def hp_left(outcome: dict | None) -> tuple[str, str]:
+    """Boss and player HP left at a fight's end as the store scripts take them ('' and '' if not sent).
+
+    Both or neither: the protocol lets a client leave either out, and the two means are kept over the
+    same fights. Four decimals (a hundredth of a percent) keep the outcomes list short.
+    """
+    if outcome is None or outcome.get("boss_hp") is None or outcome.get("player_hp") is None:
+        return "", ""
+    return f"{outcome['boss_hp']:.4f}", f"{outcome['player_hp']:.4f}"
+
+
+def outcome_entry(outcome: dict | None) -> str:
+    """A fight as the outcomes list keeps it: '1 0.0000 0.4521' (won, boss HP, player HP), '0' (no HP)."""
+    boss_hp, player_hp = hp_left(outcome)
+    return " ".join(filter(None, (win_flag(outcome), boss_hp, player_hp)))
+
+
+# Store one validated chunk, exactly once, and count it: all or nothing, in one round trip. Returns
+# {outcome, model_version, backlog, flagged[, evaluate, high_water[, url, sha256]]} with the
+# outcomes of StoreOutcome. ``flagged`` is 1 when staff-visible bad-data flagging throttles this
+# machine. A stored chunk that ends an episode also records a boss fight (ARGV[14]: its entry for the
+# outcomes list, '' when not a boss fight; it starts with '1' when won, see CampaignKeys.outcomes) and,
+# while the learner asks for evaluation episodes (KEYS[14]), hands one to this client: the 5th result
+# is then the version to evaluate (0: none), and the 7th and 8th its model's url and sha256 (so the
+# ack carries the request without another round trip; see portal.relay.evaluation). The 6th is the
+# backlog (in chunks) past which the learner wants clients to slow down (0: the server's default).
+# KEYS and ARGV: StoreChunkCall below names each one.
+STORE_CHUNK_LUA = """
+local mv = tonumber(redis.call('HGET', KEYS[9], 'version') or '0')
+local hw = tonumber(redis.call('HGET', KEYS[16], 'high_water') or '0')
+if redis.call('SISMEMBER', KEYS[12], ARGV[2]) == 1 then return {-5, mv, 0, 0} end
+local flagged = redis.call('HEXISTS', KEYS[11], ARGV[2])
+local status = redis.call('GET', KEYS[8])
+-- Chunks made before a pause are still good experience: keep them for the resumed learner.
+if status ~= 'running' and status ~= 'paused' then return {-1, mv, 0, flagged} end
+local limit = tonumber(ARGV[11])
+if flagged == 1 then limit = tonumber(ARGV[12]) end
+local sent = redis.call('INCR', KEYS[10])
+if sent == 1 then redis.call('EXPIRE', KEYS[10], 2) end
+if sent > limit then return {-4, mv, 0, flagged} end
+local version = tonumber(ARGV[9])
+if version > mv then return {-2, mv, 0, flagged} end
+local lag = tonumber(ARGV[13])
+if lag > 0 and version < mv - lag then return {-3, mv, 0, flagged} end
+redis.call('ZADD', KEYS[5], ARGV[6], ARGV[2])
+local backlog = redis.call('XLEN', KEYS[2])
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, mv, backlog, flagged, 0, hw} end
+-- At the hard cap, refuse (the client keeps the chunk) before the id is marked as stored.
+if backlog >= tonumber(ARGV[7]) then return {-6, mv, backlog, flagged} end
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[8])
+redis.call('XADD', KEYS[2], '*', 'c', ARGV[1], 'm', ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'samples', ARGV[3])
+redis.call('HINCRBY', KEYS[3], 'chunks', 1)
+redis.call('HINCRBY', KEYS[6], ARGV[2], ARGV[3])
+if ARGV[4] == '1' then
+  redis.call('HINCRBY', KEYS[3], 'episodes', 1)
+  redis.call('LPUSH', KEYS[4], ARGV[5])
+  redis.call('LTRIM', KEYS[4], 0, tonumber(ARGV[10]) - 1)
+  redis.call('HINCRBY', KEYS[7], ARGV[2], 1)
+  if ARGV[14] ~= '' then
+    redis.call('HINCRBY', KEYS[3], 'fights', 1)
+    redis.call('LPUSH', KEYS[15], ARGV[14])
+    redis.call('LTRIM', KEYS[15], 0, tonumber(ARGV[10]) - 1)
+    if string.sub(ARGV[14], 1, 1) == '1' then
+      redis.call('HINCRBY', KEYS[3], 'wins', 1)
+      redis.call('HINCRBY', KEYS[13], ARGV[2], 1)
+    end
+  end
+  local want = tonumber(redis.call('HGET', KEYS[14], 'episodes') or '0')
+  if want > 0 and tonumber(redis.call('HGET', KEYS[14], 'assigned') or '0') < want then
+    redis.call('HINCRBY', KEYS[14], 'assigned', 1)
+    local ask = redis.call('HMGET', KEYS[14], 'version', 'url', 'sha256')
+    return {1, mv, backlog + 1, flagged, tonumber(ask[1]), hw, ask[2], ask[3]}
+  end
+end
+return {1, mv, backlog + 1, flagged, 0, hw}
+"""
+
+
+@dataclass(frozen=True)
+class StoreChunkCall:
+    """One call of STORE_CHUNK_LUA: what it reads, by name; ``keys()`` and ``args()`` in its order."""
+
+    keys: CampaignKeys
+    chunk_id: str
+    machine_id: int
+    frame: bytes  # the chunk as the client sent it: the stream keeps these bytes
+    steps: int
+    episode_done: bool
+    episode_return: float
+    now: int  # unix seconds: the rate window and the machine's last-seen time
+    maxlen: int  # the stream's hard cap (SOULSAI_STREAM_MAXLEN)
+    model_version: int
+    rate_limit: int  # chunks per second per machine
+    flagged_rate_limit: int  # the same, for a flagged machine
+    max_policy_lag: int  # 0: any published version is accepted
+    outcome_entry: str  # the fight for the outcomes list ('' when not a boss fight)
+    dedup_ttl: int = DEDUP_TTL_SECONDS
+    returns_kept: int = RETURNS_KEPT
+
+    def key_list(self) -> list[str]:
+        k = self.keys
+        return [
+            k.dedup(self.chunk_id),  # 1
+            k.stream,  # 2
+            k.stats,  # 3
+            k.returns,  # 4
+            k.clients,  # 5
+            k.machine_samples,  # 6
+            k.machine_episodes,  # 7
+            k.status,  # 8
+            k.model,  # 9
+            k.rate(self.machine_id, self.now),  # 10: this second's rate counter
+            k.flagged,  # 11
+            k.revoked,  # 12
+            k.machine_wins,  # 13
+            k.eval_request,  # 14
+            k.outcomes,  # 15
+            k.learner,  # 16: the learner's stats hash (the backlog it wants, "high_water")
+        ]
+
+    def args(self) -> list[Any]:
+        return [
+            self.frame,  # 1
+            self.machine_id,  # 2
+            self.steps,  # 3
+            1 if self.episode_done else 0,  # 4
+            repr(float(self.episode_return)),  # 5
+            self.now,  # 6
+            self.maxlen,  # 7
+            self.dedup_ttl,  # 8
+            self.model_version,  # 9
+            self.returns_kept,  # 10
+            self.rate_limit,  # 11
+            self.flagged_rate_limit,  # 12
+            self.max_policy_lag,  # 13
+            self.outcome_entry,  # 14
+        ]
+
+
+# Count one chunk refused for good, and flag a machine that keeps sending bad data. Only called on
+# the (rare) reject path. Returns {bad rejections in the current window, flagged}. KEYS and ARGV:
+# RejectCall below.
+REJECT_LUA = """
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('HINCRBY', KEYS[2], ARGV[1] .. ':' .. ARGV[2], 1)
+-- A refused frame costs the relay as much as a stored one: it counts toward the rate limit too.
+if redis.call('INCR', KEYS[5]) == 1 then redis.call('EXPIRE', KEYS[5], 2) end
+local bad = 0
+if ARGV[3] == '1' then
+  bad = redis.call('INCR', KEYS[3])
+  if bad == 1 then redis.call('EXPIRE', KEYS[3], ARGV[4]) end
+  if bad >= tonumber(ARGV[5]) then redis.call('HSETNX', KEYS[4], ARGV[1], ARGV[6]) end
+end
+return {bad, redis.call('HEXISTS', KEYS[4], ARGV[1])}
+"""
+
+
+@dataclass(frozen=True)
+class RejectCall:
+    """One call of REJECT_LUA: what it reads, by name; ``keys()`` and ``args()`` in its order."""
+
+    keys: CampaignKeys
+    machine_id: int
+    code: str  # the reject's reason code
+    counts: bool  # the refusal counts toward flagging the machine
+    window_s: int  # the flagging window (SOULSAI_FLAG_WINDOW_S)
+    threshold: int  # bad rejections in one window that flag the machine (SOULSAI_FLAG_REJECTIONS)
+    now: int  # unix seconds
+
+    def key_list(self) -> list[str]:
+        k = self.keys
+        return [
+            k.machine_rejections,  # 1
+            k.rejection_codes,  # 2
+            k.bad_window(self.machine_id),  # 3
+            k.flagged,  # 4
+            k.rate(self.machine_id, self.now),  # 5: this second's rate counter
+        ]
+
+    def args(self) -> list[Any]:
+        return [self.machine_id, self.code, 1 if self.counts else 0, self.window_s, self.threshold, self.now]
