@@ -8,7 +8,7 @@ import pytest
 from client_app import protocol as P
 from portal.campaigns.models import Campaign, ModelVersion
 from portal.campaigns.tasks import stats_sync_campaign
-from tests.relay.test_relay import make_chunk, open_session, publish_models, send
+from tests.portal.relay.test_relay import make_chunk, open_session, publish_models, send
 from trainer.keys import CampaignKeys
 
 pytestmark = pytest.mark.django_db(transaction=True)

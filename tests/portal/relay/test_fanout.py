@@ -9,7 +9,7 @@ import pytest
 from client_app import protocol as P
 from portal.campaigns.services import campaign_pause, campaign_resume
 from tests.conftest import start_asgi
-from tests.relay.test_relay import open_session, publish_models
+from tests.portal.relay.test_relay import open_session, publish_models
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
