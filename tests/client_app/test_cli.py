@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from client_app import __version__
+from client_app import __version__, connection
 from client_app import protocol as P
 from client_app.cli import main
+from harness import wait_for
 from tests.client_app.scripted_relay import ScriptedRelay
 
 TOKEN = "sai_abc123def456_secret"
@@ -151,13 +152,12 @@ def test_chunks_left_by_an_earlier_run_are_resent(relay, tmp_path):
     try:
         # Until all 100 steps went out (unacked): the run is then waiting for acks, and its spool
         # holds all of them. Stopped earlier, on a busy machine, it would have played fewer.
-        deadline = time.monotonic() + 60
-        while (
-            sum(r.chunk.steps for r in relay.received) < 100
-            and time.monotonic() < deadline
-            and first.poll() is None
-        ):
-            time.sleep(0.05)
+        wait_for(
+            lambda: sum(r.chunk.steps for r in relay.received) >= 100 or first.poll() is not None,
+            60,
+            "the first run to send all its 100 steps",
+            interval=0.05,
+        )
     finally:
         first.terminate()  # SIGTERM: a clean exit that keeps the spool
         out, _ = first.communicate(timeout=30)
@@ -188,22 +188,55 @@ def test_a_refused_token_exits_2_with_the_servers_message(relay, tmp_path, capsy
     assert relay.connections == 1  # never retried
 
 
-def test_paused_campaign_holds_chunks_and_resumes(relay, tmp_path):
+async def relay_until(predicate, timeout: float) -> None:
+    """In the scripted relay's event loop: poll until ``predicate()`` holds (or ``timeout`` passed)."""
+    deadline = time.monotonic() + timeout
+    while not predicate() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+
+
+def test_paused_campaign_keeps_the_chunks_sent_before_its_notice_and_resumes(relay, tmp_path):
     async def pause_then_resume(server, ws, stored):
         if stored == 2:
             # As on the real relay, the status changes before its notice reaches the client: the
-            # chunks in between are refused as "not running" and must be kept, not dropped.
+            # store script keeps the chunks of a paused campaign, so those in between are stored.
             server.status = "paused"
+            before = len(server.received)
 
             async def notify_then_resume():
-                await asyncio.sleep(0.3)
+                # The notice goes out once a chunk came in between (the client played on meanwhile).
+                await relay_until(lambda: len(server.received) > before, 30)
                 await server.set_status(ws, "paused", "paused by the admins")
-                await asyncio.sleep(0.7)
+                await asyncio.sleep(0.7)  # how long the admins pause: no event to wait for, a length
                 await server.set_status(ws, "running")
 
             asyncio.get_running_loop().create_task(notify_then_resume())
 
     relay.after_chunk = pause_then_resume
+    assert run_client(relay, tmp_path, "--max-steps", "300", "--max-sps", "500") == 0
+    assert any(r.status == "paused" for r in relay.received) and not any(r.held for r in relay.received)
+    assert unique_steps(relay) == 300 and spooled(tmp_path) == []
+
+
+def test_chunks_refused_as_not_running_are_kept_and_resent(relay, tmp_path, monkeypatch):
+    # The relay refuses chunks as "not running" while its Redis knows the campaign as neither running
+    # nor paused: here its status key is gone (Redis restarted empty) until the supervisor restores
+    # it. No status notice comes (the campaign never changed), so the client resends what it holds
+    # after HELD_RETRY_S, shortened here.
+    monkeypatch.setattr(connection, "HELD_RETRY_S", 0.3)
+
+    async def lose_then_restore(server, ws, stored):
+        if stored == 2:
+            server.status = None
+            before = len(server.received)
+
+            async def restore():
+                await relay_until(lambda: len(server.received) > before, 30)
+                server.status = "running"
+
+            asyncio.get_running_loop().create_task(restore())
+
+    relay.after_chunk = lose_then_restore
     assert run_client(relay, tmp_path, "--max-steps", "300", "--max-sps", "500") == 0
     assert any(r.held for r in relay.received)
     assert unique_steps(relay) == 300 and spooled(tmp_path) == []

@@ -7,8 +7,6 @@ acknowledged, every step counted exactly once.
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from client_app.controller import (
@@ -21,6 +19,7 @@ from client_app.controller import (
     run_config,
 )
 from client_app.spool import Spool
+from harness import WaitTimeout, wait_for
 from tests.conftest import start_asgi
 
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
@@ -40,16 +39,19 @@ class Watch:
         return self.controller.snapshot()
 
     def until(self, predicate, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        """The first snapshot for which ``predicate`` holds; on time-out, fail with the log lines."""
+
+        def matching():
             snap = self.snap()
-            if predicate(snap):
-                return snap
-            time.sleep(0.1)
-        snap = self.snap()
-        raise AssertionError(
-            f"timed out waiting for {what}; last snapshot {snap}\n" + "\n".join(self.lines[-60:])
-        )
+            return snap if predicate(snap) else None
+
+        try:
+            return wait_for(matching, timeout, what, interval=0.1)
+        except WaitTimeout:
+            snap = self.snap()
+            raise AssertionError(
+                f"timed out waiting for {what}; last snapshot {snap}\n" + "\n".join(self.lines[-60:])
+            ) from None
 
 
 @pytest.fixture

@@ -11,11 +11,11 @@ import os
 import stat
 import subprocess
 import sys
-import time
 
 import pytest
 
 from client_app import userconfig
+from harness import WaitTimeout, wait_for
 from tests.conftest import FAST_DQN, ROOT
 from tests.gui.conftest import read_xwd, running_xvfb, save_screenshot
 
@@ -31,17 +31,19 @@ class Pump:
         self.root, self.window = root, window
 
     def until(self, predicate, timeout: float, what: str):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def pumped():
             if not self.window.closed:
                 self.root.update()
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.05)
-        figures = {k: v.get() for k, v in self.window.figure_vars.items()} if not self.window.closed else {}
-        log = self.window.log_text.get("1.0", "end")[-4000:] if not self.window.closed else ""
-        raise AssertionError(f"timed out waiting for {what}\nfigures: {figures}\nlog:\n{log}")
+            return predicate()
+
+        try:
+            return wait_for(pumped, timeout, what, interval=0.05)
+        except WaitTimeout:
+            # Say what the window showed: its figures and the end of its log.
+            closed = self.window.closed
+            figures = {k: v.get() for k, v in self.window.figure_vars.items()} if not closed else {}
+            log = self.window.log_text.get("1.0", "end")[-4000:] if not closed else ""
+            raise AssertionError(f"timed out waiting for {what}\nfigures: {figures}\nlog:\n{log}") from None
 
 
 def type_into(entry, text: str) -> None:
@@ -194,9 +196,8 @@ def _gui_command_draws_a_window(display, framebuffer, tmp_path):
         cwd=ROOT, env={**os.environ, "DISPLAY": display}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while read_xwd(framebuffer).max() == 0 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.2)
+        wait_for(lambda: read_xwd(framebuffer).max() > 0 or proc.poll() is not None, 120,
+                 "a window on the screen (or the command to exit)")  # fmt: skip
         assert proc.poll() is None, proc.stdout.read().decode()
         assert read_xwd(framebuffer).max() > 0, "no window appeared"
     finally:
