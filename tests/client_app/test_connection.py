@@ -14,16 +14,12 @@ from client_app import protocol as P
 from client_app.connection import Connection, http_url, websocket_url
 from client_app.fetcher import ModelFetcher, ModelNotice
 from client_app.spool import Spool
+from harness import wait_for
 from tests.client_app.conftest import cartpole_model
 
 
 def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    return wait_for(predicate, timeout, "the session or fetcher to get there", interval=0.01)
 
 
 def chunk_frame(chunk_id: str) -> bytes:
