@@ -14,9 +14,11 @@ The learner judges a checkpoint by greedy episodes that volunteers play for it (
   sends it like a chunk and resends it until the relay acks it (``Evaluations.store``).
 
 Shared with the server: the ack's ``evaluate`` field and the ``eval`` message, both defined in
-``client_app.protocol``. On the server, ``trainer/evaluation.py`` decides which checkpoints to
-evaluate and rolls the results up, and the relay's store scripts hand the episodes out one ack at a
-time and count the results.
+``client_app.protocol`` (``Ack``, ``ModelNotice``, ``EvalResult``). On the server,
+``trainer/evaluation.py`` (the server-side owner) asks for a checkpoint's episodes and rolls their
+results up into its figures; ``portal/relay/evaluation.py`` and the store scripts of
+``portal/relay/store.py`` hand the episodes out, one per ack, and record each result exactly once
+(the client resends it until acked).
 """
 
 from __future__ import annotations
