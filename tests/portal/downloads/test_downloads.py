@@ -29,7 +29,12 @@ def test_wheel_contains_only_the_client(wheel):
     dist_info = f"soulsai_client-{client_app.__version__}.dist-info/"
     with zipfile.ZipFile(wheel.path) as zf:
         names = zf.namelist()
-        assert "client_app/__init__.py" in names and "client_app/protocol.py" in names
+        assert "client_app/__init__.py" in names
+        # Every module of the client's packages, the protocol package's too: a module missing from
+        # the wheel is an ImportError on a volunteer's machine.
+        for package in ("client_app", "client_app/protocol", "client_app/arena", "client_app/gui"):
+            for module in sorted((Path(client_app.__file__).parent.parent / package).glob("*.py")):
+                assert f"{package}/{module.name}" in names, f"{package}/{module.name}"
         assert all(n.startswith(("client_app/", dist_info)) for n in names), names
         metadata = zf.read(dist_info + "METADATA").decode()
         entry_points = zf.read(dist_info + "entry_points.txt").decode()
