@@ -61,10 +61,10 @@ def test_supervisor_repairs_redis_and_restarts_missing_learners(cartpole_campaig
 def test_a_worker_shutdown_makes_the_learner_checkpoint_and_return(transactional_db, cartpole_campaign, redis_client):
     """Celery's warm shutdown waits for running tasks: the learner must end by itself, leaving its lease."""
     import threading
-    import time
 
     from celery.signals import worker_shutting_down
 
+    from harness import wait_for
     from portal.training.runner import learner_run
     from trainer import learner
 
@@ -75,11 +75,11 @@ def test_a_worker_shutdown_makes_the_learner_checkpoint_and_return(transactional
     )
     thread.start()
     try:
-        deadline = time.monotonic() + 10
-        while not redis_client.exists(CampaignKeys(cartpole_campaign.id).lease):
+        def leased() -> bool:
             assert thread.is_alive(), "the learner ended before taking its lease"
-            assert time.monotonic() < deadline, "the learner never took its lease"
-            time.sleep(0.05)
+            return bool(redis_client.exists(CampaignKeys(cartpole_campaign.id).lease))
+
+        wait_for(leased, 10, "the learner to take its lease", interval=0.05)
         worker_shutting_down.send(sender="test", sig="SIGTERM", how="Warm", exitcode=0)
         thread.join(timeout=15)
         assert not thread.is_alive()
