@@ -6,18 +6,20 @@ The round trip, and who does what:
    version is a checkpoint, and ``EvaluationSchedule.request`` writes ``{c<id>}:eval_request``
    (``CampaignKeys.eval_request``, fields ``REQUEST_FIELDS``: the model notice plus ``episodes``
    wanted and ``assigned`` so far) and the ``wanted`` field of the version's result hash.
-2. **Hand-out** (the relay's chunk store script, in ``portal/relay/``): the ack of a chunk that ends
-   an episode carries the request's ``{version, url, sha256}`` as its ``evaluate`` field while
-   ``assigned < episodes``, counting it in ``assigned``.
-3. **Result** (the client plays the episode greedily and sends an ``eval`` message; the relay's
-   evaluation store script adds it, exactly once, to ``{c<id>}:eval:<version>``,
-   ``CampaignKeys.evals(version)``, fields ``RESULT_FIELDS``).
+2. **Hand-out** (the relay: its chunk store script, ``portal.relay.store``, see
+   ``portal.relay.evaluation``): the ack of a chunk that ends an episode carries the request's
+   ``{version, url, sha256}`` as its ``evaluate`` field while ``assigned < episodes``, counting it in
+   ``assigned``.
+3. **Result** (the client, ``client_app.evaluation``, plays the episode greedily and sends an ``eval``
+   message; the relay's evaluation store script, ``portal.relay.evaluation``, adds it exactly once to
+   ``{c<id>}:eval:<version>``, ``CampaignKeys.evals(version)``, fields ``RESULT_FIELDS``).
 4. **Roll-up** (``evaluation_summary`` here, called by ``portal.campaigns.tasks.evaluations_sync``):
    a result hash becomes a checkpoint's figures; it counts for the campaign once it is complete.
 
-Shared with the client (``client_app``, docs/protocol.md "Evaluation episodes"): the ``evaluate``
-field of the ack and the ``eval`` message. Shared with the relay's store scripts (``portal/relay/``):
-the field names of both hashes below, which they read and write by name.
+Shared with the client (docs/protocol.md, "Evaluation episodes"): the ``evaluate`` field of the ack
+and the ``eval`` message, both defined in ``client_app.protocol``. Shared with the relay's store
+scripts (``portal/relay/``): the field names of both hashes below, which they read and write by name.
+Nothing here imports Django: the learner and the portal's stats task import it alike.
 """
 
 from __future__ import annotations

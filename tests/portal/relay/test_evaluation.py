@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def ask_for_evaluation(redis_client, campaign, version: int, episodes: int) -> dict:
-    """What the learner does after publishing a checkpoint (trainer.learner.request_evaluation)."""
+    """What the learner does after publishing a checkpoint (trainer.evaluation.evaluation_request)."""
     model = ModelVersion.objects.get(campaign=campaign, version=version)
     ModelVersion.objects.filter(pk=model.pk).update(is_checkpoint=True)
     keys = CampaignKeys(campaign.id)
