@@ -194,6 +194,8 @@ WHITENOISE_USE_FINDERS = True
 
 # Trainer and relay knobs (docs/configuration.md).
 SOULSAI_DEVICE = os.environ.get("SOULSAI_DEVICE", "auto")  # auto | cpu | cuda
+# A CPU learner shares its machine with the worker's other processes: one thread unless told otherwise.
+SOULSAI_TORCH_THREADS = int(os.environ.get("SOULSAI_TORCH_THREADS", "1"))
 SOULSAI_STREAM_MAXLEN = int(os.environ.get("SOULSAI_STREAM_MAXLEN", "20000"))  # chunks per campaign
 SOULSAI_STREAM_HIGH_WATER = int(os.environ.get("SOULSAI_STREAM_HIGH_WATER", "64"))  # chunks not yet ingested
 SOULSAI_LEASE_SECONDS = float(os.environ.get("SOULSAI_LEASE_SECONDS", "20"))

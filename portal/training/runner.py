@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from django.conf import settings
 
 from portal.core.redis import get_redis
@@ -16,7 +14,7 @@ def learner_settings() -> LearnerSettings:
     return LearnerSettings(
         lease_seconds=settings.SOULSAI_LEASE_SECONDS,
         device=settings.SOULSAI_DEVICE,
-        torch_threads=int(os.environ.get("SOULSAI_TORCH_THREADS", "1")),
+        torch_threads=settings.SOULSAI_TORCH_THREADS,
     )
 
 
