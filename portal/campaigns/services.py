@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from portal.campaigns.models import Campaign, ModelVersion
 from portal.core.redis import get_redis
+from portal.machines.models import MachineToken
 from portal.relay.fanout import MODEL, STATUS, notice_publish
 from portal.training.services import learner_ensure
 from trainer.config import config_for
@@ -121,8 +122,6 @@ def campaign_redis_sync(*, campaign: Campaign) -> None:
     client.hsetnx(keys.stats, "samples", campaign.samples_total)
     client.hsetnx(keys.stats, "episodes", campaign.episodes_total)
     # Revocations and flags live in the database too: a Redis that lost them gets them back.
-    from portal.machines.models import MachineToken
-
     tokens = MachineToken.objects.filter(campaign=campaign)
     revoked = list(tokens.filter(revoked_at__isnull=False).values_list("pk", flat=True))
     if revoked:
