@@ -5,15 +5,14 @@ Processes the tests start (ASGI server, Celery worker, clients) inherit the envi
 """
 
 import os
-import socket
 import tempfile
+
+from harness.processes import free_port
 
 if not os.environ.get("SOULSAI_VAR_DIR"):
     os.environ["SOULSAI_VAR_DIR"] = tempfile.mkdtemp(prefix="soulsai-test-")
 if not os.environ.get("REDIS_URL") and not os.environ.get("EMBEDDED_REDIS_PORT"):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        os.environ["EMBEDDED_REDIS_PORT"] = str(s.getsockname()[1])
+    os.environ["EMBEDDED_REDIS_PORT"] = str(free_port())
 os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key")
 
 from portal.settings import *  # noqa: E402,F403
