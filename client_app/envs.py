@@ -1,10 +1,14 @@
-"""Environments a client can play, made through gymnasium.
+"""Environments a client can play, made through gymnasium: only those on ``SUPPORTED_ENV_IDS``.
 
-- gymnasium's CartPole-v1 and LunarLander-v2;
+- gymnasium's CartPole-v1, Acrobot-v1, MountainCar-v0 and LunarLander-v2;
 - the Dark Souls III fights ``SoulsGymIudex-v0`` and ``SoulsGymIudexDemo-v0`` through soulsgym, which
-  needs Windows with the game running (any other ``SoulsGym*`` id a newer soulsgym registers, such
-  as Vordt, is passed on to it too);
+  needs Windows with the game running;
 - ``soulsai/IudexArena-v0``, the simulator that stands in for SoulsGymIudex-v0 (client_app.arena).
+
+The list is an allow-list, checked before gymnasium sees the id, on the server (campaign creation
+imports it from here) and on every client (the welcome names the env): gymnasium imports the module
+of an id written ``module:Env``, so an id from a staff form or from a server must never reach
+``gymnasium.make`` unchecked.
 
 Iudex envs (the game and the arena) are wrapped with ``client_app.iudex.IudexEncoder``, so the client
 sees the flat Box the campaign declares, whatever the game's dict looks like.
@@ -18,6 +22,29 @@ from client_app import iudex
 from client_app.spaces import SpaceSpec, space_to_spec
 
 SOULSGYM_PREFIX = "SoulsGym"
+
+# gymnasium's own envs with a flat Box observation and a Discrete action space (no extra module to
+# import: LunarLander needs box2d, which the client's [box2d] extra installs).
+GYMNASIUM_ENV_IDS = ("CartPole-v1", "Acrobot-v1", "MountainCar-v0", "LunarLander-v2")
+SUPPORTED_ENV_IDS: tuple[str, ...] = (*GYMNASIUM_ENV_IDS, iudex.ARENA_ID, *iudex.SOULSGYM_IUDEX_IDS)
+
+
+class UnsupportedEnv(RuntimeError):
+    """An env id that is not on ``SUPPORTED_ENV_IDS``: it is never handed to gymnasium."""
+
+
+def check_env_id(env_id: object) -> str:
+    """``env_id`` if it is on the allow-list; raises UnsupportedEnv with a readable message otherwise.
+
+    Checked before anything else touches the id: ``gymnasium.make("module:Env")`` imports ``module``.
+    """
+    if isinstance(env_id, str) and env_id in SUPPORTED_ENV_IDS:
+        return env_id
+    shown = repr(env_id) if len(repr(env_id)) <= 80 else repr(env_id)[:77] + "..."
+    raise UnsupportedEnv(
+        f"{shown} is not an environment SoulsAI supports; the supported ones are "
+        + ", ".join(SUPPORTED_ENV_IDS)
+    )
 
 NO_GAME_HINT = (
     "Dark Souls III fights run only on Windows, with the game installed and running. "
@@ -83,8 +110,10 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None):
     """Create the campaign's environment, with a readable error when it cannot be made here.
 
     Raises RuntimeError with a message meant for the volunteer (no traceback needed) when this
-    machine cannot run it: a missing package, no game, an unknown id.
+    machine cannot run it: a missing package, no game, an id not on ``SUPPORTED_ENV_IDS``
+    (UnsupportedEnv, raised before gymnasium is imported).
     """
+    check_env_id(env_id)
     import gymnasium as gym
 
     env_kwargs = dict(env_kwargs or {})
@@ -114,18 +143,16 @@ def declared_spaces(env_id: str, env_kwargs: dict[str, Any] | None = None) -> tu
 
     For the Iudex fights these are the encoder's Box and Discrete(20), known without the game, so
     the server (which never has Dark Souls III) can create SoulsGym campaigns. Other envs are made
-    once to read their spaces. Raises RuntimeError when the env cannot be made.
+    once to read their spaces. Raises RuntimeError when the env cannot be made, UnsupportedEnv (before
+    gymnasium sees the id) when it is not on ``SUPPORTED_ENV_IDS``.
     """
+    check_env_id(env_id)
     if is_iudex(env_id):
         if is_soulsgym(env_id):
             _soulsgym_kwargs(env_id, dict(env_kwargs or {}))  # a bad game_speed fails here, not on clients
         else:  # the arena: made once, so that bad settings fail here too
             make_env(env_id, env_kwargs).close()
         return space_to_spec(iudex.encoded_space()), space_to_spec(iudex.action_space())
-    if is_soulsgym(env_id):
-        raise RuntimeError(
-            f"{env_id} is not supported yet: SoulsAI knows the spaces of {', '.join(iudex.SOULSGYM_IUDEX_IDS)}"
-        )
     env = make_env(env_id, env_kwargs)
     try:
         return space_to_spec(env.observation_space), space_to_spec(env.action_space)

@@ -10,6 +10,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
+from client_app.envs import SUPPORTED_ENV_IDS
 from portal.campaigns.models import Campaign, ModelVersion
 from portal.core.redis import get_redis
 from portal.machines.models import MachineToken
@@ -20,13 +21,8 @@ from trainer.keys import CampaignKeys
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_ENVS = (
-    "CartPole-v1",
-    "LunarLander-v2",
-    "soulsai/IudexArena-v0",
-    "SoulsGymIudex-v0",
-    "SoulsGymIudexDemo-v0",
-)
+# The one allow-list of env ids, shipped with the client and checked before gymnasium sees an id.
+SUPPORTED_ENVS = SUPPORTED_ENV_IDS
 
 
 def env_spaces(env_id: str, env_kwargs: dict | None = None) -> tuple[dict, dict]:

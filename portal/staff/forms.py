@@ -10,8 +10,8 @@ from portal.campaigns.models import Campaign, version_validator
 from portal.campaigns.services import SUPPORTED_ENVS
 from portal.community.models import CampaignListing
 
-# Offered in the form's list; any id gymnasium can make is accepted.
-SUGGESTED_ENVS = (*SUPPORTED_ENVS, "SoulsGymIudex-v0", "SoulsGymIudexDemo-v0")
+# Offered in the form's list, and the only ids accepted (client_app.envs.SUPPORTED_ENV_IDS).
+SUGGESTED_ENVS = SUPPORTED_ENVS
 
 
 class CampaignLaunchForm(forms.Form):
@@ -21,7 +21,7 @@ class CampaignLaunchForm(forms.Form):
     env_id = forms.CharField(
         label="Environment",
         max_length=120,
-        help_text="a gymnasium id, e.g. " + ", ".join(SUGGESTED_ENVS),
+        help_text="one of " + ", ".join(SUGGESTED_ENVS),
         widget=forms.TextInput(attrs={"list": "env-ids", "autocomplete": "off"}),
     )
     algorithm = forms.ChoiceField(choices=Campaign.Algorithm.choices, initial=Campaign.Algorithm.DQN)
@@ -57,6 +57,14 @@ class CampaignLaunchForm(forms.Form):
         if Campaign.objects.filter(slug=slug).exists():
             raise forms.ValidationError(f"A campaign “{slug}” exists already: pick another slug.")
         return slug
+
+    def clean_env_id(self) -> str:
+        env_id = self.cleaned_data["env_id"].strip()
+        if env_id not in SUPPORTED_ENVS:  # gymnasium would import the module of a "module:Env" id
+            raise forms.ValidationError(
+                f"“{env_id}” is not an environment SoulsAI supports. Pick one of: {', '.join(SUPPORTED_ENVS)}."
+            )
+        return env_id
 
     def clean_hyperparams(self) -> dict:
         text = (self.cleaned_data.get("hyperparams") or "").strip() or "{}"

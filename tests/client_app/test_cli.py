@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -260,6 +261,21 @@ def test_an_env_this_client_cannot_make_is_a_readable_error(relay, tmp_path, cap
     assert run_client(relay, tmp_path, "--max-steps", "10") == 2
     err = capsys.readouterr().err
     assert "SoulsGymIudex-v0" in err and "Traceback" not in err
+
+
+def test_a_welcome_naming_an_env_off_the_list_is_refused_and_imports_nothing(relay, tmp_path, capsys, monkeypatch):
+    # gymnasium.make("module:Env") imports the module: a hostile server could run code on every client.
+    module = f"soulsai_canary_{uuid.uuid4().hex[:8]}"
+    marker = tmp_path / "imported"
+    (tmp_path / f"{module}.py").write_text(f"open({str(marker)!r}, 'w').write('imported')\nclass Env: pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    relay.env_id = f"{module}:Env"
+    assert run_client(relay, tmp_path / "spool", "--max-steps", "10") == 2
+    err = capsys.readouterr().err
+    assert not marker.exists() and module not in sys.modules, f"the welcome's env id imported {module}"
+    assert f"'{module}:Env' is not an environment SoulsAI supports" in err and "CartPole-v1" in err
+    assert "Traceback" not in err
+    assert not relay.stored
 
 
 def test_spaces_that_differ_from_the_campaigns_are_refused(relay, tmp_path, capsys):
