@@ -5,6 +5,11 @@ Model notices (``client_app.protocol.ModelNotice``: from the welcome, from ``mod
 an ack's ``evaluate``) only say which version exists, where and with which sha256. The fetcher keeps just the newest notice it has not loaded yet: when several
 arrive during one download, the versions in between are skipped. A loaded policy waits in
 ``take()`` until the env loop swaps it in between two steps.
+
+A model URL comes from the server, which may be hostile: it is accepted only as http(s) on the
+server's own origin (scheme, host and port of ``--server``; a relative URL is resolved against it),
+and downloaded without following redirects, so the machine token goes nowhere else (urllib would
+carry it across a redirect to another host) and no other scheme (``file://``) is ever opened.
 """
 
 from __future__ import annotations
@@ -25,19 +30,72 @@ log = logging.getLogger(__name__)
 
 MAX_MODEL_BYTES = 256 * 1024 * 1024
 
-__all__ = ["MAX_MODEL_BYTES", "ModelFetcher", "ModelNotice", "ModelRejected", "download"]
+__all__ = ["MAX_MODEL_BYTES", "ModelFetcher", "ModelNotice", "ModelRejected", "download", "model_url"]
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class ModelRejected(Exception):
-    """A downloaded model that must not be played (bad checksum, wrong architecture, bad file)."""
+    """A model that must not be played (bad URL, redirect, checksum, architecture or weights, bad file)."""
+
+
+def _origin(url: str) -> tuple[str, str, int] | None:
+    """(scheme, host, port) of an http(s) URL (ws(s) counts as http(s)); None for any other URL."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        scheme = {"ws": "http", "wss": "https"}.get(parts.scheme.lower(), parts.scheme.lower())
+        port = parts.port
+    except ValueError:  # a port that is not a number
+        return None
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        return None
+    return scheme, parts.hostname.lower(), port or _DEFAULT_PORTS[scheme]
+
+
+def model_url(server_url: str, url: str) -> str:
+    """The absolute URL of a model the server named, refused (ModelRejected) unless it is http(s) on
+    the server's own origin. A relative URL (the portal sends paths) is resolved against the server's."""
+    full = urllib.parse.urljoin(server_url, str(url))
+    shown = full if len(full) <= 200 else full[:197] + "..."
+    if _origin(full) is None or _origin(full) != _origin(server_url):
+        raise ModelRejected(
+            f"refused the model URL {shown!r}: models are downloaded only over http(s) from the server "
+            f"itself ({urllib.parse.urljoin(server_url, '/')})"
+        )
+    return full
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect becomes an HTTPError: the machine token never follows one to another host."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # noqa: ANN001 - urllib's signature
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 def download(
     url: str, *, headers: dict[str, str], timeout: float = 60.0, max_bytes: int = MAX_MODEL_BYTES
 ) -> bytes:
-    """GET ``url`` and return the body, refusing bodies over ``max_bytes``."""
-    request = urllib.request.Request(url, headers={"User-Agent": f"soulsai-client/{__version__}", **headers})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
+    """GET ``url`` (http(s) only, redirects refused) and return the body, refusing bodies over ``max_bytes``."""
+    if _origin(url) is None or urllib.parse.urlsplit(url).scheme not in _DEFAULT_PORTS:
+        raise ModelRejected(f"refused to download {url[:200]!r}: only http(s) URLs are fetched")
+    request = urllib.request.Request(url, headers={"User-Agent": f"soulsai-client/{__version__}"})
+    for name, value in headers.items():
+        request.add_unredirected_header(name, value)  # belt and braces: never carried across a redirect
+    try:
+        response = _OPENER.open(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if 300 <= exc.code < 400:
+            exc.close()
+            location = str(exc.headers.get("Location", ""))[:200]
+            raise ModelRejected(
+                f"the server redirected the model download ({exc.code}) to {location!r}: "
+                "models are downloaded only from the server itself, without redirects"
+            ) from None
+        raise
+    with response:
         length = response.headers.get("Content-Length")
         if length is not None and int(length) > max_bytes:
             raise ModelRejected(f"model of {length} bytes is over the {max_bytes}-byte limit")
@@ -87,7 +145,16 @@ class ModelFetcher:
             self._cond.notify_all()
 
     def request(self, notice: ModelNotice) -> None:
-        """Ask for a model version; ignored unless newer than anything loaded, loading or wanted."""
+        """Ask for a model version; ignored unless newer than anything loaded, loading or wanted.
+
+        A notice whose URL is not on the server's own origin is refused here (and counted as a
+        failure), before it can replace a good one.
+        """
+        try:
+            model_url(self.server_url, notice.url)
+        except ModelRejected as exc:
+            self._fail(f"model v{notice.version}: {exc}", downloading=False)
+            return
         with self._cond:
             newest = max(self.loaded_version, self._busy_version, self._wanted.version if self._wanted else 0)
             if notice.version > newest:
@@ -100,16 +167,10 @@ class ModelFetcher:
             policy, self._ready = self._ready, None
             return policy
 
-    def _resolve(self, url: str) -> tuple[str, dict[str, str]]:
-        full = urllib.parse.urljoin(self.server_url, url)
-        same_origin = urllib.parse.urlsplit(full)[:2] == urllib.parse.urlsplit(self.server_url)[:2]
-        # Never hand the machine token to another host (a CDN, a mirror).
-        return full, ({"Authorization": f"Bearer {self.token}"} if same_origin else {})
-
     def fetch(self, notice: ModelNotice) -> Policy:
         """Download, verify and load one model (in the calling thread)."""
-        url, headers = self._resolve(notice.url)
-        data = download(url, headers=headers, timeout=self.timeout)
+        url = model_url(self.server_url, notice.url)  # the server's own origin: the token may go there
+        data = download(url, headers={"Authorization": f"Bearer {self.token}"}, timeout=self.timeout)
         digest = hashlib.sha256(data).hexdigest()
         if digest != notice.sha256:
             raise ModelRejected(
@@ -167,9 +228,10 @@ class ModelFetcher:
                     self._ready = policy
             log.debug("model v%s downloaded", policy.version)
 
-    def _fail(self, message: str) -> None:
+    def _fail(self, message: str, *, downloading: bool = True) -> None:
         log.warning("%s", message)
         with self._cond:
-            self._busy_version = 0
+            if downloading:
+                self._busy_version = 0
             self.failures += 1
             self.last_error = message

@@ -145,7 +145,7 @@ def notice(server, files, version, sha256=None):
 
 def test_only_the_newest_of_several_notices_is_fetched(models):
     server, files = models
-    fetcher = ModelFetcher(server_url="http://portal.invalid/", token="sai_secret")
+    fetcher = ModelFetcher(server_url=server.url, token="sai_secret")
     fetcher.start()
     try:
         fetcher.request(notice(server, files, 3))
@@ -155,8 +155,8 @@ def test_only_the_newest_of_several_notices_is_fetched(models):
         fetcher.request(ModelNotice(2, server.url + "/models/2.safetensors", "0" * 64))  # older: ignored
         assert wait_until(lambda: fetcher.loaded_version == 5)
         assert [path for path, _ in server.requests] == ["/models/3.safetensors", "/models/5.safetensors"]
-        # The token is for the portal only, never for another host.
-        assert all(auth is None for _, auth in server.requests)
+        # Models come from the portal itself, with its token; other hosts are refused (test_fetcher.py).
+        assert all(auth == "Bearer sai_secret" for _, auth in server.requests)
         policy = fetcher.take()
         assert policy.version == 5 and fetcher.take() is None
         assert policy.act(np.zeros(4, np.float32), np.random.default_rng(0)) in (0, 1)
