@@ -12,6 +12,7 @@ from django.http import HttpRequest
 
 from portal.campaigns import services
 from portal.campaigns.models import Campaign, ModelVersion
+from portal.machines.admin import DeletesTokensMixin
 from trainer.config import config_for
 
 admin.site.site_header = "SoulsAI administration"
@@ -90,7 +91,7 @@ def _status_action(service: Callable[..., Campaign], verb: str, description: str
 
 
 @admin.register(Campaign)
-class CampaignAdmin(admin.ModelAdmin):
+class CampaignAdmin(DeletesTokensMixin, admin.ModelAdmin):
     form = CampaignForm
     list_display = (
         "name",

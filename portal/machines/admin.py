@@ -1,4 +1,5 @@
-"""Admin for machine tokens: look, rename, revoke. Tokens are made by joining a campaign, never here."""
+"""Admin for machine tokens: look, rename, revoke. Tokens are made by joining a campaign, never here,
+and revoked, never deleted: a revocation closes the machine's connections and keeps its history."""
 
 from __future__ import annotations
 
@@ -38,6 +39,17 @@ class FlaggedFilter(admin.SimpleListFilter):
         if self.value() == "no":
             return queryset.filter(flagged_at__isnull=True)
         return queryset
+
+
+class DeletesTokensMixin:
+    """For the admins of what owns tokens (users, campaigns): deleting one deletes its tokens too,
+    which revokes them (portal.machines.signals). The token admin's missing delete permission is
+    about deleting single tokens, so it must not block these deletions."""
+
+    def get_deleted_objects(self, objs, request):
+        to_delete, model_count, perms_needed, protected = super().get_deleted_objects(objs, request)
+        perms_needed.discard(MachineToken._meta.verbose_name)
+        return to_delete, model_count, perms_needed, protected
 
 
 @admin.register(MachineToken)
@@ -87,6 +99,9 @@ class MachineTokenAdmin(admin.ModelAdmin):
 
     def has_add_permission(self, request) -> bool:
         return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False  # offer "Revoke" instead (it also hides the bulk "delete selected" action)
 
     @admin.action(description="Revoke selected tokens")
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[MachineToken]) -> None:

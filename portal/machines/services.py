@@ -81,6 +81,28 @@ def token_revoke(*, token: MachineToken) -> MachineToken:
     return token
 
 
+def tokens_revoke_for_user(*, user) -> int:
+    """Revoke every live token of ``user`` (deactivated or about to be deleted); returns how many.
+
+    Each is a full revocation: in the database now, in Redis and on live connections on commit.
+    """
+    tokens = list(MachineToken.objects.active().filter(user=user))
+    for token in tokens:
+        token_revoke(token=token)
+    return len(tokens)
+
+
+def token_deleted(*, token: MachineToken) -> None:
+    """A token row is being deleted: if it was live, announce its revocation on commit.
+
+    Its id stays in the campaign's ``revoked`` set (ids are never reused), so the store script
+    refuses the connection's next chunk even where the notice was missed.
+    """
+    if token.revoked_at is None and token.pk is not None:
+        campaign_id, token_id = token.campaign_id, token.pk
+        transaction.on_commit(lambda: _announce_revocation(campaign_id, token_id))
+
+
 def _announce_revocation(campaign_id: int, token_id: int) -> None:
     get_redis().sadd(CampaignKeys(campaign_id).revoked, token_id)
     notice_publish(kind=REVOKED, campaign_id=campaign_id, machine=token_id)
