@@ -8,6 +8,7 @@ learner can compute n-step targets without next observations being sent twice pe
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Any
 
 import numpy as np
@@ -141,6 +142,7 @@ class Chunker:
         done = terminated or truncated
         chunk = Chunk(
             id=f"{self.session}-{self.seq}",
+            made=int(time.time()),  # the relay refuses chunks older than it remembers ids
             model_version=self._model_version,
             obs=self._obs[: t + 1].copy(),
             actions=self._actions[:t].copy(),

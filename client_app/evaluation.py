@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -115,6 +116,7 @@ class Evaluations:
             episode_return=episode.episode_return,
             episode_length=episode.length,
             outcome=dict(outcome) if outcome else None,
+            made=int(time.time()),
         )
         self._spool(result.id, pack(result.to_wire()))
         log.info(

@@ -197,6 +197,15 @@ SOULSAI_DEVICE = os.environ.get("SOULSAI_DEVICE", "auto")  # auto | cpu | cuda
 # A CPU learner shares its machine with the worker's other processes: one thread unless told otherwise.
 SOULSAI_TORCH_THREADS = int(os.environ.get("SOULSAI_TORCH_THREADS", "1"))
 SOULSAI_STREAM_MAXLEN = int(os.environ.get("SOULSAI_STREAM_MAXLEN", "20000"))  # chunks per campaign
+# bytes per campaign's stream (Redis's own estimate): refused at the cap like the entry cap
+SOULSAI_STREAM_MAX_BYTES = int(os.environ.get("SOULSAI_STREAM_MAX_BYTES", str(512 * 1024 * 1024)))
+# Frames per second one client connection may send before they are refused undecoded (in-process,
+# before any decoding), and bad frames (unreadable, over that rate) within a minute before the relay
+# closes the connection; from the tenth on, each answer comes 10 ms later than the last.
+SOULSAI_CONN_FRAMES_PER_S = int(os.environ.get("SOULSAI_CONN_FRAMES_PER_S", "400"))
+SOULSAI_CONN_BAD_FRAMES = int(os.environ.get("SOULSAI_CONN_BAD_FRAMES", "30"))
+# The embedded Redis (runplatform, tests): maxmemory, with noeviction (embedded.py reads it too)
+SOULSAI_REDIS_MAXMEMORY = os.environ.get("SOULSAI_REDIS_MAXMEMORY", "1gb")
 SOULSAI_STREAM_HIGH_WATER = int(os.environ.get("SOULSAI_STREAM_HIGH_WATER", "64"))  # chunks not yet ingested
 SOULSAI_LEASE_SECONDS = float(os.environ.get("SOULSAI_LEASE_SECONDS", "20"))
 SOULSAI_MODELS_KEPT = int(os.environ.get("SOULSAI_MODELS_KEPT", "5"))

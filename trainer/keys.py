@@ -15,7 +15,11 @@ class CampaignKeys:
         tag = self.tag = f"soulsai:{{c{campaign_id}}}"
         self.stream = f"{tag}:stream"  # chunks waiting for the learner (XADD by the relay)
         self.group = "learner"  # the stream's consumer group
-        self.dedup_prefix = f"{tag}:chunk:"  # + chunk id: set once when a chunk is stored
+        # + "<machine id>:<chunk id>": set once when a chunk is stored (ids are the client's, so they are
+        # de-duplicated per machine: another machine's id never makes a chunk a duplicate). Keys of
+        # relays before that were "+ <chunk id>" (``legacy_dedup``), read until they expire.
+        self.dedup_prefix = f"{tag}:chunk:"
+        self.eval_dedup_prefix = f"{tag}:evalid:"  # + "<machine id>:<result id>": evaluation results' own ids
         self.stats = f"{tag}:stats"  # hash: samples, episodes, chunks
         self.returns = f"{tag}:returns"  # list: latest episode returns, newest first
         self.clients = f"{tag}:clients"  # zset: machine id -> last seen (unix seconds)
@@ -26,6 +30,9 @@ class CampaignKeys:
         # 0.4521", HP as fractions), or the bare "1"/"0" of a client that sent no HP (and of older relays)
         self.outcomes = f"{tag}:outcomes"
         self.eval_request = f"{tag}:eval_request"  # hash: version, episodes, assigned (learner asks)
+        # hash: "<version>:<machine id>" -> evaluation episodes handed to that machine and not yet
+        # answered (the relay's chunk script adds one per hand-out, its eval script takes one per result)
+        self.eval_handed = f"{tag}:eval_handed"
         # + version: hash episodes, return_sum, steps, wanted, and for boss fights wins, fights, and
         # hp_fights, boss_hp_sum, player_hp_sum over the fights that reported HP left
         self.evals_prefix = f"{tag}:eval:"
@@ -39,8 +46,17 @@ class CampaignKeys:
         self.flagged = f"{tag}:flagged"  # hash: machine id -> unix time it was flagged for bad data
         self.revoked = f"{tag}:revoked"  # set: ids of revoked machine tokens
 
-    def dedup(self, chunk_id: str) -> str:
+    def dedup(self, machine_id: int, chunk_id: str) -> str:
+        """A stored chunk's id, in its machine's own namespace."""
+        return f"{self.dedup_prefix}{int(machine_id)}:{chunk_id}"
+
+    def legacy_dedup(self, chunk_id: str) -> str:
+        """A chunk id as relays before per-machine de-duplication stored it (expire within 7 days)."""
         return self.dedup_prefix + chunk_id
+
+    def eval_dedup(self, machine_id: int, result_id: str) -> str:
+        """A stored evaluation result's id, apart from chunk ids, in its machine's namespace."""
+        return f"{self.eval_dedup_prefix}{int(machine_id)}:{result_id}"
 
     def evals(self, version: int) -> str:
         """Greedy evaluation results of one model version (the relay adds, sync_stats reads)."""

@@ -7,12 +7,14 @@ is the single definition of the protocol: the client imports it to speak, the re
 - ``versions``: the protocol version and how client versions compare;
 - ``framing``: ``pack``/``unpack`` of one frame, arrays on the wire, size caps;
 - ``messages``: every message as a typed value with its ``to_wire()``/``from_wire()``;
+- ``bounds``: what each environment's episodes can be (length, reward per step, boss fights);
 - ``validation``: what a client's chunk or evaluation result must be (``ChunkSchema``,
   ``decode_chunk``, ``decode_eval``) and reading back a stored chunk.
 
 ``from client_app import protocol as P`` gives all of them as ``P.<name>``.
 """
 
+from client_app.protocol.bounds import ENV_BOUNDS, EnvBounds, bounds_for
 from client_app.protocol.codes import (
     ACK,
     CHUNK,
@@ -25,13 +27,16 @@ from client_app.protocol.codes import (
     EVAL,
     HELLO,
     MODEL,
+    R_ABUSE,
     R_AUTH,
     R_CLOSED,
     R_DTYPE,
+    R_EXPIRED,
     R_MALFORMED,
     R_MASKED,
     R_MODEL_VERSION,
     R_NOT_FINITE,
+    R_NOT_REQUESTED,
     R_NOT_RUNNING,
     R_OUT_OF_RANGE,
     R_RATE_LIMITED,
@@ -64,6 +69,8 @@ from client_app.protocol.messages import (
 from client_app.protocol.validation import (
     CHUNK_ID,
     MAX_ABS_REWARD,
+    MAX_AGE_S,
+    MAX_AHEAD_S,
     MAX_CHUNK_STEPS,
     MIN_LOGP,
     ChunkSchema,
@@ -76,13 +83,14 @@ from client_app.protocol.validation import (
 from client_app.protocol.versions import PROTOCOL_VERSION, parse_version, version_older
 
 __all__ = [
-    "ACK", "ALLOWED_DTYPES", "CHUNK", "CHUNK_ID", "CLOSE_AUTH", "CLOSE_CLOSED", "CLOSE_PROTOCOL",
-    "CLOSE_SERVER_ERROR", "CLOSE_UPGRADE", "ERROR", "EVAL", "HELLO", "MAX_ABS_REWARD", "MAX_CHUNK_STEPS",
-    "MAX_FRAME_BYTES", "MIN_LOGP", "MODEL", "PROTOCOL_VERSION", "R_AUTH", "R_CLOSED", "R_DTYPE",
-    "R_MALFORMED", "R_MASKED", "R_MODEL_VERSION", "R_NOT_FINITE", "R_NOT_RUNNING", "R_OUT_OF_RANGE",
-    "R_RATE_LIMITED", "R_SCHEMA", "R_SERVER", "R_SHAPE", "R_TOO_LARGE", "R_UPGRADE", "REJECT",
-    "RETRY_LATER_CODES", "SERVER_MESSAGES", "STATUS", "WELCOME", "Ack", "Chunk", "ChunkSchema", "Error",
-    "EvalResult", "Hello", "ModelNotice", "ProtocolError", "Reject", "ServerMessage", "Status", "Welcome",
+    "ACK", "ALLOWED_DTYPES", "Ack", "CHUNK", "CHUNK_ID", "CLOSE_AUTH", "CLOSE_CLOSED", "CLOSE_PROTOCOL",
+    "CLOSE_SERVER_ERROR", "CLOSE_UPGRADE", "Chunk", "ChunkSchema", "ENV_BOUNDS", "ERROR", "EVAL",
+    "EnvBounds", "Error", "EvalResult", "HELLO", "Hello", "MAX_ABS_REWARD", "MAX_AGE_S", "MAX_AHEAD_S",
+    "MAX_CHUNK_STEPS", "MAX_FRAME_BYTES", "MIN_LOGP", "MODEL", "ModelNotice", "PROTOCOL_VERSION",
+    "ProtocolError", "REJECT", "RETRY_LATER_CODES", "R_ABUSE", "R_AUTH", "R_CLOSED", "R_DTYPE", "R_EXPIRED",
+    "R_MALFORMED", "R_MASKED", "R_MODEL_VERSION", "R_NOT_FINITE", "R_NOT_REQUESTED", "R_NOT_RUNNING",
+    "R_OUT_OF_RANGE", "R_RATE_LIMITED", "R_SCHEMA", "R_SERVER", "R_SHAPE", "R_TOO_LARGE", "R_UPGRADE",
+    "Reject", "SERVER_MESSAGES", "STATUS", "ServerMessage", "Status", "WELCOME", "Welcome", "bounds_for",
     "decode_array", "decode_chunk", "decode_eval", "decode_outcome", "decode_stored_chunk", "hello",
     "obs_tolerance", "pack", "parse_version", "unpack", "version_older",
 ]

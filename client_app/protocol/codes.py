@@ -36,6 +36,15 @@ R_AUTH = "auth_failed"
 R_UPGRADE = "upgrade_required"
 R_CLOSED = "campaign_closed"
 R_SERVER = "server_error"
+# An evaluation result for an episode the server did not hand to this machine (or one more than it
+# handed): dropped for good, counted nowhere.
+R_NOT_REQUESTED = "not_requested"
+# A chunk or result made longer ago than the relay remembers ids (its ``made`` time): it may have been
+# stored before, so it is dropped for good and counted nowhere, never counted twice.
+R_EXPIRED = "expired"
+# Fatal (in an ERROR, then the connection closes): the connection kept sending frames that could not be
+# read or came faster than its limit. The client reconnects later.
+R_ABUSE = "too_many_bad_frames"
 
 # Rejections after which the client keeps the chunk and sends it again later: nothing is wrong with
 # the chunk itself. Every other reject code refuses the chunk for good.

@@ -109,6 +109,9 @@ class Chunk:
     logp: np.ndarray | None = None
     # optional, on an episode's last chunk of a boss fight: {"win": bool, "boss_hp": f, "player_hp": f}
     outcome: dict[str, Any] | None = None
+    # optional: unix seconds when the client made it. The relay refuses (``expired``) a chunk older
+    # than its de-duplication window, so a resend after the window is never counted twice.
+    made: int | None = None
 
     @property
     def steps(self) -> int:
@@ -138,6 +141,8 @@ class Chunk:
             message["masks"] = self.masks
         if self.logp is not None:
             message["logp"] = np.asarray(self.logp, dtype=np.float32)
+        if self.made is not None:
+            message["made"] = int(self.made)
         return message
 
     to_message = to_wire  # the name callers used before every message had a to_wire
@@ -155,9 +160,10 @@ class EvalResult:
     episode_return: float
     episode_length: int
     outcome: dict[str, Any] | None = None
+    made: int | None = None  # unix seconds when the client made it (as a Chunk's)
 
     def to_wire(self) -> dict[str, Any]:
-        return {
+        message = {
             "type": EVAL,
             "id": self.id,
             "model_version": int(self.model_version),
@@ -165,6 +171,9 @@ class EvalResult:
             "length": int(self.episode_length),
             "outcome": dict(self.outcome) if self.outcome is not None else None,
         }
+        if self.made is not None:
+            message["made"] = int(self.made)
+        return message
 
     to_message = to_wire
 

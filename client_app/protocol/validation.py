@@ -16,9 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from client_app.protocol.bounds import DEFAULT, MAX_ABS_REWARD, EnvBounds
 from client_app.protocol.codes import (
     CHUNK,
     R_DTYPE,
+    R_EXPIRED,
     R_MASKED,
     R_MODEL_VERSION,
     R_NOT_FINITE,
@@ -34,14 +36,24 @@ from client_app.spaces import SpaceSpec
 
 MAX_CHUNK_STEPS = 1024
 CHUNK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")  # ids of chunks and evaluation results
-MAX_ABS_REWARD = 1e6  # no environment we run pays more per step; larger means a broken or hostile client
+# A chunk or result the client made more than MAX_AGE_S ago is refused (``expired``): the relay
+# remembers ids for MAX_AGE_S + MAX_AHEAD_S and a bit (portal.relay.store.DEDUP_TTL_SECONDS), so one
+# accepted twice would have to be made after its first store by more than the clock may be ahead.
+MAX_AGE_S = 6 * 24 * 3600
+MAX_AHEAD_S = 24 * 3600  # how far a client's clock may be ahead of the server's
 MIN_LOGP = -1e4  # log-probabilities below this are no probability at all (a broken or hostile client)
 
 
-def decode_outcome(value: Any) -> dict[str, Any] | None:
-    """A boss fight's outcome: {"win": bool, "boss_hp": [0, 1], "player_hp": [0, 1]} (HP as fractions)."""
+def decode_outcome(value: Any, bounds: EnvBounds | None = None) -> dict[str, Any] | None:
+    """A boss fight's outcome: {"win": bool, "boss_hp": [0, 1], "player_hp": [0, 1]} (HP as fractions).
+
+    With ``bounds``, an outcome is refused unless the environment is a boss fight."""
     if value is None:
         return None
+    if bounds is not None and not bounds.boss_fight:
+        raise ProtocolError(
+            R_SCHEMA, "'outcome' (won, HP left) is for boss fights only; this campaign's environment has no winner"
+        )
     if not isinstance(value, dict) or not isinstance(value.get("win"), bool):
         raise ProtocolError(R_SCHEMA, "'outcome' must be a map with a boolean 'win'")
     outcome: dict[str, Any] = {"win": value["win"]}
@@ -55,8 +67,9 @@ def decode_outcome(value: Any) -> dict[str, Any] | None:
     return outcome
 
 
-def decode_eval(message: dict[str, Any]) -> EvalResult:
-    """Validate an evaluation result message; raises ProtocolError with a reason code."""
+def decode_eval(message: dict[str, Any], *, bounds: EnvBounds = DEFAULT, now: float | None = None) -> EvalResult:
+    """Validate an evaluation result message against what the environment's episodes can be
+    (``bounds``; with ``now``, its ``made`` time too); raises ProtocolError with a reason code."""
     chunk_id = _message_id(message, "eval")
     model_version = _require(message, "model_version", int)
     if not 1 <= model_version < 2**53:
@@ -65,13 +78,51 @@ def decode_eval(message: dict[str, Any]) -> EvalResult:
     length = _require(message, "length", int)
     if not 1 <= length < 2**31:
         raise ProtocolError(R_OUT_OF_RANGE, "'length' must be a positive number of steps")
+    _check_episode(episode_return, length, bounds, "")
     return EvalResult(
         id=chunk_id,
         model_version=model_version,
         episode_return=episode_return,
         episode_length=length,
-        outcome=decode_outcome(message.get("outcome")),
+        outcome=decode_outcome(message.get("outcome"), bounds),
+        made=decode_made(message, now),
     )
+
+
+def _check_episode(episode_return: float, length: int, bounds: EnvBounds, prefix: str) -> None:
+    """An episode's length and return must be ones the environment can produce."""
+    if length > bounds.max_length:
+        raise ProtocolError(
+            R_OUT_OF_RANGE, f"'{prefix}length' {length} is longer than this environment's episodes ({bounds.max_length} steps)"
+        )
+    if not bounds.return_possible(episode_return, length):
+        low, high = length * bounds.reward_low, length * bounds.reward_high
+        raise ProtocolError(
+            R_OUT_OF_RANGE,
+            f"'{prefix}return' {episode_return:g} is not one {length} steps can produce in this environment "
+            f"(between {low:g} and {high:g})",
+        )
+
+
+def decode_made(message: dict[str, Any], now: float | None) -> int | None:
+    """The optional ``made`` time (unix seconds); with ``now``, refused when too old or in the future."""
+    made = message.get("made")
+    if made is None:
+        return None  # a client before 'made': its ids are remembered for the window, as before
+    if not isinstance(made, int) or isinstance(made, bool) or not 0 <= made < 2**40:
+        raise ProtocolError(R_SCHEMA, "'made' must be unix seconds (an integer)")
+    if now is not None:
+        if now - made > MAX_AGE_S:
+            raise ProtocolError(
+                R_EXPIRED,
+                f"made {(now - made) / 86400:.1f} days ago, longer than the server remembers ids "
+                f"({MAX_AGE_S // 86400} days): it may be stored already, so it is dropped and counted nowhere",
+            )
+        if made - now > MAX_AHEAD_S:
+            raise ProtocolError(
+                R_OUT_OF_RANGE, f"'made' lies {(made - now) / 3600:.0f} hours in the future: check this computer's clock"
+            )
+    return made
 
 
 def _message_id(message: dict[str, Any], kind: str) -> str:
@@ -125,10 +176,16 @@ class ChunkSchema:
     action_start: int
     action_n: int
     max_steps: int
+    bounds: EnvBounds = DEFAULT  # what the environment's episodes can be (client_app.protocol.bounds)
 
     @classmethod
     def from_spaces(
-        cls, *, observation_space: SpaceSpec, action_space: SpaceSpec, max_steps: int = MAX_CHUNK_STEPS
+        cls,
+        *,
+        observation_space: SpaceSpec,
+        action_space: SpaceSpec,
+        max_steps: int = MAX_CHUNK_STEPS,
+        bounds: EnvBounds = DEFAULT,
     ) -> ChunkSchema:
         if observation_space.get("type") != "box":
             raise ProtocolError(R_SCHEMA, "only box observation spaces are supported")
@@ -160,6 +217,7 @@ class ChunkSchema:
             action_start=int(action_space.get("start", 0)),
             action_n=int(action_space["n"]),
             max_steps=max_steps,
+            bounds=bounds,
         )
 
 
@@ -170,12 +228,14 @@ def decode_chunk(
     observation_space: SpaceSpec | None = None,
     action_space: SpaceSpec | None = None,
     max_steps: int = MAX_CHUNK_STEPS,
+    now: float | None = None,
 ) -> Chunk:
     """Validate a chunk message against the campaign's declared spaces and return it as a Chunk.
 
     Pass a ``schema`` made once from the spaces (``ChunkSchema.from_spaces``), or, to validate one
-    chunk, the spaces themselves (they are then parsed for this call). Raises ProtocolError with a
-    reason code and a readable message on the first problem found, and nothing else.
+    chunk, the spaces themselves (they are then parsed for this call). ``now`` (unix seconds, the
+    relay's clock) also checks the chunk's ``made`` time. Raises ProtocolError with a reason code and
+    a readable message on the first problem found, and nothing else.
     """
     if schema is None:
         schema = ChunkSchema.from_spaces(
@@ -189,6 +249,7 @@ def decode_chunk(
         raise ProtocolError(R_MODEL_VERSION, "model_version must lie in [0, 2**53)")
     terminated = _require(message, "terminated", bool)
     truncated = _require(message, "truncated", bool)
+    made = decode_made(message, now)
 
     actions = decode_array(message.get("actions"), "actions")
     rewards = decode_array(message.get("rewards"), "rewards")
@@ -217,6 +278,15 @@ def decode_chunk(
         if not np.isfinite(rewards).all():
             raise ProtocolError(R_NOT_FINITE, "'rewards' holds NaN or infinity")
         raise ProtocolError(R_OUT_OF_RANGE, f"'rewards' must lie within +-{MAX_ABS_REWARD:g}")
+    bounds = schema.bounds
+    if bounds is not DEFAULT:
+        slack = 1e-6 * max(1.0, abs(bounds.reward_low), abs(bounds.reward_high))
+        if not ((rewards >= bounds.reward_low - slack) & (rewards <= bounds.reward_high + slack)).all():
+            raise ProtocolError(
+                R_OUT_OF_RANGE,
+                f"'rewards' must lie in [{bounds.reward_low:g}, {bounds.reward_high:g}]: "
+                "what one step of this environment can pay",
+            )
 
     expected = (steps + 1, *schema.obs_shape)
     if obs.shape != expected:
@@ -246,7 +316,8 @@ def decode_chunk(
         episode_length = episode.get("length")
         if not isinstance(episode_length, int) or isinstance(episode_length, bool) or not steps <= episode_length < 2**53:
             raise ProtocolError(R_SCHEMA, "'episode.length' must be an integer of at least the chunk's steps")
-        outcome = decode_outcome(episode.get("outcome"))
+        _check_episode(episode_return, episode_length, schema.bounds, "episode.")
+        outcome = decode_outcome(episode.get("outcome"), schema.bounds)
     elif episode is not None:
         raise ProtocolError(R_SCHEMA, "'episode' is only allowed on the chunk that ends an episode")
 
@@ -263,6 +334,7 @@ def decode_chunk(
         masks=masks,
         logp=logp,
         outcome=outcome,
+        made=made,
     )
 
 

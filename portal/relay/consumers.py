@@ -10,15 +10,18 @@ experience never rides either.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import functools
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
 
 from client_app import protocol as P
 from portal.campaigns.models import Campaign
@@ -93,6 +96,12 @@ REFUSALS: dict[StoreOutcome, Refusal] = {
         "the campaign's learner is far behind and its queue is full; keep the chunk and send it again later",
         Wait.QUEUE_FULL,
     ),
+    StoreOutcome.NOT_REQUESTED: Refusal(
+        P.R_NOT_REQUESTED,
+        "no evaluation episode of model version {version} was handed to this machine (or all were "
+        "answered): the result is dropped and counted nowhere",
+        Wait.COUNTED,
+    ),
     StoreOutcome.UNKNOWN_MODEL: Refusal(P.R_MODEL_VERSION, "model version {version} does not exist{current}", Wait.COUNTED),
     StoreOutcome.STALE_MODEL: Refusal(
         P.R_MODEL_VERSION,
@@ -122,6 +131,7 @@ class ClientConsumer(AsyncWebsocketConsumer):
     token: MachineToken | None = None
     campaign: Campaign | None = None
     joined: bool = False
+    frame_gate: services.FrameGate | None = None  # made at the first frame
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels runs close_old_connections() in the one thread-sensitive executor before *every*
@@ -165,12 +175,26 @@ class ClientConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.token is None or self.closing:
             return  # refused; the close is on its way
+        gate = self.frame_gate
+        if gate is None:
+            gate = self.frame_gate = services.FrameGate(
+                rate=settings.SOULSAI_CONN_FRAMES_PER_S, limit=settings.SOULSAI_CONN_BAD_FRAMES
+            )
+        # The connection's budget comes first, before any decoding: a frame over its rate is not read.
+        if not gate.admit():
+            if await self.bad_frame(gate):
+                await self.reject(
+                    None, P.R_RATE_LIMITED,
+                    "too many frames per second on this connection: this one was not read; send it again later",
+                    wait_ms=services.rate_wait_ms(),
+                )
+            return
         try:
-            message = P.unpack(bytes_data if bytes_data is not None else text_data)
+            message = P.unpack(bytes_data if bytes_data is not None else text_data, client=True)
         except P.ProtocolError as exc:
             if not self.greeted:
                 await self.fatal(exc.code, f"bad handshake: {exc.message}", P.CLOSE_PROTOCOL)
-            else:
+            elif await self.bad_frame(gate):
                 await self.reject(None, exc.code, exc.message)
             return
         kind = message["type"]
@@ -183,10 +207,10 @@ class ClientConsumer(AsyncWebsocketConsumer):
                     return
                 await self.on_hello(P.Hello.from_wire(message))
             elif kind == P.CHUNK:
-                await self.on_chunk(message, bytes_data)
+                await self.on_chunk(message)
             elif kind == P.EVAL:
                 await self.on_eval(message)
-            else:
+            elif await self.bad_frame(gate):
                 chunk_id = message.get("id") if isinstance(message.get("id"), str) else None
                 await self.reject(chunk_id, P.R_SCHEMA, f"unknown message type {kind!r}")
         except Exception:
@@ -201,6 +225,21 @@ class ClientConsumer(AsyncWebsocketConsumer):
                 )
             )
             await self.close(code=P.CLOSE_SERVER_ERROR)
+
+    async def bad_frame(self, gate: services.FrameGate) -> bool:
+        """Count a bad frame: slow the connection down, close it at the limit. True: answer it."""
+        bad = gate.strike()
+        if gate.exhausted:
+            await self.fatal(
+                P.R_ABUSE,
+                f"This connection sent {bad} frames within a minute that could not be read or came faster "
+                "than its limit; the server closes it. Check the client (or its version) before reconnecting.",
+                P.CLOSE_PROTOCOL,
+            )
+            return False
+        if gate.slow_s:
+            await asyncio.sleep(gate.slow_s)  # this connection only: its next frames wait in its socket
+        return True
 
     async def on_hello(self, hello: P.Hello) -> None:
         campaign = self.campaign
@@ -249,11 +288,11 @@ class ClientConsumer(AsyncWebsocketConsumer):
         self.greeted = True
         await self.send_message(selectors.welcome_build(campaign=campaign, token=self.token, status=status, model=model))
 
-    async def on_chunk(self, message: dict[str, Any], frame: bytes) -> None:
+    async def on_chunk(self, message: dict[str, Any]) -> None:
         campaign = self.campaign
         chunk_id = message.get("id") if isinstance(message.get("id"), str) else None
         try:
-            chunk = P.decode_chunk(message, schema=self.schema)
+            chunk = P.decode_chunk(message, schema=self.schema, now=time.time())
         except P.ProtocolError as exc:
             await self.reject(chunk_id, exc.code, exc.message)
             return
@@ -262,7 +301,7 @@ class ClientConsumer(AsyncWebsocketConsumer):
             client=redis,
             campaign_id=campaign.id,
             machine_id=self.token.id,
-            frame=frame,
+            frame=P.pack(chunk.to_wire()),  # what was validated, never the frame as it came
             chunk=chunk,
             max_policy_lag=campaign.max_policy_lag,
         )
@@ -296,19 +335,27 @@ class ClientConsumer(AsyncWebsocketConsumer):
                 await self.send_model(model)
 
     async def on_eval(self, message: dict[str, Any]) -> None:
-        """A greedy evaluation episode's result: recorded once per id, acked like a chunk."""
+        """A greedy evaluation episode's result: through the chunks' gate, taken only for an episode
+        handed to this machine, recorded once per id, acked like a chunk."""
         result_id = message.get("id") if isinstance(message.get("id"), str) else None
         try:
-            result = P.decode_eval(message)
+            result = P.decode_eval(message, bounds=self.schema.bounds, now=time.time())
         except P.ProtocolError as exc:
             await self.reject(result_id, exc.code, exc.message)
             return
-        outcome = await evaluation.eval_store(client=get_async_redis(), campaign_id=self.campaign.id, result=result)
+        outcome, flagged = await evaluation.eval_store(
+            client=get_async_redis(), campaign_id=self.campaign.id, machine_id=self.token.id, result=result,
+            rate_limit=settings.SOULSAI_RATE_CHUNKS_PER_S, flagged_rate_limit=settings.SOULSAI_FLAG_RATE_CHUNKS_PER_S,
+        )
+        if outcome is StoreOutcome.REVOKED:
+            await self.revoked()
+            return
+        extra_ms = services.flag_wait_ms(flagged)
         if not outcome.acked:
             # The evaluation script does not report the campaign's current version.
-            await self.refuse(result.id, outcome, extra_ms=0, version=result.model_version, current="")
+            await self.refuse(result.id, outcome, extra_ms=extra_ms, version=result.model_version, current="")
             return
-        await self.send_message(P.Ack(id=result.id, duplicate=outcome is StoreOutcome.DUPLICATE))
+        await self.send_message(P.Ack(id=result.id, duplicate=outcome is StoreOutcome.DUPLICATE, wait_ms=extra_ms))
 
     async def refuse(self, item_id: str, outcome: StoreOutcome, *, extra_ms: int, **template: Any) -> None:
         """Answer a store outcome that is not an ack with its row of REFUSALS."""

@@ -7,9 +7,14 @@ the server-side owner: when to ask, the request, the roll-up of results into a c
   the chunk) reads the learner's request ``{c<id>}:eval_request`` and, while ``assigned < episodes``,
   counts one more in ``assigned`` and returns its ``version``, ``url`` and ``sha256``; ``ask_notice``
   turns them into the ack's ``evaluate`` field.
+  The script also counts the hand-out per machine in ``{c<id>}:eval_handed`` ("<version>:<machine>").
 - **Result**: ``eval_store`` records an ``eval`` message exactly once (the client resends it until
-  acked) into ``{c<id>}:eval:<version>`` and counts ``eval_episodes`` and ``eval_steps`` in the
-  campaign's stats.
+  acked; ids are per machine, apart from chunk ids) into ``{c<id>}:eval:<version>`` and counts
+  ``eval_episodes`` and ``eval_steps`` in the campaign's stats, after the gate chunks pass (revoked
+  token, campaign status, rate limit, model version) and only for an episode handed to that machine
+  (each result consumes one hand-out; anything else is refused with ``not_requested`` and writes
+  nothing). The consumer validated it first against the environment's bounds
+  (``client_app.protocol.bounds``: length, return, a win only in boss fights).
 
 Shared with ``trainer/evaluation.py``: the field names of both hashes (its ``REQUEST_FIELDS`` and
 ``RESULT_FIELDS``), which the scripts here read and write by name. Shared with the client
@@ -19,6 +24,7 @@ Shared with ``trainer/evaluation.py``: the field names of both hashes (its ``REQ
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,12 +34,29 @@ from client_app.protocol import EvalResult, ModelNotice
 from portal.relay.store import DEDUP_TTL_SECONDS, StoreOutcome, hp_left, run_script, win_flag
 from trainer.keys import CampaignKeys
 
-# Record one greedy evaluation episode, exactly once (the client resends until acked). Returns
-# StoreOutcome.STORED, DUPLICATE or UNKNOWN_MODEL. KEYS and ARGV: StoreEvalCall below.
+# Record one greedy evaluation episode, exactly once (the client resends until acked), through the
+# same gate as a chunk: revoked token, campaign status, the machine's rate limit (shared with its
+# chunks), the model version, and then: only as many results per version as episodes were handed to
+# this machine (KEYS[9], counted by the chunk script's hand-out), each consuming one. A refusal writes
+# nothing but the one-second rate counter. Returns {StoreOutcome, flagged}. KEYS and ARGV:
+# StoreEvalCall below.
 STORE_EVAL_LUA = """
 local mv = tonumber(redis.call('HGET', KEYS[4], 'version') or '0')
-if tonumber(ARGV[4]) > mv then return -2 end
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('SISMEMBER', KEYS[5], ARGV[8]) == 1 then return {-5, 0} end
+local flagged = redis.call('HEXISTS', KEYS[8], ARGV[8])
+local status = redis.call('GET', KEYS[6])
+if status ~= 'running' and status ~= 'paused' then return {-1, flagged} end
+local limit = tonumber(ARGV[9])
+if flagged == 1 then limit = tonumber(ARGV[10]) end
+local sent = redis.call('INCR', KEYS[7])
+if sent == 1 then redis.call('EXPIRE', KEYS[7], 2) end
+if sent > limit then return {-4, flagged} end
+if tonumber(ARGV[4]) > mv then return {-2, flagged} end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, flagged} end
+local handed = ARGV[4] .. ':' .. ARGV[8]
+local left = tonumber(redis.call('HGET', KEYS[9], handed) or '0')
+if left < 1 then return {-7, flagged} end
+if left == 1 then redis.call('HDEL', KEYS[9], handed) else redis.call('HINCRBY', KEYS[9], handed, -1) end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[5])
 redis.call('HINCRBY', KEYS[2], 'episodes', 1)
 redis.call('HINCRBYFLOAT', KEYS[2], 'return_sum', ARGV[1])
@@ -48,7 +71,7 @@ if ARGV[6] ~= '' then
 end
 redis.call('HINCRBY', KEYS[3], 'eval_episodes', 1)
 redis.call('HINCRBY', KEYS[3], 'eval_steps', ARGV[2])
-return 1
+return {1, flagged}
 """
 
 
@@ -58,15 +81,24 @@ class StoreEvalCall:
 
     keys: CampaignKeys
     result: EvalResult
+    machine_id: int
+    now: int  # unix seconds: the rate window
+    rate_limit: int  # frames per second per machine (chunks and results together)
+    flagged_rate_limit: int
     dedup_ttl: int = DEDUP_TTL_SECONDS
 
     def key_list(self) -> list[str]:
         k = self.keys
         return [
-            k.dedup("eval:" + self.result.id),  # 1: its own id space, apart from chunks'
+            k.eval_dedup(self.machine_id, self.result.id),  # 1: its own id space, apart from chunks'
             k.evals(self.result.model_version),  # 2: this version's result hash
             k.stats,  # 3
             k.model,  # 4
+            k.revoked,  # 5
+            k.status,  # 6
+            k.rate(self.machine_id, self.now),  # 7: this second's rate counter (shared with chunks)
+            k.flagged,  # 8
+            k.eval_handed,  # 9: episodes handed out per "<version>:<machine>"
         ]
 
     def args(self) -> list[Any]:
@@ -79,13 +111,23 @@ class StoreEvalCall:
             self.dedup_ttl,  # 5
             boss_hp,  # 6: fractions; both '' when the fight reported none
             player_hp,  # 7
+            self.machine_id,  # 8
+            self.rate_limit,  # 9
+            self.flagged_rate_limit,  # 10
         ]
 
 
-async def eval_store(*, client: aioredis.Redis, campaign_id: int, result: EvalResult) -> StoreOutcome:
-    """Record one evaluation episode exactly once: STORED, DUPLICATE, or UNKNOWN_MODEL (no such version)."""
-    call = StoreEvalCall(keys=CampaignKeys(campaign_id), result=result)
-    return StoreOutcome(int(await run_script(client, STORE_EVAL_LUA, keys=call.key_list(), args=call.args())))
+async def eval_store(
+    *, client: aioredis.Redis, campaign_id: int, machine_id: int, result: EvalResult,
+    rate_limit: int, flagged_rate_limit: int,
+) -> tuple[StoreOutcome, bool]:
+    """Record one evaluation episode exactly once, if it passes the gate: (outcome, machine flagged)."""
+    call = StoreEvalCall(
+        keys=CampaignKeys(campaign_id), result=result, machine_id=machine_id, now=int(time.time()),
+        rate_limit=rate_limit, flagged_rate_limit=flagged_rate_limit,
+    )
+    outcome, flagged = await run_script(client, STORE_EVAL_LUA, keys=call.key_list(), args=call.args())
+    return StoreOutcome(int(outcome)), bool(flagged)
 
 
 def ask_notice(version: int, url: str, sha256: str) -> ModelNotice | None:

@@ -37,11 +37,13 @@ def welcome_build(
 
 
 def chunk_schema_for(*, campaign: Campaign) -> P.ChunkSchema:
-    """What the campaign's chunks must look like: built once per connection, kept for its chunks."""
+    """What the campaign's chunks (and evaluation results) must look like: built once per
+    connection, kept for its chunks. Its ``bounds`` say what the environment's episodes can be."""
     return P.ChunkSchema.from_spaces(
         observation_space=normalize_spec(campaign.observation_space),
         action_space=normalize_spec(campaign.action_space),
         max_steps=campaign.chunk_steps,
+        bounds=P.bounds_for(campaign.env_id, campaign.env_kwargs),
     )
 
 

@@ -92,10 +92,12 @@ async def chunk_store(
     chunk: Chunk,
     max_policy_lag: int = 0,
 ) -> StoreResult:
-    """Store one validated chunk (its original frame) and count it, unless its id was seen before.
+    """Store one validated chunk and count it, unless its machine sent its id before.
 
-    One round trip: the script also checks revocation, campaign status, the machine's rate limit and
-    the model version (it exists, and is at most ``max_policy_lag`` versions old when that is > 0).
+    ``frame`` is the validated chunk re-encoded (``pack(chunk.to_wire())``), never the frame as it
+    came: unknown keys a client adds are not stored. One round trip: the script also checks revocation, campaign status, the machine's rate limit and
+    the model version (it exists, and is at most ``max_policy_lag`` versions old when that is > 0)
+    and the stream's caps (entries and bytes).
     """
     call = StoreChunkCall(
         keys=CampaignKeys(campaign_id),
@@ -107,6 +109,7 @@ async def chunk_store(
         episode_return=float(chunk.episode_return or 0.0),
         now=int(time.time()),
         maxlen=settings.SOULSAI_STREAM_MAXLEN,
+        max_bytes=settings.SOULSAI_STREAM_MAX_BYTES,
         model_version=chunk.model_version,
         rate_limit=settings.SOULSAI_RATE_CHUNKS_PER_S,
         flagged_rate_limit=settings.SOULSAI_FLAG_RATE_CHUNKS_PER_S,
@@ -123,6 +126,51 @@ async def chunk_store(
     )
 
 
+class FrameGate:
+    """One connection's budget before any decoding, in-process: frames per second and bad frames.
+
+    ``admit`` is a token bucket of ``rate`` frames a second (burst: one second's worth); ``strike``
+    counts a bad frame (unreadable, an unknown type, or over the rate) in a window of ``window_s``
+    seconds. From the tenth bad frame on the relay answers slower (``slow_s``: it waits before reading
+    on, so the client's socket backs up), and at ``limit`` bad frames it closes the connection.
+    """
+
+    SLOW_FROM = 10
+
+    def __init__(self, *, rate: int, limit: int, window_s: float = 60.0):
+        self.rate = max(1, rate)
+        self.tokens = float(self.rate)
+        self.at = time.monotonic()
+        self.limit = limit
+        self.window_s = window_s
+        self.bad = 0
+        self.bad_since = self.at
+
+    def admit(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(float(self.rate), self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1.0:
+            return False
+        self.tokens -= 1.0
+        return True
+
+    def strike(self) -> int:
+        now = time.monotonic()
+        if now - self.bad_since > self.window_s:
+            self.bad, self.bad_since = 0, now
+        self.bad += 1
+        return self.bad
+
+    @property
+    def exhausted(self) -> bool:
+        return self.bad >= self.limit
+
+    @property
+    def slow_s(self) -> float:
+        return 0.0 if self.bad < self.SLOW_FROM else min(0.5, 0.01 * (self.bad - self.SLOW_FROM + 1))
+
+
 async def rejection_record(
     *, client: aioredis.Redis, campaign_id: int, machine_id: int, code: str
 ) -> RejectionResult:
@@ -131,13 +179,14 @@ async def rejection_record(
     A machine is flagged once ``SOULSAI_FLAG_REJECTIONS`` bad-data rejections fall within one
     window of ``SOULSAI_FLAG_WINDOW_S`` seconds (a fixed window that opens at the first one). A
     chunk refused only for an outdated model (``model_version`` after a model moved on) is counted
-    but not held against the machine: an honest client that was offline for a while sends those.
+    but not held against the machine: an honest client that was offline for a while sends those (and
+    chunks made too long ago, ``expired``).
     """
     call = RejectCall(
         keys=CampaignKeys(campaign_id),
         machine_id=machine_id,
         code=code,
-        counts=code not in _NOT_THE_MACHINES_FAULT and code != P.R_MODEL_VERSION,
+        counts=code not in _NOT_THE_MACHINES_FAULT and code not in (P.R_MODEL_VERSION, P.R_EXPIRED),
         window_s=settings.SOULSAI_FLAG_WINDOW_S,
         threshold=settings.SOULSAI_FLAG_REJECTIONS,
         now=int(time.time()),

@@ -16,10 +16,18 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from client_app.protocol import MAX_AGE_S, MAX_AHEAD_S
 from trainer.keys import CampaignKeys
 
 RETURNS_KEPT = 100  # episode returns (and fight outcomes) kept per campaign for the recent figures
-DEDUP_TTL_SECONDS = 7 * 24 * 3600  # how long a chunk id is remembered: a resend within it is a duplicate
+# How long a chunk id is remembered: a resend within it is a duplicate. Chunks carry the time they were
+# made and are refused past P.MAX_AGE_S (6 days), made at most P.MAX_AHEAD_S (1 day) ahead of the
+# server's clock: a chunk accepted again is at most 7 days past its first store, so with an hour to
+# spare a resend after the window is never counted twice.
+DEDUP_TTL_SECONDS = MAX_AGE_S + MAX_AHEAD_S + 3600
+# How long a hand-out of an evaluation episode stays answerable: the learner's request lives an hour
+# (trainer.evaluation.REQUEST_TTL_S), and a client finishes the episode it was handed within that.
+EVAL_HANDED_TTL_S = 3600
 
 
 _scripts: dict[tuple[int, str], Any] = {}
@@ -44,7 +52,8 @@ class StoreOutcome(enum.IntEnum):
     STALE_MODEL = -3  # its model is older than the campaign's policy lag allows
     RATE_LIMITED = -4  # the machine passed its chunks-per-second limit (refused frames count too)
     REVOKED = -5  # the machine's token was revoked
-    FULL = -6  # the stream holds ``maxlen`` chunks the learner has not taken: refused, never trimmed
+    FULL = -6  # the stream holds ``maxlen`` chunks (or max bytes) the learner has not taken: refused, never trimmed
+    NOT_REQUESTED = -7  # an evaluation result for an episode nobody handed to this machine
 
     @property
     def acked(self) -> bool:
@@ -78,9 +87,11 @@ def outcome_entry(outcome: dict | None) -> str:
 # outcomes of StoreOutcome. ``flagged`` is 1 when staff-visible bad-data flagging throttles this
 # machine. A stored chunk that ends an episode also records a boss fight (ARGV[14]: its entry for the
 # outcomes list, '' when not a boss fight; it starts with '1' when won, see CampaignKeys.outcomes) and,
-# while the learner asks for evaluation episodes (KEYS[14]), hands one to this client: the 5th result
+# while the learner asks for evaluation episodes (KEYS[14]), hands one to this client, recording it
+# for this machine (KEYS[17]: its result is taken only against such a hand-out): the 5th result
 # is then the version to evaluate (0: none), and the 7th and 8th its model's url and sha256 (so the
-# ack carries the request without another round trip; see portal.relay.evaluation). The 6th is the
+# ack carries the request without another round trip; see portal.relay.evaluation). Chunk ids are
+# the machine's own (KEYS[1]; KEYS[18] is the id as relays before that stored it). The 6th is the
 # backlog (in chunks) past which the learner wants clients to slow down (0: the server's default).
 # KEYS and ARGV: StoreChunkCall below names each one.
 STORE_CHUNK_LUA = """
@@ -102,9 +113,15 @@ local lag = tonumber(ARGV[13])
 if lag > 0 and version < mv - lag then return {-3, mv, 0, flagged} end
 redis.call('ZADD', KEYS[5], ARGV[6], ARGV[2])
 local backlog = redis.call('XLEN', KEYS[2])
-if redis.call('EXISTS', KEYS[1]) == 1 then return {0, mv, backlog, flagged, 0, hw} end
--- At the hard cap, refuse (the client keeps the chunk) before the id is marked as stored.
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[18]) == 1 then
+  return {0, mv, backlog, flagged, 0, hw}
+end
+-- At the hard caps (entries, bytes), refuse (the client keeps the chunk) before the id is marked as
+-- stored; acked entries are never trimmed. MEMORY USAGE samples a few of the stream's nodes: O(1).
 if backlog >= tonumber(ARGV[7]) then return {-6, mv, backlog, flagged} end
+if backlog > 0 and (redis.call('MEMORY', 'USAGE', KEYS[2], 'SAMPLES', 5) or 0) + #ARGV[1] > tonumber(ARGV[15]) then
+  return {-6, mv, backlog, flagged}
+end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[8])
 redis.call('XADD', KEYS[2], '*', 'c', ARGV[1], 'm', ARGV[2])
 redis.call('HINCRBY', KEYS[3], 'samples', ARGV[3])
@@ -128,6 +145,9 @@ if ARGV[4] == '1' then
   if want > 0 and tonumber(redis.call('HGET', KEYS[14], 'assigned') or '0') < want then
     redis.call('HINCRBY', KEYS[14], 'assigned', 1)
     local ask = redis.call('HMGET', KEYS[14], 'version', 'url', 'sha256')
+    -- Recorded per machine: an evaluation result is taken only for an episode handed to its machine.
+    redis.call('HINCRBY', KEYS[17], ask[1] .. ':' .. ARGV[2], 1)
+    redis.call('EXPIRE', KEYS[17], ARGV[16])
     return {1, mv, backlog + 1, flagged, tonumber(ask[1]), hw, ask[2], ask[3]}
   end
 end
@@ -142,12 +162,13 @@ class StoreChunkCall:
     keys: CampaignKeys
     chunk_id: str
     machine_id: int
-    frame: bytes  # the chunk as the client sent it: the stream keeps these bytes
+    frame: bytes  # the validated chunk, re-encoded (never the frame as it came): the stream keeps these bytes
     steps: int
     episode_done: bool
     episode_return: float
     now: int  # unix seconds: the rate window and the machine's last-seen time
-    maxlen: int  # the stream's hard cap (SOULSAI_STREAM_MAXLEN)
+    maxlen: int  # the stream's hard cap in entries (SOULSAI_STREAM_MAXLEN)
+    max_bytes: int  # and in bytes (SOULSAI_STREAM_MAX_BYTES)
     model_version: int
     rate_limit: int  # chunks per second per machine
     flagged_rate_limit: int  # the same, for a flagged machine
@@ -155,11 +176,12 @@ class StoreChunkCall:
     outcome_entry: str  # the fight for the outcomes list ('' when not a boss fight)
     dedup_ttl: int = DEDUP_TTL_SECONDS
     returns_kept: int = RETURNS_KEPT
+    handed_ttl: int = EVAL_HANDED_TTL_S
 
     def key_list(self) -> list[str]:
         k = self.keys
         return [
-            k.dedup(self.chunk_id),  # 1
+            k.dedup(self.machine_id, self.chunk_id),  # 1: in the machine's own id space
             k.stream,  # 2
             k.stats,  # 3
             k.returns,  # 4
@@ -175,6 +197,8 @@ class StoreChunkCall:
             k.eval_request,  # 14
             k.outcomes,  # 15
             k.learner,  # 16: the learner's stats hash (the backlog it wants, "high_water")
+            k.eval_handed,  # 17: evaluation episodes handed out per version and machine
+            k.legacy_dedup(self.chunk_id),  # 18: the id as older relays stored it (exactly-once across the upgrade)
         ]
 
     def args(self) -> list[Any]:
@@ -193,6 +217,8 @@ class StoreChunkCall:
             self.flagged_rate_limit,  # 12
             self.max_policy_lag,  # 13
             self.outcome_entry,  # 14
+            self.max_bytes,  # 15
+            self.handed_ttl,  # 16
         ]
 
 

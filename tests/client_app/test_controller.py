@@ -203,7 +203,8 @@ def test_a_restart_resends_what_was_not_acked(asgi_server, volunteer, redis_clie
     from trainer.keys import CampaignKeys
 
     keys = CampaignKeys(campaign.id)
-    watch2.until(lambda s: all(redis_client.exists(keys.dedup(i)) for i in ids), 60, "every old chunk stored")
+    # Chunk ids are de-duplicated per machine: "<machine id>:<chunk id>".
+    watch2.until(lambda s: all(redis_client.keys(f"{keys.dedup_prefix}*:{i}") for i in ids), 60, "every old chunk stored")
 
     # Pause until everything is acked, then stop: every step of both runs is counted exactly once.
     second.pause()

@@ -7,11 +7,59 @@ import pytest
 
 from client_app import protocol as P
 from portal.campaigns.models import Campaign, ModelVersion
+from portal.campaigns.services import campaign_create, campaign_launch, campaign_redis_sync
 from portal.campaigns.tasks import stats_sync_campaign
+from portal.machines.services import token_create
 from tests.portal.relay.test_relay import make_chunk, open_session, publish_models, send
 from trainer.keys import CampaignKeys
 
 pytestmark = pytest.mark.django_db(transaction=True)
+
+ARENA = "soulsai/IudexArena-v0"
+
+
+@pytest.fixture
+def arena(volunteer):
+    """A running campaign on the Iudex arena (a boss fight) and the volunteer's machine token on it."""
+    campaign = campaign_launch(campaign=campaign_create(slug="relay-arena", name="Relay arena", env_id=ARENA))
+    campaign_redis_sync(campaign=campaign)
+    return campaign, token_create(user=volunteer, campaign=campaign, name="arena-rig")
+
+
+_arena_obs: list[np.ndarray] = []
+
+
+def arena_chunk(chunk_id: str, steps: int = 8, *, done: bool = False, version: int = 0, outcome=None) -> P.Chunk:
+    """A chunk of the arena's fight: its first observation held, doing nothing (action 19), no reward."""
+    if not _arena_obs:
+        from client_app.envs import make_env
+
+        _arena_obs.append(make_env(ARENA).reset(seed=1)[0])
+    return P.Chunk(
+        id=chunk_id,
+        model_version=version,
+        obs=np.repeat(_arena_obs[0][None], steps + 1, axis=0),
+        actions=np.full(steps, 19, np.int64),
+        rewards=np.zeros(steps, np.float32),
+        terminated=done,
+        episode_return=0.0 if done else None,
+        episode_length=steps if done else None,
+        outcome=outcome,
+    )
+
+
+def hand_out(ws, n: int, *, prefix: str = "ho", version: int = 1, chunk=make_chunk) -> list[dict]:
+    """Episode-ending chunks until the relay handed this machine ``n`` evaluation episodes (the relay
+    takes a machine's results only for the episodes it handed to it)."""
+    asked = []
+    for i in range(4 * n + 4):
+        ack = send(ws, chunk(f"{prefix}-{i}", done=True, version=version).to_message())
+        assert ack["type"] == P.ACK, ack
+        if ack.get("evaluate"):
+            asked.append(ack["evaluate"])
+        if len(asked) == n:
+            return asked
+    raise AssertionError(f"the relay handed out {len(asked)} of {n} evaluation episodes")
 
 
 def ask_for_evaluation(redis_client, campaign, version: int, episodes: int) -> dict:
@@ -36,8 +84,10 @@ def test_the_relay_hands_out_exactly_the_evaluation_episodes_asked_for(asgi_serv
 def test_evaluation_results_are_stored_once_and_reach_the_checkpoint(asgi_server, campaign, token, redis_client):
     publish_models(campaign, 1, 2)
     ask_for_evaluation(redis_client, campaign, 2, episodes=2)
-    results = [P.EvalResult(id=f"s-e{i}", model_version=2, episode_return=r, episode_length=100) for i, r in ((1, 400.0), (2, 500.0))]
+    # CartPole pays 1 a step: a return is its episode's length.
+    results = [P.EvalResult(id=f"s-e{i}", model_version=2, episode_return=r, episode_length=int(r)) for i, r in ((1, 400.0), (2, 500.0))]
     with open_session(asgi_server, token[1]) as (ws, _):
+        hand_out(ws, 2, version=2)
         first = send(ws, results[0].to_message())
         again = send(ws, results[0].to_message())  # a resend after a lost ack
         assert (first["type"], first["duplicate"], again["duplicate"]) == (P.ACK, False, True)
@@ -55,17 +105,18 @@ def test_evaluation_results_are_stored_once_and_reach_the_checkpoint(asgi_server
     assert (checkpoint.eval_boss_hp_left, checkpoint.eval_player_hp_left) == (None, None)  # no boss to fight
     assert (campaign.eval_version, campaign.eval_return) == (2, 450.0)
     assert (campaign.eval_boss_hp_left, campaign.eval_player_hp_left) == (None, None)
-    assert int(redis_client.hget(CampaignKeys(campaign.id).stats, "eval_steps")) == 200
+    assert int(redis_client.hget(CampaignKeys(campaign.id).stats, "eval_steps")) == 900
 
 
-def test_boss_fight_outcomes_count_wins_per_campaign_and_machine(asgi_server, campaign, token, redis_client):
+def test_boss_fight_outcomes_count_wins_per_campaign_and_machine(asgi_server, arena, redis_client):
+    campaign, token = arena
     with open_session(asgi_server, token[1]) as (ws, _):
         for i, win in enumerate([True, False, True, True]):
-            chunk = make_chunk(f"fight-{i}", done=True)
+            chunk = arena_chunk(f"fight-{i}", done=True)
             chunk.outcome = {"win": win, "boss_hp": 0.0 if win else 0.4, "player_hp": 0.5 if win else 0.0}
             assert send(ws, chunk.to_message())["type"] == P.ACK
-        send(ws, make_chunk("fight-0", done=True).to_message())  # a resend counts nothing twice
-        bad = make_chunk("fight-bad", done=True)
+        send(ws, arena_chunk("fight-0", done=True).to_message())  # a resend counts nothing twice
+        bad = arena_chunk("fight-bad", done=True)
         bad.outcome = {"win": True, "boss_hp": 1.5}
         rejected = send(ws, bad.to_message())
     assert (rejected["type"], rejected["code"]) == (P.REJECT, P.R_OUT_OF_RANGE)
@@ -78,14 +129,13 @@ def test_boss_fight_outcomes_count_wins_per_campaign_and_machine(asgi_server, ca
 def send_fights(ws, outcomes: list[dict]) -> None:
     """One episode-ending chunk per fight, each carrying its outcome."""
     for i, outcome in enumerate(outcomes):
-        chunk = make_chunk(f"hp-fight-{i}", done=True)
+        chunk = arena_chunk(f"hp-fight-{i}", done=True)
         chunk.outcome = outcome
         assert send(ws, chunk.to_message())["type"] == P.ACK
 
 
-def test_boss_fights_report_the_mean_hp_left_over_the_recent_fights(
-    asgi_server, campaign, token, redis_client
-):
+def test_boss_fights_report_the_mean_hp_left_over_the_recent_fights(asgi_server, arena, redis_client):
+    campaign, token = arena
     with open_session(asgi_server, token[1]) as (ws, _):
         send_fights(ws, [
             {"win": True, "boss_hp": 0.0, "player_hp": 0.625},
@@ -93,7 +143,7 @@ def test_boss_fights_report_the_mean_hp_left_over_the_recent_fights(
             {"win": False, "boss_hp": 0.25, "player_hp": 0.0},
             {"win": True},  # a client may leave HP out: it counts for the win rate only
         ])  # fmt: skip
-        assert send(ws, make_chunk("not-a-fight", done=True).to_message())["type"] == P.ACK
+        assert send(ws, arena_chunk("not-a-fight", done=True).to_message())["type"] == P.ACK
     campaign = stats_sync_campaign(campaign=Campaign.objects.get(pk=campaign.pk))
     assert campaign.win_rate_recent == 0.5
     assert campaign.boss_hp_left_recent == pytest.approx(0.25)  # (0 + 0.5 + 0.25) / 3
@@ -103,7 +153,8 @@ def test_boss_fights_report_the_mean_hp_left_over_the_recent_fights(
     ]  # fmt: skip
 
 
-def test_win_flags_left_by_an_older_relay_still_count(asgi_server, campaign, token, redis_client):
+def test_win_flags_left_by_an_older_relay_still_count(asgi_server, arena, redis_client):
+    campaign, token = arena
     keys = CampaignKeys(campaign.id)
     redis_client.lpush(keys.outcomes, "1", "0", "0")  # entries from before HP left was recorded
     with open_session(asgi_server, token[1]) as (ws, _):
@@ -113,9 +164,8 @@ def test_win_flags_left_by_an_older_relay_still_count(asgi_server, campaign, tok
     assert (campaign.boss_hp_left_recent, campaign.player_hp_left_recent) == (0.0, 0.75)
 
 
-def test_boss_fight_evaluations_report_hp_left_on_the_checkpoint_and_the_campaign(
-    asgi_server, campaign, token, redis_client
-):
+def test_boss_fight_evaluations_report_hp_left_on_the_checkpoint_and_the_campaign(asgi_server, arena, redis_client):
+    campaign, token = arena
     publish_models(campaign, 1)
     ask_for_evaluation(redis_client, campaign, 1, episodes=3)
     outcomes = [
@@ -128,6 +178,7 @@ def test_boss_fight_evaluations_report_hp_left_on_the_checkpoint_and_the_campaig
         for i, outcome in enumerate(outcomes)
     ]
     with open_session(asgi_server, token[1]) as (ws, _):
+        hand_out(ws, 3, chunk=arena_chunk)
         for result in results[:2]:
             assert send(ws, result.to_message())["type"] == P.ACK
         send(ws, results[0].to_message())  # a resend counts nothing twice
@@ -162,11 +213,13 @@ def test_log_probabilities_are_validated_and_reach_the_stream(asgi_server, campa
     np.testing.assert_allclose(stored.logp, good.logp)
 
 
-def test_boss_fight_evaluations_count_wins_even_when_every_fight_is_lost(asgi_server, campaign, token, redis_client):
+def test_boss_fight_evaluations_count_wins_even_when_every_fight_is_lost(asgi_server, arena, redis_client):
+    campaign, token = arena
     publish_models(campaign, 1)
     ask_for_evaluation(redis_client, campaign, 1, episodes=2)
     lost = {"win": False, "boss_hp": 0.8, "player_hp": 0.0}
     with open_session(asgi_server, token[1]) as (ws, _):
+        hand_out(ws, 2, chunk=arena_chunk)
         for i in range(2):
             result = P.EvalResult(id=f"lost-{i}", model_version=1, episode_return=-1.0, episode_length=300, outcome=lost)
             assert send(ws, result.to_message())["type"] == P.ACK

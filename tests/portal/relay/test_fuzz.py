@@ -52,7 +52,7 @@ def valid_message(steps: int = 5, *, done: bool = False, masks: bool = False) ->
 def decode(frame: bytes) -> P.Chunk | None:
     """What the relay does with a frame: None when refused with a ProtocolError."""
     try:
-        message = P.unpack(frame)
+        message = P.unpack(frame, client=True)  # the relay's limits on a client's frame
         assert isinstance(message, dict) and isinstance(message["type"], str)
         return P.decode_chunk(message, schema=SCHEMA)
     except P.ProtocolError as exc:

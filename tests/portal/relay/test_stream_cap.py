@@ -43,7 +43,7 @@ def test_a_full_stream_refuses_new_chunks_and_keeps_every_acked_one(cartpole_cam
 
     refused = store(cartpole_campaign.id, "c-3")
     assert refused.outcome == StoreOutcome.FULL and not refused.acked
-    assert not redis_client.exists(keys.dedup("c-3")), "a refused chunk must not count as stored"
+    assert not redis_client.exists(keys.dedup(1, "c-3")), "a refused chunk must not count as stored"
     # A resend of a chunk that is stored is still acknowledged, full or not.
     assert store(cartpole_campaign.id, "c-0").outcome == StoreOutcome.DUPLICATE
     ids = [P.unpack(fields[b"c"])["id"] for _, fields in redis_client.xrange(keys.stream)]
@@ -54,3 +54,15 @@ def test_a_full_stream_refuses_new_chunks_and_keeps_every_acked_one(cartpole_cam
     redis_client.xdel(keys.stream, redis_client.xrange(keys.stream, count=1)[0][0])
     assert store(cartpole_campaign.id, "c-3").outcome == StoreOutcome.STORED
     assert int(redis_client.hget(keys.stats, "samples")) == 16
+
+
+@pytest.mark.django_db
+def test_the_stream_is_capped_in_bytes_too_and_keeps_every_acked_chunk(cartpole_campaign, redis_client, settings):
+    settings.SOULSAI_STREAM_MAX_BYTES = 4096
+    keys = CampaignKeys(cartpole_campaign.id)
+    outcomes = [store(cartpole_campaign.id, f"b-{i}").outcome for i in range(40)]
+    stored = outcomes.count(StoreOutcome.STORED)
+    assert 1 <= stored < 40 and outcomes[stored:] == [StoreOutcome.FULL] * (40 - stored), outcomes
+    ids = [P.unpack(fields[b"c"])["id"] for _, fields in redis_client.xrange(keys.stream)]
+    assert ids == [f"b-{i}" for i in range(stored)]
+    assert int(redis_client.hget(keys.stats, "samples")) == 4 * stored
