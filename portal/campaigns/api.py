@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest
 from django.views.decorators.http import require_safe
 
 from portal.campaigns import selectors
 from portal.campaigns.models import Campaign
+from portal.core.strictjson import StrictJsonResponse
 
 
 def _campaign_or_404(slug: str) -> Campaign:
@@ -17,20 +18,20 @@ def _campaign_or_404(slug: str) -> Campaign:
 
 
 @require_safe
-def campaign_list(request: HttpRequest) -> JsonResponse:
+def campaign_list(request: HttpRequest) -> StrictJsonResponse:
     campaigns = [selectors.campaign_api_dict(c, request) for c in selectors.campaign_list_public()]
-    return JsonResponse({"campaigns": campaigns})
+    return StrictJsonResponse({"campaigns": campaigns})
 
 
 @require_safe
-def campaign_detail(request: HttpRequest, slug: str) -> JsonResponse:
-    return JsonResponse(selectors.campaign_api_dict(_campaign_or_404(slug), request))
+def campaign_detail(request: HttpRequest, slug: str) -> StrictJsonResponse:
+    return StrictJsonResponse(selectors.campaign_api_dict(_campaign_or_404(slug), request))
 
 
 @require_safe
-def checkpoint_list(request: HttpRequest, slug: str) -> JsonResponse:
+def checkpoint_list(request: HttpRequest, slug: str) -> StrictJsonResponse:
     campaign = _campaign_or_404(slug)
     checkpoints = [
         selectors.checkpoint_api_dict(m, request) for m in selectors.checkpoint_list(campaign=campaign)
     ]
-    return JsonResponse({"checkpoints": checkpoints})
+    return StrictJsonResponse({"checkpoints": checkpoints})

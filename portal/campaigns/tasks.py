@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import math
 import time
 from datetime import UTC, datetime
 
@@ -12,6 +14,7 @@ from django.db import close_old_connections
 
 from portal.campaigns.models import Campaign, ModelVersion
 from portal.core.redis import get_redis
+from portal.core.strictjson import finite
 from portal.machines.models import MachineToken
 from trainer.evaluation import evaluation_summary
 from trainer.keys import CampaignKeys
@@ -25,8 +28,29 @@ def _int_map(raw: dict[bytes, bytes]) -> dict[str, int]:
     return {k.decode(): int(v) for k, v in raw.items()}
 
 
+def _finite_floats(raw: list[bytes]) -> list[float]:
+    """The finite numbers among ``raw``; anything else (inf, nan, junk a past bug left) is skipped."""
+    values = []
+    for item in raw:
+        try:
+            value = float(item)
+        except ValueError:
+            continue
+        if math.isfinite(value):
+            values.append(value)
+    return values
+
+
 def _mean(values: list[float]) -> float | None:
-    return sum(values) / len(values) if values else None
+    """The mean of finite values, never inf: each term is divided first (two 1e308 sum to inf, not
+    their halves); a result that still rounds past the largest float is no figure at all (None)."""
+    if not values:
+        return None
+    n = len(values)
+    try:
+        return finite(math.fsum(v / n for v in values))
+    except OverflowError:  # the exact mean lies within a hair of the largest float
+        return None
 
 
 def outcomes_rollup(entries: list[bytes]) -> dict[str, float | None]:
@@ -39,11 +63,13 @@ def outcomes_rollup(entries: list[bytes]) -> dict[str, float | None]:
     boss_hp: list[float] = []
     player_hp: list[float] = []
     for entry in entries:
-        win, *hp = entry.split()
-        wins.append(float(win))
+        win, *hp = _finite_floats(entry.split()) or [None]
+        if win is None:
+            continue  # not a number: no fight to count
+        wins.append(win)
         if len(hp) == 2:
-            boss_hp.append(float(hp[0]))
-            player_hp.append(float(hp[1]))
+            boss_hp.append(hp[0])
+            player_hp.append(hp[1])
     return {
         "win_rate_recent": _mean(wins),
         "boss_hp_left_recent": _mean(boss_hp),
@@ -70,7 +96,7 @@ def stats_sync_campaign(*, campaign: Campaign) -> Campaign:
         stats, returns, active, updates, m_samples, m_episodes, seen, m_rejections, flagged, outcomes,
     ) = pipe.execute()
     stats = _int_map(stats)
-    returns = [float(r) for r in returns]
+    returns = _finite_floats(returns)
     figures = {
         "samples_total": stats.get("samples", 0),
         "episodes_total": stats.get("episodes", 0),
@@ -129,9 +155,20 @@ def evaluations_sync(*, campaign: Campaign) -> dict:
         pipe.hgetall(keys.evals(version))
     figures: dict = {}
     for (pk, version, known), raw in zip(pending, pipe.execute(), strict=True):
-        summary = evaluation_summary(raw)
+        try:
+            summary = evaluation_summary(raw)
+        except (ValueError, OverflowError):  # an episode count of inf or nan: nothing to count
+            log.warning("campaign %s: evaluation of v%s is not numbers; skipped", campaign.pk, version)
+            continue
         if summary is None:
             continue
+        # Sums of results stored before results were checked may be inf or nan: no figure, not Infinity.
+        summary = dataclasses.replace(
+            summary,
+            mean_return=finite(summary.mean_return),
+            boss_hp_left=finite(summary.boss_hp_left),
+            player_hp_left=finite(summary.player_hp_left),
+        )
         if summary.episodes != known:
             ModelVersion.objects.filter(pk=pk).update(
                 eval_return=summary.mean_return,
@@ -156,7 +193,10 @@ def sync_stats() -> None:
     """Every few seconds (beat): live figures for the portal and the API, without touching raw data."""
     close_old_connections()
     for campaign in Campaign.objects.public():
-        stats_sync_campaign(campaign=campaign)
+        try:
+            stats_sync_campaign(campaign=campaign)
+        except Exception:  # one campaign's bad data must not stop the others' figures
+            log.exception("campaign %s: stats roll-up failed", campaign.pk)
     close_old_connections()
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
@@ -13,6 +13,7 @@ from django.views.decorators.http import require_safe
 from portal.campaigns import selectors
 from portal.community.selectors import announcement_list_published
 from portal.core.redis import get_redis
+from portal.core.strictjson import StrictJsonResponse
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +48,8 @@ def _redis_ok() -> bool:
 
 @never_cache
 @require_safe
-def healthz(request: HttpRequest) -> JsonResponse:
+def healthz(request: HttpRequest) -> StrictJsonResponse:
     """{"ok", "database", "redis"}: 200 when everything answers, 503 otherwise (for load balancers)."""
     database, redis = _database_ok(), _redis_ok()
     ok = database and redis
-    return JsonResponse({"ok": ok, "database": database, "redis": redis}, status=200 if ok else 503)
+    return StrictJsonResponse({"ok": ok, "database": database, "redis": redis}, status=200 if ok else 503)

@@ -14,6 +14,7 @@ from django.db.models import Count, Sum
 from django.utils import timezone
 
 from portal.campaigns.models import Campaign
+from portal.core import strictjson
 from portal.core.redis import get_redis
 from portal.leaderboards.models import Contribution
 
@@ -91,7 +92,7 @@ def leaderboard_get(*, campaign: Campaign | None, period: str) -> BoardDict:
     if cached is not None:
         return json.loads(cached)
     board = board_compute(campaign=campaign, period=period)
-    get_redis().set(board_cache_key(campaign=campaign, period=period), json.dumps(board), ex=60)
+    get_redis().set(board_cache_key(campaign=campaign, period=period), strictjson.dumps(board), ex=60)
     return board
 
 

@@ -6,7 +6,6 @@ Both run on beat (``refresh_leaderboards``); pages and the API only read the cac
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from datetime import datetime, timedelta
 
@@ -15,6 +14,7 @@ from django.db.models import F
 from django.utils import timezone
 
 from portal.campaigns.models import Campaign
+from portal.core import strictjson
 from portal.core.redis import get_redis
 from portal.leaderboards.models import Contribution, MachineTally
 from portal.leaderboards.selectors import PERIODS, board_cache_key, board_compute
@@ -35,9 +35,18 @@ def _counters(campaign_id: int) -> dict[str, dict[int, int]]:
     pipe.hgetall(keys.machine_episodes)
     pipe.hgetall(keys.machine_wins)
     raw = pipe.execute()
-    return {
-        field: {int(k): int(v) for k, v in values.items()} for field, values in zip(FIELDS, raw, strict=True)
-    }
+    return {field: _int_counters(values) for field, values in zip(FIELDS, raw, strict=True)}
+
+
+def _int_counters(values: dict[bytes, bytes]) -> dict[int, int]:
+    """Machine id -> counter; an entry that is not a whole number (junk a past bug left) is skipped."""
+    counters = {}
+    for key, value in values.items():
+        try:
+            counters[int(key)] = int(value)
+        except ValueError:
+            continue
+    return counters
 
 
 @transaction.atomic
@@ -100,5 +109,5 @@ def leaderboards_refresh(*, now: datetime | None = None) -> None:
     for period in PERIODS:
         for campaign in [*campaigns, None]:
             board = board_compute(campaign=campaign, period=period, now=now)
-            pipe.set(board_cache_key(campaign=campaign, period=period), json.dumps(board))
+            pipe.set(board_cache_key(campaign=campaign, period=period), strictjson.dumps(board))
     pipe.execute()

@@ -10,6 +10,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from portal.campaigns.selectors import campaign_get_public
+from portal.core.strictjson import dumps
 from portal.livestats.selectors import live_figures
 from portal.livestats.services import campaign_group
 
@@ -39,6 +40,10 @@ class CampaignStatsConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content, **kwargs) -> None:
         pass  # read-only: browsers have nothing to say
+
+    @classmethod
+    async def encode_json(cls, content) -> str:
+        return dumps(content)  # strict JSON: a non-finite figure is null, never Infinity
 
     async def stats_update(self, event: dict) -> None:
         await self.send_json({"type": "update", "figures": event["figures"], "point": event["point"]})

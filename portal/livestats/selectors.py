@@ -9,6 +9,7 @@ from django.utils import timezone
 
 from portal.campaigns.models import Campaign
 from portal.campaigns.selectors import FiguresDict, campaign_figures
+from portal.core.strictjson import finite
 from portal.livestats.models import CampaignSnapshot
 
 # ?window= of the stats API and the page's charts.
@@ -41,6 +42,8 @@ class PointDict(TypedDict):
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:
+    """Rounded for the wire; a non-finite figure (a row a past roll-up wrote) is no figure: None."""
+    value = finite(value)
     return None if value is None else round(value, digits)
 
 
