@@ -32,10 +32,24 @@ VAR_DIR.mkdir(parents=True, exist_ok=True)
 
 PRODUCTION = os.environ.get("SOULSAI_ENV", "development") == "production"
 DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
+if PRODUCTION and DEBUG:  # debug pages show settings and tracebacks to anyone who asks
+    raise RuntimeError("DJANGO_DEBUG must not be on when SOULSAI_ENV=production: unset it or set it to 0")
+# A production secret key must pass Django's own check (check --deploy, security.W009) and be random
+# enough: at least this many distinct characters (a token_urlsafe(50) has about 45).
+SECRET_KEY_MIN_DISTINCT = 16
 
 
 def _secret_key() -> str:
     key = os.environ.get("DJANGO_SECRET_KEY")
+    if key and PRODUCTION:
+        from django.core.checks.security.base import SECRET_KEY_MIN_LENGTH, _check_secret_key
+
+        if not _check_secret_key(key) or len(set(key)) < SECRET_KEY_MIN_DISTINCT:
+            raise RuntimeError(
+                f"DJANGO_SECRET_KEY is too weak for production: use at least {SECRET_KEY_MIN_LENGTH} random "
+                f"characters with at least {SECRET_KEY_MIN_DISTINCT} distinct ones, e.g. the output of "
+                "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+            )
     if key:
         return key
     if PRODUCTION:
@@ -232,3 +246,15 @@ LOGGING = {
 if PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)
     CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+    # HTTPS only (docs/configuration.md, "Production"): HSTS, and plain HTTP redirected, except the
+    # health check that a load balancer may probe over HTTP.
+    SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_SECURE_HSTS_SECONDS", str(365 * 24 * 3600)))
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", True)
+    SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", True)
+    SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz/?$"]
+# Behind a TLS-terminating proxy: the header it sets on HTTPS requests, e.g. "X-Forwarded-Proto"
+# (believed only with the value "https"; set it only if the proxy always sets or strips that header).
+if os.environ.get("DJANGO_SECURE_PROXY_SSL_HEADER"):
+    _header = os.environ["DJANGO_SECURE_PROXY_SSL_HEADER"].strip().upper().replace("-", "_")
+    SECURE_PROXY_SSL_HEADER = (f"HTTP_{_header}", "https")
