@@ -12,7 +12,7 @@ from django.views.decorators.http import require_POST, require_safe
 
 from portal.campaigns import selectors
 from portal.campaigns.models import Campaign
-from portal.leaderboards.selectors import leaderboard_get
+from portal.leaderboards.selectors import leaderboard_get, live_data_available
 from portal.livestats.services import is_boss_fight
 from portal.machines.services import token_create
 
@@ -58,6 +58,7 @@ def _render_detail(
         "can_join": campaign.status != Campaign.Status.STOPPED,
         "boss_fight": is_boss_fight(campaign),
         "top_contributors": leaderboard_get(campaign=campaign, period="all")["entries"][:TOP_CONTRIBUTORS_SHOWN],
+        "live_down": not live_data_available(),
     }
     return render(request, "campaigns/detail.html", context, status=status)
 

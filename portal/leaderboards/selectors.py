@@ -7,9 +7,11 @@ one key. Only a cache miss (a board beat has not made yet) computes it here, fro
 from __future__ import annotations
 
 import json
+import logging
 from datetime import datetime, timedelta
 from typing import TypedDict
 
+import redis
 from django.db.models import Count, Sum
 from django.utils import timezone
 
@@ -22,6 +24,8 @@ from portal.leaderboards.models import Contribution
 PERIODS: dict[str, timedelta | None] = {"all": None, "7d": timedelta(days=7), "24h": timedelta(hours=24)}
 PERIOD_LABELS = {"all": "All time", "7d": "Last 7 days", "24h": "Last 24 hours"}
 BOARD_SIZE = 100
+
+log = logging.getLogger(__name__)
 
 
 class EntryDict(TypedDict):
@@ -87,13 +91,33 @@ def board_compute(*, campaign: Campaign | None, period: str, now: datetime | Non
 
 
 def leaderboard_get(*, campaign: Campaign | None, period: str) -> BoardDict:
-    """The cached board (beat keeps it fresh); computed from the hourly buckets only when missing."""
-    cached = get_redis().get(board_cache_key(campaign=campaign, period=period))
+    """The cached board (beat keeps it fresh); computed from the hourly buckets only when missing.
+
+    While Redis is unreachable the board is computed from the buckets: the figures as last rolled up
+    (pages say so, see ``live_data_available``), not an error page.
+    """
+    key = board_cache_key(campaign=campaign, period=period)
+    try:
+        cached = get_redis().get(key)
+    except redis.RedisError:
+        log.warning("leaderboard: Redis unreachable; computing the board from the rolled-up buckets")
+        return board_compute(campaign=campaign, period=period)
     if cached is not None:
         return json.loads(cached)
     board = board_compute(campaign=campaign, period=period)
-    get_redis().set(board_cache_key(campaign=campaign, period=period), strictjson.dumps(board), ex=60)
+    try:
+        get_redis().set(key, strictjson.dumps(board), ex=60)
+    except redis.RedisError:
+        pass  # went away in between: the next request computes it again
     return board
+
+
+def live_data_available() -> bool:
+    """Whether Redis answers: where live figures come from. Pages show a note when it does not."""
+    try:
+        return bool(get_redis().ping())
+    except redis.RedisError:
+        return False
 
 
 def user_wins_by_campaign(*, user) -> dict[int, int]:

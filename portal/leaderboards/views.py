@@ -7,7 +7,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from portal.campaigns.selectors import campaign_get_public
-from portal.leaderboards.selectors import PERIOD_LABELS, PERIODS, leaderboard_get
+from portal.leaderboards.selectors import PERIOD_LABELS, PERIODS, leaderboard_get, live_data_available
 
 
 def _render(request: HttpRequest, campaign) -> HttpResponse:
@@ -23,6 +23,7 @@ def _render(request: HttpRequest, campaign) -> HttpResponse:
         "period": period,
         "periods": PERIOD_LABELS,
         "error": error,
+        "live_down": not live_data_available(),
     }
     return render(request, "leaderboards/board.html", context, status=status)
 

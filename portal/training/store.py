@@ -2,13 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Any
+import functools
+import logging
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+from django.db import OperationalError, close_old_connections
 from django.db.models import Max
 
 from portal.campaigns.models import Campaign, ModelVersion
 from portal.campaigns.services import model_publish
 from trainer.campaign import CampaignSpec, Checkpoint, PublishedModel
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# A transient database error ("database is locked" while another process writes to SQLite, a
+# connection a server dropped) is retried after these waits: about 15 s in all, then it is raised and
+# the learner stops as before (the supervisor restarts it).
+DB_RETRY_WAITS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+
+
+def retry_transient(method: Callable[..., T]) -> Callable[..., T]:
+    """Run ``method`` again after an ``OperationalError``, with a bounded backoff (DB_RETRY_WAITS)."""
+
+    @functools.wraps(method)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        for attempt, wait in enumerate((*DB_RETRY_WAITS, None), start=1):
+            try:
+                return method(*args, **kwargs)
+            except OperationalError as exc:
+                if wait is None:
+                    raise
+                log.warning("%s: database error (%s); try %d again in %.2f s", method.__name__, exc, attempt + 1, wait)
+                close_old_connections()  # a broken connection is replaced on the next query
+                time.sleep(wait)
+        raise AssertionError("unreachable")
+
+    return wrapper
 
 
 def _read_file(field: Any) -> bytes:
@@ -17,8 +50,13 @@ def _read_file(field: Any) -> bytes:
 
 
 class CampaignStore:
-    """Campaigns and their model versions as the learner reads and writes them."""
+    """Campaigns and their model versions as the learner reads and writes them.
 
+    Every method retries transient database errors (``retry_transient``): a locked SQLite file must
+    not crash a learner that has minutes of learning since its last checkpoint.
+    """
+
+    @retry_transient
     def campaign(self, campaign_id: int) -> CampaignSpec:
         campaign = Campaign.objects.get(pk=campaign_id)
         newest = campaign.model_versions.aggregate(v=Max("version"))["v"] or 0
@@ -34,6 +72,7 @@ class CampaignStore:
             model_version=max(campaign.model_version, newest),
         )
 
+    @retry_transient
     def checkpoint_versions(self, campaign_id: int) -> list[int]:
         return list(
             ModelVersion.objects.filter(campaign_id=campaign_id)
@@ -42,12 +81,14 @@ class CampaignStore:
             .values_list("version", flat=True)
         )
 
+    @retry_transient
     def checkpoint_read(self, campaign_id: int, version: int) -> Checkpoint:
         model = ModelVersion.objects.filter(campaign_id=campaign_id, version=version).exclude(state="").first()
         if model is None:
             raise FileNotFoundError(f"campaign {campaign_id} has no checkpoint v{version}")
         return Checkpoint(version=version, weights=_read_file(model.weights), state=_read_file(model.state))
 
+    @retry_transient
     def model_publish(
         self,
         campaign_id: int,
