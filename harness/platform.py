@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.processes import ROOT, LiveProcess, free_port, wait_http
 from portal.core.embedded import start_embedded_redis, stop_process
-from portal.core.processes import celery_worker_argv, client_argv, uvicorn_argv
+from portal.core.processes import celery_worker_argv, client_argv, client_env, uvicorn_argv
 
 
 class EmbeddedRedis:
@@ -88,8 +88,8 @@ def start_client(
 
     ``client_name`` is its ``--name`` (the machine name the portal shows); the log is ``<name>.log``.
     """
-    argv = client_argv(server=server_url, token=token, spool_dir=spool, name=client_name, extra=args)
-    return LiveProcess(name, argv, env, log_dir)
+    argv = client_argv(server=server_url, spool_dir=spool, name=client_name, extra=args)
+    return LiveProcess(name, argv, client_env(env, token=token), log_dir)  # the token stays off the command line
 
 
 class Sandbox:

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,14 +52,18 @@ def celery_beat_argv(*, schedule: Path) -> list[str]:
     return [sys.executable, "-m", "celery", "-A", "portal", "beat", "--loglevel", "INFO", "-s", str(schedule)]
 
 
-def client_argv(
-    *, server: str, token: str, spool_dir: Path, name: str | None = None, extra: Sequence[str] = ()
-) -> list[str]:
-    """The volunteer client (``python -m client_app run``) as a volunteer runs it."""
-    argv = [sys.executable, "-m", "client_app", "run", "--server", server, "--token", token]
+def client_argv(*, server: str, spool_dir: Path, name: str | None = None, extra: Sequence[str] = ()) -> list[str]:
+    """The volunteer client (``python -m client_app run``) as a volunteer runs it; the token is not
+    on it (every user of the machine can read a command line): see ``client_env``."""
+    argv = [sys.executable, "-m", "client_app", "run", "--server", server]
     if name:
         argv += ["--name", name]
     return [*argv, "--spool-dir", str(spool_dir), *extra]
+
+
+def client_env(env: Mapping[str, str], *, token: str) -> dict[str, str]:
+    """``env`` with the machine token in ``SOULSAI_TOKEN``, where the client reads it."""
+    return {**env, "SOULSAI_TOKEN": token}
 
 
 @dataclass

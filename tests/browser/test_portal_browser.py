@@ -86,7 +86,8 @@ def test_a_visitor_signs_up_joins_sees_the_token_and_downloads_the_client(asgi_s
     )
     assert token.startswith("sai_")
     commands = [e.text for e in browser.find_elements(By.CSS_SELECTOR, "pre.code code")]
-    assert f"soulsai-client --server {server.url} --token {token}" in commands
+    assert any(f"soulsai-client --server {server.url} --save" in c and "SOULSAI_TOKEN" in c for c in commands)
+    assert not any("--token" in c for c in commands)  # the token is pasted when asked, never on a command line
     screenshot(browser, "joined-token")
 
     browser.get(server.url + "/download/")  # the first visit builds the wheel

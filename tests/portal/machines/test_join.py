@@ -27,8 +27,10 @@ def test_join_shows_the_token_once_with_the_commands(alice_client, alice, cartpo
     token = MachineToken.objects.get(user=alice, campaign=cartpole_campaign)
     assert token.name == "gaming-pc"
     assert plain in html and "shown only once" in html
-    assert f"python -m client_app --server http://testserver --token {plain}" in html
-    assert f"soulsai-client --server http://testserver --token {plain}" in html
+    # The commands take the token from SOULSAI_TOKEN (pasted when asked) and --save: never on the command line.
+    assert "soulsai-client --server http://testserver --save" in html and "python -m client_app" in html
+    assert "read -rs SOULSAI_TOKEN" in html and '$env:SOULSAI_TOKEN = Read-Host' in html
+    assert "--token" not in html
     assert reverse("downloads:page") in html
     # The database keeps only a hash; the token authenticates as the relay will check it.
     assert plain not in str(MachineToken.objects.filter(pk=token.pk).values().get())

@@ -23,6 +23,7 @@ from portal.core.processes import (
     celery_beat_argv,
     celery_worker_argv,
     client_argv,
+    client_env,
     uvicorn_argv,
 )
 
@@ -132,9 +133,9 @@ class Command(BaseCommand):
             self.log("WARNING: the web server did not answer /healthz within 60 s")
         for name, token in self.tokens:
             pace = ["--max-sps", str(opts["demo_client_sps"])] if opts["demo_client_sps"] > 0 else []
-            argv = client_argv(server=base, token=token, name=name,
-                               spool_dir=Path(settings.VAR_DIR) / "spool" / name, extra=pace)
-            self.sup.start(Child(name.replace("demo-", ""), argv, env, essential=False))
+            argv = client_argv(server=base, name=name, spool_dir=Path(settings.VAR_DIR) / "spool" / name, extra=pace)
+            # The token goes through the environment: a command line is visible to every user (ps).
+            self.sup.start(Child(name.replace("demo-", ""), argv, client_env(env, token=token), essential=False))
         slug = self.campaigns[0].slug
         self.log("")
         self.log(f"SoulsAI is running at {base}/")
