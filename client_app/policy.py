@@ -148,6 +148,11 @@ class ObsNorm:
         return np.clip((np.asarray(obs, dtype=np.float32) - self.mean) / self.std, -self.clip, self.clip)
 
 
+def non_finite(params: dict[str, np.ndarray]) -> list[str]:
+    """The names of the parameters holding a NaN or an infinity (the learner and clients both check)."""
+    return [name for name, value in params.items() if not np.isfinite(value).all()]
+
+
 def read_metadata(data: bytes) -> dict[str, str]:
     """The ``__metadata__`` map of a safetensors file, read from its JSON header."""
     if len(data) < 8:
@@ -199,12 +204,21 @@ class Policy:
         for name, shape in expected.items():
             if tuple(params[name].shape) != shape:
                 raise ValueError(f"parameter {name} has shape {params[name].shape}, expected {shape}")
+        # A diverged learner's weights: NaN actions would crash the client (or play nonsense).
+        broken = non_finite(params)
+        if broken:
+            raise ValueError(f"parameter {broken[0]} holds NaN or infinite values: the model is broken")
+        epsilon = float(epsilon)
+        if not 0.0 <= epsilon <= 1.0:  # NaN included
+            raise ValueError(f"the exploration rate must be in [0, 1], got {epsilon!r}")
         if obs_norm is not None:
             for name, value in (("mean", obs_norm.mean), ("std", obs_norm.std)):
                 if value.shape != (spec.obs_dim,) or not np.isfinite(value).all():
                     raise ValueError(f"obs_norm.{name} must be {spec.obs_dim} finite numbers")
             if not (obs_norm.std > 0).all():
                 raise ValueError("obs_norm.std must be positive")
+            if not (math.isfinite(obs_norm.clip) and obs_norm.clip > 0):
+                raise ValueError(f"obs_norm_clip must be a positive number, got {obs_norm.clip!r}")
         self.spec = spec
         self.params = params
         self.version = version

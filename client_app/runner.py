@@ -151,7 +151,8 @@ class Runner:
             or (state.fatal.message if state.fatal else None)
             or state.last_error
             or getattr(env, "last_error", None)
-            or self.fetcher.last_error,
+            or self.fetcher.last_error
+            or self.evaluations.fetcher.last_error,
             exit_code=self.exit_code,
         )
 

@@ -9,6 +9,7 @@ learning), ``publish_due`` and ``published`` (weights, exploration and normalise
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -45,6 +46,9 @@ class Agent:
         self.normalizer = RunningMeanStd(obs_dim, clip=config.obs_norm_clip) if config.normalize_obs else None
         self.samples_total = 0  # env steps ingested over the campaign's life, used or dropped (epsilon, lr decay)
         self.metrics: dict[str, float] = {}
+        # What came out non-finite in an update (the network diverged), or None: the learner then goes
+        # back to its last good checkpoint instead of training on (or publishing) NaN.
+        self.diverged: str | None = None
 
     def _observe(self, chunk: Chunk) -> np.ndarray:
         """The chunk's observations as flat float32 rows; updates the running statistics."""
@@ -113,6 +117,9 @@ class DQNAgent(Agent):
             if self.normalizer is not None:
                 batch = batch._replace(obs=self._normalize(batch.obs), next_obs=self._normalize(batch.next_obs))
             update = self.dqn.update(batch)
+            if not (np.isfinite(update.td_errors).all() and math.isfinite(update.metrics["losses/td_loss"])):
+                self.diverged = "the TD errors"  # stop here: as priorities they would poison the buffer
+                break
             self.buffer.update_priorities(batch.indices, update.td_errors)
             self.metrics = update.metrics
             self.run_updates += 1
@@ -235,6 +242,9 @@ class PPOAgent(Agent):
             return
         rollout = self._rollout()
         self.metrics = self.ppo.update(rollout, self.rng, lr=self.config.lr_at(self.samples_total))
+        losses = [name for name, value in self.metrics.items() if not math.isfinite(value)]
+        if losses:
+            self.diverged = ", ".join(losses)
         self.metrics["charts/dropped_samples"] = float(self.dropped_samples)
         self.pending.clear()
         self.pending_steps = 0

@@ -59,7 +59,8 @@ def state_load(data: bytes, *, algorithm: str) -> dict[str, Any]:
 
 
 def weights_load(data: bytes, *, spec: QNetworkSpec | PolicyNetworkSpec) -> Policy:
-    """A checkpoint's published weights; raises ValueError when their architecture is not ``spec``."""
+    """A checkpoint's published weights; raises ValueError when their architecture is not ``spec`` or a
+    weight is not finite (``Policy`` refuses those), so that resume falls back to an older checkpoint."""
     policy = Policy.from_bytes(data)
     if policy.spec != spec:
         raise ValueError(f"its architecture {policy.spec} is not the campaign's {spec}")

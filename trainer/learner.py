@@ -22,10 +22,10 @@ from typing import Any, Literal
 import redis
 import torch
 
-from client_app.policy import save_model
+from client_app.policy import non_finite, save_model
 from client_app.protocol import decode_stored_chunk
 from client_app.spaces import action_count, flat_dim
-from trainer.agents import agent_for
+from trainer.agents import DQNAgent, PPOAgent, agent_for
 from trainer.campaign import CampaignSpec, LearnerStore
 from trainer.checkpoint import state_dump, state_load, weights_load
 from trainer.config import config_for
@@ -107,11 +107,19 @@ class LearnerRun:
         self.published_at = time.monotonic()
         self._stats_at = (time.monotonic(), 0)
         self.updates_per_s = 0.0
+        self.recoveries = 0  # times the network diverged (non-finite weights) and was reloaded
 
     # -- resume and checkpoints -------------------------------------------------------------------
 
     def resume(self) -> None:
         """Continue from the newest usable checkpoint: its published weights plus the learner state."""
+        self._load_newest_checkpoint()
+        self.updates_at_publish = self.updates_at_checkpoint = self.agent.updates
+        self._stats_at = (time.monotonic(), self.agent.updates)
+        self.evaluations.schedule_after(self.agent.samples_total)
+
+    def _load_newest_checkpoint(self) -> int | None:
+        """Load the newest checkpoint that loads (its weights all finite); its version, or None."""
         for version in self.store.checkpoint_versions(self.campaign_id):
             try:
                 self._load_checkpoint(version)
@@ -126,17 +134,36 @@ class LearnerRun:
                 self.agent.updates,
                 self.agent.samples_total,
             )
-            break
+            return version
+        return None
+
+    def recover(self, broken: list[str]) -> None:
+        """The network diverged: publish nothing, and go back to the last good checkpoint.
+
+        Weights are only ever published finite (clients refuse others), so the newest checkpoint that
+        loads is the last good one; with none yet, the agent starts afresh. The samples learnt from
+        since that checkpoint are lost; version numbers still never go back.
+        """
+        self.recoveries += 1
+        log.error(
+            "campaign %s: the network diverged after %d updates (non-finite values in %s): not "
+            "publishing; back to the last good checkpoint (recovery %d)",
+            self.campaign_id,
+            self.agent.updates,
+            ", ".join(broken),
+            self.recoveries,
+        )
+        if self._load_newest_checkpoint() is None:
+            log.error("campaign %s: no checkpoint to go back to: starting the agent afresh", self.campaign_id)
+            samples_total = self.agent.samples_total  # env steps played all the same (epsilon, lr decay)
+            self.agent = self._fresh_agent()
+            self.agent.samples_total = samples_total
         self.updates_at_publish = self.updates_at_checkpoint = self.agent.updates
         self._stats_at = (time.monotonic(), self.agent.updates)
-        self.evaluations.schedule_after(self.agent.samples_total)
+        self.published_at = time.monotonic()
 
-    def _load_checkpoint(self, version: int) -> None:
-        checkpoint = self.store.checkpoint_read(self.campaign_id, version)
-        policy = weights_load(checkpoint.weights, spec=self.spec)
-        agent_state = state_load(checkpoint.state, algorithm=self.algorithm)
-        # Load into a fresh agent first, so a failure half-way leaves this run untouched.
-        agent = agent_for(
+    def _fresh_agent(self) -> DQNAgent | PPOAgent:
+        return agent_for(
             self.algorithm,
             self.config,
             obs_dim=self.agent.obs_dim,
@@ -144,6 +171,13 @@ class LearnerRun:
             action_start=self.agent.action_start,
             device=self.device,
         )
+
+    def _load_checkpoint(self, version: int) -> None:
+        checkpoint = self.store.checkpoint_read(self.campaign_id, version)
+        policy = weights_load(checkpoint.weights, spec=self.spec)
+        agent_state = state_load(checkpoint.state, algorithm=self.algorithm)
+        # Load into a fresh agent first, so a failure half-way leaves this run untouched.
+        agent = self._fresh_agent()
         agent.load(policy, agent_state)
         self.agent = agent
 
@@ -155,15 +189,18 @@ class LearnerRun:
         # Renewing first proves the lease is still ours: a learner that lost it must never publish.
         if not self.lease.renew():
             raise LeaseLost
+        params, obs_norm = self.agent.params(), self.agent.obs_norm()
+        broken = non_finite(params)
+        if obs_norm is not None:
+            broken += non_finite({"obs_norm.mean": obs_norm.mean, "obs_norm.std": obs_norm.std})
+        if broken:
+            self.recover(broken)  # never published: clients would refuse it (or crash on it)
+            return
         version = self.version + 1
         evaluate = self.evaluations.due(self.agent.samples_total)
         checkpoint = checkpoint or evaluate
         weights = save_model(
-            self.spec,
-            self.agent.params(),
-            version=version,
-            epsilon=self.agent.exploration(),
-            obs_norm=self.agent.obs_norm(),
+            self.spec, params, version=version, epsilon=self.agent.exploration(), obs_norm=obs_norm
         )
         model = self.store.model_publish(
             self.campaign_id,
@@ -222,6 +259,8 @@ class LearnerRun:
     def train(self) -> None:
         """Learning until the agent needs data, a model is due or the time slice is spent."""
         self.agent.train(time.monotonic() + UPDATE_SLICE_SECONDS, self.publish_due)
+        if self.agent.diverged is not None:
+            self.recover([self.agent.diverged])
 
     # -- telemetry --------------------------------------------------------------------------------
 
@@ -240,6 +279,7 @@ class LearnerRun:
             "device": str(self.device),
             "version": self.version,
             "high_water": self.high_water,
+            "recoveries": self.recoveries,
             **self.agent.stats(),
         }
         self.client.hset(self.keys.learner, mapping=stats)

@@ -7,18 +7,23 @@ import threading
 from collections.abc import Callable
 from contextlib import contextmanager
 
+import numpy as np
 import pytest
 import torch
+from safetensors.numpy import load as safetensors_load
 
 from client_app.policy import Policy
 from harness.processes import WaitTimeout, wait_for
 from portal.campaigns.models import ModelVersion
 from portal.campaigns.services import model_publish
 from portal.core.redis import get_redis
-from portal.training.runner import learner_run
+from portal.training.runner import learner_run, learner_settings
+from portal.training.store import CampaignStore
 from tests.trainer.helpers import push_chunks
 from trainer.config import config_for
 from trainer.keys import CampaignKeys
+from trainer.learner import LearnerRun
+from trainer.lease import Lease
 
 SMALL = {
     "learning_starts": 64,
@@ -258,3 +263,80 @@ def test_a_checkpoint_can_keep_the_replay_buffer_and_its_config(campaign, keys, 
     redis_client.set(keys.status, "running")
     assert learner_run(campaign_id=campaign.id, max_seconds=1.5) == "time_limit"
     assert int(learner_stats(keys)["buffer"]) == 192
+
+
+@pytest.mark.django_db
+def test_a_diverged_network_is_never_published_and_the_learner_goes_back_to_its_last_checkpoint(
+    campaign, keys, redis_client, caplog
+):
+    store = CampaignStore()
+    lease = Lease(redis_client, keys.lease, 20.0)
+    assert lease.acquire()
+    run = LearnerRun(
+        store.campaign(campaign.id), store=store, lease=lease, client=redis_client, settings=learner_settings()
+    )
+    steps = {"pushed": push_chunks(redis_client, keys.stream, 8, 24, seed=0)}  # 65 updates: v1..v4
+
+    def poison_then_feed():
+        # The learner waits for data (nothing trains now): its network diverges, as a too-high
+        # learning rate would make it, and more chunks come to learn from.
+        with torch.no_grad():
+            for parameter in run.agent.dqn.q.parameters():
+                parameter.fill_(float("nan"))
+        steps["pushed"] += push_chunks(redis_client, keys.stream, 8, 24, seed=100)
+
+    def feed_again():
+        steps["pushed"] += push_chunks(redis_client, keys.stream, 8, 24, seed=200)
+
+    recovered_or_published = lambda s: int(s.get("recoveries", 0)) >= 1 or int(s["version"]) >= 5  # noqa: E731
+    with (
+        when(keys, lambda s: int(s["updates"]) >= 65 and int(s["version"]) >= 4, poison_then_feed),
+        when(keys, recovered_or_published, feed_again),
+        set_status_when(keys, lambda s: int(s["version"]) >= 5 and int(s["samples_ingested"]) >= 192),
+    ):
+        try:
+            assert run.run(max_seconds=120) == "stopped"
+        finally:
+            lease.release()
+
+    published = versions(campaign)
+    assert [m.version for m in published] == list(range(1, len(published) + 1))
+    for model in published:  # every published file is finite, and a client loads it
+        with model.weights.open("rb") as f:
+            data = f.read()
+        assert all(np.isfinite(t).all() for t in safetensors_load(data).values()), f"v{model.version}"
+        Policy.from_bytes(data)
+    assert int(learner_stats(keys)["recoveries"]) == 1
+    assert any("the network diverged" in r.getMessage() and r.levelname == "ERROR" for r in caplog.records)
+    # It went back to the last checkpoint before the poison (v4, 61 updates) and learnt on from there.
+    last_good = [m for m in published if m.version <= 4 and m.is_checkpoint][-1]
+    after = [m for m in published if m.version > 4]
+    assert after and after[0].updates_total == last_good.updates_total + SMALL["publish_every_updates"]
+
+
+@pytest.mark.django_db
+def test_non_finite_weights_are_not_published_even_as_the_final_checkpoint(campaign, keys, redis_client):
+    store = CampaignStore()
+    lease = Lease(redis_client, keys.lease, 20.0)
+    assert lease.acquire()
+    run = LearnerRun(
+        store.campaign(campaign.id), store=store, lease=lease, client=redis_client, settings=learner_settings()
+    )
+    push_chunks(redis_client, keys.stream, 8, 24)  # 65 updates: v1..v4, the last checkpoint at 61
+
+    def poison_then_stop():
+        with torch.no_grad():  # no update runs now: the final checkpoint is the next thing to see it
+            next(run.agent.dqn.q.parameters()).view(-1)[0] = float("inf")
+        redis_client.set(keys.status, "stopped")
+
+    with when(keys, lambda s: int(s["updates"]) >= 65 and int(s["version"]) >= 4, poison_then_stop):
+        try:
+            assert run.run(max_seconds=60) == "stopped"
+        finally:
+            lease.release()
+
+    published = versions(campaign)
+    assert [m.version for m in published] == [1, 2, 3, 4]  # no final checkpoint of broken weights
+    assert int(learner_stats(keys)["recoveries"]) == 1
+    assert run.agent.updates == published[-1].updates_total  # back at the last good checkpoint
+    assert all(torch.isfinite(p).all() for p in run.agent.dqn.q.parameters())
