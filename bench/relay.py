@@ -361,6 +361,7 @@ def bench_settings(args: argparse.Namespace) -> dict[str, str]:
         "LOG_LEVEL": "WARNING",
         "SOULSAI_STREAM_HIGH_WATER": str(args.high_water),
         "SOULSAI_STREAM_MAXLEN": str(args.maxlen),
+        "SOULSAI_WS_CLIENTS_PER_ADDRESS": "0",  # every simulated client comes from loopback
     }
 
 

@@ -1,4 +1,9 @@
-"""ASGI entry point: Django for HTTP, the relay consumer for clients' websockets, live stats for browsers."""
+"""ASGI entry point: Django for HTTP, the relay consumer for clients' websockets, live stats for browsers.
+
+Every scope first gets the client's address (portal.core.clients.ClientAddressMiddleware: the peer,
+or what a trusted proxy forwarded), which Django's REMOTE_ADDR, the rate limits and the websocket
+caps all read. Each websocket route checks its Origin (see the routing modules).
+"""
 
 import os
 
@@ -9,9 +14,12 @@ django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from portal.core.clients import ClientAddressMiddleware  # noqa: E402
 from portal.livestats.routing import websocket_urlpatterns as live_stats_urlpatterns  # noqa: E402
 from portal.relay.routing import websocket_urlpatterns  # noqa: E402
 
-application = ProtocolTypeRouter(
-    {"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns + live_stats_urlpatterns)}
+application = ClientAddressMiddleware(
+    ProtocolTypeRouter(
+        {"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns + live_stats_urlpatterns)}
+    )
 )

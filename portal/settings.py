@@ -7,6 +7,7 @@ servers through the same code paths.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -233,6 +234,21 @@ SOULSAI_FLAG_RATE_CHUNKS_PER_S = int(os.environ.get("SOULSAI_FLAG_RATE_CHUNKS_PE
 SOULSAI_CLIENT_WHEEL_DIR = VAR_DIR / "client-wheel"
 # Live stats: a campaign snapshot (a point on its charts) at most this often.
 SOULSAI_SNAPSHOT_SECONDS = float(os.environ.get("SOULSAI_SNAPSHOT_SECONDS", "10"))
+
+# Connections (docs/configuration.md, "Connections"; portal/core/clients.py). Forwarded addresses are
+# believed only from these proxies (addresses or CIDRs); a typo must stop the start, not trust everyone.
+SOULSAI_TRUSTED_PROXIES = env_list("SOULSAI_TRUSTED_PROXIES", "")
+for _proxy in SOULSAI_TRUSTED_PROXIES:
+    try:
+        ipaddress.ip_network(_proxy, strict=False)
+    except ValueError as _exc:
+        raise RuntimeError(f"SOULSAI_TRUSTED_PROXIES: {_proxy!r} is not an address or a network ({_exc})") from None
+# Live websockets per address (an IPv6 /64 counts as one) and per machine token; 0: no cap.
+SOULSAI_WS_BROWSERS_PER_ADDRESS = int(os.environ.get("SOULSAI_WS_BROWSERS_PER_ADDRESS", "20"))
+SOULSAI_WS_CLIENTS_PER_ADDRESS = int(os.environ.get("SOULSAI_WS_CLIENTS_PER_ADDRESS", "32"))
+SOULSAI_WS_CLIENTS_PER_TOKEN = int(os.environ.get("SOULSAI_WS_CLIENTS_PER_TOKEN", "2"))
+# A live connection's seat is renewed every third of this; a dead process's seats expire after it.
+SOULSAI_WS_SEAT_SECONDS = float(os.environ.get("SOULSAI_WS_SEAT_SECONDS", "60"))
 
 LOGGING = {
     "version": 1,

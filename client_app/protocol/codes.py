@@ -19,6 +19,10 @@ CLOSE_AUTH = 4401  # missing, unknown or revoked token
 CLOSE_CLOSED = 4403  # the campaign does not take experience (stopped or not launched)
 CLOSE_UPGRADE = 4426  # protocol version not supported: the client must be upgraded
 CLOSE_SERVER_ERROR = 1011  # the server failed unexpectedly: not fatal, the client reconnects
+# Too many live connections from this address or with this token (the close's reason says which):
+# not fatal, the client reconnects with its back-off; sent as a bare close, so clients that predate it
+# retry too.
+CLOSE_TOO_MANY = 4429
 
 # Reason codes, in REJECT and ERROR messages.
 R_MALFORMED = "malformed"

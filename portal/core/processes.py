@@ -21,11 +21,22 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from client_app.protocol.framing import MAX_FRAME_BYTES
+
+# The largest websocket message the server reads: the relay's frame cap plus room for a frame just
+# over it to get the relay's readable `too_large` refusal; anything larger is closed (1009) unread.
+WS_MAX_SIZE = MAX_FRAME_BYTES + 64 * 1024
+
 
 def uvicorn_argv(*, host: str, port: int, extra: Sequence[str] = ()) -> list[str]:
-    """The ASGI server (relay, pages and API) serving ``portal.asgi`` on host:port."""
+    """The ASGI server (relay, pages and API) serving ``portal.asgi`` on host:port.
+
+    Proxy headers are the portal's to judge (``SOULSAI_TRUSTED_PROXIES``, portal.core.clients):
+    uvicorn's own handling would believe any X-Forwarded-For from loopback.
+    """
     return [sys.executable, "-m", "uvicorn", "portal.asgi:application", "--host", host, "--port", str(port),
-            "--no-access-log", "--lifespan", "off", *extra]
+            "--no-access-log", "--lifespan", "off", "--no-proxy-headers", "--ws-max-size", str(WS_MAX_SIZE),
+            *extra]
 
 
 def celery_worker_argv(

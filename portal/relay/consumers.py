@@ -24,8 +24,10 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from client_app import protocol as P
+from client_app.protocol.codes import CLOSE_TOO_MANY
 from portal.campaigns.models import Campaign
 from portal.campaigns.selectors import campaign_status_get
+from portal.core.clients import Seats, address_bucket, scope_address, seats_key
 from portal.core.redis import get_async_redis
 from portal.machines.models import MachineToken
 from portal.machines.services import token_authenticate, token_record_client
@@ -148,7 +150,14 @@ class ClientConsumer(AsyncWebsocketConsumer):
         self.closing = False
         self.model_sent = 0
         self.status_sent: str | None = None
+        self.seats = Seats()
         await self.accept()
+        # Seats are counted before the token costs a database query (portal.core.clients).
+        limit = settings.SOULSAI_WS_CLIENTS_PER_ADDRESS
+        address = address_bucket(scope_address(self.scope))
+        if not await self.seats.take(seats_key("client:addr", address), limit):
+            await self.too_many(f"too many client connections from your address (limit {limit}); retrying later")
+            return
         token = await database_sync_to_async(token_authenticate)(raw=_bearer_token(self.scope))
         if token is None:
             await self.fatal(
@@ -159,8 +168,21 @@ class ClientConsumer(AsyncWebsocketConsumer):
             )
             return
         self.token, self.campaign = token, token.campaign
+        limit = settings.SOULSAI_WS_CLIENTS_PER_TOKEN
+        if not await self.seats.take(seats_key("client:token", token.id), limit):
+            self.token = None  # nothing it sends now is read
+            await self.too_many(
+                f"this machine token already has {limit} open connections: is the client running twice?"
+            )
+
+    async def too_many(self, reason: str) -> None:
+        """Not fatal: a bare close (4429) that every client retries after its back-off."""
+        self.closing = True
+        await self.seats.release()
+        await self.close(code=CLOSE_TOO_MANY, reason=reason)
 
     async def disconnect(self, code: int) -> None:
+        await self.seats.release()
         if self.joined:
             fanout.get_fanout().leave(self.campaign.id, self)
             self.joined = False

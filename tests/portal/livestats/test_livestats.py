@@ -110,7 +110,9 @@ def test_stats_api_returns_the_series_and_refuses_unknown_windows(client, cartpo
 
 
 def _ws(asgi_server, slug: str):
-    return connect(f"{asgi_server.url.replace('http', 'ws', 1)}/ws/campaigns/{slug}/", open_timeout=10)
+    # With the page's Origin, as a browser sends it (test_browser_socket.py: others are refused).
+    url = f"{asgi_server.url.replace('http', 'ws', 1)}/ws/campaigns/{slug}/"
+    return connect(url, origin=asgi_server.url, open_timeout=10)
 
 
 @pytest.mark.django_db(transaction=True)

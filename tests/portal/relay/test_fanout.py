@@ -8,6 +8,7 @@ import pytest
 
 from client_app import protocol as P
 from portal.campaigns.services import campaign_pause, campaign_resume
+from portal.machines.services import token_create
 from tests.conftest import start_asgi
 from tests.portal.relay.test_relay import open_session, publish_models
 
@@ -22,11 +23,14 @@ def second_server(asgi_server, tmp_path):
     proc.stop()
 
 
-def test_one_publish_reaches_clients_on_two_asgi_processes(asgi_server, second_server, campaign, token):
+def test_one_publish_reaches_clients_on_two_asgi_processes(asgi_server, second_server, campaign, token, volunteer):
+    # Two machines with a connection on each process (a token holds at most 2: SOULSAI_WS_CLIENTS_PER_TOKEN).
+    other = token_create(user=volunteer, campaign=campaign, name="rig-2")
     with ExitStack() as stack:
         sockets = []
-        for server in (asgi_server, second_server, asgi_server, second_server):
-            ws, welcome = stack.enter_context(open_session(server, token[1]))
+        for server, raw in ((asgi_server, token[1]), (second_server, token[1]), (asgi_server, other[1]),
+                            (second_server, other[1])):
+            ws, welcome = stack.enter_context(open_session(server, raw))
             assert welcome["type"] == P.WELCOME
             sockets.append(ws)
 

@@ -1,0 +1,144 @@
+"""Connections to the relay are capped per machine token and per address, across ASGI processes, and
+a client refused for that (close 4429) keeps retrying and gets in once a seat is free.
+
+Against the real ASGI server (uvicorn), Redis and database, with real websockets and the real client.
+"""
+
+from __future__ import annotations
+
+from contextlib import ExitStack
+
+import pytest
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+from client_app import __version__
+from client_app import protocol as P
+from portal.machines.services import token_create
+from tests.conftest import start_asgi, start_client, wait_for
+from tests.portal.relay.test_relay import open_session, ws_connect
+from trainer.keys import CampaignKeys
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def refused(server, raw_token: str) -> tuple[int, str] | None:
+    """The close code and reason if the relay refuses this connection, None if it welcomes it."""
+    try:
+        with open_session(server, raw_token) as (_, welcome):
+            assert welcome["type"] == P.WELCOME, welcome
+            return None
+    except ConnectionClosed as exc:
+        assert exc.rcvd is not None, "closed without a close frame"
+        return exc.rcvd.code, exc.rcvd.reason
+
+
+@pytest.fixture
+def log_since(asgi_server):
+    start = len(asgi_server.output())
+    return lambda: asgi_server.output()[start:]
+
+
+def test_a_token_holds_two_connections_a_third_is_refused_and_a_freed_seat_lets_it_in(
+    asgi_server, token, log_since
+):
+    with ExitStack() as stack:
+        first, welcome = stack.enter_context(open_session(asgi_server, token[1]))
+        assert welcome["type"] == P.WELCOME
+        stack.enter_context(ws_connect(asgi_server, token[1]))  # no hello yet: it holds a seat all the same
+
+        # (once the server took the second one's seat: it does so just after the handshake)
+        code, reason = wait_for(
+            lambda: refused(asgi_server, token[1]), 10, "a third connection refused", asgi_server
+        )
+        assert code == 4429
+        assert "already has 2 open connections" in reason
+
+        first.close()
+        assert wait_for(lambda: refused(asgi_server, token[1]) is None, 10, "a freed seat", asgi_server)
+    assert "Traceback" not in log_since()
+
+
+@pytest.fixture
+def small_server(tmp_path):
+    """A second ASGI process (sharing Redis and the database) allowing 3 client connections per address
+    and holding seats for 1 s between refreshes."""
+    server = start_asgi(
+        tmp_path,
+        name="uvicorn-small",
+        env={"SOULSAI_WS_CLIENTS_PER_ADDRESS": "3", "SOULSAI_WS_SEAT_SECONDS": "1"},
+    )
+    yield server
+    server.stop()
+
+
+def test_connections_per_address_are_capped_before_the_token_is_looked_at(small_server, campaign, volunteer):
+    raw = [token_create(user=volunteer, campaign=campaign, name=f"rig-{i}")[1] for i in range(3)]
+    with ExitStack() as stack:
+        for t in raw[:3]:
+            stack.enter_context(ws_connect(small_server, t))
+        for t in (raw[0], "not-even-a-token"):
+            code, reason = wait_for(
+                lambda t=t: refused(small_server, t), 10, "a 4th connection refused", small_server
+            )
+            assert code == 4429 and "too many client connections from your address (limit 3)" in reason
+
+
+def test_seats_held_by_a_server_that_died_expire_and_its_client_gets_back_in(
+    asgi_server, small_server, token
+):
+    with ExitStack() as stack:
+        for _ in range(2):
+            stack.enter_context(ws_connect(small_server, token[1]))  # open while the server dies under them
+        code, _ = wait_for(
+            lambda: refused(asgi_server, token[1]), 10, "a third connection refused", asgi_server
+        )
+        assert code == 4429
+        small_server.proc.kill()  # no disconnect runs: only the seats' expiry frees them
+        small_server.proc.wait()
+    assert wait_for(
+        lambda: refused(asgi_server, token[1]) is None, 15, "the dead server's seats to expire", asgi_server
+    )
+
+
+def test_the_real_client_retries_after_too_many_connections_and_gets_in(
+    asgi_server, campaign, token, redis_client, tmp_path
+):
+    with ExitStack() as stack:
+        held = [stack.enter_context(ws_connect(asgi_server, token[1])) for _ in range(2)]
+        client = start_client(
+            asgi_server.url,
+            token[1],
+            tmp_path / "spool",
+            tmp_path,
+            "--max-steps",
+            "100000",
+            "--max-sps",
+            "50",
+        )
+        stack.callback(client.stop)
+        wait_for(lambda: "4429" in client.output(), 60, "the client to be refused", client, asgi_server)
+        assert client.running(), "too many connections is not fatal: the client waits and retries"
+        assert "is the client running twice?" in client.output()
+
+        held[0].close()
+        machines = CampaignKeys(campaign.id).clients
+        wait_for(
+            lambda: redis_client.zscore(machines, token[0].id) is not None,
+            60,
+            "the client to get in",
+            client,
+            asgi_server,
+        )
+
+
+def test_a_browser_page_elsewhere_cannot_open_the_relay_but_the_client_sends_no_origin(asgi_server, token):
+    url = asgi_server.ws_url
+    headers = {"Authorization": f"Bearer {token[1]}"}
+    with pytest.raises(InvalidStatus) as denied:
+        connect(url, origin="https://evil.example", additional_headers=headers, open_timeout=10)
+    assert denied.value.response.status_code == 403
+    with connect(url, origin=asgi_server.url, additional_headers=headers, open_timeout=10) as ws:
+        ws.send(P.pack(P.hello(client_version=__version__, machine="rig")))
+        assert P.unpack(ws.recv(timeout=10))["type"] == P.WELCOME
+    assert refused(asgi_server, token[1]) is None  # no Origin at all: the desktop client
