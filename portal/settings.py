@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "allauth",
     "allauth.account",
+    "allauth.mfa",
     "channels",
     "portal.core",
     "portal.accounts",
@@ -88,6 +89,7 @@ INSTALLED_APPS = [
     "portal.leaderboards",
     "portal.community",
     "portal.staff",
+    "portal.audit",
 ]
 
 MIDDLEWARE = [
@@ -139,6 +141,16 @@ EMBEDDED_REDIS = not os.environ.get("REDIS_URL")
 EMBEDDED_REDIS_PORT = int(os.environ.get("EMBEDDED_REDIS_PORT", "6390"))
 REDIS_URL = os.environ.get("REDIS_URL") or f"redis://127.0.0.1:{EMBEDDED_REDIS_PORT}/0"
 
+# Django's cache, in Redis so that every process counts the same: allauth's login, signup and
+# password-reset rate limits, and one-time use of two-factor codes.
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": "soulsai:cache",
+    }
+}
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
@@ -178,10 +190,14 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 ACCOUNT_LOGIN_METHODS = {"username", "email"}
 ACCOUNT_SIGNUP_FIELDS = ["email*", "username*", "password1*", "password2*"]
-ACCOUNT_EMAIL_VERIFICATION = os.environ.get("ACCOUNT_EMAIL_VERIFICATION", "none")
+# Production verifies addresses before an account can log in (and so before it gets tokens).
+ACCOUNT_EMAIL_VERIFICATION = os.environ.get("ACCOUNT_EMAIL_VERIFICATION", "mandatory" if PRODUCTION else "none")
 ACCOUNT_LOGOUT_ON_GET = False
 LOGIN_REDIRECT_URL = "/accounts/profile/"
 LOGIN_URL = "/accounts/login/"
+# Two-factor login (allauth.mfa, at /accounts/2fa/): an authenticator app (TOTP) and recovery codes.
+MFA_SUPPORTED_TYPES = ["totp", "recovery_codes"]
+MFA_TOTP_ISSUER = "SoulsAI"
 
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
 if EMAIL_HOST:
@@ -232,6 +248,8 @@ SOULSAI_FLAG_WINDOW_S = int(os.environ.get("SOULSAI_FLAG_WINDOW_S", "600"))
 SOULSAI_FLAG_WAIT_MS = int(os.environ.get("SOULSAI_FLAG_WAIT_MS", "1000"))  # added to a flagged machine's answers
 SOULSAI_FLAG_RATE_CHUNKS_PER_S = int(os.environ.get("SOULSAI_FLAG_RATE_CHUNKS_PER_S", "5"))
 SOULSAI_CLIENT_WHEEL_DIR = VAR_DIR / "client-wheel"
+# Live (not revoked) machine tokens one account may hold; joining past it is refused on the page.
+SOULSAI_TOKENS_PER_ACCOUNT = int(os.environ.get("SOULSAI_TOKENS_PER_ACCOUNT", "10"))
 # Live stats: a campaign snapshot (a point on its charts) at most this often.
 SOULSAI_SNAPSHOT_SECONDS = float(os.environ.get("SOULSAI_SNAPSHOT_SECONDS", "10"))
 

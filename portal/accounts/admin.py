@@ -23,19 +23,19 @@ class UserAdmin(DeletesTokensMixin, DjangoUserAdmin):
         deactivating = change and "is_active" in form.changed_data and not obj.is_active
         super().save_model(request, obj, form, change)
         if deactivating:
-            services.user_deactivate(user=obj)
+            services.user_deactivate(user=obj, actor=request.user)
 
     def delete_model(self, request: HttpRequest, obj) -> None:
-        services.user_delete(user=obj)
+        services.user_delete(user=obj, actor=request.user)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
         for user in queryset:
-            services.user_delete(user=user)
+            services.user_delete(user=user, actor=request.user)
 
     @admin.action(description="Deactivate selected users (revokes their machine tokens at once)")
     def deactivate_users(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = 0
         for user in queryset.filter(is_active=True):
-            services.user_deactivate(user=user)
+            services.user_deactivate(user=user, actor=request.user)
             count += 1
         self.message_user(request, f"Deactivated {count} user(s); their machine tokens are revoked.", messages.SUCCESS)

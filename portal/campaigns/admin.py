@@ -10,6 +10,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from portal.audit.services import audit_record
 from portal.campaigns import services
 from portal.campaigns.models import Campaign, ModelVersion
 from portal.machines.admin import DeletesTokensMixin
@@ -73,7 +74,9 @@ class CampaignForm(forms.ModelForm):
 
 
 def _status_action(service: Callable[..., Campaign], verb: str, description: str):
-    """An admin action that calls ``service`` per selected campaign and reports each outcome."""
+    """An admin action that calls ``service`` per selected campaign, reports each outcome and writes
+    each success to the audit log."""
+    verb_name = service.__name__.removeprefix("campaign_")
 
     def action(modeladmin: CampaignAdmin, request: HttpRequest, queryset: QuerySet[Campaign]) -> None:
         for campaign in queryset:
@@ -82,11 +85,12 @@ def _status_action(service: Callable[..., Campaign], verb: str, description: str
             except ValidationError as exc:
                 modeladmin.message_user(request, " ".join(exc.messages), level=messages.ERROR)
             else:
+                audit_record(actor=request.user, action=verb_name, target=campaign)
                 modeladmin.message_user(
                     request, f"{verb} campaign '{campaign.slug}'.", level=messages.SUCCESS
                 )
 
-    action.__name__ = f"{service.__name__.removeprefix('campaign_')}_campaigns"
+    action.__name__ = f"{verb_name}_campaigns"
     return admin.action(description=description)(action)
 
 

@@ -14,7 +14,7 @@ from portal.campaigns import selectors
 from portal.campaigns.models import Campaign
 from portal.leaderboards.selectors import leaderboard_get, live_data_available
 from portal.livestats.services import is_boss_fight
-from portal.machines.services import token_create
+from portal.machines.services import token_join
 
 RECENT_CHECKPOINTS_SHOWN = 5
 TOP_CONTRIBUTORS_SHOWN = 5
@@ -93,7 +93,7 @@ def campaign_join(request: HttpRequest, slug: str) -> HttpResponse:
     if not form.is_valid():
         return _render_detail(request, campaign, form, status=400)
     try:
-        token, plain = token_create(user=request.user, campaign=campaign, name=form.cleaned_data["machine_name"])
+        token, plain = token_join(user=request.user, campaign=campaign, name=form.cleaned_data["machine_name"])
     except ValidationError as exc:
         form.add_error(None, exc.messages[0])
         return _render_detail(request, campaign, form, status=409)

@@ -7,6 +7,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from portal.audit.models import AuditEntry
+from portal.audit.services import audit_record
 from portal.machines import services
 from portal.machines.models import MachineToken
 
@@ -109,6 +111,7 @@ class MachineTokenAdmin(admin.ModelAdmin):
         for token in queryset:
             if token.is_active:
                 services.token_revoke(token=token)
+                audit_record(actor=request.user, action=AuditEntry.Action.REVOKE, target=token)
                 count += 1
         self.message_user(request, f"Revoked {count} token(s).", level=messages.SUCCESS)
 
@@ -116,6 +119,8 @@ class MachineTokenAdmin(admin.ModelAdmin):
     def unflag_tokens(self, request: HttpRequest, queryset: QuerySet[MachineToken]) -> None:
         count = 0
         for token in queryset:
-            count += token.flagged_at is not None
+            if token.flagged_at is not None:
+                count += 1
+                audit_record(actor=request.user, action=AuditEntry.Action.UNFLAG, target=token)
             services.token_unflag(token=token)
         self.message_user(request, f"Unflagged {count} token(s).", level=messages.SUCCESS)

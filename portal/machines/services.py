@@ -6,8 +6,11 @@ import hashlib
 import hmac
 import secrets
 
+from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.urls import reverse
 from django.utils import timezone
 
 from portal.campaigns.models import Campaign
@@ -41,6 +44,25 @@ def token_create(*, user, campaign: Campaign, name: str) -> tuple[MachineToken, 
         user=user, campaign=campaign, name=name, prefix=prefix, key_hash=_hash(raw)
     )
     return token, raw
+
+
+@transaction.atomic
+def token_join(*, user, campaign: Campaign, name: str) -> tuple[MachineToken, str]:
+    """What a volunteer's Join does: ``token_create`` within the account's cap of live tokens.
+
+    Raises ValidationError, saying what to do, when ``user`` already holds
+    ``SOULSAI_TOKENS_PER_ACCOUNT`` live tokens (revoked ones do not count). Demo clients and benches,
+    which the operator runs, make tokens with ``token_create`` directly.
+    """
+    # Two joins at once must not both pass the count: hold the user's row until the token exists.
+    get_user_model().objects.select_for_update().filter(pk=user.pk).first()
+    cap = settings.SOULSAI_TOKENS_PER_ACCOUNT
+    if MachineToken.objects.active().filter(user=user).count() >= cap:
+        raise ValidationError(
+            f"You have {cap} live machine tokens, the most one account may hold. Revoke one you no longer "
+            f"use on your profile ({reverse('accounts:profile')}), then join again."
+        )
+    return token_create(user=user, campaign=campaign, name=name)
 
 
 def token_authenticate(*, raw: str) -> MachineToken | None:

@@ -14,4 +14,5 @@ urlpatterns = [
     path("announcements/<int:pk>/delete/", views.announcement_delete, name="announcement-delete"),
     path("machines/flagged/", views.flagged_machines, name="flagged"),
     path("machines/<int:pk>/unflag/", views.machine_unflag, name="unflag"),
+    path("audit/", views.audit_log, name="audit"),
 ]

@@ -1,19 +1,24 @@
-"""Staff pages: launch and steer campaigns, write announcements, look after flagged machines.
+"""Staff pages: launch and steer campaigns, write announcements, look after flagged machines, read
+the audit log.
 
 Thin views over the services of campaigns, community and machines; staff only (others are sent to
-the admin login).
+the admin login). Every action is written to the audit log (portal.audit) with who did it.
 """
 
 from __future__ import annotations
 
+from allauth.mfa.models import Authenticator
 from django.contrib import messages
 from django.contrib.admin.views.decorators import staff_member_required
 from django.core.exceptions import ValidationError
 from django.db.models import Case, IntegerField, Value, When
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from portal.audit import selectors as audit_selectors
+from portal.audit.models import AuditEntry
+from portal.audit.services import audit_record
 from portal.campaigns import services as campaign_services
 from portal.campaigns.models import Campaign
 from portal.community import services as community_services
@@ -41,6 +46,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         "campaigns": campaigns,
         "flagged_count": MachineToken.objects.flagged().filter(revoked_at__isnull=True).count(),
         "announcement_count": Announcement.objects.count(),
+        "two_factor": Authenticator.objects.filter(user=request.user).exists(),
     }
     return render(request, "staff/dashboard.html", context)
 
@@ -63,6 +69,7 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
             community_services.campaign_visibility_set(campaign=campaign, visibility=data["visibility"])
             if data["launch_now"]:
                 campaign = campaign_services.campaign_launch(campaign=campaign)
+                audit_record(actor=request.user, action=AuditEntry.Action.LAUNCH, target=campaign)
                 messages.success(
                     request, f"Launched “{campaign.name}”: a learner is starting, clients may join."
                 )
@@ -103,6 +110,7 @@ def campaign_action(request: HttpRequest, slug: str, action: str) -> HttpRespons
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
+        audit_record(actor=request.user, action=action, target=campaign)
         messages.success(request, f"{verb} “{campaign.name}”.")
     return redirect("staff:dashboard")
 
@@ -116,6 +124,7 @@ def campaign_visibility(request: HttpRequest, slug: str) -> HttpResponse:
         messages.error(request, f"Unknown visibility “{visibility}”.")
     else:
         community_services.campaign_visibility_set(campaign=campaign, visibility=visibility)
+        audit_record(actor=request.user, action=AuditEntry.Action.VISIBILITY, target=campaign, detail=visibility)
         messages.success(request, f"“{campaign.name}” is now {visibility}.")
     return redirect("staff:dashboard")
 
@@ -137,7 +146,13 @@ def announcements(request: HttpRequest, pk: int | None = None) -> HttpResponse:
     )
     form = AnnouncementForm(request.POST or None, initial=initial)
     if request.method == "POST" and form.is_valid():
-        community_services.announcement_save(announcement=editing, author=request.user, **form.cleaned_data)
+        saved = community_services.announcement_save(announcement=editing, author=request.user, **form.cleaned_data)
+        audit_record(
+            actor=request.user,
+            action=AuditEntry.Action.ANNOUNCEMENT,
+            target=saved,
+            detail=("changed" if editing else "written") + (", published" if saved.published else ", not published"),
+        )
         messages.success(request, "Announcement saved." if editing else "Announcement published.")
         return redirect("staff:announcements")
     context = {
@@ -153,7 +168,9 @@ def announcements(request: HttpRequest, pk: int | None = None) -> HttpResponse:
 @staff_member_required
 @require_POST
 def announcement_delete(request: HttpRequest, pk: int) -> HttpResponse:
-    community_services.announcement_delete(announcement=get_object_or_404(Announcement, pk=pk))
+    announcement = get_object_or_404(Announcement, pk=pk)
+    audit_record(actor=request.user, action=AuditEntry.Action.ANNOUNCEMENT, target=announcement, detail="deleted")
+    community_services.announcement_delete(announcement=announcement)
     messages.success(request, "Announcement deleted.")
     return redirect("staff:announcements")
 
@@ -169,7 +186,16 @@ def flagged_machines(request: HttpRequest) -> HttpResponse:
 def machine_unflag(request: HttpRequest, pk: int) -> HttpResponse:
     token = get_object_or_404(MachineToken, pk=pk)
     token_unflag(token=token)
+    audit_record(actor=request.user, action=AuditEntry.Action.UNFLAG, target=token)
     messages.success(
         request, f"Unflagged “{token.name}” of {token.user.username}: it is no longer throttled."
     )
     return redirect("staff:flagged")
+
+
+@staff_member_required
+@require_safe
+def audit_log(request: HttpRequest) -> HttpResponse:
+    """What staff did, newest first, a page at a time."""
+    page = audit_selectors.audit_page(number=request.GET.get("page"))
+    return render(request, "staff/audit.html", {"page": page})
