@@ -12,10 +12,13 @@ The bounds (docs/protocol.md, "What an episode can be"):
 - ``MountainCar-v0``: 200 steps, -1 every step: a return is minus its length.
 - ``LunarLander-v2``: 1000 steps; a step pays the landing's or crash's +-100 plus the shaping and
   engine terms, so +-1000 a step is a generous bound.
-- the Iudex fights (``soulsai/IudexArena-v0``, ``SoulsGymIudex-v0``, ``SoulsGymIudexDemo-v0``):
-  3000 steps; a step pays the boss's and the player's HP change as fractions (each within +-1),
-  +-0.1 at the fight's end or 0.01 per metre walked towards the centre (at most ~1.3 in the arena's
-  box, 1.5 with the observations' tolerance): +-3.5 a step. Boss fights: they have a winner.
+- the Iudex arena (``soulsai/IudexArena-v0``, our simulator): 3000 steps; a step pays the boss's and
+  the player's HP change as fractions (each within +-1), +-0.1 at the fight's end or 0.01 per metre
+  walked towards the centre (at most ~1.3 in the arena's box, 1.5 with the observations'
+  tolerance): +-3.5 a step. A boss fight: it has a winner.
+- the real game (``SoulsGymIudex-v0``, ``SoulsGymIudexDemo-v0``): 3000 steps, a boss fight; the game's
+  own reward jumps further (poses and HP jump between phases and at resets: the recorded fights in
+  tests/data reach -37 and +21 a step), so +-100 a step.
 
 A campaign's ``env_kwargs`` may set ``max_episode_steps`` (gymnasium's time limit): it replaces the
 longest episode.
@@ -54,16 +57,17 @@ class EnvBounds:
 #: An environment not in the table (only a client validating its own data sees it: every environment a
 #: campaign may run is in ENV_BOUNDS): finite, within MAX_ABS_REWARD a step, an outcome allowed.
 DEFAULT = EnvBounds(boss_fight=True)
-_IUDEX = EnvBounds(max_length=3000, reward_low=-3.5, reward_high=3.5, boss_fight=True)
+_ARENA = EnvBounds(max_length=3000, reward_low=-3.5, reward_high=3.5, boss_fight=True)
+_SOULSGYM = EnvBounds(max_length=3000, reward_low=-100.0, reward_high=100.0, boss_fight=True)
 
 ENV_BOUNDS: dict[str, EnvBounds] = {
     "CartPole-v1": EnvBounds(max_length=500, reward_low=1.0, reward_high=1.0),
     "Acrobot-v1": EnvBounds(max_length=500, reward_low=-1.0, reward_high=0.0),
     "MountainCar-v0": EnvBounds(max_length=200, reward_low=-1.0, reward_high=-1.0),
     "LunarLander-v2": EnvBounds(max_length=1000, reward_low=-1000.0, reward_high=1000.0),
-    "soulsai/IudexArena-v0": _IUDEX,
-    "SoulsGymIudex-v0": _IUDEX,
-    "SoulsGymIudexDemo-v0": _IUDEX,
+    "soulsai/IudexArena-v0": _ARENA,
+    "SoulsGymIudex-v0": _SOULSGYM,
+    "SoulsGymIudexDemo-v0": _SOULSGYM,
 }
 
 
