@@ -49,9 +49,17 @@ def arr(a: np.ndarray) -> dict[str, Any]:
     return {"dtype": a.dtype.str, "shape": list(a.shape), "data": a.tobytes()}
 
 
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return arr(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
 def raw(obj: Any) -> bytes:
-    """msgpack of anything (ints as map keys, ext types...), as a hostile client writes it."""
-    return msgpack.packb(obj, use_bin_type=True, strict_types=False)
+    """msgpack of anything (ints as map keys, ext types, arrays as wire maps), as a hostile client writes it."""
+    return msgpack.packb(obj, use_bin_type=True, default=_default)
 
 
 def hello(**fields: Any) -> dict[str, Any]:

@@ -12,6 +12,8 @@ EVIL = {"Origin": "http://evil.example"}
 
 
 def _open(world, slug: str, headers=None, **kw):
+    """Open the browsers' socket as the portal's own page does (its Origin), unless ``headers`` say otherwise."""
+    headers = {"Origin": world.web.url} if headers is None else headers
     try:
         ws = world.ws_connect(None, path=f"/ws/campaigns/{slug}/", headers=headers, **kw)
     except Exception as exc:
@@ -93,7 +95,7 @@ def _many(world, headers_for) -> tuple[int, int]:
     held, accepted = [], 0
     try:
         for i in range(150):
-            s, _ = _open(world, campaign.slug, headers=headers_for(i))
+            s, _ = _open(world, campaign.slug, headers={"Origin": world.web.url, **(headers_for(i) or {})})
             if s is not None:
                 accepted += 1
                 held.append(s)

@@ -203,6 +203,11 @@ def _infinite_campaign(world):
     with world.session(raw) as s:
         for _ in range(2):
             s.answer(wire.chunk(done=True, **{"return": 1e308}))
+    # Defence in depth: returns of 1e308 as a relay before the fix stored them, whether or not this
+    # relay refuses them now: the roll-up and every JSON answer must stay finite and strict.
+    from trainer.keys import CampaignKeys
+
+    world.redis_client().lpush(CampaignKeys(campaign.id).returns, repr(1e308), repr(1e308))
     world.sync(campaign)
     from portal.livestats.services import snapshot_take
 

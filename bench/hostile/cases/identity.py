@@ -42,12 +42,6 @@ def _stop(world, campaign, token):
     campaign_stop(campaign=campaign)
 
 
-def _pause(world, campaign, token):
-    from portal.campaigns.services import campaign_pause
-
-    campaign_pause(campaign=campaign)
-
-
 def _mid_connection(change, *, send_eval: bool = False):
     def fn(world) -> Verdict:
         campaign = world.campaign()
@@ -107,8 +101,8 @@ CASES = [
     ("revoked_set_only", "only the Redis revoked set says so (its notice missed): the store script refuses",
      _mid_connection(_quiet_revoke)),
     ("stop_streaming", "stop the campaign while a machine streams: nothing more stored", _mid_connection(_stop)),
-    ("pause_streaming", "pause the campaign while a machine streams: chunks refused not_running, none stored",
-     _mid_connection(_pause)),
+    ("revoke_under_load", "revoke while 200 chunks are on the wire: nothing sent after the revocation is stored",
+     None),
     ("deactivate_then_eval", "deactivate the user, then an evaluation result on the open connection: not counted",
      _mid_connection(_deactivate, send_eval=True)),
     ("revoke_then_eval", "revoke in Redis only, then an evaluation result: not counted",
@@ -118,6 +112,26 @@ CASES = [
     ("deleted_user_reconnect", "reconnect with the token of a deleted user: no welcome", _reconnect(_delete_user)),
     ("deleted_token_reconnect", "reconnect with a deleted token: no welcome", _reconnect(_delete_token)),
 ]
+
+def revoke_under_load(world) -> Verdict:
+    """Revocation acts at once: once token_revoke returned, the store script refuses the token."""
+    from portal.machines.services import token_revoke
+
+    campaign = world.campaign()
+    token, raw = world.token(campaign)
+    with world.session(raw) as s:
+        for _ in range(50):
+            s.answer(wire.chunk(steps=2))
+        before = world.figures(campaign).xlen
+        token_revoke(token=token)
+        sent = sum(s.send(wire.chunk(steps=2)) for _ in range(200))
+        s.drain(0.5)
+    after = world.figures(campaign).xlen
+    return Verdict(after == before, after > before,
+                   f"{before} stored before the revocation; {sent} sent after it; {after - before} of those stored")
+
+
+CASES = [(n, d, f or revoke_under_load) for n, d, f in CASES]
 
 for i, (name, doc, fn) in enumerate(CASES):
     REGISTRY.add("identity", name, doc, fn, quick=i == 1)

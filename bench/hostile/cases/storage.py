@@ -83,8 +83,8 @@ def dedup_window(world) -> Verdict:
     message = wire.chunk(chunk_id="resent-late-1")
     with world.session(raw) as s:
         s.answer(message)
-        world.redis_client().delete(CampaignKeys(campaign.id).dedup("resent-late-1"))  # 7 days later
-        for key in world.redis_client().scan_iter(match=f"{CampaignKeys(campaign.id).tag}:chunk:*resent-late-1"):
+        # 7 days later: its de-duplication key expired (whatever the key's layout: per campaign or machine)
+        for key in world.redis_client().scan_iter(match=f"{CampaignKeys(campaign.id).tag}:*resent-late-1*"):
             world.redis_client().delete(key)
         reply = s.answer(message) or {}
     figures = world.figures(campaign)
@@ -124,7 +124,7 @@ def padding_array_map(world) -> Verdict:
     from hostile.cases.common import one_frame
 
     message = wire.chunk()
-    message["obs"] = {**message["obs"], "pad": os.urandom(1 << 20)}
+    message["obs"] = {**wire.arr(message["obs"]), "pad": os.urandom(1 << 20)}
     return one_frame(world, message, want="schema")
 
 
