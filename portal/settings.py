@@ -177,6 +177,14 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": float(os.environ.get("SOULSAI_LEADERBOARD_SECONDS", "10")),
     },
 }
+# Beat's tasks run on a queue and worker of their own ("periodic"), never behind the learners that
+# hold the learner worker's threads; a tick not taken within three intervals expires, not piles up.
+for _entry in CELERY_BEAT_SCHEDULE.values():
+    _entry["options"] = {"queue": "periodic", "expires": max(10.0, 3 * _entry["schedule"])}
+    CELERY_TASK_ROUTES[_entry["task"]] = {"queue": "periodic"}
+# A running campaign whose learner has shown no sign of life (lease, heartbeat) this long says
+# "waiting for a learner" on its page and to staff.
+SOULSAI_LEARNER_WAIT_SECONDS = float(os.environ.get("SOULSAI_LEARNER_WAIT_SECONDS", "60"))
 
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",

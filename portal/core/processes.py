@@ -39,17 +39,27 @@ def uvicorn_argv(*, host: str, port: int, extra: Sequence[str] = ()) -> list[str
             *extra]
 
 
+# Learners (one thread each, for as long as a campaign runs) and beat's periodic tasks
+# (CELERY_TASK_ROUTES) run on separate workers in `make run`, so that learners never starve the stats.
+LEARNER_QUEUES = ("learner", "celery")
+PERIODIC_QUEUES = ("periodic",)
+
+
 def celery_worker_argv(
-    *, concurrency: int = 4, beat_schedule: Path | None = None, node_name: str | None = None
+    *,
+    concurrency: int = 4,
+    beat_schedule: Path | None = None,
+    node_name: str | None = None,
+    queues: Sequence[str] = (*LEARNER_QUEUES, *PERIODIC_QUEUES),
 ) -> list[str]:
-    """A Celery worker on the learner and default queues, in threads (one learner per running campaign).
+    """A Celery worker on ``queues`` (by default all: learners and periodic tasks), in threads.
 
     With ``beat_schedule`` it embeds beat (``-B``), keeping beat's schedule in that file.
     """
     argv = [sys.executable, "-m", "celery", "-A", "portal", "worker"]
     if beat_schedule is not None:
         argv.append("-B")
-    argv += ["-Q", "learner,celery", "-P", "threads", "-c", str(concurrency)]
+    argv += ["-Q", ",".join(queues), "-P", "threads", "-c", str(concurrency)]
     if node_name:
         argv += ["-n", node_name]
     argv += ["--loglevel", "INFO", "--without-gossip", "--without-mingle"]
@@ -98,8 +108,11 @@ class Supervisor:
 
     def say(self, name: str, line: str) -> None:
         with self._lock:
-            self.out.write(f"{name:<{self.width}}| {line}\n")
-            self.out.flush()
+            try:
+                self.out.write(f"{name:<{self.width}}| {line}\n")
+                self.out.flush()
+            except (OSError, ValueError):
+                pass  # the terminal is gone (SIGHUP): keep draining the children's output, keep stopping
 
     def start(self, child: Child) -> Child:
         child.proc = subprocess.Popen(

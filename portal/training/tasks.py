@@ -17,7 +17,7 @@ from django.db import close_old_connections, connections
 from portal.campaigns.models import Campaign
 from portal.campaigns.services import campaign_redis_sync
 from portal.core.redis import get_redis
-from portal.training.services import RUN_LEARNER_TASK, SUPERVISE_LEARNERS_TASK, learner_ensure
+from portal.training.services import RUN_LEARNER_TASK, SUPERVISE_LEARNERS_TASK, learner_ensure, learner_watch
 from trainer.keys import CampaignKeys
 
 log = logging.getLogger(__name__)
@@ -54,12 +54,15 @@ def run_learner(campaign_id: int) -> str:
 
 @shared_task(name=SUPERVISE_LEARNERS_TASK, ignore_result=True)
 def supervise_learners() -> None:
-    """Beat: repair campaigns' Redis state and restart any running campaign's learner whose lease lapsed."""
+    """Beat: repair campaigns' Redis state, restart any running campaign's learner whose lease lapsed,
+    and note since when a running campaign has had no learner (its page says "waiting for a learner")."""
     close_old_connections()
     try:
         for campaign in Campaign.objects.public():
             campaign_redis_sync(campaign=campaign)
-            if campaign.status == Campaign.Status.RUNNING:
+            running = campaign.status == Campaign.Status.RUNNING
+            if running:
                 learner_ensure(campaign_id=campaign.id)
+            learner_watch(campaign_id=campaign.id, running=running)
     finally:
         close_old_connections()
