@@ -16,8 +16,7 @@ from client_app import __version__
 from client_app import protocol as P
 from portal.machines.services import token_create
 from tests.conftest import start_asgi, start_client, wait_for
-from tests.portal.relay.test_relay import open_session, ws_connect
-from trainer.keys import CampaignKeys
+from tests.portal.relay.test_relay import open_session
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,11 +42,10 @@ def test_a_token_holds_two_connections_a_third_is_refused_and_a_freed_seat_lets_
     asgi_server, token, log_since
 ):
     with ExitStack() as stack:
-        first, welcome = stack.enter_context(open_session(asgi_server, token[1]))
-        assert welcome["type"] == P.WELCOME
-        stack.enter_context(ws_connect(asgi_server, token[1]))  # no hello yet: it holds a seat all the same
+        # (welcomed: so each holds its seat, which the server takes just after the handshake)
+        first, _ = stack.enter_context(open_session(asgi_server, token[1]))
+        stack.enter_context(open_session(asgi_server, token[1]))
 
-        # (once the server took the second one's seat: it does so just after the handshake)
         code, reason = wait_for(
             lambda: refused(asgi_server, token[1]), 10, "a third connection refused", asgi_server
         )
@@ -61,13 +59,16 @@ def test_a_token_holds_two_connections_a_third_is_refused_and_a_freed_seat_lets_
 
 @pytest.fixture
 def small_server(tmp_path):
-    """A second ASGI process (sharing Redis and the database) allowing 3 client connections per address
-    and holding seats for 1 s between refreshes."""
-    server = start_asgi(
-        tmp_path,
-        name="uvicorn-small",
-        env={"SOULSAI_WS_CLIENTS_PER_ADDRESS": "3", "SOULSAI_WS_SEAT_SECONDS": "1"},
-    )
+    """A second ASGI process (sharing Redis and the database) allowing 3 client connections per address."""
+    server = start_asgi(tmp_path, name="uvicorn-small", env={"SOULSAI_WS_CLIENTS_PER_ADDRESS": "3"})
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def short_lease_server(tmp_path):
+    """A second ASGI process whose seats are leased for 1 s at a time (renewed every third of it)."""
+    server = start_asgi(tmp_path, name="uvicorn-short-lease", env={"SOULSAI_WS_SEAT_SECONDS": "1"})
     yield server
     server.stop()
 
@@ -75,8 +76,8 @@ def small_server(tmp_path):
 def test_connections_per_address_are_capped_before_the_token_is_looked_at(small_server, campaign, volunteer):
     raw = [token_create(user=volunteer, campaign=campaign, name=f"rig-{i}")[1] for i in range(3)]
     with ExitStack() as stack:
-        for t in raw[:3]:
-            stack.enter_context(ws_connect(small_server, t))
+        for t in raw:
+            assert stack.enter_context(open_session(small_server, t))[1]["type"] == P.WELCOME
         for t in (raw[0], "not-even-a-token"):
             code, reason = wait_for(
                 lambda t=t: refused(small_server, t), 10, "a 4th connection refused", small_server
@@ -85,27 +86,26 @@ def test_connections_per_address_are_capped_before_the_token_is_looked_at(small_
 
 
 def test_seats_held_by_a_server_that_died_expire_and_its_client_gets_back_in(
-    asgi_server, small_server, token
+    asgi_server, short_lease_server, token
 ):
     with ExitStack() as stack:
         for _ in range(2):
-            stack.enter_context(ws_connect(small_server, token[1]))  # open while the server dies under them
+            # welcomed, so holding their seats, and open while their server dies under them
+            assert stack.enter_context(open_session(short_lease_server, token[1]))[1]["type"] == P.WELCOME
         code, _ = wait_for(
             lambda: refused(asgi_server, token[1]), 10, "a third connection refused", asgi_server
         )
         assert code == 4429
-        small_server.proc.kill()  # no disconnect runs: only the seats' expiry frees them
-        small_server.proc.wait()
+        short_lease_server.proc.kill()  # no disconnect runs: only the seats' expiry frees them
+        short_lease_server.proc.wait()
     assert wait_for(
         lambda: refused(asgi_server, token[1]) is None, 15, "the dead server's seats to expire", asgi_server
     )
 
 
-def test_the_real_client_retries_after_too_many_connections_and_gets_in(
-    asgi_server, campaign, token, redis_client, tmp_path
-):
+def test_the_real_client_retries_after_too_many_connections_and_gets_in(asgi_server, token, tmp_path):
     with ExitStack() as stack:
-        held = [stack.enter_context(ws_connect(asgi_server, token[1])) for _ in range(2)]
+        held = [stack.enter_context(open_session(asgi_server, token[1]))[0] for _ in range(2)]
         client = start_client(
             asgi_server.url,
             token[1],
@@ -121,15 +121,10 @@ def test_the_real_client_retries_after_too_many_connections_and_gets_in(
         assert client.running(), "too many connections is not fatal: the client waits and retries"
         assert "is the client running twice?" in client.output()
 
+        assert "connected to" not in client.output()
+
         held[0].close()
-        machines = CampaignKeys(campaign.id).clients
-        wait_for(
-            lambda: redis_client.zscore(machines, token[0].id) is not None,
-            60,
-            "the client to get in",
-            client,
-            asgi_server,
-        )
+        wait_for(lambda: "connected to" in client.output(), 60, "the client to get in", client, asgi_server)
 
 
 def test_a_browser_page_elsewhere_cannot_open_the_relay_but_the_client_sends_no_origin(asgi_server, token):
