@@ -225,3 +225,48 @@ def frames_without_token(world) -> Verdict:
 
 REGISTRY.add("flood", "frames_without_token", "200 chunks on a connection without a token: closed, nothing read",
              frames_without_token)
+
+
+def _many_tokens(world, headers_for) -> tuple[int, int]:
+    campaign = world.campaign()
+    raws = [world.token(campaign)[1] for _ in range(100)]
+    from hostile.world import Session
+
+    held, welcomed = [], 0
+    try:
+        for i, raw in enumerate(raws):
+            try:
+                s = Session(world.ws_connect(raw, headers=headers_for(i)))
+            except Exception:
+                continue
+            held.append(s)
+            if s.send(wire.hello()):
+                welcomed += (s.recv(3) or {}).get("type") == "welcome"
+    finally:
+        for s in held:
+            try:
+                s.ws.close()
+            except Exception:
+                pass
+    return welcomed, len(raws)
+
+
+def connections_per_address(world) -> Verdict:
+    welcomed, n = _many_tokens(world, lambda i: None)
+    return Verdict(welcomed < n, welcomed >= n, f"{welcomed}/{n} machines (one token each) welcomed from one address")
+
+
+REGISTRY.add("flood", "connections_per_address",
+             "100 machines with a token each from one address: capped per address", connections_per_address,
+             budget_s=60)
+
+
+def forwarded_spoof(world) -> Verdict:
+    welcomed, n = _many_tokens(world, lambda i: {"X-Forwarded-For": f"10.8.{i // 250}.{i % 250 + 1}"})
+    return Verdict(welcomed < n, welcomed >= n,
+                   f"{welcomed}/{n} welcomed, each claiming another X-Forwarded-For from an untrusted peer")
+
+
+REGISTRY.add("flood", "forwarded_for_spoof",
+             "100 machines from one address, each claiming another X-Forwarded-For: the untrusted header is ignored",
+             forwarded_spoof, budget_s=60)

@@ -208,6 +208,40 @@ def reset_flood(world) -> Verdict:
     return Verdict(limited > 0, limited == 0, f"{limited}/30 password resets limited")
 
 
+def _staff_create(world, *, env_id: str = "CartPole-v1", hyperparams: str = "{}") -> tuple[int, object]:
+    """A staff member fills in the campaign form (site login, staff page); (status, the row or None)."""
+    from portal.campaigns.models import Campaign
+
+    user = world.user(password=PASSWORD, staff=True)
+    browser = Browser(world)
+    browser.login(user.username)
+    slug = f"staff-{user.pk}"
+    browser.request("/staff/campaigns/new/")
+    status, _ = browser.request("/staff/campaigns/new/", {
+        "name": slug, "slug": slug, "description": "", "env_id": env_id, "algorithm": "dqn",
+        "hyperparams": hyperparams, "chunk_steps": "", "min_client_version": "0.1.0", "max_policy_lag": "0",
+        "visibility": "public", "launch_now": "",
+    })
+    return status, Campaign.objects.filter(slug=slug).first()
+
+
+def staff_module_env(world) -> Verdict:
+    """Item 13, the server's side: gymnasium would import the module of a 'module:Env' id."""
+    status, campaign = _staff_create(world, env_id="os:system")
+    return Verdict(campaign is None, campaign is not None,
+                   f"staff form with env id 'os:system': {status}, campaign {'made' if campaign else 'not made'}")
+
+
+def staff_nan_hyperparams(world) -> Verdict:
+    status, campaign = _staff_create(world, hyperparams='{"lr": NaN, "gamma": Infinity}')
+    stored = campaign is not None
+    _, why = (None, None)
+    if stored:
+        _, why = strict_loads(world.http(f"/api/campaigns/{campaign.slug}/")[1])
+    return Verdict(not stored, stored, f"hyperparams with NaN and Infinity: {status}, campaign "
+                   f"{'made' if stored else 'not made'}{'; API ' + why if why else ''}")
+
+
 def _infinite_campaign(world):
     campaign = world.campaign()
     _, raw = world.token(campaign)
@@ -265,6 +299,10 @@ REGISTRY.add("http", "live_socket_strict_json", "after returns of 1e308: the liv
 REGISTRY.add("http", "admin_anonymous", "an anonymous visitor opens /admin/: sent to the login",
              lambda w: (lambda st: Verdict(st in (301, 302), st == 200, f"/admin/: {st}"))(Browser(w).request("/admin/")[0]))
 REGISTRY.add("http", "join_stopped", "a join POST on a stopped campaign: no token", join_stopped)
+REGISTRY.add("http", "staff_module_env_id", "a staff form with env id 'os:system' (module:Env): refused",
+             staff_module_env, budget_s=60)
+REGISTRY.add("http", "staff_nan_hyperparams", "hyperparameters with NaN and Infinity in the staff form: refused",
+             staff_nan_hyperparams, budget_s=60)
 REGISTRY.add("http", "token_cap", "60 joins by one account: tokens capped", token_cap, budget_s=60)
 REGISTRY.add("http", "csrf_join", "a join POST without a CSRF token: refused, no token", csrf_join)
 REGISTRY.add("http", "staff_action_as_volunteer", "a volunteer POSTs a staff 'stop': refused, campaign runs",
