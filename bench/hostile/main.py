@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import signal
 import sys
 import time
@@ -85,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.list:
         print(REGISTRY.describe().strip())
         return 0
+    # The hostile clients' own library complains when the server cuts them off: that is the point.
+    logging.getLogger("websockets").setLevel(logging.CRITICAL)
     selected = REGISTRY.select(only=args.only, quick=args.quick)
     if args.case:
         selected = [c for c in REGISTRY.cases if c.id in args.case]
