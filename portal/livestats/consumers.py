@@ -37,6 +37,9 @@ def _campaign_and_figures(slug: str):
 class CampaignStatsConsumer(AsyncJsonWebsocketConsumer):
     group: str | None = None
     seats: Seats | None = None
+    # Set once a close is sent: frames already on the wire (a flood) and group events that arrive before
+    # the disconnect must not send a second close or a message after it (ASGI refuses both, loudly).
+    closing: bool = False
 
     async def connect(self) -> None:
         self.seats = Seats()
@@ -65,8 +68,16 @@ class CampaignStatsConsumer(AsyncJsonWebsocketConsumer):
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
 
+    async def close(self, code=None, reason=None) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        await super().close(code=code, reason=reason)
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         # Replaces the JSON consumer's decoding receive: nothing but the frame's kind and length is looked at.
+        if self.closing:
+            return
         if bytes_data is not None:
             await self.close(code=1003, reason="this websocket takes no binary frames: it only sends")
         elif len(text_data or "") > TEXT_FRAME_LIMIT:
@@ -81,4 +92,6 @@ class CampaignStatsConsumer(AsyncJsonWebsocketConsumer):
         return dumps(content)  # strict JSON: a non-finite figure is null, never Infinity
 
     async def stats_update(self, event: dict) -> None:
+        if self.closing:
+            return
         await self.send_json({"type": "update", "figures": event["figures"], "point": event["point"]})
