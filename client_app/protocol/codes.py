@@ -54,6 +54,11 @@ R_ABUSE = "too_many_bad_frames"
 # the chunk itself. Every other reject code refuses the chunk for good.
 RETRY_LATER_CODES = frozenset({R_NOT_RUNNING, R_RATE_LIMITED})
 
+# The longest hold-off a client takes from one ack or refusal. The relay asks for at most a few
+# seconds (a full queue, a rate window, a flagged machine); a larger wait_ms comes from a broken or
+# hostile server and must not park a volunteer's client for days.
+MAX_WAIT_MS = 60_000
+
 
 class ProtocolError(ValueError):
     """A message that breaks the protocol; ``code`` is one of the reason codes above."""

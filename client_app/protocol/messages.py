@@ -26,6 +26,7 @@ from client_app.protocol.codes import (
     ERROR,
     EVAL,
     HELLO,
+    MAX_WAIT_MS,
     MODEL,
     R_SCHEMA,
     REJECT,
@@ -300,9 +301,14 @@ class Ack:
             id=_optional_id(message),
             duplicate=bool(message.get("duplicate")),
             model_version=int(message.get("model_version") or 0),
-            wait_ms=int(message.get("wait_ms") or 0),
+            wait_ms=_wait_ms(message),
             evaluate=notice,
         )
+
+
+def _wait_ms(message: dict[str, Any]) -> int:
+    """An answer's ``wait_ms`` (missing: 0), within [0, MAX_WAIT_MS]."""
+    return min(MAX_WAIT_MS, max(0, int(message.get("wait_ms") or 0)))
 
 
 @dataclass(frozen=True)
@@ -328,7 +334,7 @@ class Reject:
             id=_optional_id(message),
             code=str(message.get("code")),
             message="" if text is None else str(text),
-            wait_ms=max(0, int(message.get("wait_ms") or 0)),
+            wait_ms=_wait_ms(message),
         )
 
 

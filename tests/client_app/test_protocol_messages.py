@@ -56,3 +56,13 @@ def test_readers_of_server_messages_are_as_lenient_as_the_client_always_was():
     assert P.Hello.from_wire({"type": "hello", "client_version": "9" * 40}).client_version == "9" * 32
     with pytest.raises(P.ProtocolError):
         P.Welcome.from_wire({"type": "welcome", "campaign": {}})
+
+
+def test_a_hostile_server_cannot_park_the_client_for_days():
+    """The relay asks for seconds at most; wait_ms of 1e15 would hold a volunteer's client for 31,000 years."""
+    from client_app.protocol.codes import MAX_WAIT_MS
+
+    assert MAX_WAIT_MS == 60_000
+    assert P.Ack.from_wire({"type": "ack", "id": "c", "wait_ms": 10**15}).wait_ms == MAX_WAIT_MS
+    assert P.Reject.from_wire({"type": "reject", "code": "rate_limited", "wait_ms": 10**15}).wait_ms == MAX_WAIT_MS
+    assert P.Ack.from_wire({"type": "ack", "id": "c", "wait_ms": 1500}).wait_ms == 1500
