@@ -148,9 +148,24 @@ class ObsNorm:
         return np.clip((np.asarray(obs, dtype=np.float32) - self.mean) / self.std, -self.clip, self.clip)
 
 
+# No trained network has a weight anywhere near this; finite weights of 3e38 still overflow every
+# output to infinity, so a file holding one is as broken as one holding NaN.
+MAX_ABS_PARAM = 1e6
+
+
 def non_finite(params: dict[str, np.ndarray]) -> list[str]:
-    """The names of the parameters holding a NaN or an infinity (the learner and clients both check)."""
+    """The names of the arrays holding a NaN or an infinity."""
     return [name for name, value in params.items() if not np.isfinite(value).all()]
+
+
+def unusable_params(params: dict[str, np.ndarray]) -> list[str]:
+    """The names of the network parameters a policy cannot run on: NaN, infinite, or past
+    ``MAX_ABS_PARAM`` (the learner refuses to publish them and clients refuse to load them)."""
+    return [
+        name
+        for name, value in params.items()
+        if not np.isfinite(value).all() or (value.size and float(np.abs(value).max()) > MAX_ABS_PARAM)
+    ]
 
 
 def read_metadata(data: bytes) -> dict[str, str]:
@@ -205,9 +220,12 @@ class Policy:
             if tuple(params[name].shape) != shape:
                 raise ValueError(f"parameter {name} has shape {params[name].shape}, expected {shape}")
         # A diverged learner's weights: NaN actions would crash the client (or play nonsense).
-        broken = non_finite(params)
+        broken = unusable_params(params)
         if broken:
-            raise ValueError(f"parameter {broken[0]} holds NaN or infinite values: the model is broken")
+            raise ValueError(
+                f"parameter {broken[0]} holds NaN or infinite values, or values beyond ±{MAX_ABS_PARAM:g}: "
+                "the model is broken"
+            )
         epsilon = float(epsilon)
         if not 0.0 <= epsilon <= 1.0:  # NaN included
             raise ValueError(f"the exploration rate must be in [0, 1], got {epsilon!r}")

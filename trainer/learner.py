@@ -22,7 +22,7 @@ from typing import Any, Literal
 import redis
 import torch
 
-from client_app.policy import non_finite, save_model
+from client_app.policy import non_finite, save_model, unusable_params
 from client_app.protocol import decode_stored_chunk
 from client_app.spaces import action_count, flat_dim
 from trainer.agents import DQNAgent, PPOAgent, agent_for
@@ -190,7 +190,7 @@ class LearnerRun:
         if not self.lease.renew():
             raise LeaseLost
         params, obs_norm = self.agent.params(), self.agent.obs_norm()
-        broken = non_finite(params)
+        broken = unusable_params(params)
         if obs_norm is not None:
             broken += non_finite({"obs_norm.mean": obs_norm.mean, "obs_norm.std": obs_norm.std})
         if broken:

@@ -70,8 +70,10 @@ def test_a_model_with_nan_weights_is_refused_and_the_client_keeps_playing_its_mo
         (lambda: ppo_model(4), "head.weight", float("nan")),  # sampling from NaN logits crashed the client
         (lambda: ppo_model(4), "layers.0.bias", float("inf")),
         (lambda: cartpole_model(4), "advantage.bias", float("-inf")),
+        # finite, but every Q-value overflows to infinity: as broken as NaN
+        (lambda: cartpole_model(4), "layers.0.weight", 3e38),
     ],
-    ids=["pi-nan", "pi-inf", "q-minus-inf"],
+    ids=["pi-nan", "pi-inf", "q-minus-inf", "q-overflowing"],
 )
 def test_non_finite_weights_served_over_http_are_refused(relay, make, name, value):
     data = poisoned(make(), name, value)
