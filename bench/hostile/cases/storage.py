@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 from hostile import wire
 from hostile.cases.common import answer_code
@@ -80,13 +81,15 @@ def dedup_window(world) -> Verdict:
 
     campaign = world.campaign()
     _, raw = world.token(campaign)
-    message = wire.chunk(chunk_id="resent-late-1")
+    made = int(time.time())
+    message = {**wire.chunk(chunk_id="resent-late-1"), "made": made}
     with world.session(raw) as s:
         s.answer(message)
-        # 7 days later: its de-duplication key expired (whatever the key's layout: per campaign or machine)
+        # 7 days later: its de-duplication key expired (whatever the key's layout: per campaign or machine),
+        # and the chunk, made when it was first sent, is now 7 days old.
         for key in world.redis_client().scan_iter(match=f"{CampaignKeys(campaign.id).tag}:*resent-late-1*"):
             world.redis_client().delete(key)
-        reply = s.answer(message) or {}
+        reply = s.answer({**message, "made": made - 7 * 24 * 3600}) or {}
     figures = world.figures(campaign)
     twice = figures.samples > 8 or figures.xlen > 1
     return Verdict(reply.get("type") == "reject" or bool(reply.get("duplicate")), twice,
