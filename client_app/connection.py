@@ -34,7 +34,7 @@ from client_app.spool import Spool
 log = logging.getLogger(__name__)
 
 __all__ = ["Connection", "ConnectionState", "FatalError", "HealthProbe", "Welcome", "http_url", "probe_health",
-           "websocket_url"]
+           "stamp_made", "websocket_url"]
 
 HELD_RETRY_S = 10.0
 
@@ -44,6 +44,27 @@ FATAL_CLOSE_CODES = {
     P.CLOSE_UPGRADE: "this client is too old for the server: download the current one from the portal",
     P.CLOSE_PROTOCOL: "the server did not understand this client",
 }
+
+
+def stamp_made(frame: bytes, made: int | None) -> bytes:
+    """A chunk or result frame without ``made`` (client 0.1.0 spooled those) with ``made`` added.
+
+    ``made`` is when the frame was spooled, before it was first sent (its spool file's modification
+    time), so the relay sees its true age: within 6 days it is taken (or acked as the duplicate it
+    may be), older it is refused as ``expired`` and dropped, never counted twice. The cost is one
+    unpack and pack of the frame, with the caps the relay applies to a client's frame; a frame that
+    has ``made`` already, or is unreadable, is sent as it is (the relay answers it).
+    """
+    if made is None:
+        return frame
+    try:
+        message = P.unpack(frame, client=True)
+    except P.ProtocolError:
+        return frame
+    if message.get("made") is not None or message["type"] not in (P.CHUNK, P.EVAL):
+        return frame
+    message["made"] = made
+    return P.pack(message)
 
 
 def websocket_url(server_url: str) -> str:
@@ -505,6 +526,8 @@ class Connection:
             frame = spool.read(chunk_id)
             if frame is None:  # acked meanwhile
                 continue
+            if spool.inherited(chunk_id):  # left by an earlier process, perhaps client 0.1.0
+                frame = stamp_made(frame, spool.spooled_at(chunk_id))
             self._in_flight[chunk_id] = time.monotonic()
             await ws.send(frame)
             self._count("sent")

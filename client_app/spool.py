@@ -10,6 +10,11 @@ reader never sees half a chunk. The id lives inside the file, not in its name, b
 hold ``:``, which Windows does not allow in file names. File names carry a sequence number, so
 sorting them gives the creation order, and a tag of the process that wrote them, so two clients that
 share a spool by mistake never overwrite each other's files.
+
+A file's modification time is when its chunk was spooled (files are written once and never
+touched again). ``inherited`` and ``spooled_at`` tell the sender which chunks an earlier process
+left and when: client 0.1.0 spooled frames without a ``made`` time, and the sender stamps them with
+that time before it resends them (``client_app.connection``).
 """
 
 from __future__ import annotations
@@ -65,6 +70,7 @@ class Spool:
         self.max_chunks = max_chunks
         self.max_bytes = max_bytes
         self._files: OrderedDict[str, tuple[Path, int]] = OrderedDict()  # id -> (path, size)
+        self._inherited: set[str] = set()  # ids of chunks an earlier process left (see inherited())
         self._bytes = 0
         self._next_seq = 0
         self._closed = False
@@ -95,6 +101,7 @@ class Spool:
                 path.unlink(missing_ok=True)  # unreadable or a leftover duplicate: nothing to resend
                 continue
             self._files[chunk_id] = (path, size)
+            self._inherited.add(chunk_id)
             self._bytes += size
 
     # -- producer side ---------------------------------------------------------------------------
@@ -158,9 +165,26 @@ class Spool:
             return None
         return data[data.index(b"\n") + 1 :]
 
+    def inherited(self, chunk_id: str) -> bool:
+        """True for a chunk an earlier process left in this spool (it may predate ``made``)."""
+        with self._cond:
+            return chunk_id in self._inherited
+
+    def spooled_at(self, chunk_id: str) -> int | None:
+        """When a spooled chunk was spooled (its file's modification time, unix seconds), or None."""
+        with self._cond:
+            entry = self._files.get(chunk_id)
+        if entry is None:
+            return None
+        try:
+            return int(entry[0].stat().st_mtime)
+        except OSError:
+            return None
+
     def ack(self, chunk_id: str) -> bool:
         """Forget a chunk the server stored (or refused); True if it was spooled."""
         with self._cond:
+            self._inherited.discard(chunk_id)
             entry = self._files.pop(chunk_id, None)
             if entry is None:
                 return False

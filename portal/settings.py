@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import secrets
 from pathlib import Path
 
@@ -250,6 +251,11 @@ SOULSAI_LEASE_SECONDS = float(os.environ.get("SOULSAI_LEASE_SECONDS", "20"))
 SOULSAI_MODELS_KEPT = int(os.environ.get("SOULSAI_MODELS_KEPT", "5"))
 # Per machine token: far above what one game (<= 30 steps/s) or a fast simulator client sends.
 SOULSAI_RATE_CHUNKS_PER_S = int(os.environ.get("SOULSAI_RATE_CHUNKS_PER_S", "200"))
+# The oldest client the relay takes, whatever a campaign allows (a campaign's own minimum may be
+# higher: the larger wins). 0.2.0 stamps every chunk with 'made', which keeps resends exactly-once.
+SOULSAI_MIN_CLIENT_VERSION = os.environ.get("SOULSAI_MIN_CLIENT_VERSION", "0.2.0").strip()
+if not re.fullmatch(r"\d{1,6}(\.\d{1,6}){0,3}", SOULSAI_MIN_CLIENT_VERSION):
+    raise RuntimeError(f"SOULSAI_MIN_CLIENT_VERSION must be a version like 0.2.0, got {SOULSAI_MIN_CLIENT_VERSION!r}")
 # Bad-data flagging: this many chunks refused for bad data within the window flags the machine.
 SOULSAI_FLAG_REJECTIONS = int(os.environ.get("SOULSAI_FLAG_REJECTIONS", "50"))
 SOULSAI_FLAG_WINDOW_S = int(os.environ.get("SOULSAI_FLAG_WINDOW_S", "600"))

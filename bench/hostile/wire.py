@@ -4,6 +4,7 @@ and raw msgpack for what the protocol's own writers refuse to produce."""
 from __future__ import annotations
 
 import itertools
+import time
 from typing import Any
 
 import msgpack
@@ -41,7 +42,7 @@ def chunk(steps: int = 8, *, done: bool = False, version: int = 0, chunk_id: str
 def eval_result(version: int, *, ret: float = 20.0, length: int = 20, result_id: str | None = None,
                 outcome: dict | None = None) -> dict[str, Any]:
     return {"type": "eval", "id": result_id or new_id("e"), "model_version": version, "return": ret,
-            "length": length, "outcome": outcome}
+            "length": length, "outcome": outcome, "made": int(time.time())}
 
 
 def arr(a: np.ndarray) -> dict[str, Any]:

@@ -15,7 +15,8 @@ ProtocolError for a message the client cannot use.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -110,9 +111,10 @@ class Chunk:
     logp: np.ndarray | None = None
     # optional, on an episode's last chunk of a boss fight: {"win": bool, "boss_hp": f, "player_hp": f}
     outcome: dict[str, Any] | None = None
-    # optional: unix seconds when the client made it. The relay refuses (``expired``) a chunk older
-    # than its de-duplication window, so a resend after the window is never counted twice.
-    made: int | None = None
+    # unix seconds when the client made it (by default: when this value is built). The relay
+    # requires it and refuses (``expired``) a chunk older than its de-duplication window, so a resend
+    # after the window is never counted twice. None only for one read back without it.
+    made: int | None = field(default_factory=lambda: int(time.time()))
 
     @property
     def steps(self) -> int:
@@ -161,7 +163,7 @@ class EvalResult:
     episode_return: float
     episode_length: int
     outcome: dict[str, Any] | None = None
-    made: int | None = None  # unix seconds when the client made it (as a Chunk's)
+    made: int | None = field(default_factory=lambda: int(time.time()))  # as a Chunk's
 
     def to_wire(self) -> dict[str, Any]:
         message = {

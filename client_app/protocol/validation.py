@@ -105,10 +105,19 @@ def _check_episode(episode_return: float, length: int, bounds: EnvBounds, prefix
 
 
 def decode_made(message: dict[str, Any], now: float | None) -> int | None:
-    """The optional ``made`` time (unix seconds); with ``now``, refused when too old or in the future."""
+    """The ``made`` time (unix seconds). With ``now`` (the relay's clock) it is required, and refused
+    when too old or in the future: only clients before 0.2.0 sent none, and the relay asks those to
+    upgrade at hello, so a chunk or result without it is not a current client's."""
     made = message.get("made")
     if made is None:
-        return None  # a client before 'made': its ids are remembered for the window, as before
+        if now is None:
+            return None  # reading without the relay's clock (tests, tools): 'made' stays optional
+        raise ProtocolError(
+            R_SCHEMA,
+            "'made' is missing: SoulsAI clients from 0.2.0 on stamp every chunk and result with the time "
+            "they made it, and without it the server cannot tell whether it stored this one already "
+            "(more than 6 days ago), so it is not taken. Install the current client.",
+        )
     if not isinstance(made, int) or isinstance(made, bool) or not 0 <= made < 2**40:
         raise ProtocolError(R_SCHEMA, "'made' must be unix seconds (an integer)")
     if now is not None:
@@ -387,4 +396,5 @@ def decode_stored_chunk(frame: bytes) -> Chunk:
         masks=decode_array(message["masks"], "masks") if message.get("masks") is not None else None,
         logp=decode_array(message["logp"], "logp") if message.get("logp") is not None else None,
         outcome=(message.get("episode") or {}).get("outcome"),
+        made=message.get("made"),
     )

@@ -275,10 +275,12 @@ class ClientConsumer(AsyncWebsocketConsumer):
                 P.CLOSE_UPGRADE,
             )
             return
-        if P.version_older(client_version, campaign.min_client_version):
+        # The relay's own minimum (0.2.0: clients that stamp 'made') and the campaign's: the larger wins.
+        minimum = max(settings.SOULSAI_MIN_CLIENT_VERSION, campaign.min_client_version, key=P.parse_version)
+        if P.version_older(client_version, minimum):
             await self.fatal(
                 P.R_UPGRADE,
-                f"Campaign '{campaign.name}' needs SoulsAI client {campaign.min_client_version} or newer; "
+                f"Campaign '{campaign.name}' needs SoulsAI client {minimum} or newer; "
                 f"this one is {client_version}. Download the current client from {selectors.download_page()} "
                 "on the portal, install it, and start it again: your unsent data is kept.",
                 P.CLOSE_UPGRADE,
