@@ -230,6 +230,43 @@ STATIC_ROOT.mkdir(exist_ok=True)  # WhiteNoise serves from the finders; this onl
 STATICFILES_DIRS = [BASE_DIR / "portal" / "static"]
 MEDIA_ROOT = Path(os.environ.get("SOULSAI_MEDIA_DIR", VAR_DIR / "media")).resolve()
 MEDIA_URL = "/media/"
+
+# Storage of model files, checkpoints and the client wheel (docs/deployment.md, "Storage"). "local":
+# MEDIA_ROOT on this host (the embedded default; one host, or a folder every role mounts). "sftp": an
+# SSH server every web and learner host reaches over the network (portal/core/storage.py).
+SOULSAI_STORAGE = os.environ.get("SOULSAI_STORAGE", "local").strip().lower()
+if SOULSAI_STORAGE == "local":
+    _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+elif SOULSAI_STORAGE == "sftp":
+    _sftp_missing = [
+        name
+        for name in ("SOULSAI_SFTP_HOST", "SOULSAI_SFTP_USER", "SOULSAI_SFTP_KEY_FILE", "SOULSAI_SFTP_KNOWN_HOSTS",
+                     "SOULSAI_SFTP_ROOT")
+        if not os.environ.get(name)
+    ]  # fmt: skip
+    if _sftp_missing:
+        raise RuntimeError(f"SOULSAI_STORAGE=sftp needs {', '.join(_sftp_missing)} (docs/configuration.md)")
+    _default_storage = {
+        "BACKEND": "portal.core.storage.SoulsSFTPStorage",
+        "OPTIONS": {
+            "host": os.environ["SOULSAI_SFTP_HOST"],
+            "params": {
+                "port": int(os.environ.get("SOULSAI_SFTP_PORT", "22")),
+                "username": os.environ["SOULSAI_SFTP_USER"],
+                "key_filename": os.environ["SOULSAI_SFTP_KEY_FILE"],
+            },
+            "known_host_file": os.environ["SOULSAI_SFTP_KNOWN_HOSTS"],
+            "root_path": os.environ["SOULSAI_SFTP_ROOT"],
+            "file_mode": 0o640,
+            "base_url": None,  # never linked directly: the portal's views serve (and check) every file
+        },
+    }
+else:
+    raise RuntimeError(f"SOULSAI_STORAGE must be local or sftp, not {SOULSAI_STORAGE!r}")
+STORAGES = {
+    "default": _default_storage,
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
 WHITENOISE_USE_FINDERS = True
 
 # Trainer and relay knobs (docs/configuration.md).
@@ -261,6 +298,7 @@ SOULSAI_FLAG_REJECTIONS = int(os.environ.get("SOULSAI_FLAG_REJECTIONS", "50"))
 SOULSAI_FLAG_WINDOW_S = int(os.environ.get("SOULSAI_FLAG_WINDOW_S", "600"))
 SOULSAI_FLAG_WAIT_MS = int(os.environ.get("SOULSAI_FLAG_WAIT_MS", "1000"))  # added to a flagged machine's answers
 SOULSAI_FLAG_RATE_CHUNKS_PER_S = int(os.environ.get("SOULSAI_FLAG_RATE_CHUNKS_PER_S", "5"))
+# Local scratch folder where the client wheel is built before it is stored (downloads/services.py).
 SOULSAI_CLIENT_WHEEL_DIR = VAR_DIR / "client-wheel"
 # Live (not revoked) machine tokens one account may hold; joining past it is refused on the page.
 SOULSAI_TOKENS_PER_ACCOUNT = int(os.environ.get("SOULSAI_TOKENS_PER_ACCOUNT", "10"))

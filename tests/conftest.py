@@ -140,3 +140,17 @@ def celery_worker(transactional_db, tmp_path):
     proc = start_celery_worker(tmp_path)
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def sftp_server(tmp_path_factory):
+    """A real SFTP server of its own (Debian's sshd, harness/sftp.py): the network storage engine.
+    With CI set, a missing sshd fails the test instead of skipping it."""
+    from harness.sftp import sshd_missing, start_sftp_server
+
+    missing = sshd_missing()
+    if missing:
+        (pytest.fail if os.environ.get("CI") else pytest.skip)(missing)
+    server = start_sftp_server(tmp_path_factory.mktemp("sftp"))
+    yield server
+    server.stop()

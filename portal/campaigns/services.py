@@ -198,14 +198,27 @@ def model_publish(
         updates_total=updates_total,
         mean_return_recent=campaign.mean_return_recent,
     )
-    model.weights.save(f"v{version}.safetensors", ContentFile(weights), save=False)
-    if state is not None:
-        model.state.save(f"v{version}.state.pt", ContentFile(state), save=False)
-    with transaction.atomic():
-        model.save()
-        Campaign.objects.filter(pk=campaign_id, model_version__lt=version).update(
-            model_version=version, updates_total=updates_total
-        )
+    # The files go to the default storage (the local folder, or the SFTP server every web and learner
+    # host reaches: docs/deployment.md, "Storage"); each appears whole, and only then is the row written,
+    # so a web host never finds a row whose file is not there yet. A failure half-way removes what was
+    # written.
+    try:
+        model.weights.save(f"v{version}.safetensors", ContentFile(weights), save=False)
+        if state is not None:
+            model.state.save(f"v{version}.state.pt", ContentFile(state), save=False)
+        with transaction.atomic():
+            model.save()
+            Campaign.objects.filter(pk=campaign_id, model_version__lt=version).update(
+                model_version=version, updates_total=updates_total
+            )
+    except BaseException:
+        for field in (model.weights, model.state):
+            if field.name:
+                try:
+                    field.storage.delete(field.name)
+                except Exception:  # the original error is the one to report
+                    log.warning("model_publish: could not remove %s after a failed publication", field.name)
+        raise
     notice = model.notice()
     get_redis().hset(CampaignKeys(campaign_id).model, mapping=notice)
     # One PUBLISH, whatever the number of clients and ASGI processes (portal/relay/fanout.py).

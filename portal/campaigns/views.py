@@ -5,13 +5,14 @@ from __future__ import annotations
 from django import forms
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse, HttpResponseNotModified
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
 from portal.campaigns import selectors
 from portal.campaigns.models import Campaign
+from portal.core.storage import stream_file
 from portal.leaderboards.selectors import leaderboard_get, live_data_available
 from portal.livestats.services import is_boss_fight
 from portal.machines.services import token_join
@@ -119,7 +120,11 @@ def model_file(request: HttpRequest, slug: str, version: int) -> HttpResponse:
     if etag in [t.strip() for t in request.headers.get("If-None-Match", "").split(",")]:
         response = HttpResponseNotModified()
     else:
-        response = FileResponse(model.weights.open("rb"), content_type="application/octet-stream")
+        # Streamed from storage (the local folder or the SFTP server) a bounded chunk at a time.
+        response = StreamingHttpResponse(
+            stream_file(request, model.weights.storage, model.weights.name), content_type="application/octet-stream"
+        )
+        response["Content-Length"] = str(model.size_bytes)
         response["Content-Disposition"] = f'inline; filename="{slug}-v{version}.safetensors"'
     for name, value in headers.items():
         response[name] = value

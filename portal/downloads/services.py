@@ -1,8 +1,16 @@
-"""The downloadable client: build the ``soulsai-client`` wheel from this checkout and describe it.
+"""The downloadable client: build the ``soulsai-client`` wheel once, store it, and describe it.
 
-The wheel is built by pip from the project's ``pyproject.toml`` (which packages only ``client_app``),
-kept in ``settings.SOULSAI_CLIENT_WHEEL_DIR`` with a ``manifest.json`` beside it, and rebuilt when
-``client_app.__version__`` changes.
+The wheel is built by pip from the project's ``pyproject.toml`` (which packages only ``client_app``)
+in a local scratch folder, then put in the default storage (the local media folder, or the SFTP server
+every web host reads: docs/deployment.md, "Storage") with a manifest beside it:
+
+- ``client-wheel/<version>/<sha256>/<filename>``: the wheel, never overwritten (its name says its bytes);
+- ``client-wheel/<version>/manifest.json``: filename, version, sha256, size and the wheel's name in
+  storage, written once, after the wheel; the first manifest for a version is the one every host serves.
+
+Building when the storage already holds a wheel for ``client_app.__version__`` does nothing, so every web
+host offers the same file with the same sha256; web hosts never build at request time (``make run`` and
+deployments run ``manage.py build_client_wheel``).
 """
 
 from __future__ import annotations
@@ -21,9 +29,15 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import paramiko
 from django.conf import settings
+from django.core.files import File
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 
+STORAGE_FOLDER = "client-wheel"
 MANIFEST_NAME = "manifest.json"
+MANIFEST_MAX_BYTES = 4096  # a manifest is a few lines; anything bigger is not one of ours
 LOCK_NAME = ".build.lock"
 BUILD_TIMEOUT_SECONDS = 300.0
 
@@ -38,11 +52,16 @@ class WheelInfo:
     version: str
     sha256: str
     size_bytes: int
-    path: Path
+    name: str  # the wheel's name in the default storage
 
 
 def _wheel_dir() -> Path:
+    """The local scratch folder (build lock); the wheel itself lives in storage."""
     return Path(settings.SOULSAI_CLIENT_WHEEL_DIR)
+
+
+def _manifest_name(version: str) -> str:
+    return f"{STORAGE_FOLDER}/{version}/{MANIFEST_NAME}"
 
 
 def client_version() -> str:
@@ -57,39 +76,54 @@ def client_version() -> str:
 
 
 def client_wheel_info() -> WheelInfo | None:
-    """The built wheel, as its manifest describes it, or None if none was built (or it went missing)."""
-    manifest = _wheel_dir() / MANIFEST_NAME
+    """The stored wheel of the current client version, as its manifest describes it, or None if none
+    was built for this version (or its file went missing). Builds nothing."""
+    return _stored_wheel(client_version())
+
+
+def _stored_wheel(version: str) -> WheelInfo | None:
+    """The manifest of ``version`` and its file, or None if either is missing, unreadable, or the
+    storage does not answer (the page then says the client is being prepared)."""
     try:
-        data = json.loads(manifest.read_text())
+        with default_storage.open(_manifest_name(version), "rb") as handle:
+            raw = handle.read(MANIFEST_MAX_BYTES + 1)
+        if len(raw) > MANIFEST_MAX_BYTES:
+            return None
+        data = json.loads(raw)
         info = WheelInfo(
-            filename=data["filename"],
-            version=data["version"],
-            sha256=data["sha256"],
+            filename=str(data["filename"]),
+            version=str(data["version"]),
+            sha256=str(data["sha256"]),
             size_bytes=int(data["size_bytes"]),
-            path=_wheel_dir() / data["filename"],
+            name=str(data["name"]),
         )
-    except (OSError, ValueError, KeyError, TypeError):
+        if info.version != version or not info.name.startswith(f"{STORAGE_FOLDER}/{version}/"):
+            return None
+        return info if default_storage.exists(info.name) else None
+    except (OSError, EOFError, paramiko.SSHException, ValueError, KeyError, TypeError):
         return None
-    return info if info.path.is_file() else None
 
 
 def client_wheel_build(*, timeout: float = BUILD_TIMEOUT_SECONDS) -> WheelInfo:
-    """Build the wheel now (even if one exists), replace older wheels, and write the manifest."""
+    """The stored wheel of the current client version, built and stored first if there is none.
+
+    A no-op when the storage already has one for this version: a version's wheel is built once, so
+    every web host serves the same bytes (a new ``client_app.__version__`` gets a new wheel).
+    """
+    info = client_wheel_info()
+    if info is not None:
+        return info
     with _build_lock():
+        # Another process on this host may have built it while this one waited for the lock.
+        info = client_wheel_info()
+        if info is not None:
+            return info
         return _build_locked(timeout=timeout)
 
 
 def client_wheel_ensure() -> WheelInfo:
-    """The current wheel, built first if there is none or ``client_app``'s version changed."""
-    info = client_wheel_info()
-    if info is not None and info.version == client_version():
-        return info
-    with _build_lock():
-        # Another process may have built it while this one waited for the lock.
-        info = client_wheel_info()
-        if info is not None and info.version == client_version():
-            return info
-        return _build_locked(timeout=BUILD_TIMEOUT_SECONDS)
+    """The current wheel, built first if the storage has none for ``client_app``'s version."""
+    return client_wheel_build()
 
 
 @contextlib.contextmanager
@@ -105,7 +139,7 @@ def _file_lock(path: Path) -> Iterator[None]:
 
 
 def _build_lock():
-    """Guards the wheel folder: several ASGI workers may ask for the wheel at once."""
+    """One build at a time on this host (two `build_client_wheel` runs, `make run` restarting)."""
     return _file_lock(_wheel_dir() / LOCK_NAME)
 
 
@@ -151,7 +185,6 @@ def _pip_wheel(base_dir: Path, out_dir: Path, *, timeout: float) -> Path:
 
 def _build_locked(*, timeout: float) -> WheelInfo:
     base_dir = Path(settings.BASE_DIR)
-    wheel_dir = _wheel_dir()
     version = client_version()
     with _source_tree_lock(base_dir), tempfile.TemporaryDirectory(prefix="soulsai-wheel-") as tmp:
         _clean_setuptools_leftovers(base_dir)
@@ -159,26 +192,35 @@ def _build_locked(*, timeout: float) -> WheelInfo:
             built = _pip_wheel(base_dir, Path(tmp), timeout=timeout)
         finally:
             _clean_setuptools_leftovers(base_dir)
-        target = wheel_dir / built.name
-        # Copy beside the target, then rename over it: a download of the old file in progress keeps
-        # reading the old bytes, and nobody ever sees half a wheel.
-        partial = wheel_dir / f".{target.name}.partial"
-        shutil.copyfile(built, partial)
-        partial.replace(target)
+        sha256 = hashlib.sha256()
+        with open(built, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                sha256.update(block)
+        digest = sha256.hexdigest()
+        name = f"{STORAGE_FOLDER}/{version}/{digest}/{built.name}"
+        if not default_storage.exists(name):
+            with open(built, "rb") as handle:
+                stored = default_storage.save(name, File(handle, name=built.name))
+            if stored != name:  # the same bytes arrived from another host meanwhile: keep one copy
+                default_storage.delete(stored)
+        info = WheelInfo(
+            filename=built.name, version=version, sha256=digest, size_bytes=built.stat().st_size, name=name
+        )
+    return _manifest_write(info)
 
-    for old in wheel_dir.glob("*.whl"):
-        if old != target:
-            old.unlink(missing_ok=True)
-    data = target.read_bytes()
-    info = WheelInfo(
-        filename=target.name,
-        version=version,
-        sha256=hashlib.sha256(data).hexdigest(),
-        size_bytes=len(data),
-        path=target,
-    )
-    manifest = {k: v for k, v in asdict(info).items() if k != "path"}  # valid even if the folder moves
-    tmp_manifest = wheel_dir / f".{MANIFEST_NAME}.tmp"
-    tmp_manifest.write_text(json.dumps(manifest, indent=2))
-    tmp_manifest.replace(wheel_dir / MANIFEST_NAME)  # atomic: readers never see half a manifest
-    return info
+
+def _manifest_write(info: WheelInfo) -> WheelInfo:
+    """Write the version's manifest unless another host wrote one first; the manifest that is stored."""
+    manifest = _manifest_name(info.version)
+    stored = default_storage.save(manifest, ContentFile(json.dumps(asdict(info), indent=2).encode()))
+    if stored == manifest:
+        return info
+    # Storage gave the manifest another name: one exists already. The first one wins, so every host
+    # serves the same wheel; this build's file is dropped unless the manifest names it.
+    default_storage.delete(stored)
+    winner = _stored_wheel(info.version)
+    if winner is None:
+        raise WheelBuildError(f"{manifest} exists in storage but does not describe a stored wheel")
+    if winner.name != info.name:
+        default_storage.delete(info.name)
+    return winner

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import logging
 
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.core.files.storage import default_storage
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_safe
 
 from portal.campaigns.selectors import user_machine_tokens
-from portal.downloads.services import WheelBuildError, client_wheel_ensure, client_wheel_info
+from portal.core.storage import stream_file
+from portal.downloads.services import client_wheel_info
 
 log = logging.getLogger(__name__)
 
@@ -18,15 +20,13 @@ MACHINES_SHOWN = 5  # the logged-in volunteer's own tokens, as hints in the comm
 
 @require_safe
 def download_page(request: HttpRequest) -> HttpResponse:
-    try:
-        wheel = client_wheel_ensure()
-        error = None
-    except WheelBuildError as exc:
-        log.error("client wheel unavailable: %s", exc)
-        wheel, error = (
-            None,
-            "The client package is being prepared or could not be built. Please try again later.",
-        )
+    # Never built here: the wheel is built once (manage.py build_client_wheel) and read from storage,
+    # so that every web host offers the same file.
+    wheel = client_wheel_info()
+    error = None
+    if wheel is None:
+        log.error("no client wheel in storage for this version: run manage.py build_client_wheel")
+        error = "The client package is being prepared or could not be built. Please try again later."
     tokens = []
     if request.user.is_authenticated:
         tokens = list(user_machine_tokens(user=request.user).filter(revoked_at__isnull=True)[:MACHINES_SHOWN])
@@ -40,15 +40,16 @@ def download_page(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-def download_file(request: HttpRequest, filename: str) -> FileResponse:
+def download_file(request: HttpRequest, filename: str) -> StreamingHttpResponse:
     wheel = client_wheel_info()
     if wheel is None or filename != wheel.filename:
         raise Http404("No such file: the download page lists the current client.")
-    response = FileResponse(
-        wheel.path.open("rb"),
-        as_attachment=True,
-        filename=wheel.filename,
-        content_type="application/octet-stream",
+    # Streamed from storage (the local folder or the SFTP server) a bounded chunk at a time.
+    response = StreamingHttpResponse(
+        stream_file(request, default_storage, wheel.name), content_type="application/octet-stream"
     )
+    response["Content-Length"] = str(wheel.size_bytes)
+    response["Content-Disposition"] = f'attachment; filename="{wheel.filename}"'
     response["X-Content-SHA256"] = wheel.sha256
+    response["ETag"] = f'"{wheel.sha256}"'
     return response

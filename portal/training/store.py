@@ -1,13 +1,20 @@
-"""The learner's store on the ORM: ``trainer.campaign.LearnerStore`` for the portal's database and media."""
+"""The learner's store on the ORM: ``trainer.campaign.LearnerStore`` for the portal's database and storage.
+
+Model files and checkpoints go through Django's storage API (``settings.STORAGES``): the local media
+folder by default, an SFTP server shared by every host with ``SOULSAI_STORAGE=sftp``
+(docs/deployment.md, "Storage"), so a learner on another machine resumes from what any learner wrote.
+"""
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import paramiko
 from django.db import OperationalError, close_old_connections
 from django.db.models import Max
 
@@ -23,6 +30,8 @@ T = TypeVar("T")
 # connection a server dropped) is retried after these waits: about 15 s in all, then it is raised and
 # the learner stops as before (the supervisor restarts it).
 DB_RETRY_WAITS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+# The same for the storage engine (an SFTP server restarting, a dropped connection): about 7 s.
+STORAGE_RETRY_WAITS = (0.5, 1.0, 2.0, 4.0)
 
 
 def retry_transient(method: Callable[..., T]) -> Callable[..., T]:
@@ -44,9 +53,33 @@ def retry_transient(method: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
-def _read_file(field: Any) -> bytes:
-    with field.open("rb") as handle:
-        return handle.read()
+class StorageUnavailable(Exception):
+    """The storage engine did not answer (after retries). Not an OSError on purpose: the learner falls
+    back to an older checkpoint when a file is lost, but must not start afresh because the network is
+    down; it stops instead, and the supervisor restarts it."""
+
+
+def _read_file(field: Any, *, sha256: str | None = None) -> bytes:
+    """A stored file's bytes (over the network with SFTP storage), checked against ``sha256`` if given.
+
+    A missing file raises FileNotFoundError at once; a storage engine that does not answer is tried
+    again after STORAGE_RETRY_WAITS, then StorageUnavailable.
+    """
+    for wait in (*STORAGE_RETRY_WAITS, None):
+        try:
+            with field.storage.open(field.name, "rb") as handle:
+                data = handle.read()
+            break
+        except FileNotFoundError:
+            raise
+        except (OSError, EOFError, paramiko.SSHException) as exc:
+            if wait is None:
+                raise StorageUnavailable(f"storage: cannot read {field.name}: {exc}") from exc
+            log.warning("storage: reading %s failed (%s); trying again in %.1f s", field.name, exc, wait)
+            time.sleep(wait)
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise ValueError(f"{field.name}: sha256 differs from the one recorded at publication")
+    return data
 
 
 class CampaignStore:
@@ -86,7 +119,11 @@ class CampaignStore:
         model = ModelVersion.objects.filter(campaign_id=campaign_id, version=version).exclude(state="").first()
         if model is None:
             raise FileNotFoundError(f"campaign {campaign_id} has no checkpoint v{version}")
-        return Checkpoint(version=version, weights=_read_file(model.weights), state=_read_file(model.state))
+        return Checkpoint(
+            version=version,
+            weights=_read_file(model.weights, sha256=model.sha256),
+            state=_read_file(model.state),
+        )
 
     @retry_transient
     def model_publish(

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
 from django.core.management import call_command
 
 import client_app
@@ -23,11 +27,17 @@ def wheel() -> services.WheelInfo:
     return services.client_wheel_build()
 
 
+def stored_bytes(wheel: services.WheelInfo) -> bytes:
+    with default_storage.open(wheel.name, "rb") as handle:
+        return handle.read()
+
+
 def test_wheel_contains_only_the_client(wheel):
     assert wheel.filename == f"soulsai_client-{client_app.__version__}-py3-none-any.whl"
-    assert wheel.path.parent == Path(settings.SOULSAI_CLIENT_WHEEL_DIR)
+    # In the default storage (every web host reads the same one), under its version and sha256.
+    assert wheel.name == f"client-wheel/{wheel.version}/{wheel.sha256}/{wheel.filename}"
     dist_info = f"soulsai_client-{client_app.__version__}.dist-info/"
-    with zipfile.ZipFile(wheel.path) as zf:
+    with zipfile.ZipFile(io.BytesIO(stored_bytes(wheel))) as zf:
         names = zf.namelist()
         assert "client_app/__init__.py" in names
         # Every module of the client's packages, the protocol package's too: a module missing from
@@ -58,15 +68,18 @@ def test_build_leaves_no_setuptools_leftovers_and_writes_the_manifest(wheel):
     assert (info.filename, info.version, info.sha256, info.size_bytes) == (
         wheel.filename,
         client_app.__version__,
-        hashlib.sha256(wheel.path.read_bytes()).hexdigest(),
-        wheel.path.stat().st_size,
+        hashlib.sha256(stored_bytes(wheel)).hexdigest(),
+        default_storage.size(wheel.name),
     )
+    assert default_storage.exists(f"client-wheel/{wheel.version}/manifest.json")
 
 
-def test_ensure_reuses_the_current_wheel(wheel):
-    before = wheel.path.stat().st_mtime_ns
-    assert services.client_wheel_ensure() == services.client_wheel_info()
-    assert wheel.path.stat().st_mtime_ns == before
+def test_ensure_reuses_the_current_wheel(wheel, monkeypatch):
+    before = default_storage.get_modified_time(wheel.name)
+    monkeypatch.setattr(services, "_pip_wheel", lambda *a, **kw: pytest.fail("built although stored"))
+    assert services.client_wheel_ensure() == services.client_wheel_info() == wheel
+    assert services.client_wheel_build() == wheel  # building a stored version is a no-op
+    assert default_storage.get_modified_time(wheel.name) == before
 
 
 def test_ensure_rebuilds_when_the_manifest_is_for_another_version(wheel, monkeypatch):
@@ -93,7 +106,7 @@ def test_download_page_shows_the_wheel_and_the_file_matches(client, wheel):
     assert response.status_code == 200
     assert f'attachment; filename="{wheel.filename}"' == response["Content-Disposition"]
     data = b"".join(response.streaming_content)
-    assert data == wheel.path.read_bytes()
+    assert data == stored_bytes(wheel)
     assert hashlib.sha256(data).hexdigest() == wheel.sha256 == response["X-Content-SHA256"]
 
 
@@ -120,10 +133,9 @@ def test_a_failed_build_says_why(tmp_path):
 
 @pytest.mark.django_db
 def test_download_page_without_a_wheel_is_a_readable_503(client, monkeypatch):
-    def fail():
-        raise services.WheelBuildError("pip wheel failed (exit 1)")
-
-    monkeypatch.setattr("portal.downloads.views.client_wheel_ensure", fail)
+    # The page never builds (the build runs once, before: it may have failed, "pip wheel failed
+    # (exit 1)"): no wheel in storage for this version is a readable 503.
+    monkeypatch.setattr("portal.downloads.views.client_wheel_info", lambda: None)
     response = client.get("/download/")
     assert response.status_code == 503
     assert "could not be built" in response.content.decode()
@@ -148,3 +160,34 @@ def test_download_page_explains_windows_set_up_doctor_and_hints_the_players_toke
         response.context["wheel"].sha256,
     ):
         assert expected in html, expected
+
+
+@pytest.mark.django_db
+def test_the_page_never_builds_the_wheel(client, settings, tmp_path, monkeypatch):
+    settings.STORAGES = {  # a storage with no wheel in it
+        **settings.STORAGES,
+        "default": {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(tmp_path)},
+        },
+    }
+    monkeypatch.setattr(services, "_pip_wheel", lambda *a, **kw: pytest.fail("built at request time"))
+    response = client.get("/download/")
+    assert response.status_code == 503
+    assert "being prepared" in response.content.decode()
+    assert (
+        client.get(f"/download/soulsai_client-{client_app.__version__}-py3-none-any.whl").status_code == 404
+    )
+
+
+def test_the_first_manifest_of_a_version_wins(wheel):
+    # Another host built the same version at the same time and got other bytes (zip timestamps):
+    # its manifest is not written, its file is removed, and it is told of the stored wheel.
+    other_sha = "0" * 64
+    other = replace(
+        wheel, sha256=other_sha, name=f"client-wheel/{wheel.version}/{other_sha}/{wheel.filename}"
+    )
+    default_storage.save(other.name, ContentFile(b"other bytes"))
+    assert services._manifest_write(other) == wheel == services.client_wheel_info()
+    assert not default_storage.exists(other.name)
+    assert default_storage.listdir(f"client-wheel/{wheel.version}")[1] == ["manifest.json"]
