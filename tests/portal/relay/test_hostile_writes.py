@@ -179,14 +179,26 @@ def test_unknown_keys_are_not_stored(asgi_server, campaign, token, redis_client)
     [(_, fields)] = redis_client.xrange(CampaignKeys(campaign.id).stream)
     stored = msgpack.unpackb(fields[b"c"], raw=False)
     assert set(stored) <= {"type", "id", "model_version", "obs", "actions", "rewards", "terminated", "truncated",
-                           "episode", "masks", "logp"}  # fmt: skip
+                           "episode", "masks", "logp", "made"}  # fmt: skip
     assert len(fields[b"c"]) < 1000
 
 
-def test_the_embedded_redis_runs_with_maxmemory_and_noeviction(redis_client):
-    config = redis_client.config_get("maxmemory*")
-    assert int(config["maxmemory"]) > 0
-    assert config["maxmemory-policy"] == "noeviction"
+def test_the_embedded_redis_runs_with_maxmemory_and_noeviction(tmp_path):
+    """The server `make run` starts (whatever REDIS_URL the suite itself runs against)."""
+    import redis
+
+    from harness import free_port
+    from portal.core.embedded import start_embedded_redis
+
+    port = free_port()
+    proc = start_embedded_redis(port=port, data_dir=tmp_path / "redis")
+    try:
+        config = redis.Redis(port=port).config_get("maxmemory*")
+        assert int(config["maxmemory"]) > 0
+        assert config["maxmemory-policy"] == "noeviction"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 # --- item 5: a budget before and while decoding ------------------------------------------------------
