@@ -14,7 +14,6 @@ import logging
 import os
 import pickle
 import socket
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -32,15 +31,15 @@ from trainer.config import config_for
 from trainer.evaluation import EvaluationSchedule
 from trainer.keys import CampaignKeys
 from trainer.lease import Lease, LeaseLost
+from trainer.shutdown import SHUTDOWN
 from trainer.stream import Entry, ExperienceStream
 
 log = logging.getLogger(__name__)
 
 Outcome = Literal["lease_held", "paused", "stopped", "lease_lost", "time_limit", "shutdown"]
 
-# Set when the worker shuts down (portal.training.tasks connects it to Celery's worker_shutting_down):
-# every learner in the process checkpoints, releases its lease and returns, so a successor starts at once.
-SHUTDOWN = threading.Event()
+# SHUTDOWN (trainer.shutdown) is set when the worker shuts down: every learner in the process
+# checkpoints, releases its lease and returns, so a successor starts at once.
 
 UPDATE_SLICE_SECONDS = 0.1  # longest run of gradient updates between two looks at the clock
 HOUSEKEEPING_SECONDS = 1.0  # status check and stats hash

@@ -8,7 +8,6 @@ light. The task names keep the ``trainer.tasks`` path that routing and beat know
 from __future__ import annotations
 
 import logging
-import sys
 
 from celery import shared_task
 from celery.signals import worker_shutting_down
@@ -19,6 +18,7 @@ from portal.campaigns.services import campaign_redis_sync
 from portal.core.redis import get_redis
 from portal.training.services import RUN_LEARNER_TASK, SUPERVISE_LEARNERS_TASK, learner_ensure, learner_watch
 from trainer.keys import CampaignKeys
+from trainer.shutdown import SHUTDOWN
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,7 @@ log = logging.getLogger(__name__)
 @worker_shutting_down.connect
 def _stop_learners(**_: object) -> None:
     """A warm shutdown waits for running tasks: tell the learners to checkpoint and return."""
-    learner = sys.modules.get("trainer.learner")  # only loaded where a learner ran
-    if learner is not None:
-        learner.SHUTDOWN.set()
+    SHUTDOWN.set()
 
 
 # acks_late=False: the message is acknowledged when the worker takes it, so the Redis broker never

@@ -66,9 +66,9 @@ def test_a_worker_shutdown_makes_the_learner_checkpoint_and_return(transactional
 
     from harness import wait_for
     from portal.training.runner import learner_run
-    from trainer import learner
+    from trainer.shutdown import SHUTDOWN
 
-    learner.SHUTDOWN.clear()
+    SHUTDOWN.clear()
     result = {}
     thread = threading.Thread(
         target=lambda: result.setdefault("outcome", learner_run(campaign_id=cartpole_campaign.id))
@@ -86,5 +86,5 @@ def test_a_worker_shutdown_makes_the_learner_checkpoint_and_return(transactional
         assert result["outcome"] == "shutdown"
         assert not redis_client.exists(CampaignKeys(cartpole_campaign.id).lease)
     finally:
-        learner.SHUTDOWN.clear()
+        SHUTDOWN.clear()
         thread.join(timeout=15)
