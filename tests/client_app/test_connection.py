@@ -180,3 +180,17 @@ def test_a_model_that_fails_its_checks_is_not_loaded(models):
         assert server.requests[-1][1] == "Bearer sai_secret"  # same origin as the portal: token sent
     finally:
         fetcher.stop()
+
+
+def test_a_frame_without_made_gets_its_spooling_time_and_any_other_is_sent_as_it_is():
+    """What client 0.1.0 left in a spool: a chunk or an eval result without 'made' (the real client
+    against the real relay: tests/portal/relay/test_made_required.py)."""
+    from client_app.connection import stamp_made
+
+    result = P.EvalResult(id="e-1", model_version=1, episode_return=9.0, episode_length=9, made=None).to_wire()
+    assert "made" not in result
+    assert P.unpack(stamp_made(P.pack(result), 1_700_000_000)) == {**result, "made": 1_700_000_000}
+    current = P.pack({**result, "made": 1_800_000_000})
+    assert stamp_made(current, 1_700_000_000) is current  # a current client's frame is never rewritten
+    assert stamp_made(b"\xc1 not msgpack", 1_700_000_000) == b"\xc1 not msgpack"  # the relay answers it
+    assert stamp_made(P.pack(result), None) == P.pack(result)  # the file is gone: nothing to stamp
