@@ -33,12 +33,34 @@ class StorageConfigError(RuntimeError):
     """The storage settings are incomplete or name a file that is not there."""
 
 
+class _Locked:
+    """A paramiko object whose calls hold the storage's lock. One ``SFTPClient`` must not serve two
+    threads at once (a thread waiting for its answer can read and drop another's), and a process has
+    several: ASGI's thread pool, a worker's learner threads. Files it opens are wrapped the same way."""
+
+    def __init__(self, target, lock: threading.RLock):
+        self._target, self._lock = target, lock
+
+    def __getattr__(self, name: str):
+        attr = getattr(self._target, name)
+        if not callable(attr):
+            return attr
+
+        def call(*args, **kwargs):
+            with self._lock:
+                result = attr(*args, **kwargs)
+            return _Locked(result, self._lock) if isinstance(result, paramiko.SFTPFile) else result
+
+        return call
+
+
 class SoulsSFTPStorage(SFTPStorage):
-    """``SFTPStorage`` that refuses an unknown host key, times out, and writes atomically."""
+    """``SFTPStorage`` that refuses an unknown host key, times out, writes atomically, and is safe to
+    use from several threads (one connection per process, one request at a time)."""
 
     def __init__(self, **settings):
         super().__init__(**settings)
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()
         self._pid = os.getpid()
 
     def _connect(self):
@@ -76,7 +98,11 @@ class SoulsSFTPStorage(SFTPStorage):
                 or self._pid != os.getpid()
             ):
                 self._connect()
-            return self._sftp
+            return _Locked(self._sftp, self._lock)
+
+    def close(self):
+        with self._lock:
+            super().close()
 
     def _save(self, name, content):
         """Upload beside the target, then rename it into place: the name appears only when whole."""

@@ -9,6 +9,7 @@ import logging
 import shutil
 import urllib.error
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from email.message import Message
 from pathlib import Path
 
@@ -64,6 +65,10 @@ def test_a_web_host_with_its_own_var_folder_serves_what_the_learner_published(
         )
         status, _, _ = get(web.url + published["url"], {"If-None-Match": f'"{published["sha256"]}"'})
         assert status == 304
+        # Many clients at once: the host's one SFTP connection serves every thread's reads intact.
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda _: get(web.url + published["url"]), range(32)))
+        assert all(status == 200 and body == weights for status, _, body in answers)
         # Sent chunk by chunk as read from storage, not gathered whole first (Django warns when it must).
         assert "synchronous iterators" not in web.output()
     finally:
