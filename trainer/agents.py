@@ -23,7 +23,7 @@ from trainer.dqn import DQN, updates_allowed
 from trainer.networks import export_params, load_params
 from trainer.normalizer import RunningMeanStd
 from trainer.ppo import PPO, Rollout, gae
-from trainer.replay import replay_buffer_for
+from trainer.replay import pinned, replay_buffer_for
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,9 @@ class Agent:
     ):
         self.config = config
         self.device = device
+        # On CUDA, batches go to the GPU from pinned host memory with non-blocking copies (the
+        # networks' ``.to(device, non_blocking=True)``); on the CPU they stay plain NumPy arrays.
+        self.pin_memory = device.type == "cuda"
         self.rng = np.random.default_rng()
         self.obs_dim = obs_dim
         self.n_actions = n_actions
@@ -61,6 +64,10 @@ class Agent:
 
     def _normalize(self, obs: np.ndarray) -> np.ndarray:
         return self.normalizer.normalize(obs) if self.normalizer is not None else obs
+
+    def _pinned(self, array: np.ndarray) -> np.ndarray:
+        """``array`` in pinned host memory when training on CUDA (the copy to the GPU does not block)."""
+        return pinned(array) if self.pin_memory else array
 
     def stream_high_water(self, chunk_steps: int) -> int:
         """Chunks waiting in the stream past which clients should slow down (0: the server's default)."""
@@ -90,7 +97,9 @@ class DQNAgent(Agent):
         super().__init__(config, obs_dim=obs_dim, n_actions=n_actions, action_start=action_start, device=device)
         self.spec = QNetworkSpec(obs_dim=obs_dim, n_actions=n_actions, hidden=tuple(config.hidden), dueling=config.dueling)
         self.dqn = DQN(self.spec, config, device=device)
-        self.buffer = replay_buffer_for(config, obs_dim=obs_dim, action_start=action_start, n_actions=n_actions)
+        self.buffer = replay_buffer_for(
+            config, obs_dim=obs_dim, action_start=action_start, n_actions=n_actions, pin_memory=self.pin_memory
+        )
         self.run_samples = 0  # ingested by this run (drives the replay ratio with run_updates)
         self.run_updates = 0
 
@@ -115,7 +124,8 @@ class DQNAgent(Agent):
         while self.run_updates < updates_allowed(self.run_samples, self.config):
             batch = self.buffer.sample(self.config.batch_size, self.rng, beta=self.dqn.beta())
             if self.normalizer is not None:
-                batch = batch._replace(obs=self._normalize(batch.obs), next_obs=self._normalize(batch.next_obs))
+                obs, next_obs = self._normalize(batch.obs), self._normalize(batch.next_obs)
+                batch = batch._replace(obs=self._pinned(obs), next_obs=self._pinned(next_obs))
             update = self.dqn.update(batch)
             if not (np.isfinite(update.td_errors).all() and math.isfinite(update.metrics["losses/td_loss"])):
                 self.diverged = "the TD errors"  # stop here: as priorities they would poison the buffer
@@ -204,7 +214,7 @@ class PPOAgent(Agent):
         # Every chunk's T + 1 observations, normalised once: the critic values all of them (the last
         # one is the bootstrap), the surrogate takes the first T.
         all_obs = self._normalize(np.concatenate([obs for _, obs in self.pending]))
-        values = self.ppo.values(all_obs)
+        values = self.ppo.values(self._pinned(all_obs))
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "actions", "logp", "adv", "ret", "masks")}
         any_masks = any(chunk.masks is not None for chunk, _ in self.pending)
         at = 0
@@ -228,12 +238,12 @@ class PPOAgent(Agent):
                 masks = chunk.masks if chunk.masks is not None else np.ones((steps + 1, self.n_actions), bool)
                 parts["masks"].append(np.asarray(masks, dtype=bool)[:steps])
         return Rollout(
-            obs=np.concatenate(parts["obs"]).astype(np.float32),
-            actions=np.concatenate(parts["actions"]),
-            logp_old=np.concatenate(parts["logp"]),
-            advantages=np.concatenate(parts["adv"]),
-            returns=np.concatenate(parts["ret"]),
-            masks=np.concatenate(parts["masks"]) if any_masks else None,
+            obs=self._pinned(np.concatenate(parts["obs"]).astype(np.float32)),
+            actions=self._pinned(np.concatenate(parts["actions"])),
+            logp_old=self._pinned(np.concatenate(parts["logp"])),
+            advantages=self._pinned(np.concatenate(parts["adv"])),
+            returns=self._pinned(np.concatenate(parts["ret"])),
+            masks=self._pinned(np.concatenate(parts["masks"])) if any_masks else None,
         )
 
     def train(self, until: float, publish_due) -> None:

@@ -36,13 +36,17 @@ from trainer.stream import Entry, ExperienceStream
 
 log = logging.getLogger(__name__)
 
-Outcome = Literal["lease_held", "paused", "stopped", "lease_lost", "time_limit", "shutdown"]
+Outcome = Literal[
+    "lease_held", "device_unavailable", "paused", "stopped", "lease_lost", "time_limit", "shutdown"
+]
 
 # SHUTDOWN (trainer.shutdown) is set when the worker shuts down: every learner in the process
 # checkpoints, releases its lease and returns, so a successor starts at once.
 
 UPDATE_SLICE_SECONDS = 0.1  # longest run of gradient updates between two looks at the clock
 HOUSEKEEPING_SECONDS = 1.0  # status check and stats hash
+# Fields of the stats hash ({c<id>}:learner) that a learner which could not start leaves for staff.
+LEARNER_ERROR_FIELDS = ("error", "error_at")
 LOG_SECONDS = 10.0
 
 
@@ -55,13 +59,51 @@ class LearnerSettings:
     torch_threads: int = 1  # SOULSAI_TORCH_THREADS: PyTorch's threads when on the CPU
 
 
+DEVICES = ("auto", "cpu", "cuda")
+
+
+class DeviceUnavailable(RuntimeError):  # noqa: N818  (reads as the condition, like LeaseLost)
+    """The device the host was told to train on is not there (``SOULSAI_DEVICE=cuda`` without CUDA)."""
+
+
 def learner_device(settings: LearnerSettings) -> torch.device:
-    """CUDA when there is one (unless the device is "cpu"); on the CPU, a bounded number of threads."""
+    """CUDA when there is one (unless the device is "cpu"); on the CPU, a bounded number of threads.
+
+    ``cuda`` on a host without a usable CUDA device raises ``DeviceUnavailable``: a host set up as a
+    GPU learner must not train on its CPU, hundreds of times slower, without anyone noticing.
+    """
+    if settings.device not in DEVICES:
+        raise DeviceUnavailable(f"SOULSAI_DEVICE={settings.device!r} is not one of {', '.join(DEVICES)}")
     if settings.device != "cpu" and torch.cuda.is_available():
         return torch.device("cuda")
+    if settings.device == "cuda":
+        raise DeviceUnavailable(
+            "SOULSAI_DEVICE=cuda but this host has no CUDA device (torch.cuda.is_available() is False): "
+            f"{_cuda_missing_reason()}. Install a CUDA build of PyTorch and the NVIDIA driver, or set "
+            "SOULSAI_DEVICE=auto (or cpu) to train on the CPU"
+        )
     # A learner shares its machine with the worker's other processes: one thread unless told otherwise.
     torch.set_num_threads(settings.torch_threads)
     return torch.device("cpu")
+
+
+def device_name(device: torch.device) -> str:
+    """What the stats hash and the log say: ``cpu``, or ``cuda`` with the GPU's name."""
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def _cuda_missing_reason() -> str:
+    """Why PyTorch sees no GPU, as far as it can tell."""
+    if torch.version.cuda is None:
+        return f"PyTorch {torch.__version__} is built without CUDA"
+    if not os.path.exists("/dev/nvidiactl") and os.name == "posix":
+        return f"PyTorch is built for CUDA {torch.version.cuda}, but no NVIDIA driver is loaded (no /dev/nvidiactl)"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return f"PyTorch is built for CUDA {torch.version.cuda}; CUDA_VISIBLE_DEVICES={visible!r} hides the GPUs"
+    return f"PyTorch is built for CUDA {torch.version.cuda}, but the driver offers no usable device"
 
 
 class LearnerRun:
@@ -84,6 +126,7 @@ class LearnerRun:
         self.algorithm = campaign.algorithm
         self.config = config_for(campaign.env_id, campaign.hyperparams, algorithm=campaign.algorithm)
         self.device = learner_device(settings)
+        self.device_name = device_name(self.device)
         self.agent = agent_for(
             campaign.algorithm,
             self.config,
@@ -275,7 +318,9 @@ class LearnerRun:
             "updates_per_s": round(rate, 2),
             "samples_ingested": self.agent.samples_total,
             "heartbeat": round(time.time(), 3),
-            "device": str(self.device),
+            "device": str(self.device),  # cpu | cuda
+            "device_name": self.device_name,  # and for CUDA, which GPU: "cuda (NVIDIA H200)"
+            "host": socket.gethostname(),
             "version": self.version,
             "high_water": self.high_water,
             "recoveries": self.recoveries,
@@ -303,6 +348,8 @@ class LearnerRun:
         next_housekeeping = start
         next_log = start + LOG_SECONDS
         self.stream.ensure_group()
+        # A learner that failed to start here or elsewhere left its error for staff: this one runs.
+        self.client.hdel(self.keys.learner, *LEARNER_ERROR_FIELDS)
         self.resume()
         self.ingest(self.stream.claim_orphans())
         try:
@@ -359,20 +406,35 @@ def run_learner(
     """Train a campaign's agent until it is paused or stopped, the lease is lost, or time runs out.
 
     Returns why it stopped: "lease_held" (another learner runs this campaign; returned at once),
-    "paused", "stopped", "lease_lost", "time_limit" or "shutdown" (the worker is stopping). Every exit
-    but "lease_lost" writes a final checkpoint when there was learning since the last one.
+    "device_unavailable" (``SOULSAI_DEVICE`` names a device this host lacks: logged, and left in the
+    stats hash's ``error`` for staff; returned at once, the lease released), "paused", "stopped",
+    "lease_lost", "time_limit" or "shutdown" (the worker is stopping). Every exit but "lease_lost"
+    and "device_unavailable" writes a final checkpoint when there was learning since the last one.
     """
-    lease = Lease(client, CampaignKeys(campaign_id).lease, settings.lease_seconds)
+    keys = CampaignKeys(campaign_id)
+    lease = Lease(client, keys.lease, settings.lease_seconds)
     if not lease.acquire():
         return "lease_held"
     try:
+        try:
+            learner_device(settings)
+        except DeviceUnavailable as exc:
+            # Once per start, without a traceback: the message says it all. The stats hash is ours
+            # while we hold the lease; staff read the error there (no heartbeat: not a live learner).
+            log.error("campaign %s: the learner cannot start on %s: %s", campaign_id, socket.gethostname(), exc)
+            client.hset(
+                keys.learner,
+                mapping={"error": str(exc), "error_at": round(time.time(), 3), "host": socket.gethostname()},
+            )
+            return "device_unavailable"
         # Read once the lease is ours, so the version to continue from is the one no other learner moves.
         campaign = store.campaign(campaign_id)
         run = LearnerRun(campaign, store=store, lease=lease, client=client, settings=settings)
         log.info(
-            "campaign %s: learner started on %s (%s, consumer %s)",
+            "campaign %s: learner started on %s, device %s (%s, consumer %s)",
             campaign_id,
-            run.device,
+            socket.gethostname(),
+            run.device_name,
             campaign.env_id,
             run.stream.consumer,
         )

@@ -28,6 +28,22 @@ class Batch(NamedTuple):
     next_masks: np.ndarray | None = None  # (B, n_actions) bool: actions allowed at next_obs (None: all)
 
 
+def pinned(array: np.ndarray) -> np.ndarray:
+    """A copy of ``array`` in page-locked (pinned) host memory, still a NumPy array.
+
+    The learner's networks turn batches into tensors with ``.to(device, non_blocking=True)``: from
+    pinned memory that copy to the GPU is asynchronous (a DMA the GPU runs while the host prepares
+    the next step); from ordinary pageable memory CUDA first stages it through a pinned buffer of
+    its own, synchronously. Needs CUDA; PyTorch's caching host allocator reuses the blocks.
+    """
+    import torch
+
+    array = np.ascontiguousarray(array)
+    out = torch.empty(array.shape, dtype=torch.from_numpy(array[:0]).dtype, pin_memory=True).numpy()
+    np.copyto(out, array)
+    return out
+
+
 def n_step_targets(
     rewards: np.ndarray, *, terminated: bool, gamma: float, n: int
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,7 +71,9 @@ class ReplayBuffer:
     Next observations are stored beside observations (twice the memory of a sequence layout, but a
     sample is a few fancy-indexing reads and no episode bookkeeping). ``gamma`` and ``n_step`` are
     the config's: returns are discounted on the way in. ``action_start`` is the action space's
-    ``start``: stored actions are indices from 0, as the Q-network's outputs are.
+    ``start``: stored actions are indices from 0, as the Q-network's outputs are. With
+    ``pin_memory`` (a learner on CUDA) sampled batches are gathered into pinned host memory, so that
+    their copy to the GPU does not block (``pinned``); on the CPU they are plain arrays.
     """
 
     def __init__(
@@ -67,6 +85,7 @@ class ReplayBuffer:
         n_step: int,
         action_start: int = 0,
         n_actions: int | None = None,
+        pin_memory: bool = False,
     ):
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
@@ -77,6 +96,7 @@ class ReplayBuffer:
         self.action_start = action_start
         self.gamma = gamma
         self.n_step = n_step
+        self.pin_memory = pin_memory
         self.obs = np.zeros((capacity, obs_dim), dtype=np.float32)
         self.next_obs = np.zeros((capacity, obs_dim), dtype=np.float32)
         self.actions = np.zeros(capacity, dtype=np.int64)
@@ -171,15 +191,24 @@ class ReplayBuffer:
         """Hook: slots ``idx`` now hold new transitions."""
 
     def _batch(self, idx: np.ndarray, weights: np.ndarray) -> Batch:
-        return Batch(
+        batch = Batch(
             obs=self.obs[idx],
             actions=self.actions[idx],
             returns=self.returns[idx],
             next_obs=self.next_obs[idx],
             discounts=self.discounts[idx],
             weights=weights.astype(np.float32),
-            indices=idx,
+            indices=idx,  # stays on the host: priorities are updated here
             next_masks=self.next_masks[idx] if self.next_masks is not None else None,
+        )
+        if not self.pin_memory:
+            return batch
+        return batch._replace(
+            **{
+                name: pinned(value)
+                for name, value in batch._asdict().items()
+                if name != "indices" and value is not None
+            }
         )
 
     def sample(self, batch_size: int, rng: np.random.Generator, *, beta: float = 1.0) -> Batch:
@@ -211,9 +240,16 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         eps: float,
         action_start: int = 0,
         n_actions: int | None = None,
+        pin_memory: bool = False,
     ):
         super().__init__(
-            capacity, obs_dim, action_start=action_start, gamma=gamma, n_step=n_step, n_actions=n_actions
+            capacity,
+            obs_dim,
+            action_start=action_start,
+            gamma=gamma,
+            n_step=n_step,
+            n_actions=n_actions,
+            pin_memory=pin_memory,
         )
         self.alpha = alpha
         self.eps = eps
@@ -238,10 +274,18 @@ class PrioritizedReplayBuffer(ReplayBuffer):
 
 
 def replay_buffer_for(
-    config: DQNConfig, *, obs_dim: int, action_start: int = 0, n_actions: int | None = None
+    config: DQNConfig,
+    *,
+    obs_dim: int,
+    action_start: int = 0,
+    n_actions: int | None = None,
+    pin_memory: bool = False,
 ) -> ReplayBuffer:
-    """The replay buffer a campaign's config asks for: n-step, prioritized or uniform."""
-    common = dict(action_start=action_start, gamma=config.gamma, n_step=config.n_step, n_actions=n_actions)
+    """The replay buffer a campaign's config asks for: n-step, prioritized or uniform; ``pin_memory``
+    for a learner on CUDA (batches in pinned host memory)."""
+    common = dict(
+        action_start=action_start, gamma=config.gamma, n_step=config.n_step, n_actions=n_actions, pin_memory=pin_memory
+    )
     if config.prioritized:
         return PrioritizedReplayBuffer(
             config.buffer_size, obs_dim, alpha=config.per_alpha, eps=config.per_eps, **common

@@ -134,7 +134,7 @@ def test_learner_publishes_rising_versions_and_drains_the_stream(campaign, keys,
     stats = learner_stats(keys)
     assert int(stats["samples_ingested"]) == samples and int(stats["updates"]) == published[-1].updates_total
     assert int(stats["version"]) == numbers[-1]
-    assert {"updates_per_s", "td_loss", "epsilon", "heartbeat", "device"} <= set(stats)
+    assert {"updates_per_s", "td_loss", "epsilon", "heartbeat", "device", "device_name", "host"} <= set(stats)
 
 
 @pytest.mark.django_db
