@@ -26,6 +26,7 @@ from portal.community.models import Announcement, CampaignListing
 from portal.machines.models import MachineToken
 from portal.machines.services import token_unflag
 from portal.staff.forms import SUGGESTED_ENVS, AnnouncementForm, CampaignLaunchForm
+from portal.training.selectors import learner_reports
 
 ACTIONS = {
     "launch": (campaign_services.campaign_launch, "Launched"),
@@ -41,9 +42,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         *(When(status=s, then=Value(i)) for i, s in enumerate(["running", "paused", "draft", "stopped"])),
         output_field=IntegerField(),
     )
-    campaigns = Campaign.objects.select_related("listing").annotate(rank=order).order_by("rank", "-created")
+    campaigns = list(Campaign.objects.select_related("listing").annotate(rank=order).order_by("rank", "-created"))
+    # Which host trains each running campaign, on which device; or that it waits for a learner.
+    reports = learner_reports(campaign_ids=[c.id for c in campaigns if c.status == Campaign.Status.RUNNING])
     context = {
-        "campaigns": campaigns,
+        "campaigns": [(c, reports.get(c.id)) for c in campaigns],
         "flagged_count": MachineToken.objects.flagged().filter(revoked_at__isnull=True).count(),
         "announcement_count": Announcement.objects.count(),
         "two_factor": Authenticator.objects.filter(user=request.user).exists(),
