@@ -58,21 +58,4 @@ def test_on_the_cpu_a_sampled_batch_is_plain_numpy_arrays():
     assert all(isinstance(v, np.ndarray) for v in batch if v is not None)
     assert batch.obs.dtype == np.float32 and batch.obs.shape == (8, 2)
 
-
-@pytest.mark.skipif(NO_CUDA, reason="pinned memory needs CUDA (CI has no GPU)")
-def test_on_cuda_a_sampled_batch_is_in_pinned_memory_and_trains():  # pragma: no cover - GPU hosts only
-    from trainer.agents import DQNAgent
-
-    config = DQNConfig(buffer_size=256, n_step=1, learning_starts=8, batch_size=8, hidden=[16])
-    agent = DQNAgent(config, obs_dim=2, n_actions=2, action_start=0, device=torch.device("cuda"))
-    obs = np.random.default_rng(0).normal(size=(65, 2)).astype(np.float32)
-    chunk = Chunk(
-        id="c", model_version=0, obs=obs, actions=np.zeros(64, np.int64), rewards=np.ones(64, np.float32),
-        terminated=False, truncated=False,
-    )  # fmt: skip
-    agent.ingest(chunk, current_version=0)
-    batch = agent.buffer.sample(8, agent.rng)
-    assert torch.from_numpy(batch.obs).is_pinned() and torch.from_numpy(batch.actions).is_pinned()
-    assert not torch.from_numpy(batch.indices).is_pinned()  # priorities are updated on the host
-    agent.train(float("inf"), lambda: False)
-    assert agent.updates > 0 and agent.diverged is None
+# On a CUDA host, bench/gpu_check.py checks that batches are pinned and the learner trains there.
