@@ -20,14 +20,18 @@ from trainer.keys import CampaignKeys
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def ws_connect(asgi_server, raw_token: str):
-    return connect(asgi_server.ws_url, additional_headers={"Authorization": f"Bearer {raw_token}"}, open_timeout=10)
+def ws_connect(asgi_server, raw_token: str, *, source: str | None = None):
+    """``source``: the loopback address to connect from (127.x.y.z), for tests that count per address."""
+    return connect(
+        asgi_server.ws_url, additional_headers={"Authorization": f"Bearer {raw_token}"}, open_timeout=10,
+        **({"source_address": (source, 0)} if source else {}),
+    )  # fmt: skip
 
 
 @contextmanager
-def open_session(asgi_server, raw_token: str, *, protocol: int = P.PROTOCOL_VERSION):
+def open_session(asgi_server, raw_token: str, *, protocol: int = P.PROTOCOL_VERSION, source: str | None = None):
     """A connection after the handshake: yields (websocket, the server's answer to hello)."""
-    with ws_connect(asgi_server, raw_token) as ws:
+    with ws_connect(asgi_server, raw_token, source=source) as ws:
         hello = P.hello(client_version=__version__, machine="test-rig")
         hello["protocol"] = protocol
         ws.send(P.pack(hello))
