@@ -5,6 +5,8 @@
 - ``harness.platform``: the platform's processes, started as `make run` starts them (the command
   lines are ``portal.core.processes``'s): embedded Redis, the ASGI server, a Celery worker with
   beat, real clients; and ``Sandbox``, a throw-away platform for a bench.
+- ``harness.sftp``, ``harness.postgres``, ``harness.netns``: a throw-away SFTP server, a private
+  PostgreSQL, and separate hosts on one machine (network namespaces joined by veth pairs).
 
 It lives at the top of the repository, not under ``tests/``, because bench scripts
 (``python bench/x.py``) use it too and are not tests; and not in ``portal/``, because the portal

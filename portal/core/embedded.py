@@ -26,9 +26,15 @@ DEFAULT_MAXMEMORY = "1gb"
 
 
 def start_embedded_redis(
-    *, port: int, data_dir: Path, persistent: bool = False, timeout: float = 10.0, maxmemory: str | None = None
+    *,
+    port: int,
+    data_dir: Path,
+    persistent: bool = False,
+    timeout: float = 10.0,
+    maxmemory: str | None = None,
+    host: str = "127.0.0.1",
 ) -> subprocess.Popen:
-    """Start redis-server on 127.0.0.1:port and wait until it answers.
+    """Start redis-server on host:port (loopback by default) and wait until it answers.
 
     It runs with ``maxmemory`` (default: SOULSAI_REDIS_MAXMEMORY, else 1gb) and ``noeviction``.
 
@@ -36,7 +42,7 @@ def start_embedded_redis(
     client was told are safe survive a restart of the platform; the test suite runs without it.
     """
     data_dir.mkdir(parents=True, exist_ok=True)
-    probe = redis.Redis(host="127.0.0.1", port=port, socket_connect_timeout=0.2)
+    probe = redis.Redis(host=host, port=port, socket_connect_timeout=0.2)
     try:
         probe.ping()
     except redis.ConnectionError:
@@ -50,7 +56,7 @@ def start_embedded_redis(
         [
             redis_executable(),
             "--port", str(port),
-            "--bind", "127.0.0.1",
+            "--bind", host,
             "--save", "",
             "--appendonly", "yes" if persistent else "no",
             "--appendfsync", "everysec",
