@@ -12,30 +12,11 @@ from django.contrib.auth import get_user_model
 from websockets.exceptions import ConnectionClosed
 
 from client_app import protocol as P
-from portal.campaigns.services import campaign_create, campaign_launch, campaign_redis_sync
 from portal.machines.models import MachineToken
-from portal.machines.services import token_create
 from tests.portal.relay.test_relay import expect_close, make_chunk, open_session, send, ws_connect
 from trainer.keys import CampaignKeys
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def campaign(db):
-    campaign = campaign_launch(campaign=campaign_create(slug="identity", name="Identity", env_id="CartPole-v1"))
-    campaign_redis_sync(campaign=campaign)
-    return campaign
-
-
-@pytest.fixture
-def volunteer(django_user_model):
-    return django_user_model.objects.create_user("vol", "vol@example.com", "pw-12345678")
-
-
-@pytest.fixture
-def token(campaign, volunteer):
-    return token_create(user=volunteer, campaign=campaign, name="rig")
 
 
 def assert_dropped_at_once(ws, redis_client, campaign, token_id: int) -> None:
