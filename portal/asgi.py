@@ -16,10 +16,14 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from portal.core.clients import ClientAddressMiddleware  # noqa: E402
 from portal.livestats.routing import websocket_urlpatterns as live_stats_urlpatterns  # noqa: E402
+from portal.metrics.endpoint import MetricsEndpoint  # noqa: E402
 from portal.relay.routing import websocket_urlpatterns  # noqa: E402
 
-application = ClientAddressMiddleware(
-    ProtocolTypeRouter(
-        {"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns + live_stats_urlpatterns)}
+# /metrics first, on the socket's own peer address (allowed networks only): portal.metrics.endpoint.
+application = MetricsEndpoint(
+    ClientAddressMiddleware(
+        ProtocolTypeRouter(
+            {"http": django_asgi_app, "websocket": URLRouter(websocket_urlpatterns + live_stats_urlpatterns)}
+        )
     )
 )

@@ -320,6 +320,17 @@ SOULSAI_WS_CLIENTS_PER_TOKEN = int(os.environ.get("SOULSAI_WS_CLIENTS_PER_TOKEN"
 # A live connection's seat is renewed every third of this; a dead process's seats expire after it.
 SOULSAI_WS_SEAT_SECONDS = float(os.environ.get("SOULSAI_WS_SEAT_SECONDS", "60"))
 
+# Metrics (docs/configuration.md, "Metrics"; portal/metrics/). /metrics of the web processes answers
+# peers in these networks only (the socket's own address, never a forwarded one); a typo stops the start.
+SOULSAI_METRICS_ALLOW = env_list("SOULSAI_METRICS_ALLOW", "127.0.0.0/8,::1/128")
+for _network in SOULSAI_METRICS_ALLOW:
+    try:
+        ipaddress.ip_network(_network, strict=False)
+    except ValueError as _exc:
+        raise RuntimeError(f"SOULSAI_METRICS_ALLOW: {_network!r} is not an address or a network ({_exc})") from None
+# host:port where a learner host (manage.py runlearner) serves its learners' metrics; empty: none.
+SOULSAI_METRICS_ADDR = os.environ.get("SOULSAI_METRICS_ADDR", "").strip()
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -31,6 +31,7 @@ from portal.core.clients import Seats, address_bucket, scope_address, seats_key
 from portal.core.redis import get_async_redis
 from portal.machines.models import MachineToken
 from portal.machines.services import token_authenticate, token_record_client
+from portal.metrics import relay as metrics
 from portal.relay import evaluation, fanout, selectors, services
 from portal.relay.store import StoreOutcome
 
@@ -134,6 +135,7 @@ class ClientConsumer(AsyncWebsocketConsumer):
     campaign: Campaign | None = None
     joined: bool = False
     frame_gate: services.FrameGate | None = None  # made at the first frame
+    counted: bool = False  # in the connected-clients gauge (portal.metrics.relay)
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels runs close_old_connections() in the one thread-sensitive executor before *every*
@@ -152,6 +154,8 @@ class ClientConsumer(AsyncWebsocketConsumer):
         self.status_sent: str | None = None
         self.seats = Seats()
         await self.accept()
+        self.counted = True
+        metrics.client_connected()
         # Seats are counted before the token costs a database query (portal.core.clients).
         limit = settings.SOULSAI_WS_CLIENTS_PER_ADDRESS
         address = address_bucket(scope_address(self.scope))
@@ -182,6 +186,9 @@ class ClientConsumer(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_TOO_MANY, reason=reason)
 
     async def disconnect(self, code: int) -> None:
+        if self.counted:
+            self.counted = False
+            metrics.client_disconnected()
         await self.seats.release()
         if self.joined:
             fanout.get_fanout().leave(self.campaign.id, self)
@@ -197,6 +204,13 @@ class ClientConsumer(AsyncWebsocketConsumer):
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         if self.token is None or self.closing:
             return  # refused; the close is on its way
+        metrics.frame_started()
+        try:
+            await self.on_frame(text_data, bytes_data, time.perf_counter())
+        finally:
+            metrics.frame_done()
+
+    async def on_frame(self, text_data: str | None, bytes_data: bytes | None, received: float) -> None:
         gate = self.frame_gate
         if gate is None:
             gate = self.frame_gate = services.FrameGate(
@@ -229,7 +243,7 @@ class ClientConsumer(AsyncWebsocketConsumer):
                     return
                 await self.on_hello(P.Hello.from_wire(message))
             elif kind == P.CHUNK:
-                await self.on_chunk(message)
+                await self.on_chunk(message, received)
             elif kind == P.EVAL:
                 await self.on_eval(message)
             elif await self.bad_frame(gate):
@@ -312,7 +326,7 @@ class ClientConsumer(AsyncWebsocketConsumer):
         self.greeted = True
         await self.send_message(selectors.welcome_build(campaign=campaign, token=self.token, status=status, model=model))
 
-    async def on_chunk(self, message: dict[str, Any]) -> None:
+    async def on_chunk(self, message: dict[str, Any], received: float) -> None:
         campaign = self.campaign
         chunk_id = message.get("id") if isinstance(message.get("id"), str) else None
         try:
@@ -348,6 +362,9 @@ class ClientConsumer(AsyncWebsocketConsumer):
                 # The learner asks for greedy episodes of a checkpoint: this client plays one next.
                 evaluate=result.eval_notice,
             )
+        )
+        metrics.chunk_acked(
+            duplicate=result.outcome is StoreOutcome.DUPLICATE, seconds=time.perf_counter() - received
         )
         # Piggyback: a client that missed a notice learns of the new model from its next ack. The
         # process's fan-out usually holds that notice already, which saves a round trip per client.
@@ -395,6 +412,7 @@ class ClientConsumer(AsyncWebsocketConsumer):
                 client=get_async_redis(), campaign_id=self.campaign.id, machine_id=self.token.id, code=code
             )
             wait_ms = services.flag_wait_ms(record.flagged)
+        metrics.refused(code)
         await self.send_message(P.Reject(id=chunk_id, code=code, message=text, wait_ms=wait_ms))
 
     async def revoked(self) -> None:
