@@ -3,9 +3,12 @@
 A checkpoint is a published model version that also carries the learner state. Its weights are the
 model file clients download (``client_app.policy.save_model``); its state is ``torch.save`` of::
 
-    {"format": 2, "algorithm": "dqn" | "ppo", "config": {...}, "agent": <agent.state_dict()>}
+    {"format": 2, "algorithm": "dqn" | "ppo", "config": {...}, "agent": <agent.state_dict()>,
+     "stream_covered": "<ms>-<seq>"}
 
-Format 1 (DQN only, before PPO) was ``{"dqn": ..., "samples_total": ...}`` plus its format number, and
+``stream_covered`` is the newest experience-stream entry the agent state has ingested: entries up to
+it are in the checkpoint, so a learner resuming from it ingests only the held entries after it
+(``trainer.stream``). Checkpoints written before it was added cover no entry ("0-0"). Format 1 (DQN only, before PPO) was ``{"dqn": ..., "samples_total": ...}`` plus its format number, and
 still loads: ``state_load`` migrates it to format 2. Only the server's own files are ever read, and
 never with pickle (``weights_only=True``). See docs/trainer.md, "Publication and checkpoints".
 """
@@ -13,21 +16,43 @@ never with pickle (``weights_only=True``). See docs/trainer.md, "Publication and
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from client_app.policy import Policy, PolicyNetworkSpec, QNetworkSpec
 from trainer.config import AlgorithmConfig
+from trainer.stream import START, StreamPosition
 
 STATE_FORMAT = 2
 
 
-def state_dump(*, algorithm: str, config: AlgorithmConfig, agent_state: dict[str, Any]) -> bytes:
+@dataclass(frozen=True)
+class LearnerState:
+    """What a checkpoint's learner state gives back: the agent's part, and the stream entries it covers."""
+
+    agent: dict[str, Any]
+    stream_covered: StreamPosition = START
+
+
+def state_dump(
+    *,
+    algorithm: str,
+    config: AlgorithmConfig,
+    agent_state: dict[str, Any],
+    stream_covered: StreamPosition = START,
+) -> bytes:
     """The learner state of a checkpoint, in the current format."""
     buffer = io.BytesIO()
     torch.save(
-        {"format": STATE_FORMAT, "algorithm": algorithm, "config": config.to_dict(), "agent": agent_state},
+        {
+            "format": STATE_FORMAT,
+            "algorithm": algorithm,
+            "config": config.to_dict(),
+            "agent": agent_state,
+            "stream_covered": str(stream_covered),
+        },
         buffer,
     )
     return buffer.getvalue()
@@ -42,8 +67,8 @@ def _migrate_1_to_2(state: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def state_load(data: bytes, *, algorithm: str) -> dict[str, Any]:
-    """The agent's part of a checkpoint's learner state, for a campaign that runs ``algorithm``.
+def state_load(data: bytes, *, algorithm: str) -> LearnerState:
+    """A checkpoint's learner state, for a campaign that runs ``algorithm``.
 
     Raises ValueError for an unknown format or another algorithm's state (and whatever ``torch.load``
     raises for a damaged file), so that the learner falls back to an older checkpoint.
@@ -55,7 +80,7 @@ def state_load(data: bytes, *, algorithm: str) -> dict[str, Any]:
         raise ValueError(f"unknown learner state format {state.get('format')!r}")
     if state.get("algorithm") != algorithm:
         raise ValueError(f"it is a {state.get('algorithm')} checkpoint, the campaign runs {algorithm}")
-    return state["agent"]
+    return LearnerState(agent=state["agent"], stream_covered=StreamPosition.parse(state.get("stream_covered", "0-0")))
 
 
 def weights_load(data: bytes, *, spec: QNetworkSpec | PolicyNetworkSpec) -> Policy:

@@ -32,7 +32,7 @@ from trainer.evaluation import EvaluationSchedule
 from trainer.keys import CampaignKeys
 from trainer.lease import Lease, LeaseLost
 from trainer.shutdown import SHUTDOWN
-from trainer.stream import Entry, ExperienceStream
+from trainer.stream import START, Entry, ExperienceStream, StreamPosition
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,10 @@ class LearnerSettings:
     lease_seconds: float = 20.0  # SOULSAI_LEASE_SECONDS: renewed every third of it
     device: str = "auto"  # SOULSAI_DEVICE: auto | cpu | cuda ("cpu" keeps a GPU machine's learner off it)
     torch_threads: int = 1  # SOULSAI_TORCH_THREADS: PyTorch's threads when on the CPU
+    # SOULSAI_LEARNER_HOLD_CHUNKS: stream entries held (read, in no checkpoint yet) past which a
+    # checkpoint is written at once, so that they are acknowledged and deleted. Bounds what a learner
+    # keeps in Redis (far below SOULSAI_STREAM_MAXLEN) and what a successor ingests again.
+    hold_chunks: int = 2000
 
 
 DEVICES = ("auto", "cpu", "cuda")
@@ -139,6 +143,11 @@ class LearnerRun:
         self.high_water = self.agent.stream_high_water(campaign.chunk_steps)
         consumer = f"{socket.gethostname()}:{os.getpid()}:{lease.token[:8]}"
         self.stream = ExperienceStream(client, self.keys, consumer)
+        # Stream entries up to ``covered`` are in the agent state loaded (a checkpoint's); ``held`` are
+        # those ingested since, in order, pending in the group until a checkpoint covers them.
+        self.covered = START
+        self.held: list[bytes] = []
+        self.hold_chunks = settings.hold_chunks
         self.evaluations = EvaluationSchedule(
             client, self.keys, every_samples=self.config.eval_every_samples, episodes=self.config.eval_episodes
         )
@@ -183,8 +192,9 @@ class LearnerRun:
         """The network diverged: publish nothing, and go back to the last good checkpoint.
 
         Weights are only ever published finite (clients refuse others), so the newest checkpoint that
-        loads is the last good one; with none yet, the agent starts afresh. The samples learnt from
-        since that checkpoint are lost; version numbers still never go back.
+        loads is the last good one; with none yet, the agent starts afresh. The entries held since
+        that checkpoint are still in the stream: they are claimed and ingested again, so no sample is
+        lost; the updates made since are. Version numbers still never go back.
         """
         self.recoveries += 1
         log.error(
@@ -197,9 +207,10 @@ class LearnerRun:
         )
         if self._load_newest_checkpoint() is None:
             log.error("campaign %s: no checkpoint to go back to: starting the agent afresh", self.campaign_id)
-            samples_total = self.agent.samples_total  # env steps played all the same (epsilon, lr decay)
             self.agent = self._fresh_agent()
-            self.agent.samples_total = samples_total
+            self.covered = START
+        self.held = []
+        self.ingest(self.stream.claim_pending())
         self.updates_at_publish = self.updates_at_checkpoint = self.agent.updates
         self._stats_at = (time.monotonic(), self.agent.updates)
         self.published_at = time.monotonic()
@@ -217,14 +228,24 @@ class LearnerRun:
     def _load_checkpoint(self, version: int) -> None:
         checkpoint = self.store.checkpoint_read(self.campaign_id, version)
         policy = weights_load(checkpoint.weights, spec=self.spec)
-        agent_state = state_load(checkpoint.state, algorithm=self.algorithm)
+        state = state_load(checkpoint.state, algorithm=self.algorithm)
         # Load into a fresh agent first, so a failure half-way leaves this run untouched.
         agent = self._fresh_agent()
-        agent.load(policy, agent_state)
+        agent.load(policy, state.agent)
         self.agent = agent
+        self.covered = state.stream_covered
+
+    def stream_position(self) -> StreamPosition:
+        """The newest stream entry the agent has ingested."""
+        return StreamPosition.parse(self.held[-1]) if self.held else self.covered
 
     def learner_state(self) -> bytes:
-        return state_dump(algorithm=self.algorithm, config=self.config, agent_state=self.agent.state_dict())
+        return state_dump(
+            algorithm=self.algorithm,
+            config=self.config,
+            agent_state=self.agent.state_dict(),
+            stream_covered=self.stream_position(),
+        )
 
     def publish(self, *, checkpoint: bool) -> None:
         """Publish the online network as the next version; a checkpoint also carries the learner state."""
@@ -244,6 +265,8 @@ class LearnerRun:
         weights = save_model(
             self.spec, params, version=version, epsilon=self.agent.exploration(), obs_norm=obs_norm
         )
+        covering = list(self.held) if checkpoint else []  # what the state written now holds
+        position = self.stream_position()
         model = self.store.model_publish(
             self.campaign_id,
             version=version,
@@ -257,6 +280,11 @@ class LearnerRun:
         self.updates_at_publish = self.agent.updates
         if checkpoint:
             self.updates_at_checkpoint = self.agent.updates
+            # The checkpoint is stored: what it covers may leave Redis. Killed before this line, a
+            # successor finds these entries pending and skips them (they are at or before ``position``).
+            self.stream.done(covering)
+            self.held = self.held[len(covering) :]
+            self.covered = position
         if evaluate:
             self.evaluations.request(model, samples_total=self.agent.samples_total)
             log.info(
@@ -278,6 +306,10 @@ class LearnerRun:
         if self.publish_due():
             self.publish(checkpoint=(self.version + 1) % self.config.checkpoint_every_versions == 0)
 
+    def release_due(self) -> bool:
+        """The learner holds as many stream entries as it may: a checkpoint must cover them now."""
+        return len(self.held) >= self.hold_chunks
+
     def final_checkpoint(self) -> None:
         if self.agent.updates > self.updates_at_checkpoint:
             self.publish(checkpoint=True)
@@ -285,18 +317,25 @@ class LearnerRun:
     # -- data and learning ------------------------------------------------------------------------
 
     def ingest(self, entries: list[Entry]) -> None:
-        """Chunks into the replay buffer, then acknowledge and delete their entries."""
+        """Chunks into the agent; their entries are held until a checkpoint covers them.
+
+        Entries at or before ``covered`` are already in the agent state (a learner died after writing
+        the checkpoint that covers them, before deleting them): they are deleted, not ingested twice.
+        """
         if not entries:
             return
+        covered = [entry_id for entry_id, _ in entries if StreamPosition.parse(entry_id) <= self.covered]
+        if covered:
+            self.stream.done(covered)
+            entries = [entry for entry in entries if StreamPosition.parse(entry[0]) > self.covered]
         for entry_id, fields in entries:
+            self.held.append(entry_id)
             try:
                 self.agent.ingest(decode_stored_chunk(fields[b"c"]), current_version=self.version)
             except (KeyError, TypeError, ValueError) as exc:
                 # The relay validated it, so this is a bug or a foreign writer: drop it rather than
                 # crash-loop on it forever.
                 log.warning("campaign %s: dropping stream entry %r: %s", self.campaign_id, entry_id, exc)
-                continue
-        self.stream.done([entry_id for entry_id, _ in entries])
 
     def train(self) -> None:
         """Learning until the agent needs data, a model is due or the time slice is spent."""
@@ -324,6 +363,7 @@ class LearnerRun:
             "version": self.version,
             "high_water": self.high_water,
             "recoveries": self.recoveries,
+            "held": len(self.held),  # stream entries read and in no checkpoint yet
             **self.agent.stats(),
         }
         self.client.hset(self.keys.learner, mapping=stats)
@@ -341,6 +381,23 @@ class LearnerRun:
 
     # -- the loop ---------------------------------------------------------------------------------
 
+    def step(self) -> None:
+        """One turn of the loop's work: publish, checkpoint, learn or read, whichever is due.
+
+        Learn while the agent has what it needs (DQN: behind its replay ratio; PPO: a full rollout),
+        read only otherwise. Unread chunks wait in the stream, whose unread part is the relay's
+        back-pressure signal.
+        """
+        if self.publish_due():
+            self.maybe_publish()
+        elif self.release_due():
+            self.publish(checkpoint=True)  # what it holds leaves Redis
+        elif not self.agent.wants_data():
+            self.train()
+            self.maybe_publish()
+        else:
+            self.ingest(self.stream.read())
+
     def run(self, max_seconds: float | None) -> Outcome:
         start = time.monotonic()
         renew_every = self.lease.seconds / 3
@@ -351,7 +408,7 @@ class LearnerRun:
         # A learner that failed to start here or elsewhere left its error for staff: this one runs.
         self.client.hdel(self.keys.learner, *LEARNER_ERROR_FIELDS)
         self.resume()
-        self.ingest(self.stream.claim_orphans())
+        self.ingest(self.stream.claim_pending())
         try:
             while True:
                 now = time.monotonic()
@@ -378,17 +435,7 @@ class LearnerRun:
                 if now >= next_log:
                     self.log_progress()
                     next_log = now + LOG_SECONDS
-
-                # Learn while the agent has what it needs (DQN: behind its replay ratio; PPO: a full
-                # rollout), read only otherwise. Unread chunks wait in the stream, whose length is
-                # the relay's back-pressure signal.
-                if self.publish_due():
-                    self.maybe_publish()
-                elif not self.agent.wants_data():
-                    self.train()
-                    self.maybe_publish()
-                else:
-                    self.ingest(self.stream.read())
+                self.step()
         except LeaseLost:
             # Not even the stats hash: it may belong to the learner that holds the lease now.
             log.warning("campaign %s: lease lost; stopping without publishing", self.campaign_id)

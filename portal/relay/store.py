@@ -52,7 +52,7 @@ class StoreOutcome(enum.IntEnum):
     STALE_MODEL = -3  # its model is older than the campaign's policy lag allows
     RATE_LIMITED = -4  # the machine passed its chunks-per-second limit (refused frames count too)
     REVOKED = -5  # the machine's token was revoked
-    FULL = -6  # the stream holds ``maxlen`` chunks (or max bytes) the learner has not taken: refused, never trimmed
+    FULL = -6  # the stream holds ``maxlen`` chunks (or max bytes), read or not: refused, never trimmed
     NOT_REQUESTED = -7  # an evaluation result for an episode nobody handed to this machine
 
     @property
@@ -112,14 +112,22 @@ if version > mv then return {-2, mv, 0, flagged} end
 local lag = tonumber(ARGV[13])
 if lag > 0 and version < mv - lag then return {-3, mv, 0, flagged} end
 redis.call('ZADD', KEYS[5], ARGV[6], ARGV[2])
-local backlog = redis.call('XLEN', KEYS[2])
+-- The stream holds what the learner has not read yet (the backlog) and what it read but no checkpoint
+-- covers yet (pending in its group, ARGV[17]; see trainer/stream.py): the backlog is the difference.
+local stored = redis.call('XLEN', KEYS[2])
+local backlog = stored
+if stored > 0 then
+  local pending = redis.pcall('XPENDING', KEYS[2], ARGV[17])
+  if type(pending) == 'table' and pending.err == nil then backlog = stored - pending[1] end
+end
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[18]) == 1 then
   return {0, mv, backlog, flagged, 0, hw}
 end
--- At the hard caps (entries, bytes), refuse (the client keeps the chunk) before the id is marked as
--- stored; acked entries are never trimmed. MEMORY USAGE samples a few of the stream's nodes: O(1).
-if backlog >= tonumber(ARGV[7]) then return {-6, mv, backlog, flagged} end
-if backlog > 0 and (redis.call('MEMORY', 'USAGE', KEYS[2], 'SAMPLES', 5) or 0) + #ARGV[1] > tonumber(ARGV[15]) then
+-- At the hard caps (entries, bytes: held entries count, they are in Redis too), refuse (the client
+-- keeps the chunk) before the id is marked as stored; acked entries are never trimmed. MEMORY USAGE
+-- samples a few of the stream's nodes: O(1).
+if stored >= tonumber(ARGV[7]) then return {-6, mv, backlog, flagged} end
+if stored > 0 and (redis.call('MEMORY', 'USAGE', KEYS[2], 'SAMPLES', 5) or 0) + #ARGV[1] > tonumber(ARGV[15]) then
   return {-6, mv, backlog, flagged}
 end
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[8])
@@ -219,6 +227,7 @@ class StoreChunkCall:
             self.outcome_entry,  # 14
             self.max_bytes,  # 15
             self.handed_ttl,  # 16
+            self.keys.group,  # 17: the learner's consumer group (its pending entries are not backlog)
         ]
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.conf import settings
 
+from portal.campaigns.models import Campaign
+from portal.core.logs import log_context
 from portal.core.redis import get_redis
 from portal.training.store import CampaignStore
 from trainer.learner import LearnerSettings, Outcome, run_learner
@@ -15,6 +17,7 @@ def learner_settings() -> LearnerSettings:
         lease_seconds=settings.SOULSAI_LEASE_SECONDS,
         device=settings.SOULSAI_DEVICE,
         torch_threads=settings.SOULSAI_TORCH_THREADS,
+        hold_chunks=settings.SOULSAI_LEARNER_HOLD_CHUNKS,
     )
 
 
@@ -23,10 +26,13 @@ def learner_run(*, campaign_id: int, max_seconds: float | None = None) -> Outcom
 
     Returns why it stopped (``trainer.learner.run_learner``).
     """
-    return run_learner(
-        campaign_id,
-        store=CampaignStore(),
-        client=get_redis(),
-        settings=learner_settings(),
-        max_seconds=max_seconds,
-    )
+    # Every line of the run names the campaign (portal.core.logs); the trainer itself knows no Django.
+    slug = Campaign.objects.filter(pk=campaign_id).values_list("slug", flat=True).first()
+    with log_context(campaign=campaign_id, campaign_slug=slug):
+        return run_learner(
+            campaign_id,
+            store=CampaignStore(),
+            client=get_redis(),
+            settings=learner_settings(),
+            max_seconds=max_seconds,
+        )

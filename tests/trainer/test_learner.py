@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import time
 from collections.abc import Callable
 from contextlib import contextmanager
 
@@ -194,16 +195,125 @@ def test_entries_left_pending_by_a_dead_consumer_are_claimed_and_ingested(campai
     push_chunks(redis_client, keys.stream, 4, 10)
     taken = redis_client.xreadgroup(keys.group, "dead-learner", {keys.stream: ">"}, count=4)[0][1]
     assert redis_client.xpending(keys.stream, keys.group)["pending"] == 4
-    redis_client.xdel(keys.stream, taken[0][0])  # one was trimmed away (MAXLEN) while pending
+    redis_client.xdel(keys.stream, taken[0][0])  # one was deleted while pending (no data left to ingest)
     push_chunks(redis_client, keys.stream, 2, 10, seed=50)
 
     # 50 samples: below learning_starts, so nothing is learnt or published; the run ends on its clock.
     assert learner_run(campaign_id=campaign.id, max_seconds=1.5) == "time_limit"
     assert int(learner_stats(keys)["samples_ingested"]) == 50
-    assert_stream_drained(keys)
     consumers = [c["name"] for c in redis_client.xinfo_consumers(keys.stream, keys.group)]
     assert b"dead-learner" not in consumers
     assert not versions(campaign)
+    # No checkpoint covers them: the five entries stay in the stream, held by the learner, and count
+    # as read (not backlog); the next learner ingests them again, from a fresh agent.
+    assert redis_client.xpending(keys.stream, keys.group)["pending"] == 5 == redis_client.xlen(keys.stream)
+    assert int(learner_stats(keys)["held"]) == 5
+    assert learner_run(campaign_id=campaign.id, max_seconds=1.5) == "time_limit"
+    assert int(learner_stats(keys)["samples_ingested"]) == 50
+
+
+def started(run: LearnerRun) -> LearnerRun:
+    """What ``LearnerRun.run`` does before its loop."""
+    run.stream.ensure_group()
+    run.resume()
+    run.ingest(run.stream.claim_pending())
+    return run
+
+
+def drive(run: LearnerRun, until: Callable[[], bool]) -> None:
+    """``LearnerRun.run``'s loop, step by step, until ``until()``: a test decides where the learner dies."""
+    deadline = time.monotonic() + 120
+    while not until():
+        assert time.monotonic() < deadline, "the learner did not get there in 120 s"
+        run.step()
+
+
+def new_run(campaign, redis_client, keys) -> tuple[LearnerRun, Lease]:
+    store = CampaignStore()
+    lease = Lease(redis_client, keys.lease, 20.0)
+    assert lease.acquire()
+    run = LearnerRun(
+        store.campaign(campaign.id), store=store, lease=lease, client=redis_client, settings=learner_settings()
+    )
+    return started(run), lease
+
+
+def checkpoints(campaign) -> list[ModelVersion]:
+    return [m for m in versions(campaign) if m.is_checkpoint]
+
+
+@pytest.mark.django_db
+def test_a_learner_that_dies_between_checkpoints_loses_no_acknowledged_chunk(campaign, keys, redis_client):
+    total = push_chunks(redis_client, keys.stream, 8, 24, seed=0)
+    run, lease = new_run(campaign, redis_client, keys)
+    drive(run, lambda: bool(checkpoints(campaign)) and run.agent.samples_total == total and not run.held)
+    # Everything so far is in a checkpoint, so it left Redis; three more chunks are read, not learnt yet.
+    assert redis_client.xlen(keys.stream) == 0
+    total += push_chunks(redis_client, keys.stream, 3, 24, seed=100)
+    drive(run, lambda: run.agent.samples_total == total)
+    assert len(run.held) == 3 and redis_client.xpending(keys.stream, keys.group)["pending"] == 3
+    lease.release()  # and the learner is gone: no final checkpoint, nothing acknowledged
+
+    # The next learner resumes from the checkpoint and takes the three held chunks: nothing lost.
+    with set_status_when(keys, ingested(total)):
+        assert learner_run(campaign_id=campaign.id, max_seconds=60) == "stopped"
+    assert int(learner_stats(keys)["samples_ingested"]) == total
+    assert checkpoints(campaign)[-1].samples_total == total
+    assert_stream_drained(keys)
+
+
+class Killed(BaseException):
+    """The learner's host dies here (not an Exception: nothing in the learner catches it)."""
+
+
+@pytest.mark.django_db
+def test_a_learner_killed_after_its_checkpoint_before_releasing_entries_ingests_none_twice(
+    campaign, keys, redis_client
+):
+    total = push_chunks(redis_client, keys.stream, 8, 24, seed=0)
+    run, lease = new_run(campaign, redis_client, keys)
+
+    def die(ids):
+        raise Killed
+
+    run.stream.done = die  # the first checkpoint is stored, then the host dies before XACK/XDEL
+    with pytest.raises(Killed):
+        drive(run, lambda: False)
+    lease.release()
+    checkpoint = checkpoints(campaign)[-1]
+    covered = checkpoint.samples_total
+    assert 0 < covered and redis_client.xpending(keys.stream, keys.group)["pending"] * 24 >= covered
+
+    # The successor finds every entry the checkpoint covers still pending: it deletes them unread.
+    with set_status_when(keys, ingested(total)):
+        assert learner_run(campaign_id=campaign.id, max_seconds=60) == "stopped"
+    assert int(learner_stats(keys)["samples_ingested"]) == total  # not total + covered
+    assert checkpoints(campaign)[-1].samples_total == total
+    assert_stream_drained(keys)
+
+
+@pytest.mark.django_db
+def test_held_entries_are_not_backlog_and_past_the_hold_limit_a_checkpoint_releases_them(
+    campaign, keys, redis_client, settings
+):
+    settings.SOULSAI_LEARNER_HOLD_CHUNKS = 4
+    campaign.hyperparams = {**SMALL, "learning_starts": 10_000}  # nothing is learnt or published otherwise
+    campaign.save(update_fields=["hyperparams"])
+    run, lease = new_run(campaign, redis_client, keys)
+    try:
+        push_chunks(redis_client, keys.stream, 3, 10)
+        drive(run, lambda: run.agent.samples_total == 30)
+        assert len(run.held) == 3 and not versions(campaign)
+        assert redis_client.xlen(keys.stream) == 3
+        push_chunks(redis_client, keys.stream, 2, 10, seed=10)
+        drive(run, lambda: run.agent.samples_total == 50 and not run.held)
+    finally:
+        lease.release()
+    # The fifth held entry passed the limit: a checkpoint (no updates yet) covers them all.
+    [checkpoint] = versions(campaign)
+    assert checkpoint.is_checkpoint and checkpoint.samples_total == 50 and checkpoint.updates_total == 0
+    assert run.held == [] and redis_client.xlen(keys.stream) == 0
+    assert_stream_drained(keys)
 
 
 @pytest.mark.django_db

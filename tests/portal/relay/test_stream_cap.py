@@ -66,3 +66,24 @@ def test_the_stream_is_capped_in_bytes_too_and_keeps_every_acked_chunk(cartpole_
     ids = [P.unpack(fields[b"c"])["id"] for _, fields in redis_client.xrange(keys.stream)]
     assert ids == [f"b-{i}" for i in range(stored)]
     assert int(redis_client.hget(keys.stats, "samples")) == 4 * stored
+
+
+@pytest.mark.django_db
+def test_entries_the_learner_holds_are_not_backlog_but_count_toward_the_cap(cartpole_campaign, redis_client, settings):
+    settings.SOULSAI_STREAM_HIGH_WATER = 2
+    settings.SOULSAI_STREAM_MAXLEN = 6
+    keys = CampaignKeys(cartpole_campaign.id)
+    redis_client.xgroup_create(keys.stream, keys.group, id="0", mkstream=True)
+    results = [store(cartpole_campaign.id, f"h-{i}") for i in range(4)]
+    assert [r.backlog for r in results] == [1, 2, 3, 4]
+    assert services.backoff_ms(results[-1].backlog) > 0  # past the high-water mark: clients slow down
+
+    # The learner reads all four (held until a checkpoint covers them): nothing is waiting for it now.
+    assert len(redis_client.xreadgroup(keys.group, "learner-a", {keys.stream: ">"}, count=10)[0][1]) == 4
+    fifth = store(cartpole_campaign.id, "h-4")
+    assert fifth.outcome == StoreOutcome.STORED and fifth.backlog == 1
+    assert services.backoff_ms(fifth.backlog) == 0
+
+    # Held entries are still in Redis: with them the stream is at its cap of six entries.
+    assert store(cartpole_campaign.id, "h-5").outcome == StoreOutcome.STORED
+    assert store(cartpole_campaign.id, "h-6").outcome == StoreOutcome.FULL
