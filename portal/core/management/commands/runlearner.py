@@ -9,6 +9,7 @@ scheduler of our own. See docs/deployment.md, "Adding a learner host".
 from __future__ import annotations
 
 import os
+import socket
 import sys
 
 from django.conf import settings
@@ -18,11 +19,14 @@ from portal.core.processes import celery_worker_argv
 
 LEARNER_HOST_QUEUES = ("learner",)  # learners only: beat's periodic tasks run on the data/web side
 MAX_SLOTS = 64  # threads of one worker; each learner holds one for as long as its campaign runs
+METRICS_MODULE = "portal.metrics.learner_host"  # serves SOULSAI_METRICS_ADDR from inside the worker
 
 
-def runlearner_argv(*, slots: int) -> list[str]:
-    """The Celery worker a learner host runs: the learner queue only, ``slots`` threads, no beat."""
-    return celery_worker_argv(concurrency=slots, queues=LEARNER_HOST_QUEUES, node_name="learner@%h")
+def runlearner_argv(*, slots: int, metrics: bool = False) -> list[str]:
+    """The Celery worker a learner host runs: the learner queue only, ``slots`` threads, no beat;
+    with ``metrics``, it serves its learners' metrics on ``SOULSAI_METRICS_ADDR``."""
+    argv = celery_worker_argv(concurrency=slots, queues=LEARNER_HOST_QUEUES, node_name="learner@%h")
+    return [*argv, "--include", METRICS_MODULE] if metrics else argv
 
 
 class Command(BaseCommand):
@@ -32,7 +36,8 @@ class Command(BaseCommand):
         "REDIS_URL (the shared Redis, also Celery's broker), DATABASE_URL (the portal's database), "
         "SOULSAI_STORAGE=sftp with the SOULSAI_SFTP_* settings (model files and checkpoints), "
         "DJANGO_SECRET_KEY, and SOULSAI_DEVICE (auto, cpu or cuda; cuda refuses to start without a CUDA "
-        "device). SIGTERM stops it warmly: each learner writes a checkpoint and releases its campaign, "
+        "device); SOULSAI_METRICS_ADDR (host:port) serves its learners' Prometheus metrics. SIGTERM stops it "
+        "warmly: each learner writes a checkpoint and releases its campaign, "
         "which a host with a free slot takes over. See docs/deployment.md, 'Adding a learner host'."
     )
 
@@ -51,7 +56,8 @@ class Command(BaseCommand):
         self.check_environment()
         self.check_device()
         self.check_reachable()
-        argv = runlearner_argv(slots=slots)
+        metrics = self.check_metrics_address()
+        argv = runlearner_argv(slots=slots, metrics=metrics)
         self.stdout.write(f"learner host: {slots} slot(s); starting {' '.join(argv[1:])}")
         self.stdout.flush()
         sys.stderr.flush()
@@ -82,6 +88,23 @@ class Command(BaseCommand):
         except DeviceUnavailable as exc:
             raise CommandError(str(exc)) from None
         self.stdout.write(f"learner host: device {device_name(device)} (SOULSAI_DEVICE={settings.SOULSAI_DEVICE})")
+
+    def check_metrics_address(self) -> bool:
+        """SOULSAI_METRICS_ADDR, when set, must be host:port and free: the worker serves it."""
+        address = settings.SOULSAI_METRICS_ADDR
+        if not address:
+            return False
+        from trainer.metrics import parse_address
+
+        try:
+            host, port = parse_address(address)
+            family = socket.AF_INET6 if ":" in host else socket.AF_INET
+            with socket.create_server((host, port), family=family):
+                pass  # free: the worker binds it
+        except (OSError, ValueError) as exc:
+            raise CommandError(f"SOULSAI_METRICS_ADDR={address}: cannot serve metrics there: {exc}") from None
+        self.stdout.write(f"learner host: metrics on http://{address}/metrics")
+        return True
 
     def check_reachable(self) -> None:
         import redis
