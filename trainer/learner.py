@@ -24,6 +24,7 @@ import torch
 from client_app.policy import non_finite, save_model, unusable_params
 from client_app.protocol import decode_stored_chunk
 from client_app.spaces import action_count, flat_dim
+from trainer import metrics
 from trainer.agents import DQNAgent, PPOAgent, agent_for
 from trainer.campaign import CampaignSpec, LearnerStore
 from trainer.checkpoint import state_dump, state_load, weights_load
@@ -158,6 +159,7 @@ class LearnerRun:
         self.published_at = time.monotonic()
         self._stats_at = (time.monotonic(), 0)
         self.updates_per_s = 0.0
+        self.policy_lag = 0.0  # mean model versions behind, of the chunks ingested last
         self.recoveries = 0  # times the network diverged (non-finite weights) and was reloaded
 
     # -- resume and checkpoints -------------------------------------------------------------------
@@ -267,15 +269,16 @@ class LearnerRun:
         )
         covering = list(self.held) if checkpoint else []  # what the state written now holds
         position = self.stream_position()
-        model = self.store.model_publish(
-            self.campaign_id,
-            version=version,
-            weights=weights,
-            state=self.learner_state() if checkpoint else None,
-            is_checkpoint=checkpoint,
-            samples_total=self.agent.samples_total,
-            updates_total=self.agent.updates,
-        )
+        with metrics.publishing(self.campaign_id, checkpoint=checkpoint):
+            model = self.store.model_publish(
+                self.campaign_id,
+                version=version,
+                weights=weights,
+                state=self.learner_state() if checkpoint else None,
+                is_checkpoint=checkpoint,
+                samples_total=self.agent.samples_total,
+                updates_total=self.agent.updates,
+            )
         self.version = version
         self.updates_at_publish = self.agent.updates
         if checkpoint:
@@ -328,14 +331,26 @@ class LearnerRun:
         if covered:
             self.stream.done(covered)
             entries = [entry for entry in entries if StreamPosition.parse(entry[0]) > self.covered]
+        samples_before, lags = self.agent.samples_total, []
         for entry_id, fields in entries:
             self.held.append(entry_id)
             try:
-                self.agent.ingest(decode_stored_chunk(fields[b"c"]), current_version=self.version)
+                chunk = decode_stored_chunk(fields[b"c"])
+                self.agent.ingest(chunk, current_version=self.version)
             except (KeyError, TypeError, ValueError) as exc:
                 # The relay validated it, so this is a bug or a foreign writer: drop it rather than
                 # crash-loop on it forever.
                 log.warning("campaign %s: dropping stream entry %r: %s", self.campaign_id, entry_id, exc)
+                continue
+            lags.append(self.version - chunk.model_version)
+        if lags:
+            self.policy_lag = sum(lags) / len(lags)
+        metrics.ingested(
+            self.campaign_id,
+            chunks=len(lags),
+            samples=self.agent.samples_total - samples_before,
+            policy_lag=self.policy_lag if lags else None,
+        )
 
     def train(self) -> None:
         """Learning until the agent needs data, a model is due or the time slice is spent."""
@@ -364,9 +379,18 @@ class LearnerRun:
             "high_water": self.high_water,
             "recoveries": self.recoveries,
             "held": len(self.held),  # stream entries read and in no checkpoint yet
+            "policy_lag": round(self.policy_lag, 2),
             **self.agent.stats(),
         }
         self.client.hset(self.keys.learner, mapping=stats)
+        backlog = self.client.xlen(self.keys.stream) - len(self.held)  # what the learner has not read
+        metrics.ticked(
+            self.campaign_id,
+            updates=self.agent.updates,
+            updates_per_s=rate,
+            backlog=backlog,
+            version=self.version,
+        )
 
     def log_progress(self) -> None:
         details = ", ".join(f"{k} {v}" for k, v in self.agent.stats().items())
@@ -485,7 +509,11 @@ def run_learner(
             campaign.env_id,
             run.stream.consumer,
         )
-        outcome = run.run(max_seconds)
+        metrics.learner_started(campaign_id, device=str(run.device), device_name=run.device_name)
+        try:
+            outcome = run.run(max_seconds)
+        finally:
+            metrics.learner_stopped(campaign_id)
         log.info(
             "campaign %s: learner stopped (%s) at v%d, %d updates",
             campaign_id,

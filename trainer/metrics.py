@@ -67,11 +67,11 @@ _updates_seen: dict[str, int] = {}  # per campaign: the update count the counter
 _devices: dict[str, tuple[str, str]] = {}
 
 
-def learner_started(campaign_id: int, *, device: str, device_name: str, updates: int) -> None:
-    """A learner runs (hook: after it resumed, ``updates`` being the resumed agent's count)."""
+def learner_started(campaign_id: int, *, device: str, device_name: str) -> None:
+    """A learner runs (hook: before its loop; its first tick sets where the updates counter starts)."""
     key = str(campaign_id)
     with _lock:
-        _updates_seen[key] = updates
+        _updates_seen.pop(key, None)
         _devices[key] = (device, device_name)
     DEVICE.labels(key, device, device_name).set(1)
     RUNNING.inc()
@@ -109,10 +109,13 @@ def ticked(
     """The housekeeping tick (hook: ``write_stats``, once a second)."""
     key = str(campaign_id)
     with _lock:
-        seen = _updates_seen.get(key, updates)
+        seen = _updates_seen.get(key)
         _updates_seen[key] = updates
-    if updates > seen:  # a recovery goes back to a checkpoint's count: the counter only moves forward
-        UPDATES.labels(key).inc(updates - seen)
+    # The first tick (after the resume) is the baseline, not new updates; a recovery goes back to a
+    # checkpoint's count: the counter only moves forward.
+    counter = UPDATES.labels(key)
+    if seen is not None and updates > seen:
+        counter.inc(updates - seen)
     UPDATES_PER_SECOND.labels(key).set(updates_per_s)
     MODEL_VERSION.labels(key).set(version)
     if backlog is not None:

@@ -20,8 +20,9 @@ from trainer import metrics
 def test_the_hooks_are_served_per_campaign_and_leave_with_the_learner():
     host, port = metrics.serve(f"127.0.0.1:{free_port()}")
     url = f"http://{host}:{port}/metrics"
-    metrics.learner_started(901, device="cpu", device_name="cpu", updates=100)
+    metrics.learner_started(901, device="cpu", device_name="cpu")
     metrics.ingested(901, chunks=2, samples=256, policy_lag=1.5)
+    metrics.ticked(901, updates=100, updates_per_s=0.0, backlog=None, version=3)  # resumed at 100 updates
     metrics.ticked(901, updates=130, updates_per_s=30.0, backlog=7, version=4)
     with metrics.publishing(901, checkpoint=True):
         pass
