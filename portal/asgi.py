@@ -3,6 +3,8 @@
 Every scope first gets the client's address (portal.core.clients.ClientAddressMiddleware: the peer,
 or what a trusted proxy forwarded), which Django's REMOTE_ADDR, the rate limits and the websocket
 caps all read. Each websocket route checks its Origin (see the routing modules).
+Before that, /metrics is answered (or refused) on the socket's own peer address, outside Django
+(portal.metrics.endpoint).
 """
 
 import os
