@@ -332,6 +332,13 @@ for _network in SOULSAI_METRICS_ALLOW:
         raise RuntimeError(f"SOULSAI_METRICS_ALLOW: {_network!r} is not an address or a network ({_exc})") from None
 # host:port where a learner host (manage.py runlearner) serves its learners' metrics; empty: none.
 SOULSAI_METRICS_ADDR = os.environ.get("SOULSAI_METRICS_ADDR", "").strip()
+# prometheus_client's multi-process folder (read by the library itself): missing, every metric's
+# first write would fail deep inside a request; say so at start instead.
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).is_dir():
+    raise RuntimeError(
+        f"PROMETHEUS_MULTIPROC_DIR={os.environ['PROMETHEUS_MULTIPROC_DIR']} is not a folder: create it (the "
+        "ASGI processes of this host share it; docs/deployment.md, 'Metrics') or unset it"
+    )
 
 LOGGING = {
     "version": 1,
