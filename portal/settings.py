@@ -15,6 +15,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from portal.core import logs as _logs
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -100,6 +102,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "portal.core.logs.RequestUserMiddleware",  # log lines of a request name its user
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
@@ -340,14 +343,12 @@ if os.environ.get("PROMETHEUS_MULTIPROC_DIR") and not Path(os.environ["PROMETHEU
         "ASGI processes of this host share it; docs/deployment.md, 'Metrics') or unset it"
     )
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
-}
+# Logs (docs/configuration.md, "Logs"; portal/core/logs.py): JSON lines naming host, role, campaign,
+# machine and user (production's default), or plain lines for a developer's terminal. Celery and uvicorn
+# log through the same handler.
+SOULSAI_LOG_FORMAT = os.environ.get("SOULSAI_LOG_FORMAT", "json" if PRODUCTION else "plain").strip().lower()
+LOGGING_CONFIG = "portal.core.logs.configure"
+LOGGING = _logs.logging_config(format=SOULSAI_LOG_FORMAT, level=os.environ.get("LOG_LEVEL", "INFO"))
 
 if PRODUCTION:
     SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", True)

@@ -28,6 +28,7 @@ from client_app.protocol.codes import CLOSE_TOO_MANY
 from portal.campaigns.models import Campaign
 from portal.campaigns.selectors import campaign_status_get
 from portal.core.clients import Seats, address_bucket, scope_address, seats_key
+from portal.core.logs import context_set
 from portal.core.redis import get_async_redis
 from portal.machines.models import MachineToken
 from portal.machines.services import token_authenticate, token_record_client
@@ -172,6 +173,8 @@ class ClientConsumer(AsyncWebsocketConsumer):
             )
             return
         self.token, self.campaign = token, token.campaign
+        # Every later line of this connection's task names them (portal.core.logs): once, not per frame.
+        context_set(campaign=token.campaign.id, campaign_slug=token.campaign.slug, machine=token.id, user=token.user_id)
         limit = settings.SOULSAI_WS_CLIENTS_PER_TOKEN
         if not await self.seats.take(seats_key("client:token", token.id), limit):
             self.token = None  # nothing it sends now is read
@@ -186,6 +189,8 @@ class ClientConsumer(AsyncWebsocketConsumer):
         await self.close(code=CLOSE_TOO_MANY, reason=reason)
 
     async def disconnect(self, code: int) -> None:
+        if self.greeted:
+            log.info("relay: machine %s left (close code %s)", self.token.prefix, code)
         if self.counted:
             self.counted = False
             metrics.client_disconnected()
@@ -324,6 +329,9 @@ class ClientConsumer(AsyncWebsocketConsumer):
         self.model_sent = model.version if model else 0
         self.status_sent = status
         self.greeted = True
+        log.info(
+            "relay: machine %s joined with client %s from %s", self.token.prefix, client_version, scope_address(self.scope)
+        )
         await self.send_message(selectors.welcome_build(campaign=campaign, token=self.token, status=status, model=model))
 
     async def on_chunk(self, message: dict[str, Any], received: float) -> None:

@@ -15,6 +15,7 @@ current model version, and the store script itself refuses chunks of revoked tok
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import json
 import logging
 import weakref
@@ -61,7 +62,11 @@ class Fanout:
         """Register a client; the first one starts the subscription and waits (briefly) for it."""
         self.listeners[campaign_id].add(listener)
         if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="soulsai-fanout")
+            # A context of its own: it would otherwise inherit the first client's log context
+            # (portal.core.logs) and name that client's campaign and machine on all its lines.
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name="soulsai-fanout", context=contextvars.Context()
+            )
         if not self.subscribed.is_set():
             try:
                 await asyncio.wait_for(self.subscribed.wait(), SUBSCRIBE_WAIT_S)
