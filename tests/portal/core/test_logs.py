@@ -18,7 +18,15 @@ import pytest
 
 from harness import LiveProcess
 from portal.campaigns.services import campaign_create, campaign_launch
-from portal.core.logs import ContextFilter, JsonFormatter, log_context, logging_config, process_role
+from portal.core.logs import (
+    PLAIN_FORMAT,
+    ContextFilter,
+    JsonFormatter,
+    PlainFormatter,
+    log_context,
+    logging_config,
+    process_role,
+)
 from portal.core.processes import (
     LEARNER_QUEUES,
     PERIODIC_QUEUES,
@@ -74,6 +82,29 @@ def test_a_record_is_one_json_line_with_its_context_and_traceback():
     assert first["samples"] == 32 and first["lag"] == "inf"  # extras; never a bare Infinity in JSON
     # Outside the block the context is gone; a record's own extra= names its campaign.
     assert second["campaign"] == 9 and "machine" not in second and "exc" not in second
+
+
+def test_a_plain_line_names_its_context_before_the_traceback():
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(ContextFilter())
+    handler.setFormatter(PlainFormatter(PLAIN_FORMAT))
+    log = logging.getLogger("soulsai.test.plain")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        with log_context(campaign=7, machine=42):
+            try:
+                raise ValueError("bad")
+            except ValueError:
+                log.exception("learner crashed")
+        log.info("nothing in particular")
+    finally:
+        log.removeHandler(handler)
+    lines = out.getvalue().splitlines()
+    assert lines[0].endswith(" ERROR soulsai.test.plain: learner crashed [campaign=7 machine=42]")
+    assert lines[1] == "Traceback (most recent call last):" and lines[-2] == "ValueError: bad"
+    assert lines[-1].endswith(" INFO soulsai.test.plain: nothing in particular")
 
 
 @pytest.fixture
