@@ -288,11 +288,11 @@ SOULSAI_CONN_BAD_FRAMES = int(os.environ.get("SOULSAI_CONN_BAD_FRAMES", "30"))
 SOULSAI_REDIS_MAXMEMORY = os.environ.get("SOULSAI_REDIS_MAXMEMORY", "1gb")
 SOULSAI_STREAM_HIGH_WATER = int(os.environ.get("SOULSAI_STREAM_HIGH_WATER", "64"))  # chunks not yet ingested
 SOULSAI_LEASE_SECONDS = float(os.environ.get("SOULSAI_LEASE_SECONDS", "20"))
+# Stream entries a learner holds (read, in no checkpoint yet) before it writes a checkpoint to release them.
+SOULSAI_LEARNER_HOLD_CHUNKS = int(os.environ.get("SOULSAI_LEARNER_HOLD_CHUNKS", "2000"))
 SOULSAI_MODELS_KEPT = int(os.environ.get("SOULSAI_MODELS_KEPT", "5"))
 # Per machine token: far above what one game (<= 30 steps/s) or a fast simulator client sends.
 SOULSAI_RATE_CHUNKS_PER_S = int(os.environ.get("SOULSAI_RATE_CHUNKS_PER_S", "200"))
-# Stream entries a learner holds (read, in no checkpoint yet) before it writes a checkpoint to release them.
-SOULSAI_LEARNER_HOLD_CHUNKS = int(os.environ.get("SOULSAI_LEARNER_HOLD_CHUNKS", "2000"))
 # The oldest client the relay takes, whatever a campaign allows (a campaign's own minimum may be
 # higher: the larger wins). 0.2.0 stamps every chunk with 'made', which keeps resends exactly-once.
 SOULSAI_MIN_CLIENT_VERSION = os.environ.get("SOULSAI_MIN_CLIENT_VERSION", "0.2.0").strip()

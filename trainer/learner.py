@@ -431,9 +431,12 @@ class LearnerRun:
         self.stream.ensure_group()
         # A learner that failed to start here or elsewhere left its error for staff: this one runs.
         self.client.hdel(self.keys.learner, *LEARNER_ERROR_FIELDS)
-        self.resume()
-        self.ingest(self.stream.claim_pending())
         try:
+            self.resume()  # reads a checkpoint from the storage server: may take a while
+            if not self.lease.renew():
+                raise LeaseLost
+            next_renew = time.monotonic() + renew_every
+            self.ingest(self.stream.claim_pending())
             while True:
                 now = time.monotonic()
                 if now >= next_renew:
