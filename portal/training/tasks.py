@@ -15,6 +15,7 @@ from django.db import close_old_connections, connections
 
 from portal.campaigns.models import Campaign
 from portal.campaigns.services import campaign_redis_sync
+from portal.core.logs import log_context
 from portal.core.redis import get_redis
 from portal.training.services import RUN_LEARNER_TASK, SUPERVISE_LEARNERS_TASK, learner_ensure, learner_watch
 from trainer.keys import CampaignKeys
@@ -57,10 +58,11 @@ def supervise_learners() -> None:
     close_old_connections()
     try:
         for campaign in Campaign.objects.public():
-            campaign_redis_sync(campaign=campaign)
-            running = campaign.status == Campaign.Status.RUNNING
-            if running:
-                learner_ensure(campaign_id=campaign.id)
-            learner_watch(campaign_id=campaign.id, running=running)
+            with log_context(campaign=campaign.id, campaign_slug=campaign.slug):  # its lines name it
+                campaign_redis_sync(campaign=campaign)
+                running = campaign.status == Campaign.Status.RUNNING
+                if running:
+                    learner_ensure(campaign_id=campaign.id)
+                learner_watch(campaign_id=campaign.id, running=running)
     finally:
         close_old_connections()

@@ -278,3 +278,17 @@ def test_a_learner_runs_with_its_campaign_on_every_line_and_beat_writes_json_onl
     ended = line_of("learner task ended")
     assert ended["logger"] == "portal.training.tasks" and ended["campaign"] == campaign.id, ended
     assert any(line["logger"].startswith("celery") for line in lines)  # Celery's own lines, in JSON too
+
+
+@pytest.mark.django_db(transaction=True)  # learner_ensure queues on commit
+def test_the_supervisors_lines_name_the_campaign_each_concerns(draft_campaign, json_log):
+    from portal.campaigns.models import Campaign
+    from portal.training.tasks import supervise_learners
+
+    # Running, with no learner queued or holding its lease (as after a learner host died).
+    Campaign.objects.filter(pk=draft_campaign.pk).update(status=Campaign.Status.RUNNING)
+    supervise_learners()  # it queues one
+    queued = [line for line in json_log() if line["message"] == f"campaign {draft_campaign.id}: learner queued"]
+    assert [(line["campaign"], line["campaign_slug"]) for line in queued] == [
+        (draft_campaign.id, draft_campaign.slug)
+    ]
