@@ -50,7 +50,11 @@ def _frame_template(args: dict, seed: int, id_len: int, done: bool) -> bytes:
     steps, obs_dim = args["steps"], args["obs_dim"]
     rng = np.random.default_rng(seed)
     reward = args.get("reward")  # a fixed reward per step (CartPole: 1.0), or None: random
-    rewards = np.full(steps, reward, np.float32) if reward is not None else rng.normal(size=steps).astype(np.float32)
+    rewards = (
+        np.full(steps, reward, np.float32)
+        if reward is not None
+        else rng.normal(size=steps).astype(np.float32)
+    )
     length = steps * max(1, args.get("episode_every") or 1)
     chunk = P.Chunk(
         id="#" * id_len,
@@ -59,7 +63,9 @@ def _frame_template(args: dict, seed: int, id_len: int, done: bool) -> bytes:
         actions=rng.integers(0, args.get("n_actions", N_ACTIONS), size=steps).astype(np.int64),
         rewards=rewards,
         terminated=done,
-        episode_return=(float(reward * length) if reward is not None else float(rng.normal() * 100)) if done else None,
+        episode_return=(float(reward * length) if reward is not None else float(rng.normal() * 100))
+        if done
+        else None,
         episode_length=length if done else None,
     )
     frame = P.pack(chunk.to_message())
@@ -89,13 +95,17 @@ class ClientStats:
 class SimClient:
     """One simulated volunteer's machine: its connection (kept across phases), spool and sender."""
 
-    def __init__(self, index: int, tag: str, token: str, args: dict, ws_url: str, connect_sem, source: str | None):
+    def __init__(
+        self, index: int, tag: str, token: str, args: dict, ws_url: str, connect_sem, source: str | None
+    ):
         self.index, self.token, self.args, self.ws_url = index, token, args, ws_url
         self.connect_sem, self.source = connect_sem, source
         self.stats = ClientStats()
         self.id_len = len(f"{tag}-{index:05d}-{0:09d}")
         self.tag = tag
-        self.templates = [_frame_template(args, hash((tag, index, d)) % 2**32, self.id_len, d) for d in (False, True)]
+        self.templates = [
+            _frame_template(args, hash((tag, index, d)) % 2**32, self.id_len, d) for d in (False, True)
+        ]
         self.unacked: collections.OrderedDict[str, bytes] = collections.OrderedDict()  # the spool
         self.in_flight: dict[str, float] = {}  # sent on this connection, unanswered: id -> perf time
         self.resend: collections.deque[str] = collections.deque()
@@ -377,6 +387,12 @@ def _phase_report(clients: list[SimClient], cpu_s: float) -> dict:
     return merged
 
 
+async def _end_listener(loop, conn, phase: dict) -> None:
+    """A phase started without an end gets it from the orchestrator's next message."""
+    if phase["end"] is None:
+        phase["end"] = (await loop.run_in_executor(None, conn.recv))["end"]
+
+
 async def _loadgen(worker: int, conn, tokens, args, ws_url, counter, down) -> None:
     loop = asyncio.get_running_loop()
     progress = [0]
@@ -392,7 +408,9 @@ async def _loadgen(worker: int, conn, tokens, args, ws_url, counter, down) -> No
 
     while sum(1 for c in clients if c.welcomed.is_set() or c.failed) < len(clients):
         await asyncio.sleep(0.05)
-    conn.send({"ready": sum(1 for c in clients if c.welcomed.is_set()), "connect_s": time.perf_counter() - t0})
+    conn.send(
+        {"ready": sum(1 for c in clients if c.welcomed.is_set()), "connect_s": time.perf_counter() - t0}
+    )
 
     async def report_progress() -> None:
         while True:
@@ -414,11 +432,7 @@ async def _loadgen(worker: int, conn, tokens, args, ws_url, counter, down) -> No
                 client.stats = ClientStats()  # figures per phase
         first = False
 
-        async def end_listener() -> None:
-            if phase["end"] is None:
-                phase["end"] = (await loop.run_in_executor(None, conn.recv))["end"]
-
-        listener = asyncio.create_task(end_listener())
+        listener = asyncio.create_task(_end_listener(loop, conn, phase))
         await asyncio.sleep(max(0.0, phase["start"] - time.time()))
         await asyncio.gather(*(c.send_phase(phase) for c in clients), return_exceptions=True)
         await listener
