@@ -7,8 +7,10 @@ import logging
 from django.core.files.storage import default_storage
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
+from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_safe
 
+from client_app import setup_guide
 from portal.campaigns.selectors import user_machine_tokens
 from portal.core.storage import stream_file
 from portal.downloads.services import client_wheel_info
@@ -35,6 +37,8 @@ def download_page(request: HttpRequest) -> HttpResponse:
         "error": error,
         "server_url": request.build_absolute_uri("/").rstrip("/"),
         "tokens": tokens,
+        # The same steps as docs/client.md's (client_app.setup_guide renders both; escaped there).
+        "soulsgym_setup": mark_safe(setup_guide.html()),  # noqa: S308
     }
     return render(request, "downloads/download.html", context, status=200 if wheel else 503)
 
