@@ -12,6 +12,11 @@ so every host reaches the root namespace's servers at one address; host *i* is `
 Servers in the root namespace listen on ``network.address`` only: nothing outside the machine (and
 no other interface) reaches them, and the hosts reach nothing but that address and their own loopback.
 
+``PrivateNetwork(routed=True)``: the hosts reach each other too (a proxy host in front of web hosts,
+harness/cluster.py): the root namespace forwards between their links, and only between those (the
+forwarding switch of each link's root end, not the machine's ``ip_forward``). ``add_addresses`` gives
+one host many more addresses (many volunteers behind one host, each counted apart by per-address limits).
+
     network = PrivateNetwork()
     try:
         host = network.add_host("learner-a")
@@ -29,6 +34,7 @@ import subprocess
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 IP = "ip"
 UNSHARE = "unshare"
@@ -98,7 +104,8 @@ def _used_prefixes() -> str:
 class PrivateNetwork:
     """The root namespace plus hosts made by ``add_host``; ``close()`` removes everything it made."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, routed: bool = False) -> None:
+        self.routed = routed
         self.tag = str(os.getpid() % 1000000)
         used = _used_prefixes()
         for n in range(256 * 50):
@@ -133,7 +140,29 @@ class PrivateNetwork:
         _ip("-n", host.netns, "addr", "add", f"{host.address}/32", "peer", f"{self.address}/32", "dev", inner)
         _ip("-n", host.netns, "link", "set", inner, "up")
         _ip("-n", host.netns, "link", "set", "lo", "up")
+        if self.routed:
+            Path(f"/proc/sys/net/ipv4/conf/{host.veth}/forwarding").write_text("1\n")
+            _ip("-n", host.netns, "route", "add", self.subnet, "via", self.address)
         return host
+
+    def add_addresses(self, host: NetnsHost, count: int) -> list[str]:
+        """``count`` (at most 191) more addresses for ``host``, from ``.64`` up (the hosts' own are below):
+        its processes bind to them as sources. One host per network may have them."""
+        if not 0 < count <= 191:
+            raise ValueError(f"add_addresses: 1 to 191 addresses, not {count}")
+        inner = self._inner(host)
+        addresses = [f"{self.prefix}{64 + i}" for i in range(count)]
+        batch = "".join(f"address add {a}/32 dev {inner}\n" for a in addresses)
+        done = subprocess.run([IP, "-n", host.netns, "-batch", "-"], input=batch, capture_output=True, text=True,
+                              timeout=60)  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"ip -batch (addresses of {host.name}) failed: {done.stderr.strip()}")
+        for block in ("64/26", "128/25"):  # the root namespace's way back to them
+            _ip("route", "add", f"{self.prefix}{block}", "dev", host.veth)
+        return addresses
+
+    def _inner(self, host: NetnsHost) -> str:
+        return host.veth[:-1] + "n"
 
     def close(self) -> None:
         """Kill what still runs in the hosts' namespaces (only processes started there), remove the

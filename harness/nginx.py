@@ -25,7 +25,7 @@ import shutil
 import signal
 import socket
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from harness.processes import ROOT, LiveProcess, free_port, wait_for
@@ -145,14 +145,19 @@ def start_nginx(
     server_name: str = "localhost",
     host: str = "127.0.0.1",
     proxy_bind: str | None = None,
+    ports: tuple[int, int] | None = None,
+    on_host: Callable[[list[str]], list[str]] | None = None,
     timeout: float = 30,
 ) -> Nginx:
     """nginx with the operator's site in front of ``upstreams`` (ports on loopback, or ``host:port``),
-    on free ports of ``host``, returned once it accepts HTTPS connections."""
+    on free ports of ``host`` (or ``ports``: HTTP, HTTPS), returned once it accepts HTTPS connections.
+
+    ``on_host`` runs it on another host (``NetnsHost.argv``, harness/cluster.py), where ``host`` is
+    that host's address and ``ports`` its own: 80 and 443, as in production."""
     folder.mkdir(parents=True, exist_ok=True)
     for sub in ("tmp", "cache", "sites-enabled"):
         (folder / sub).mkdir(exist_ok=True)
-    http_port, https_port = free_port(host), free_port(host)
+    http_port, https_port = ports or (free_port(host), free_port(host))
     addresses = [f"127.0.0.1:{u}" if isinstance(u, int) else u for u in upstreams]
     site = render_site({
         "SERVER_NAME": server_name,
@@ -171,7 +176,7 @@ def start_nginx(
     (folder / "nginx.conf").write_text(MAIN.format(folder=folder, user=user, proxy_bind=bind))
     argv = [NGINX, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-e", str(folder / "error.log"),
             "-g", "daemon off;"]  # fmt: skip
-    proxy = Nginx("nginx", argv, os.environ, folder)
+    proxy = Nginx("nginx", on_host(argv) if on_host else argv, os.environ, folder)
     proxy.folder, proxy.cert = folder, cert
     proxy.http_port, proxy.https_port = http_port, https_port
     proxy.http_url = f"http://{server_name}:{http_port}"

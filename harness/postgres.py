@@ -75,6 +75,7 @@ class PostgresServer:
     port: int
     listen: list[str]
     bin_dir: Path
+    options: str = ""  # the server's own settings (pg_ctl start -o)
 
     @property
     def data(self) -> Path:
@@ -92,6 +93,24 @@ class PostgresServer:
             return self.log_path.read_text(errors="replace")
         except OSError:
             return ""
+
+    def crash(self) -> None:
+        """Stop the server as a crash would (``-m immediate``: no checkpoint), keeping its folder."""
+        done = _as_postgres([str(self.bin_dir / "pg_ctl"), "stop", "-D", str(self.data), "-m", "immediate", "-w"],
+                            timeout=30)  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl stop failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+
+    def start(self, timeout: float = 60) -> None:
+        """Start the server on its folder again (after ``crash``: it recovers from its WAL)."""
+        done = _as_postgres(
+            [str(self.bin_dir / "pg_ctl"), "start", "-D", str(self.data), "-l", str(self.log_path), "-w",
+             "-t", str(int(timeout)), "-o", self.options],
+            timeout=timeout + 10,
+        )  # fmt: skip
+        if done.returncode != 0:
+            raise RuntimeError(f"pg_ctl start failed ({done.returncode}):\n{done.stdout}\n{done.stderr}\n{self.output()}")
+        wait_for(lambda: _answers(self.listen[0], self.port), timeout, f"PostgreSQL on {self.listen[0]}:{self.port}")
 
     def stop(self) -> None:
         """Stop the server (immediately: nothing in it is kept) and remove its folder."""
@@ -129,21 +148,14 @@ def start_postgres(*, listen: list[str], trust: list[str], timeout: float = 60) 
         with open(server.data / "pg_hba.conf", "a") as hba:
             for network in trust:
                 hba.write(f"host all all {network} trust\n")
-        options = " ".join([
+        server.options = " ".join([
             f"-c listen_addresses={','.join(listen)}",
             f"-c port={server.port}",
             f"-c unix_socket_directories={folder}",
             "-c fsync=off", "-c synchronous_commit=off", "-c full_page_writes=off",
             "-c max_connections=100",
         ])  # fmt: skip
-        done = _as_postgres(
-            [str(bin_dir / "pg_ctl"), "start", "-D", str(server.data), "-l", str(server.log_path), "-w",
-             "-t", str(int(timeout)), "-o", options],
-            timeout=timeout + 10,
-        )  # fmt: skip
-        if done.returncode != 0:
-            raise RuntimeError(f"pg_ctl start failed ({done.returncode}):\n{done.stdout}\n{done.stderr}\n{server.output()}")
-        wait_for(lambda: _answers(listen[0], server.port), timeout, f"PostgreSQL on {listen[0]}:{server.port}")
+        server.start(timeout)
         done = _as_postgres(
             [str(bin_dir / "createdb"), "-h", listen[0], "-p", str(server.port), "-U", PG_USER, DATABASE], timeout=60
         )

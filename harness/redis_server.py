@@ -39,9 +39,10 @@ class RedisServer(LiveProcess):
     port: int
     url: str
     extra: tuple[str, ...]
+    password: str | None
 
     def client(self) -> redis.Redis:
-        return redis.Redis(host=self.host, port=self.port, socket_timeout=10)
+        return redis.Redis(host=self.host, port=self.port, password=self.password, socket_timeout=10)
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no last write; only what is in the append-only file survives."""
@@ -52,7 +53,7 @@ class RedisServer(LiveProcess):
     def restart(self, timeout: float = 30) -> RedisServer:
         """A new server on the same folder and port: it loads the append-only file."""
         return start_redis_server(
-            self.folder, host=self.host, port=self.port, extra=self.extra, timeout=timeout
+            self.folder, host=self.host, port=self.port, extra=self.extra, password=self.password, timeout=timeout
         )
 
 
@@ -62,17 +63,23 @@ def start_redis_server(
     host: str = "127.0.0.1",
     port: int | None = None,
     extra: Sequence[str] = (),
+    password: str | None = None,
     timeout: float = 30,
 ) -> RedisServer:
     """redis-server with the operator's file on ``host``:``port`` (a free one by default), its data in
-    ``folder``; ``extra`` are more ``--name value`` overrides. Returned once it answers PING."""
+    ``folder``; ``extra`` are more ``--name value`` overrides; ``password``: its ``requirepass``, as the
+    file asks of a server other hosts reach (protected mode refuses them without one). Returned once
+    it answers PING."""
     folder.mkdir(parents=True, exist_ok=True)
     port = port or free_port(host)
     argv = [REDIS_SERVER, str(CONF), "--bind", host, "--port", str(port), "--dir", str(folder),
             "--logfile", "", "--pidfile", str(folder / "redis.pid"), *extra]  # fmt: skip
+    if password:
+        argv += ["--requirepass", password]
     server = RedisServer("redis", argv, os.environ, folder)
     server.folder, server.host, server.port, server.extra = folder, host, port, tuple(extra)
-    server.url = f"redis://{host}:{port}/0"
+    server.password = password
+    server.url = f"redis://:{password}@{host}:{port}/0" if password else f"redis://{host}:{port}/0"
 
     def answers() -> bool:
         server.check_alive()

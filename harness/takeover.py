@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import redis
 
+from harness.hosts import base_env, db_rows, host_credentials, learner_stats  # noqa: F401  (their old home)
 from harness.netns import PrivateNetwork, netns_missing
 from harness.platform import EmbeddedRedis, start_asgi
 from harness.postgres import postgres_missing, start_postgres
@@ -77,38 +77,6 @@ campaign = campaign_launch(campaign=campaign)
 _, token = token_create(user=user, campaign=campaign, name="far-rig")
 print("SETUP " + json.dumps({{"campaign": campaign.id, "token": token}}))
 """
-
-
-def base_env(home: Path) -> dict[str, str]:
-    """What any host's process gets before its role's settings: no variable of this test's own."""
-    home.mkdir(parents=True, exist_ok=True)
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(home),
-        "LANG": "C.UTF-8",
-        "PYTHONUNBUFFERED": "1",
-    }
-
-
-def host_credentials(sftp, folder: Path) -> dict[str, str]:
-    """The storage settings with the SFTP key and known_hosts copied into the host's own folder."""
-    folder.mkdir(parents=True, exist_ok=True)
-    key, known = folder / "sftp_key", folder / "known_hosts"
-    shutil.copyfile(sftp.key_file, key)
-    key.chmod(0o600)
-    shutil.copyfile(sftp.known_hosts, known)
-    return {**sftp.env(), "SOULSAI_SFTP_KEY_FILE": str(key), "SOULSAI_SFTP_KNOWN_HOSTS": str(known)}
-
-
-def learner_stats(client: redis.Redis, campaign_id: int) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in client.hgetall(CampaignKeys(campaign_id).learner).items()}
-
-
-def db_rows(database_url: str, sql: str, *params) -> list[tuple]:
-    import psycopg
-
-    with psycopg.connect(database_url, connect_timeout=10) as conn:
-        return conn.execute(sql, params).fetchall()
 
 
 def api(web, path: str) -> dict:
