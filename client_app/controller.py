@@ -283,7 +283,9 @@ class Controller:
         from client_app.doctor import run_checks
 
         try:
-            checks = tuple(run_checks(env_id, server, token))
+            # Never creates a SoulsGym env (it writes the game's memory; closing it kills the character),
+            # and says so while a run plays the game.
+            checks = tuple(run_checks(env_id, server, token, create_env=False, playing=self.running))
             self._doctor = DoctorReport(checks=checks)
         except Exception as exc:  # a check that crashes is a bug, shown instead of a silent window
             log.exception("the checks crashed")

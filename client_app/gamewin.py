@@ -57,6 +57,8 @@ class GameWindow:
 class GamePlatform(Protocol):
     """The Windows calls the client makes itself. None/False where a system cannot tell or do."""
 
+    windows: bool  # whether SoulsGym can run here at all
+
     def game_pid(self) -> int | None: ...
     def game_executable(self) -> Path | None: ...
     def file_version(self, path: Path) -> str | None: ...
@@ -69,6 +71,8 @@ class GamePlatform(Protocol):
 
 class NoGame:
     """Any system but Windows: no game, no window, no layouts to read."""
+
+    windows = False
 
     def game_pid(self) -> int | None:
         return None
@@ -98,6 +102,7 @@ class NoGame:
 class WindowsGame:  # pragma: no cover - runs only on Windows (docs/soulsgym.md, "Only on Windows")
     """The Win32 calls, through ctypes. Reads only: nothing here writes the game's memory."""
 
+    windows = True
     SW_RESTORE = 9
     PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
 

@@ -32,7 +32,11 @@ def test_doctor_says_plainly_that_soulsgym_needs_windows_and_the_game():
     assert "✓ Python" in out and "✓ gymnasium 0.29" in out
     assert "✗" in out and "only on Windows" in out
     assert "Dark Souls III is not running" in out
-    assert "✗ cannot create SoulsGymIudex-v0" in out and "soulsai/IudexArena-v0" in out
+    assert "soulsai/IudexArena-v0" in out
+    # Creating a SoulsGym env writes the game's memory: only with --create-env.
+    assert "✓ SoulsGymIudex-v0 not created" in out and "--create-env" in out
+    created = doctor("--env", "SoulsGymIudex-v0", "--create-env")
+    assert "✗ cannot create SoulsGymIudex-v0" in created.stdout and "Traceback" not in created.stdout
     assert "check(s) failed" in out.splitlines()[-1]
 
 
@@ -46,7 +50,7 @@ def test_doctor_passes_for_the_arena_on_this_machine():
 def test_doctor_help_lists_its_options():
     result = doctor("--help")
     assert result.returncode == 0
-    for option in ("--env", "--server", "--token", "exit codes"):
+    for option in ("--env", "--server", "--token", "--create-env", "--report", "exit codes"):
         assert option in result.stdout
 
 
@@ -96,5 +100,5 @@ def test_doctor_checks_the_server_and_the_token_and_run_refuses_a_soulsgym_campa
         client.stop()
     output = client.output()
     assert "Traceback" not in output
-    assert "error: SoulsGymIudex-v0 needs the soulsgym package and Dark Souls III" in output
+    assert "error: SoulsGymIudex-v0: soulsgym drives the game through Windows APIs" in output
     assert "soulsai/IudexArena-v0" in output
