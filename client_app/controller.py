@@ -234,7 +234,7 @@ class Controller:
                 state = "stopping"
             elif run.phase == "paused":
                 state = "paused"
-            elif run.phase == "playing":
+            elif run.phase in ("playing", "waiting for the game window"):
                 state = "running"
             else:
                 state = "starting"

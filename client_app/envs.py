@@ -283,6 +283,7 @@ def _make_soulsgym(env_id: str, env_kwargs: dict[str, Any]):
         ) from None
     except Exception as exc:  # RuntimeError("Process DarkSoulsIII.exe not open"), GameStateError, ...
         raise _classify_soulsgym_error(env_id, exc) from None
+    gamewin.INPUT_GATE.install()  # soulsgym.core.game_input is imported now: gate its SendInput
     if env_id == "SoulsGymIudex-v0":
         env = PhaseFromEnv(env)
     return env
@@ -316,6 +317,26 @@ def make_env(env_id: str, env_kwargs: dict[str, Any] | None = None):
     if is_iudex(env_id):
         env = iudex.IudexEncoder(env)
     return env
+
+
+def watchdog_settings(env_id: str) -> dict[str, Any]:
+    """``ResilientEnv``'s time limits for this env.
+
+    SoulsGym's first reset sets the fight up (teleports, lock-on retries) and every 15 minutes a reset
+    reloads the game (the player dies and respawns): minutes, not seconds. After a crash the game
+    takes minutes to start and load the save again, so the wrapper waits about 10 minutes in all
+    before it gives up. A hung SoulsGym reset's key presses are dropped (``gamewin.INPUT_GATE``).
+    """
+    if is_soulsgym(env_id):
+        return {
+            "reset_timeout_s": 900.0,
+            "step_timeout_s": 60.0,
+            "restart_delay_s": 5.0,
+            "max_delay_s": 120.0,
+            "max_restarts": 9,
+            "on_abandon": gamewin.INPUT_GATE.abandon,
+        }
+    return {"reset_timeout_s": 120.0, "step_timeout_s": None, "restart_delay_s": 1.0, "max_delay_s": 30.0}
 
 
 def declared_spaces(env_id: str, env_kwargs: dict[str, Any] | None = None) -> tuple[SpaceSpec, SpaceSpec]:

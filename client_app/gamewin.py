@@ -325,14 +325,23 @@ class FocusKeeper:
         self.on_lost = on_lost
         self.refocused = 0
         self._next = 0.0
+        self._ok = False
         self._warned = False
+
+    def now(self) -> None:
+        """Check at the next ``tick`` whatever the interval (after the client's own button was pressed)."""
+        self._next = 0.0
 
     def tick(self, now: float | None = None) -> bool:
         """True when the game has the focus (after taking it back if needed)."""
         now = time.monotonic() if now is None else now
         if now < self._next:
-            return True
+            return self._ok
         self._next = now + self.every_s
+        self._ok = self._check()
+        return self._ok
+
+    def _check(self) -> bool:
         platform = self.platform or current()
         window = platform.find_window()
         if window is not None and window.focused and not window.minimised:
@@ -399,6 +408,10 @@ class _GatedUser32:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._user32, name)
+
+
+#: The one gate of this process: the watchdog abandons threads into it, envs.make_env installs it.
+INPUT_GATE = InputGate()
 
 
 def drop_stale_connections(

@@ -27,9 +27,10 @@ import numpy as np
 from client_app.chunker import Chunker
 from client_app.compat import ClientError, check_env_spaces, policy_mismatch
 from client_app.connection import Connection, Welcome, http_url
-from client_app.envs import make_env
+from client_app.envs import is_soulsgym, make_env, watchdog_settings
 from client_app.evaluation import EvalEpisode, Evaluations
 from client_app.fetcher import ModelFetcher
+from client_app.gamewin import FocusKeeper
 from client_app.masks import action_mask, episode_outcome
 from client_app.policy import Policy, RandomPolicy
 from client_app.progress import RecentRate, RunSnapshot, connection_label, progress_line
@@ -81,6 +82,10 @@ class Runner:
             on_evaluate=self.evaluations.asked,
         )
         self.env: Any = None
+        # How the env is made: make_env; a test stands in a game-like env here (the Windows boundary).
+        self.make_env = make_env
+        # For Dark Souls III: keeps the game window in front (the agent's keys go to the focused window).
+        self.focus: FocusKeeper | None = None
         self.spool: Spool | None = None
         self.chunker: Chunker | None = None
         self.policy: Policy | RandomPolicy | None = None
@@ -200,8 +205,21 @@ class Runner:
             self.evaluations.stop()
             if self.spool is not None:
                 self.spool.close()
-            if self.env is not None:
-                self.env.close()
+            self._close_env()
+
+    def _close_env(self) -> None:
+        """Close the env; a game that crashed cannot always be closed, and that is said, not raised."""
+        if self.env is None:
+            return
+        try:
+            self.env.close()
+        except Exception as exc:  # SoulsGym writes to a game that may be gone
+            self._error(
+                f"the game could not be closed cleanly ({type(exc).__name__}: {exc}); if Dark Souls III "
+                "is still open, restart it before the next run"
+            )
+        finally:
+            self.env = None
 
     def _wait_for_welcome(self) -> Welcome | None:
         self.say(f"connecting to {self.connection.url} as {self.config.machine!r}")
@@ -216,11 +234,14 @@ class Runner:
         campaign = welcome.campaign
         env_id = campaign.get("env_id")
         env_kwargs = campaign.get("env_kwargs") or {}
+        make = self.make_env
         try:
             # The watchdog recreates a game that crashes or hangs; the episode it broke ends truncated.
-            self.env = ResilientEnv(lambda: make_env(env_id, env_kwargs))
+            self.env = ResilientEnv(lambda: make(env_id, env_kwargs), **watchdog_settings(env_id))
         except RuntimeError as exc:
             raise ClientError(str(exc)) from None
+        if is_soulsgym(env_id):
+            self.focus = FocusKeeper(on_lost=self._focus_lost)
         check_env_spaces(self.env, welcome)
         obs_space, act_space = welcome.observation_space, welcome.action_space
         self.n_actions = action_count(act_space)
@@ -248,6 +269,8 @@ class Runner:
         config, connection, chunker = self.config, self.connection, self.chunker
         rng = np.random.default_rng(config.seed)
         action_start = int(self.connection.welcome.action_space.get("start", 0))
+        if not self._wait_for_focus():
+            return "requested"
         obs, info = self.env.reset(seed=config.seed)
         mask = action_mask(info, self.n_actions)
         chunker.start_episode(obs, mask)
@@ -284,6 +307,16 @@ class Runner:
             if self._paused:
                 self._paused, self.phase = False, "playing"
                 self.say("resumed")
+                if self.focus is not None:
+                    self.focus.now()  # the Resume button had the focus: give it back to the game at once
+            if self.focus is not None and not self.focus.tick():
+                # Keys would go to another window (the client's own, a browser): wait for the game.
+                self.phase = "waiting for the game window"
+                time.sleep(0.2)
+                pace_t0, pace_steps = time.monotonic(), self.steps
+                continue
+            if self.phase == "waiting for the game window":
+                self.phase = "playing"
             hold = connection.hold_remaining()
             if status != "running" or hold > 0:
                 # Paused by the admins, or back-pressure from the server: keep the episode, wait.
@@ -332,6 +365,8 @@ class Runner:
                         self.episodes += 1
                         self.wins += 1 if outcome and outcome["win"] else 0
                         self.returns.append(float(chunk.episode_return))
+                if not self._wait_for_focus():
+                    return "requested"
                 obs, info = self.env.reset()
                 mask = action_mask(info, self.n_actions)
                 # Between episodes: play the next one greedily if the server asked for an evaluation.
@@ -342,6 +377,19 @@ class Runner:
                 ahead = pace_t0 + (self.steps - pace_steps) / config.max_sps - time.monotonic()
                 if ahead > 0:
                     time.sleep(ahead)
+
+    def _wait_for_focus(self) -> bool:
+        """Before a reset (SoulsGym presses keys there too): the game in front; False when stopped."""
+        while self.focus is not None and not self.focus.tick():
+            if self._stop_requested.is_set() or self.connection.fatal is not None:
+                return False
+            self.phase = "waiting for the game window"
+            time.sleep(0.2)
+        return True
+
+    def _focus_lost(self, message: str) -> None:
+        self.last_error = message
+        self.say(message)
 
     def _store(self, chunk: Chunk | None, *, wait: bool = True) -> bool:
         """Put a finished chunk in the spool; waits while the spool is full (the server is away)."""

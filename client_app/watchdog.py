@@ -47,7 +47,11 @@ def is_game_error(exc: BaseException) -> bool:
 
 
 class EnvHung(TimeoutError):
-    """A reset (or step) did not return within its time limit."""
+    """A reset (or step) did not return within its time limit; ``thread`` is the one left running."""
+
+    def __init__(self, message: str, thread: threading.Thread | None = None):
+        super().__init__(message)
+        self.thread = thread
 
 
 class EnvUnrecoverable(RuntimeError):
@@ -70,7 +74,7 @@ def _call_with_timeout(fn: Callable[[], Any], timeout: float | None, what: str) 
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        raise EnvHung(f"{what} did not return within {timeout:g} s")
+        raise EnvHung(f"{what} did not return within {timeout:g} s", thread)
     if "error" in result:
         raise result["error"]
     return result["value"]
@@ -92,7 +96,8 @@ class ResilientEnv(gym.Wrapper):
     - ``reset()``: when the wrapped env's ``reset`` raises, or does not return within
       ``reset_timeout_s``, the wrapper recreates the env and tries again; ``reset`` returns only
       a real first observation. The env left behind by a hung reset is abandoned (its thread keeps
-      running; a game process cannot be interrupted from Python), not closed.
+      running; a game process cannot be interrupted from Python), not closed; ``on_abandon`` gets
+      that thread, so that its key presses can be dropped (``gamewin.InputGate`` for SoulsGym).
     - When ``make()`` itself fails (the game is gone), that counts as a failed restart too.
     - After ``max_restarts`` failed attempts in a row with no successful reset in between,
       ``EnvUnrecoverable`` is raised with the last error: retrying cannot help, the volunteer must
@@ -100,7 +105,9 @@ class ResilientEnv(gym.Wrapper):
     - ``restarts`` counts every recreation since the wrapper was made (reported in progress lines
       and stats); ``last_error`` is the latest failure as text. ``KeyboardInterrupt`` is never
       caught. Between attempts the wrapper sleeps ``restart_delay_s``, doubled per consecutive
-      failure (capped at 30 s), to give a restarting game time.
+      failure (capped at ``max_delay_s``), to give a restarting game time; ``give_up_after_s`` is
+      the whole wait before ``EnvUnrecoverable`` (``envs.watchdog_settings`` sizes them per env:
+      SoulsGym's first set-up and its 15-minute reloads take minutes, not 30 s).
 
     ``make`` is called once at construction; if that fails, the error propagates unchanged (a
     machine that cannot create the env at all is told why by ``make_env``).
@@ -114,6 +121,8 @@ class ResilientEnv(gym.Wrapper):
         reset_timeout_s: float | None = 120.0,
         step_timeout_s: float | None = None,
         restart_delay_s: float = 1.0,
+        max_delay_s: float = 30.0,
+        on_abandon: Callable[[threading.Thread | None], None] | None = None,
     ):
         super().__init__(make())
         self._make = make
@@ -121,6 +130,8 @@ class ResilientEnv(gym.Wrapper):
         self.reset_timeout_s = reset_timeout_s
         self.step_timeout_s = step_timeout_s
         self.restart_delay_s = float(restart_delay_s)
+        self.max_delay_s = float(max_delay_s)
+        self.on_abandon = on_abandon
         self.restarts = 0
         self.last_error: str | None = None
         self._failures_in_a_row = 0
@@ -135,7 +146,7 @@ class ResilientEnv(gym.Wrapper):
                     lambda: self.env.reset(**kwargs), self.reset_timeout_s, "reset"
                 )
             except Exception as exc:
-                self._recreate(exc, abandon=isinstance(exc, EnvHung))
+                self._recreate(exc, abandon=exc if isinstance(exc, EnvHung) else None)
                 continue
             self._failures_in_a_row = 0
             self._last_obs = obs
@@ -147,20 +158,28 @@ class ResilientEnv(gym.Wrapper):
                 lambda: self.env.step(action), self.step_timeout_s, "step"
             )
         except Exception as exc:
-            reason = self._recreate(exc, abandon=isinstance(exc, EnvHung))
+            reason = self._recreate(exc, abandon=exc if isinstance(exc, EnvHung) else None)
             return self._last_obs, 0.0, False, True, {"restarted": True, "restart_reason": reason}
         self._last_obs = obs
         return obs, reward, terminated, truncated, info
 
     # -- recovery ----------------------------------------------------------------------------------
 
-    def _recreate(self, exc: Exception, *, abandon: bool) -> str:
+    @property
+    def give_up_after_s(self) -> float:
+        """How long, at most, the wrapper waits for the env to come back before giving up."""
+        return sum(min(self.max_delay_s, self.restart_delay_s * 2**i) for i in range(self.max_restarts))
+
+    def _recreate(self, exc: Exception, *, abandon: EnvHung | None) -> str:
         """Replace the env after ``exc``; raises EnvUnrecoverable past max_restarts in a row."""
         reason = original = f"{type(exc).__name__}: {exc}"
         kind = "the game failed" if is_game_error(exc) else "the environment failed"
         log.warning("%s (%s): restarting the environment", kind, reason)
         old = self.env
-        if not abandon:
+        if abandon is not None:
+            if self.on_abandon is not None:
+                self.on_abandon(abandon.thread)  # its key presses go nowhere from now on
+        else:
             try:
                 old.close()
             except Exception as close_exc:  # a crashed game often cannot be closed cleanly
@@ -172,7 +191,7 @@ class ResilientEnv(gym.Wrapper):
                 raise EnvUnrecoverable(
                     f"the environment failed {self._failures_in_a_row} times in a row; last error: {reason}"
                 ) from exc
-            delay = min(30.0, self.restart_delay_s * 2 ** (self._failures_in_a_row - 1))
+            delay = min(self.max_delay_s, self.restart_delay_s * 2 ** (self._failures_in_a_row - 1))
             if delay > 0:
                 time.sleep(delay)
             try:

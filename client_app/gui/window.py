@@ -152,9 +152,9 @@ class ClientWindow:
         settings.columnconfigure(1, weight=1)
         self.server_entry = self._entry(settings, 0, "Server address", self.server_var)
         self.token_entry = self._entry(settings, 1, "Machine token", self.token_var, show="•")
-        ttk.Checkbutton(settings, text="show", variable=self.show_token, command=self._toggle_token).grid(
-            row=1, column=2, sticky="w"
-        )
+        ttk.Checkbutton(
+            settings, text="show", variable=self.show_token, command=self._toggle_token, takefocus=0
+        ).grid(row=1, column=2, sticky="w")
         self.machine_entry = self._entry(settings, 2, "Machine name", self.machine_var)
         self.spool_entry = self._entry(settings, 3, "Spool folder", self.spool_var)
         ttk.Label(settings, text=f"empty: {default_spool_root()}", foreground="#666").grid(
@@ -166,11 +166,13 @@ class ClientWindow:
 
         buttons = ttk.Frame(settings)
         buttons.grid(row=6, column=0, columnspan=3, sticky="w", pady=(6, 0))
-        self.doctor_button = ttk.Button(buttons, text="Check this machine", command=self.check)
-        self.start_button = ttk.Button(buttons, text="Start", command=self.start)
-        self.pause_button = ttk.Button(buttons, text="Pause", command=self.toggle_pause)
-        self.stop_button = ttk.Button(buttons, text="Stop", command=self.stop)
-        self.quit_button = ttk.Button(buttons, text="Quit", command=self.quit)
+        # No button ever holds the keyboard focus: while the client plays, SoulsGym presses keys into
+        # the focused window, and Space (the roll key) would press a focused button (docs/soulsgym.md).
+        self.doctor_button = self._button(buttons, "Check this machine", self.check)
+        self.start_button = self._button(buttons, "Start", self.start)
+        self.pause_button = self._button(buttons, "Pause", self.toggle_pause)
+        self.stop_button = self._button(buttons, "Stop", self.stop)
+        self.quit_button = self._button(buttons, "Quit", self.quit)
         for i, button in enumerate(
             (self.doctor_button, self.start_button, self.pause_button, self.stop_button, self.quit_button)
         ):
@@ -218,6 +220,19 @@ class ClientWindow:
         notebook.add(self.checks_text, text="Checks")
         self.notebook = notebook
         self._set_text(self.checks_text, "Press “Check this machine” to see whether it can take part.\n")
+
+    def _button(self, parent: ttk.Frame, text: str, action: Callable[[], None]) -> ttk.Button:
+        """A button that takes no keyboard focus and leaves none behind on a widget that keys could press."""
+
+        def pressed() -> None:
+            action()
+            if not self.closed:
+                try:
+                    self.root.focus_set()  # the toplevel: Space and Return do nothing there
+                except tk.TclError:  # the window is going away (Quit)
+                    pass
+
+        return ttk.Button(parent, text=text, command=pressed, takefocus=0)
 
     def _entry(self, parent: ttk.Frame, row: int, label: str, var: tk.StringVar, **kw) -> ttk.Entry:
         ttk.Label(parent, text=label).grid(row=row, column=0, sticky="w", padx=(0, 8), pady=2)

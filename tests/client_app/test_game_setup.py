@@ -239,3 +239,20 @@ def test_phase_means_the_same_in_the_game_and_the_arena():
         obs, *_ = game.step(19)
         assert obs[iudex.field_index("phase")] == phase - 1
     assert np.isfinite(obs).all()
+
+
+def test_check_this_machine_during_a_run_never_creates_the_env(game, tmp_path):
+    from client_app.controller import Controller, run_config
+
+    controller = Controller()
+    # A run that is still connecting (nothing answers on port 9) counts as playing.
+    controller.start(run_config(server="http://127.0.0.1:9", token="sai_x", machine="m", spool_dir=tmp_path))
+    try:
+        assert controller.running
+        assert controller.run_doctor(env_id="SoulsGymIudex-v0") and controller.wait_doctor(60)
+        checks = controller.snapshot().doctor.checks
+        assert "not created: the client is playing" in checks[-1].what
+        assert game.touched() == []
+    finally:
+        controller.stop()
+        assert controller.wait(30)
