@@ -3,7 +3,8 @@
 ``run`` is the default subcommand, so ``soulsai-client --server URL --token T`` and
 ``soulsai-client run --server URL --token T`` are the same. ``doctor`` checks the machine
 (client_app.doctor, docs/soulsgym.md), ``status`` shows the saved settings, the spools and the
-server's health, ``gui`` opens the window (also ``soulsai-client-gui``). Settings come from the flags,
+server's health, ``gui`` opens the window (also ``soulsai-client-gui``), ``record`` saves Iudex fights
+as test data (client_app.record). Settings come from the flags,
 then ``SOULSAI_SERVER`` / ``SOULSAI_TOKEN``, then the config file (client_app.userconfig).
 See docs/client.md.
 """
@@ -25,7 +26,7 @@ from client_app.connection import probe_health, websocket_url
 from client_app.runner import EXIT_FAILED, EXIT_FATAL, RunConfig, Runner
 from client_app.spool import default_spool_root
 
-COMMANDS = ("run", "doctor", "status", "gui")
+COMMANDS = ("run", "doctor", "status", "gui", "record")
 
 DESCRIPTION = """\
 Play a SoulsAI campaign on this machine and stream the experience to the server.
@@ -42,6 +43,7 @@ commands:
   doctor   check this machine and the token: %(prog)s doctor --help
   status   the saved settings, the chunks waiting in the spool, the server's health
   gui      the window (the same as soulsai-client-gui)
+  record   play Iudex fights with a policy and save them as test data: %(prog)s record --help
 
 environment variables:
   SOULSAI_SERVER   default for --server
@@ -69,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
         usage="%(prog)s [run] --server URL --token TOKEN [options]\n"
         "       %(prog)s doctor [--env ID] [--server URL --token TOKEN]\n"
         "       %(prog)s status [--config FILE]\n"
-        "       %(prog)s gui [--config FILE]",
+        "       %(prog)s gui [--config FILE]\n"
+        "       %(prog)s record --output FILE [--env ID] [--policy NAME|FILE] [--episodes N]",
         description=DESCRIPTION,
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -206,6 +209,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return doctor_command(args[1:])
     if args and args[0] == "status":
         return status_main(args[1:])
+    if args and args[0] == "record":
+        from client_app.record import main as record_main
+
+        return record_main(args[1:])
     if args and args[0] == "gui":
         from client_app.gui import main as gui_main
 
