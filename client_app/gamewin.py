@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -370,7 +371,8 @@ class InputGate:
     """
 
     def __init__(self) -> None:
-        self._abandoned: set[int] = set()
+        # The threads themselves, not their idents: Python reuses a finished thread's ident.
+        self._abandoned: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
         self._lock = threading.Lock()
         self.dropped = 0
 
@@ -387,13 +389,13 @@ class InputGate:
         return True
 
     def abandon(self, thread: threading.Thread | None) -> None:
-        if thread is not None and thread.ident is not None:
+        if thread is not None:
             with self._lock:
-                self._abandoned.add(thread.ident)
+                self._abandoned.add(thread)
 
     def allows(self) -> bool:
         with self._lock:
-            return threading.get_ident() not in self._abandoned
+            return threading.current_thread() not in self._abandoned
 
 
 class _GatedUser32:
