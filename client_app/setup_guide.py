@@ -69,7 +69,7 @@ STEPS: tuple[tuple[str, str], ...] = (
         "user names): SoulsGym hands the path of its speed-hack DLL to the game as ASCII.",
     ),
     (
-        f"The game: Dark Souls III {GAME_VERSION}",
+        f"Game version: Dark Souls III {GAME_VERSION}",
         f"Dark Souls III from Steam, updated to version {GAME_VERSION}, with all DLCs and without mods: "
         "SoulsGym reads and writes the game's memory at the addresses of that version.",
     ),
