@@ -164,7 +164,26 @@ class WindowsGame:  # pragma: no cover - runs only on Windows (docs/soulsgym.md,
     def _handle(self) -> int:
         return int(self.user32.FindWindowW(None, WINDOW_TITLE) or 0)
 
+    @contextlib.contextmanager
+    def _physical_pixels(self) -> Iterator[None]:
+        """Per-monitor DPI awareness for this thread, so that sizes are the game's real pixels."""
+        previous = None
+        with contextlib.suppress(AttributeError, OSError):  # Windows 10 1607+
+            self.user32.SetThreadDpiAwarenessContext.restype = self.ctypes.c_void_p
+            previous = self.user32.SetThreadDpiAwarenessContext(
+                self.ctypes.c_void_p(-4)
+            )  # PER_MONITOR_AWARE_V2
+        try:
+            yield
+        finally:
+            if previous:
+                self.user32.SetThreadDpiAwarenessContext(self.ctypes.c_void_p(previous))
+
     def find_window(self) -> GameWindow | None:
+        with self._physical_pixels():
+            return self._find_window()
+
+    def _find_window(self) -> GameWindow | None:
         hwnd = self._handle()
         if not hwnd:
             return None
