@@ -160,6 +160,7 @@ class SimClient:
     async def run(self) -> None:
         """Connect, and reconnect whenever the connection is lost, until the bench closes the client."""
         import msgpack
+        from websockets.exceptions import ConnectionClosed
 
         from client_app import protocol as P
 
@@ -198,11 +199,16 @@ class SimClient:
             self.stats.resent += len(self.resend)
             self.welcomed.set()
             self.wake.set()
+            if not self.unacked:
+                self._recovered(time.time())  # nothing to resend: back as soon as welcomed
             try:
                 async for frame in ws:
                     self._on_message(msgpack.unpackb(frame, raw=False))
-            except Exception:  # noqa: BLE001  (the connection is gone: reconnect)
-                pass
+            except ConnectionClosed:
+                pass  # the connection is gone: reconnect
+            except Exception as exc:  # noqa: BLE001  (a bug of this bench: say so, and start afresh)
+                self.stats.errors.append(f"receive: {type(exc).__name__}: {exc}")
+                await ws.close()
             self.ws = None
             self.in_flight.clear()
             self.wake.set()
@@ -236,7 +242,8 @@ class SimClient:
                 version = message.get("model_version")
                 if isinstance(version, int):
                     self.model_version = max(self.model_version, version)
-                if self.times["start"] <= now_w < self.times["end"] and t0 is not None:
+                end = self.times["end"]
+                if self.times["start"] <= now_w and (end is None or now_w < end) and t0 is not None:
                     stats.latencies_ms.append((now_p - t0) * 1000)
                     stats.window_acks += 1
                     stats.window_steps += self.args["steps"]
@@ -425,7 +432,8 @@ async def _loadgen(worker: int, conn, tokens, args, ws_url, counter, down) -> No
         message = await loop.run_in_executor(None, conn.recv)
         if message.get("stop"):
             break
-        phase = {"start": message["start"], "end": message.get("end")}
+        # "measure_from": where the measured window starts (latencies), if not at the phase's start.
+        phase = {"start": message.get("measure_from", message["start"]), "end": message.get("end")}
         for client in clients:
             client.times = phase
             if not first:
@@ -433,7 +441,7 @@ async def _loadgen(worker: int, conn, tokens, args, ws_url, counter, down) -> No
         first = False
 
         listener = asyncio.create_task(_end_listener(loop, conn, phase))
-        await asyncio.sleep(max(0.0, phase["start"] - time.time()))
+        await asyncio.sleep(max(0.0, message["start"] - time.time()))
         await asyncio.gather(*(c.send_phase(phase) for c in clients), return_exceptions=True)
         await listener
         counter.value = progress[0]

@@ -107,7 +107,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 django.setup()
 from portal.campaigns.services import model_publish
 campaign, start, end, every = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
-version, at = 0, start
+# A first version before the window: the storage server's connection is made once, as a learner's is.
+model_publish(campaign_id=campaign, version=1, weights=os.urandom(4096), samples_total=0)
+version, at = 1, start
 while at < end:
     time.sleep(max(0.0, at - time.time()))
     version += 1

@@ -23,6 +23,9 @@ CLOSE_SERVER_ERROR = 1011  # the server failed unexpectedly: not fatal, the clie
 # not fatal, the client reconnects with its back-off; sent as a bare close, so clients that predate it
 # retry too.
 CLOSE_TOO_MANY = 4429
+# The server cannot reach its store (Redis, the database) for a moment (RFC 6455's "try again later"):
+# not fatal, the client reconnects with its back-off and resends what was not acknowledged.
+CLOSE_TRY_AGAIN = 1013
 
 # Reason codes, in REJECT and ERROR messages.
 R_MALFORMED = "malformed"

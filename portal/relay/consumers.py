@@ -22,9 +22,12 @@ from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
+from django.db import InterfaceError, OperationalError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from client_app import protocol as P
-from client_app.protocol.codes import CLOSE_TOO_MANY
+from client_app.protocol.codes import CLOSE_TOO_MANY, CLOSE_TRY_AGAIN
 from portal.campaigns.models import Campaign
 from portal.campaigns.selectors import campaign_status_get
 from portal.core.clients import Seats, address_bucket, scope_address, seats_key
@@ -39,6 +42,12 @@ from portal.relay.store import StoreOutcome
 log = logging.getLogger(__name__)
 
 TAKES_EXPERIENCE = (Campaign.Status.RUNNING, Campaign.Status.PAUSED)
+
+# Redis or PostgreSQL unreachable (restarting, loading its append-only file, failing over): nothing of
+# the frame is stored (a store is one script: all or nothing), so the client keeps it and sends it
+# again (docs/protocol.md). A new connection is closed with CLOSE_TRY_AGAIN, which clients retry.
+DEPENDENCY_DOWN = (RedisConnectionError, RedisTimeoutError, OperationalError, InterfaceError)
+DEPENDENCY_WAIT_MS = 1000
 
 
 def _bearer_token(scope: dict[str, Any]) -> str:
@@ -149,6 +158,22 @@ class ClientConsumer(AsyncWebsocketConsumer):
         await handler(message)
 
     async def connect(self) -> None:
+        try:
+            await self.on_connect()
+        except DEPENDENCY_DOWN as exc:
+            await self.try_again(exc)
+
+    async def try_again(self, exc: Exception) -> None:
+        """A dependency is down: close (not fatal) so that the client reconnects after its back-off."""
+        log.warning("relay: a dependency is unreachable (%s: %s); the client retries", type(exc).__name__, exc)
+        self.closing = True
+        try:
+            await self.seats.release()
+        except DEPENDENCY_DOWN:
+            pass  # the seats lapse on their own (portal.core.clients)
+        await self.close(code=CLOSE_TRY_AGAIN, reason="the server's store is unreachable for a moment; retrying")
+
+    async def on_connect(self) -> None:
         self.greeted = False
         self.closing = False
         self.model_sent = 0
@@ -194,7 +219,10 @@ class ClientConsumer(AsyncWebsocketConsumer):
         if self.counted:
             self.counted = False
             metrics.client_disconnected()
-        await self.seats.release()
+        try:
+            await self.seats.release()
+        except DEPENDENCY_DOWN:
+            pass  # Redis away: the seats' leases lapse on their own (portal.core.clients)
         if self.joined:
             fanout.get_fanout().leave(self.campaign.id, self)
             self.joined = False
@@ -254,6 +282,18 @@ class ClientConsumer(AsyncWebsocketConsumer):
             elif await self.bad_frame(gate):
                 chunk_id = message.get("id") if isinstance(message.get("id"), str) else None
                 await self.reject(chunk_id, P.R_SCHEMA, f"unknown message type {kind!r}")
+        except DEPENDENCY_DOWN as exc:
+            item_id = message.get("id") if isinstance(message.get("id"), str) else None
+            if kind in (P.CHUNK, P.EVAL) and self.greeted and item_id:
+                log.warning("relay: a dependency is unreachable (%s: %s); chunk refused for now", type(exc).__name__, exc)
+                await self.reject(
+                    item_id, P.R_RATE_LIMITED,
+                    "the server cannot reach its store for a moment: nothing of this chunk was stored; "
+                    "keep it and send it again later",
+                    wait_ms=DEPENDENCY_WAIT_MS,
+                )  # fmt: skip
+            else:
+                await self.try_again(exc)
         except Exception:
             # Nothing of an unacked chunk counts as stored; the client reconnects (1011 is not fatal)
             # and resends it, and the store script's de-duplication keeps that exactly-once.
@@ -379,7 +419,10 @@ class ClientConsumer(AsyncWebsocketConsumer):
         if result.model_version > self.model_sent:
             model = fanout.get_fanout().latest_model(campaign.id)
             if model is None or model.version < result.model_version:
-                model = await services.current_model(client=redis, campaign_id=campaign.id)
+                try:
+                    model = await services.current_model(client=redis, campaign_id=campaign.id)
+                except DEPENDENCY_DOWN:
+                    return  # the chunk is acked; the notice comes with a later ack
             if model:
                 await self.send_model(model)
 
