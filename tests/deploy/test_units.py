@@ -28,10 +28,13 @@ from harness.units import (
     unit_argv,
     unit_variables,
 )
+from portal.core.management.commands.backup import backup_argv
 from portal.core.management.commands.runlearner import runlearner_argv
 from portal.core.processes import celery_beat_argv, celery_worker_argv, uvicorn_argv
 
-UNITS = ["soulsai-asgi@.service", "soulsai-worker.service", "soulsai-beat.service", "soulsai-learner.service"]
+UNITS = ["soulsai-asgi@.service", "soulsai-worker.service", "soulsai-beat.service", "soulsai-learner.service",
+         "soulsai-backup.service"]  # fmt: skip
+TIMERS = ["soulsai-backup.timer"]
 SYSTEMD_ANALYZE = "/usr/bin/systemd-analyze"
 ENV = env_values()
 
@@ -89,6 +92,14 @@ def test_the_learner_unit_is_runlearner_with_its_slots_from_the_environment():
     ]  # fmt: skip
 
 
+def test_the_backup_unit_is_backup_argv_into_its_state_directory_started_by_its_timer():
+    argv = unit_argv(UNITS_DIR / "soulsai-backup.service", env=ENV)
+    assert argv == _ours(backup_argv(to=Path("/var/lib/soulsai-backups"), keep=14))
+    service = read_unit(UNITS_DIR / "soulsai-backup.service")["Service"]
+    assert "soulsai-backups" in service["StateDirectory"][0].split() and service["Type"] == ["oneshot"]
+    assert read_unit(UNITS_DIR / "soulsai-backup.timer")["Timer"]["Unit"] == ["soulsai-backup.service"]
+
+
 def test_every_variable_of_the_template_has_a_comment_and_is_in_the_configuration_docs():
     configuration = (Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
     entries = read_env_file(ENV_TEMPLATE)
@@ -144,9 +155,9 @@ def test_systemd_analyze_verify_accepts_every_unit_without_a_warning(tmp_path):
     shutil.copy(ENV_TEMPLATE, root / "etc/soulsai/soulsai.env")
     units = root / "etc/systemd/system"
     units.mkdir(parents=True)
-    for name in UNITS:
+    for name in UNITS + TIMERS:
         shutil.copy(UNITS_DIR / name, units / name)
-    for name in ["soulsai-asgi@8001.service", *UNITS[1:]]:
+    for name in ["soulsai-asgi@8001.service", *UNITS[1:], *TIMERS]:
         done = subprocess.run(
             [analyze, "verify", f"--root={root}", name], capture_output=True, text=True, timeout=60
         )
