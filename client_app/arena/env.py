@@ -12,6 +12,7 @@ import gymnasium as gym
 import numpy as np
 
 from client_app import iudex as I
+from client_app.arena import rules as R
 from client_app.arena.rules import (
     ARENA_RADIUS,
     ATTACK_FACING,
@@ -21,15 +22,10 @@ from client_app.arena.rules import (
     BOSS_STRAFE_STEP,
     BOSS_TURN,
     BOSS_WALK_STEP,
-    CLOSE_ATTACKS,
     DT,
-    GAP_CLOSERS,
     HEAVY,
-    HEAVY_SP,
     LIGHT,
-    LIGHT_SP,
     NEXT_LIGHT,
-    PARRY_SP,
     PARRY_WINDOW,
     PLAYER_ANIM_END,
     PLAYER_INIT_POSES,
@@ -37,11 +33,12 @@ from client_app.arena.rules import (
     RIPOSTE,
     ROLL_IFRAMES,
     ROLL_MOVE_S,
-    ROLL_SP,
     ROLL_STEP,
+    ROLLS,
     SP_REGEN,
     STAGGER_ANIMS,
     STAGGER_S,
+    STEP_LIGHT,
     WALK_STEP,
     Attack,
     Hit,
@@ -79,7 +76,11 @@ class IudexArena(gym.Env):
             raise ValueError(f"phase must be 1 or 2, got {phase!r}")
         if not game_speed > 0:
             raise ValueError(f"game_speed must be positive, got {game_speed!r}")
-        if isinstance(boss_damage, bool) or not isinstance(boss_damage, (int, float)) or not 0 < boss_damage <= 2:
+        if (
+            isinstance(boss_damage, bool)
+            or not isinstance(boss_damage, (int, float))
+            or not 0 < boss_damage <= 2
+        ):
             raise ValueError(f"boss_damage must be a number in (0, 2], got {boss_damage!r}")
         self.observation_space = I.observation_space()
         self.action_space = I.action_space()
@@ -91,6 +92,7 @@ class IudexArena(gym.Env):
         # The pace reads and waits on these; a test passes a fake clock to check the pace without a stopwatch.
         self._clock, self._sleep = clock, sleep
         self._damage_scale = self.boss_damage * (1.0 if phase == 1 else 1.2)
+        self._moveset = R.ATTACKS if phase == 1 else R.PHASE2_ATTACKS
         self._rng = random.Random(0)
         self._next_step_at = 0.0
         self._done = True
@@ -111,9 +113,25 @@ class IudexArena(gym.Env):
         self.b_anim, self.b_t = "IdleBattle", 0.0
         self.b_attack: Attack | None = None
         self.b_hits_done: set[int] = set()
-        self.b_plan_until = self._rng.uniform(0.5, 1.5)  # how long he keeps the current idle/strafe
-        self.b_strafe = 0
         self.b_poise = 0.0
+        self.b_lunge = 0.0
+        self.b_sweep = 0.0
+        self.b_shift = 0.0
+        self.p_walk = -1  # the walk action last taken (for the run stops)
+        self.p_prev = "Idle"  # the player's animation before the current one
+        self.p_grabbed = False  # held by the grab, then getting up: lock-on is lost
+        # What 699 recorded steps cannot pin down is drawn per fight within stated ranges (rules.py).
+        rng = self._rng
+        self.chain_p = rng.uniform(*(R.CHAIN_P if self.phase == 1 else R.CHAIN_P2))
+        self.cut_p = rng.uniform(*R.CUT_P)
+        self.pause_median = rng.uniform(*R.PAUSE_MEDIAN)
+        self.fast_turn = rng.uniform(*R.FAST_TURN) * DT
+        self.slow_turn = rng.uniform(*R.SLOW_TURN) * DT
+        self.tempo = rng.uniform(*R.PHASE2_TEMPO) if self.phase == 2 else 1.0
+        self.b_end = 0.0  # when the current attack ends (its full length, or a cut for a chained follow-up)
+        self.b_chain = False
+        self.b_pause_left = rng.uniform(1.5, 4.0)  # he walks up before his first attack (recorded 3.6 s)
+        self.b_move_left = 0.0
         self._done = False
         self._next_step_at = self._clock()
         return self._obs(), {"allowed_actions": self._allowed()}
@@ -125,10 +143,11 @@ class IudexArena(gym.Env):
         if not 0 <= action < I.N_ACTIONS:
             raise ValueError(f"action must lie in [0, {I.N_ACTIONS - 1}], got {action}")
         prev = (self.b_hp, self.p_hp, self.px, self.py)
-        if action in self._allowed():  # like the game, an action that is not allowed is dropped
+        getup = R.KNOCKDOWN_GETUP.get(self.p_anim)
+        if getup is not None and action != I.NOOP and self.p_t >= getup:
+            self._get_up(action)  # any key gets a knocked-down player up once he can (recorded)
+        elif action in self._allowed():  # like the game, an action that is not allowed is dropped
             self._player_act(action)
-        elif self.p_anim == "Move":
-            self.p_anim, self.p_t = "Idle", 0.0
         self._boss_decide()
         self._advance()
         reward = self._reward(prev)
@@ -154,18 +173,44 @@ class IudexArena(gym.Env):
         )
 
     def _set_player(self, anim: str) -> None:
+        self.p_prev = self.p_anim
         self.p_anim, self.p_t, self.p_hit_done = anim, 0.0, False
 
+    def _pay(self, cost: float) -> None:
+        # The game takes the whole cost whenever SP was above 0 (the action needs SP > 0): SP goes negative.
+        self.p_sp -= cost
+
+    def _get_up(self, action: int) -> None:
+        """A knocked-down or released player gets up with a roll (EStepDown) on any input, allowed or not."""
+        to_boss = heading(self.bx - self.px, self.by - self.py)
+        self._set_player("EStepDown")
+        self.p_roll_dir = to_boss + ((action % 8) * math.pi / 4 if action < 16 else math.pi)
+        self._pay(R.GETUP_SP)
+
     def _player_act(self, action: int) -> None:
+        anim, t = self.p_anim, self.p_t
         to_boss = heading(self.bx - self.px, self.by - self.py)
         if action < 8:  # walk, relative to the locked-on facing: 0 forward, 2 right, 4 back, 6 left
-            if self.p_anim != "Move":
+            turn = abs((action - self.p_walk + 4) % 8 - 4) if self.p_walk >= 0 else 0
+            if anim == "Move" and t >= 0.15 and turn >= 3:
+                # A sharp change of direction while walking: the run stops first (recorded, 1.4% of steps).
+                self._set_player(R.RUN_STOP[((self.p_walk + 1) % 8) // 2])
+                self.p_walk = -1
+                return
+            if anim != "Move":
                 self._set_player("Move")
+            self.p_walk = action
             self._move_player(to_boss + action * math.pi / 4, WALK_STEP)
-        elif action < 16:
-            self._set_player("RollingMedium")
+            return
+        self.p_walk = -1
+        if action < 16:
+            # A roll out of a roll (or straight after one) is the chained roll, RollingMediumSelftra.
+            chained = anim == "RollingMedium" or (
+                self.p_prev in ROLLS and (anim == "Move" or anim.startswith("RunStop")) and t <= 0.25
+            )
+            self._set_player("RollingMediumSelftra" if chained else "RollingMedium")
             self.p_roll_dir = to_boss + (action - 8) * math.pi / 4
-            self.p_sp = max(0.0, self.p_sp - ROLL_SP)
+            self._pay(R.ROLL_SP)
         elif action == I.LIGHT_ATTACK:
             if (
                 self.b_anim == "DamageParryEnemy1"
@@ -174,17 +219,21 @@ class IudexArena(gym.Env):
             ):
                 self._set_player("ThrowAtk")
                 self._set_boss("ThrowDef")
+            elif anim in ROLLS:
+                self._set_player("AttackRightLightStep")  # the attack out of a roll
             else:
-                self._set_player(NEXT_LIGHT.get(self.p_anim, "AttackRightLight1"))
-            self.p_sp = max(0.0, self.p_sp - LIGHT_SP)
+                self._set_player(NEXT_LIGHT.get(anim, "AttackRightLight1"))
+            self._pay(R.LIGHT_SP)
         elif action == I.HEAVY_ATTACK:
-            self._set_player("AttackRightHeavy1Sta")
-            self.p_sp = max(0.0, self.p_sp - HEAVY_SP)
+            if R.HEAVY_ATTACK_WORKS:
+                self._set_player("AttackRightHeavy1Sta")
+                self._pay(R.HEAVY_SP)
+            elif anim != "Move":  # as recorded: the key only ends the current animation
+                self._set_player("Move")
         elif action == I.PARRY:
             self._set_player("ParryLeftStart")
-            self.p_sp = max(0.0, self.p_sp - PARRY_SP)
-        elif self.p_anim == "Move":  # doing nothing stops walking
-            self._set_player("Idle")
+            self._pay(R.PARRY_SP)
+        # Doing nothing stops walking; the game still shows Move (recorded: Idle on 5 of 699 steps).
 
     def _move_player(self, yaw: float, dist: float) -> None:
         self.px -= math.sin(yaw) * dist
@@ -194,10 +243,12 @@ class IudexArena(gym.Env):
     def _player_tick(self, t0: float) -> None:
         t1 = self.p_t
         anim = self.p_anim
-        if anim == "RollingMedium" and t0 < ROLL_MOVE_S:
+        if anim in ROLLS and t0 < ROLL_MOVE_S:
             self._move_player(self.p_roll_dir, ROLL_STEP)
+        elif anim == "EStepDown" and t0 < 0.5:
+            self._move_player(self.p_roll_dir, 0.5)
         if anim.startswith("AttackRightLight"):
-            self._player_strike(t0, t1, LIGHT)
+            self._player_strike(t0, t1, STEP_LIGHT if anim == "AttackRightLightStep" else LIGHT)
         elif anim == "AttackRightHeavy1Sta":
             self._player_strike(t0, t1, HEAVY)
             if t1 >= 1.0 - 1e-9:
@@ -206,12 +257,25 @@ class IudexArena(gym.Env):
         elif anim == "ThrowAtk" and not self.p_hit_done and t1 >= RIPOSTE["at"]:
             self.p_hit_done = True
             self._hurt_boss(RIPOSTE["damage"], 0.0)
-        if anim not in ATTACKING:
+        if anim not in ATTACKING or t0 >= R.REGEN_AFTER.get(anim, 99.0):
             self.p_sp = min(float(I.PLAYER_MAX_SP), self.p_sp + SP_REGEN)
-        end = PLAYER_ANIM_END.get(self.p_anim, 0.0)
-        if end > 0.0 and self.p_t >= end - 1e-9 and self.p_anim != "Idle":
-            self._set_player("Idle")
-        if self.p_anim not in ("ThrowAtk", "ThrowDef"):
+        if anim in R.KNOCKDOWN_MAX:
+            if t1 >= R.KNOCKDOWN_MAX[anim] - 1e-9:
+                self._set_player("Idle")
+                self.p_grabbed = False
+        elif anim in ROLLS:
+            if t1 >= R.ROLL_MAX_S - 1e-9:  # the roll's animation runs on until the next action
+                self._set_player("Move")
+        elif anim == "AddDamageStartFront":
+            if t1 >= R.FLINCH_S[0] - 1e-9:
+                self._set_player("AddDamageDefault")
+        else:
+            end = PLAYER_ANIM_END.get(anim, 0.0)
+            if end > 0.0 and t1 >= end - 1e-9 and anim != "Idle":
+                self._set_player("Move")  # recorded: an animation's end shows Move, rarely Idle
+                if anim == "EStepDown":
+                    self.p_grabbed = False  # up again: the lock-on comes back
+        if self.p_anim not in ("ThrowAtk", "ThrowDef") and not self.p_grabbed:
             # Locked on: the player turns to face Iudex, except once committed to a swing.
             if not (self.p_anim.startswith("AttackRight") and self.p_t > 0.2):
                 self.pyaw = heading(self.bx - self.px, self.by - self.py)
@@ -230,7 +294,12 @@ class IudexArena(gym.Env):
     def _hurt_boss(self, damage: float, poise: float) -> None:
         self.b_hp = max(0.0, self.b_hp - damage)
         self.b_poise += poise
-        if self.b_poise >= POISE_BREAK and self.b_anim not in STAGGER_ANIMS and self.b_hp > 0:
+        if (
+            self.b_poise >= POISE_BREAK
+            and self.b_anim not in STAGGER_ANIMS
+            and self.b_anim != "ThrowAtk"
+            and self.b_hp > 0
+        ):
             self.b_poise = 0.0
             self._set_boss("SABreak")
 
@@ -251,81 +320,111 @@ class IudexArena(gym.Env):
         self.byaw = wrap(self.byaw + max(-rate, min(rate, diff)))
         return diff - max(-rate, min(rate, diff))
 
+    def _start_attack(self) -> None:
+        """His next attack, drawn by the recorded mix; whether it chains, and where a chain cuts it."""
+        rng, dist = self._rng, self._distance()
+        options = [a for a in self._moveset.values() if a.weight > 0 and dist <= a.max_range]
+        attack = rng.choices(options, weights=[a.weight for a in options])[0]
+        self._set_boss(attack.name, attack)
+        self.b_t = 0.0
+        full = attack.duration * self.tempo
+        self.b_chain = rng.random() < self.chain_p
+        self.b_end = full
+        if self.b_chain and rng.random() < self.cut_p:
+            earliest = min(attack.earliest_cut * self.tempo, 0.9 * full)
+            self.b_end = rng.uniform(earliest, 0.9 * full)
+        self.b_sweep = rng.choice((-1.0, 1.0)) * rng.uniform(*R.SWEEP_TURN)
+        # Each swing lands a little earlier or later (recorded: 3002's big hit at 1.95 s once, 2.68 s once).
+        self.b_shift = rng.uniform(*R.HIT_JITTER)
+        # The lunge closes the gap (never through the player), a step back opens it.
+        self.b_lunge = min(attack.lunge, max(0.0, dist - 1.5)) if attack.lunge > 0 else attack.lunge
+
+    def _pause(self) -> float:
+        s = self.pause_median * math.exp(self._rng.gauss(0.0, 0.5))
+        return max(R.PAUSE_S[0], min(R.PAUSE_S[1], s))
+
     def _boss_decide(self) -> None:
         """Start Iudex's next animation when the current one is over or may be interrupted."""
         if self.b_attack is not None:
-            if self.b_t < self.b_attack.duration - 1e-9:
+            if self.b_t < self.b_end - 1e-9:
                 return
-            self._set_boss("IdleBattle")  # his recovery ends: a short pause before he acts again
-            self.b_plan_until = self._rng.uniform(0.4, 1.2)
+            if self.b_chain and self.b_anim != "ThrowAtk":  # straight into the next attack, no pause
+                self._start_attack()
+                return
+            self._set_boss("IdleBattle")
+            self.b_pause_left = self._pause()
+            self.b_move_left = self._rng.uniform(0.2, 1.0)  # he stands a moment after the attack
             return
         if self.b_anim in STAGGER_ANIMS:
             if self.b_t < STAGGER_S[self.b_anim] - 1e-9:
                 return
             self._set_boss("IdleBattle")
-            self.b_plan_until = self._rng.uniform(0.1, 0.5)
-            return
-        if self.p_anim == "ThrowDef":  # he holds the grabbed player
+            self.b_pause_left = self._rng.uniform(0.3, 1.0)
+            self.b_move_left = 0.0
             return
         dist = self._distance()
         facing = abs(wrap(heading(self.px - self.bx, self.py - self.by) - self.byaw))
-        if self.b_t < self.b_plan_until and self.b_anim in (
-            "IdleBattle",
-            "WalkLeftBattle",
-            "WalkRightBattle",
-        ):
+        if self.b_pause_left <= 0.0 and (facing < ATTACK_FACING or self.b_pause_left < -1.0):
+            self._start_attack()
             return
-        if facing < ATTACK_FACING:
-            choices = [a for a in CLOSE_ATTACKS if a.max_range >= dist] if dist <= 4.6 else []
-            if dist > 3.5 and self._rng.random() < 0.15:
-                choices = [a for a in GAP_CLOSERS if a.min_range <= dist <= a.max_range]
-            if choices:
-                attack = self._rng.choices(choices, weights=[a.weight for a in choices])[0]
-                self._set_boss(attack.name, attack)
-                return
-        if dist <= 4.6 and self._rng.random() < 0.25:
-            # He circles a moment before the next attack: left or right, or just watches.
-            anim = self._rng.choice(("WalkLeftBattle", "WalkRightBattle", "IdleBattle"))
-            self._set_boss(anim)
-            self.b_plan_until = self._rng.uniform(0.4, 1.2)
+        moving = ("IdleBattle", "WalkLeftBattle", "WalkRightBattle", "WalkFrontBattle")
+        if self.b_move_left > 0.0 and self.b_anim in moving:
             return
+        if self.b_anim.startswith("TurnBattle"):
+            return
+        rng = self._rng
         if facing > math.pi / 2:
             diff = wrap(heading(self.px - self.bx, self.py - self.by) - self.byaw)
             self._set_boss("TurnBattle_Right90" if diff > 0 else "TurnBattle_Left90")
-            self.b_plan_until = 0.0
-        elif dist > 2.5:
+        elif dist > 5.5 and rng.random() < 0.6:
             self._set_boss("WalkFrontBattle")
-            self.b_plan_until = 0.0
-        else:
-            self._set_boss("IdleBattle")
-            self.b_plan_until = 0.0
+            self.b_move_left = rng.uniform(0.5, 1.5)
+        else:  # he circles, left or right, or watches (recorded: strafes 10.5% of steps, idles 7%)
+            r = rng.random()
+            anim = "IdleBattle" if r < 0.3 else ("WalkLeftBattle" if r < 0.65 else "WalkRightBattle")
+            self._set_boss(anim)
+            self.b_move_left = rng.uniform(0.3, 0.9) if anim == "IdleBattle" else rng.uniform(0.6, 2.2)
 
     def _boss_tick(self, t0: float) -> None:
         t1 = self.b_t
         attack = self.b_attack
         anim = self.b_anim
+        if anim == "ThrowAtk" and attack is not None:  # the grab: he slams the held player down
+            if t0 < R.GRAB_DAMAGE_AT <= t1 + 1e-9 and self.p_anim == "ThrowDef":
+                self.p_hp = max(0.0, self.p_hp - R.GRAB_DAMAGE * self._damage_scale)
+            return
         if attack is not None:
-            windup = attack.windup
-            if t0 < windup * attack.track:
-                self._turn_boss(1.5 * DT)
-            if t0 < windup and attack.lunge:
-                step = attack.lunge * min(DT, windup - t0) / windup
+            ts = self.tempo
+            windup = attack.windup * ts
+            if t0 < windup * attack.track or t0 < attack.hits[-1].start * ts:
+                self._turn_boss(self.fast_turn)  # he tracks the player through the wind-up and swings
+            elif t0 < attack.recovery_from * ts + 0.3:
+                self._turn_boss(self.slow_turn)
+            if t0 < windup and self.b_lunge:
+                step = self.b_lunge * min(DT, windup - t0) / windup
                 self.bx -= math.sin(self.byaw) * step
                 self.by -= math.cos(self.byaw) * step
                 self.bx, self.by = self._keep_apart(self.bx, self.by, self.px, self.py)
+            sh = self.b_shift
+            if any(h.start * ts + sh - 0.1 <= t0 < h.end * ts + sh for h in attack.hits):
+                # The swing itself sweeps him round (recorded bursts of 130-250 °/s around the hits).
+                self.byaw = wrap(self.byaw + self.b_sweep * DT)
             for i, hit in enumerate(attack.hits):
                 if (
                     i not in self.b_hits_done
-                    and hit.start <= t1 + 1e-9
-                    and t0 < hit.end
+                    and hit.start * ts + sh <= t1 + 1e-9
+                    and t0 < hit.end * ts + sh
                     and self._boss_connects(hit)
                 ):
                     self.b_hits_done.add(i)
-                    if self.b_attack is not attack:  # parried: the attack is over
+                    if self.b_attack is not attack:  # parried, or the grab took hold
                         break
-        elif anim in STAGGER_ANIMS:
-            pass
-        elif anim == "WalkFrontBattle":
+            return
+        if anim in STAGGER_ANIMS:
+            return
+        self.b_pause_left -= DT
+        self.b_move_left -= DT
+        if anim == "WalkFrontBattle":
             self._turn_boss(BOSS_TURN)
             self.bx -= math.sin(self.byaw) * BOSS_WALK_STEP
             self.by -= math.cos(self.byaw) * BOSS_WALK_STEP
@@ -340,7 +439,7 @@ class IudexArena(gym.Env):
             left = self._turn_boss(2.0 * DT)
             if abs(left) < 1e-6 or self.b_t >= 0.83:
                 self._set_boss("IdleBattle")
-                self.b_plan_until = 0.0
+                self.b_move_left = 0.0
         else:  # IdleBattle
             self._turn_boss(BOSS_TURN)
 
@@ -350,20 +449,32 @@ class IudexArena(gym.Env):
         dist = math.hypot(dx, dy)
         if dist > hit.reach or abs(wrap(heading(dx, dy) - self.byaw)) > hit.arc:
             return False
-        if self.p_anim == "RollingMedium" and ROLL_IFRAMES[0] <= self.p_t <= ROLL_IFRAMES[1]:
+        p_anim, p_t = self.p_anim, self.p_t
+        if p_anim in ROLLS and ROLL_IFRAMES[0] <= p_t <= ROLL_IFRAMES[1]:
             return False
-        if self.p_anim in ("ThrowAtk", "ThrowDef"):
-            return False
+        if p_anim in ("ThrowAtk", "ThrowDef", "EStepDown") or (p_anim == "DamageExLarge" and p_t > 0.3):
+            return False  # riposting, held, getting up or lying: hits pass over
         if (
             hit.parryable
-            and self.p_anim == "ParryLeftStart"
-            and PARRY_WINDOW[0] <= self.p_t <= PARRY_WINDOW[1]
+            and p_anim == "ParryLeftStart"
+            and PARRY_WINDOW[0] <= p_t <= PARRY_WINDOW[1]
             and abs(wrap(heading(-dx, -dy) - self.pyaw)) < math.radians(60)
         ):
             self._set_boss("DamageParryEnemy1")
             return True
+        if hit.stagger == "ThrowDef":  # the grab takes hold: he lifts the player; the damage comes later
+            self._set_player("ThrowDef")
+            self.p_grabbed = True
+            self._set_boss("ThrowAtk", R.ALL_ATTACKS["ThrowAtk"])
+            self.b_end, self.b_chain = R.ALL_ATTACKS["ThrowAtk"].duration, False
+            return True
         self.p_hp = max(0.0, self.p_hp - hit.damage * self._damage_scale)
-        self._set_player(hit.stagger)
+        if p_anim in ROLLS:
+            self._set_player("AddDamageStartFront")  # caught mid-roll: a flinch, the roll is over
+        elif p_anim.startswith("AttackRight") and hit.stagger == "DamageMiddle":
+            self._set_player("DamageFling")
+        else:
+            self._set_player(hit.stagger)
         return True
 
     # -- time, space, reward -----------------------------------------------------------------------
@@ -403,7 +514,7 @@ class IudexArena(gym.Env):
 
     def _obs(self) -> dict[str, Any]:
         pz, bz = floor_z(self.px, self.py), floor_z(self.bx, self.by)
-        # The camera sits behind and above the player, looking at Iudex (the fight is locked on).
+        # The camera sits behind and above the player, looking at Iudex.
         dx, dy = self.bx - self.px, self.by - self.py
         d = math.hypot(dx, dy) or 1.0
         cam = (self.px - 3.5 * dx / d, self.py - 3.5 * dy / d, pz + 1.6)
@@ -425,7 +536,7 @@ class IudexArena(gym.Env):
             "player_animation_duration": np.array([min(self.p_t, 10.0)], dtype=np.float32),
             "boss_animation": I.BOSS_ANIMATION_IDS[self.b_anim],
             "boss_animation_duration": np.array([min(self.b_t, 10.0)], dtype=np.float32),
-            "lock_on": True,
+            "lock_on": not self.p_grabbed,
         }
 
     def _wait_for_pace(self) -> None:

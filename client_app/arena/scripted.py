@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from client_app import iudex as I
-from client_app.arena.rules import ATTACKS, STAGGER_ANIMS
+from client_app.arena.rules import ALL_ATTACKS as ATTACKS
+from client_app.arena.rules import STAGGER_ANIMS
 
 
 def scripted_action(obs: dict[str, Any]) -> int:

@@ -21,7 +21,8 @@ def test_arena_bench_reports_win_rates_per_policy_and_boss_damage():
     assert result["boss_damage"] == 1.0 and result["sloppy"] == 0.1
     for policy in ("random", "masked_random", "scripted", "sloppy_scripted"):
         assert 0.0 <= result[f"{policy}_win_rate"] <= 1.0
-    assert result["scripted_win_rate"] == 1.0  # the yardstick beats Iudex at full strength
+    # Full strength, as in the game: the yardstick takes hits and loses most fights (bench/arena_fidelity.py).
+    assert result["scripted_win_rate"] <= 0.5
     assert result["steps_per_s"] > 0
 
 
@@ -30,7 +31,7 @@ def test_arena_dqn_bench_trains_the_learners_agent_and_evaluates_greedy_fights()
         "bench/arena_dqn.py", "--steps", "2000", "--envs", "2", "--eval-every", "1000", "--eval-episodes", "1",
         "--hyperparams", json.dumps({"learning_starts": 256, "hidden": [32], "eval_every_samples": 0}),
     )
-    assert result["boss_damage"] == 0.4 and result["hyperparams"]["hidden"] == [32]
+    assert result["boss_damage"] == 1.0 and result["hyperparams"]["hidden"] == [32]  # full strength by default
     steps = [e["env_steps"] for e in result["evaluations"]]
     assert len(steps) == 2 and 1000 <= steps[0] < steps[1]
     for evaluation in result["evaluations"]:
