@@ -31,7 +31,8 @@ def test_arena_dqn_bench_trains_the_learners_agent_and_evaluates_greedy_fights()
         "bench/arena_dqn.py", "--steps", "2000", "--envs", "2", "--eval-every", "1000", "--eval-episodes", "1",
         "--hyperparams", json.dumps({"learning_starts": 256, "hidden": [32], "eval_every_samples": 0}),
     )
-    assert result["boss_damage"] == 1.0 and result["hyperparams"]["hidden"] == [32]  # full strength by default
+    # Full strength by default.
+    assert result["boss_damage"] == 1.0 and result["hyperparams"]["hidden"] == [32]
     steps = [e["env_steps"] for e in result["evaluations"]]
     assert len(steps) == 2 and 1000 <= steps[0] < steps[1]
     for evaluation in result["evaluations"]:
