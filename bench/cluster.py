@@ -115,7 +115,7 @@ def scale_drill(args: argparse.Namespace, cluster) -> dict:
     notifier: LiveProcess | None = None
     try:
         log(f"scale: connecting {args.clients} clients through the proxy from {procs} load generator(s)")
-        ready, connect_s = volunteers.wait_ready(timeout=max(120, args.clients / 20))
+        ready, connect_s = volunteers.wait_ready(timeout=max(300, args.clients / 4))
         log(f"scale: {ready}/{args.clients} clients welcomed in {connect_s:.1f} s")
         m_start = time.time() + args.warmup
         m_end = m_start + args.duration

@@ -184,6 +184,7 @@ class Cluster:
     folder: Path
     asgi_per_host: int = 1
     client_addresses: int = 191
+    proxy_connections: int = 8192  # nginx's worker_connections: two per websocket
     network: PrivateNetwork = field(default_factory=lambda: PrivateNetwork(routed=True))
     hosts: dict[str, NetnsHost] = field(default_factory=dict)
     roles: dict[str, Role] = field(default_factory=dict)
@@ -376,6 +377,7 @@ class Cluster:
         self.proxy = start_nginx(
             self.folder / "proxy/nginx", upstreams=upstreams, cert=cert, key=key, static_root=static,
             server_name=proxy.address, host=proxy.address, ports=(80, 443), on_host=proxy.argv,
+            workers=os.cpu_count() or 1, connections=self.proxy_connections,
         )  # fmt: skip
         progress(f"proxy https://{proxy.address} in front of {len(upstreams)} ASGI processes")
 

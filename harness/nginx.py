@@ -40,7 +40,8 @@ _PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 # Debian's nginx.conf around the site (its http-level directives, as the package ships them); the
 # paths that would be root's (pid, logs, temporary files) are the folder's instead.
 MAIN = """\
-worker_processes 1;
+worker_processes {workers};
+worker_rlimit_nofile {nofile};
 # As docs/deployment.md has operators add to Debian's nginx.conf: a reload does not keep old workers
 # alive for as long as their websockets last (hours); their clients reconnect to the new ones.
 worker_shutdown_timeout 30s;
@@ -48,7 +49,7 @@ pid {folder}/nginx.pid;
 error_log {folder}/error.log info;
 {user}
 events {{
-    worker_connections 4096;
+    worker_connections {connections};
 }}
 http {{
     sendfile on;
@@ -147,13 +148,17 @@ def start_nginx(
     proxy_bind: str | None = None,
     ports: tuple[int, int] | None = None,
     on_host: Callable[[list[str]], list[str]] | None = None,
+    workers: int = 1,
+    connections: int = 4096,
     timeout: float = 30,
 ) -> Nginx:
     """nginx with the operator's site in front of ``upstreams`` (ports on loopback, or ``host:port``),
     on free ports of ``host`` (or ``ports``: HTTP, HTTPS), returned once it accepts HTTPS connections.
 
     ``on_host`` runs it on another host (``NetnsHost.argv``, harness/cluster.py), where ``host`` is
-    that host's address and ``ports`` its own: 80 and 443, as in production."""
+    that host's address and ``ports`` its own: 80 and 443, as in production. ``workers`` and
+    ``connections`` are nginx.conf's worker_processes and worker_connections (each websocket holds two
+    connections of a worker: the client's and the upstream's)."""
     folder.mkdir(parents=True, exist_ok=True)
     for sub in ("tmp", "cache", "sites-enabled"):
         (folder / sub).mkdir(exist_ok=True)
@@ -173,7 +178,10 @@ def start_nginx(
     # As root, workers would run as nobody and could not enter a test's private temporary folders.
     user = "user root;" if os.geteuid() == 0 else ""
     bind = f"    proxy_bind {proxy_bind};" if proxy_bind else ""
-    (folder / "nginx.conf").write_text(MAIN.format(folder=folder, user=user, proxy_bind=bind))
+    (folder / "nginx.conf").write_text(MAIN.format(
+        folder=folder, user=user, proxy_bind=bind, workers=workers, connections=connections,
+        nofile=max(8192, 2 * connections + 64),
+    ))
     argv = [NGINX, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-e", str(folder / "error.log"),
             "-g", "daemon off;"]  # fmt: skip
     proxy = Nginx("nginx", on_host(argv) if on_host else argv, os.environ, folder)
