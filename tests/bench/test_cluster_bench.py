@@ -37,13 +37,29 @@ def test_cluster_bench_loses_nothing_and_recovers_from_every_fault():
     assert proc.stdout.strip(), proc.stderr[-5000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     drills = result["drills"]
-    assert set(drills) == {"scale", "relay_kill", "learner_kill", "redis_restart", "postgres_restart", "proxy_reload"}
+    assert set(drills) == {
+        "scale",
+        "relay_kill",
+        "learner_kill",
+        "redis_restart",
+        "postgres_restart",
+        "proxy_reload",
+    }
     for name, drill in drills.items():
         assert (drill["lost"], drill["duplicated"]) == (0, 0), (name, drill)
     scale = drills["scale"]
     assert scale["clients_ready"] == 300 and scale["chunks_acked"] > 0 and scale["errors"] == 0, scale
     assert scale["notices"] >= 1 and scale["notice_reached"] == 1.0, scale
-    assert set(scale["cpu_pct"]) >= {"asgi", "nginx", "redis", "postgres", "learner", "beat", "worker", "loadgen"}
+    assert set(scale["cpu_pct"]) >= {
+        "asgi",
+        "nginx",
+        "redis",
+        "postgres",
+        "learner",
+        "beat",
+        "worker",
+        "loadgen",
+    }
     for name in ("relay_kill", "learner_kill", "redis_restart", "postgres_restart", "proxy_reload"):
         assert drills[name]["unacked_at_end"] == 0 and drills[name]["acked_samples"] > 0, (name, drills[name])
         assert drills[name]["ingested_samples"] == drills[name]["acked_samples"], (name, drills[name])

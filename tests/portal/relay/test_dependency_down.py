@@ -35,7 +35,9 @@ def own_redis(tmp_path, redis_client, campaign):
     server.stop()
 
 
-def test_chunks_are_refused_for_now_while_redis_is_down_and_stored_once_after(tmp_path, own_redis, campaign, token):
+def test_chunks_are_refused_for_now_while_redis_is_down_and_stored_once_after(
+    tmp_path, own_redis, campaign, token
+):
     server = start_asgi(tmp_path, name="relay", env={"REDIS_URL": own_redis.url})
     try:
         with open_session(server, token[1]) as (ws, welcome):
