@@ -61,6 +61,10 @@ class Campaign(models.Model):
     mean_return_recent = models.FloatField(null=True, blank=True)
     win_rate_recent = models.FloatField(null=True, blank=True, help_text="boss fights: share of the last 100 won")
     wins_total = models.BigIntegerField(default=0)
+    first_win_at = models.DateTimeField(null=True, blank=True, help_text="boss fights: when the roll-up first saw a win")
+    stalled_rate_recent = models.FloatField(
+        null=True, blank=True, help_text="boss fights: share of the last 100 where neither side lost HP"
+    )
     # Mean HP left (fractions) at the end of the same recent fights, over those that reported it.
     boss_hp_left_recent = models.FloatField(null=True, blank=True, help_text="boss fights: last 100's mean")
     player_hp_left_recent = models.FloatField(null=True, blank=True, help_text="boss fights: last 100's mean")

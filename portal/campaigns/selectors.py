@@ -70,9 +70,10 @@ def model_version_get_public(*, slug: str, version: int) -> ModelVersion | None:
 class CommunityTotals:
     samples: int
     episodes: int
-    campaigns_running: int
-    machines_connected: int  # clients connected right now, summed over campaigns (rolled up from Redis)
-    volunteers_active: int  # people with a machine seen within VOLUNTEER_ACTIVE_WINDOW
+    campaigns_running: int  # running and listed: the ones the home page can show
+    machines_connected: int  # clients connected right now, summed over running campaigns (rolled up from Redis)
+    volunteers_active: int  # people (not machines) with a machine seen within VOLUNTEER_ACTIVE_WINDOW
+    machines_active: int  # their machines seen within the same window
 
 
 def community_totals() -> CommunityTotals:
@@ -81,18 +82,70 @@ def community_totals() -> CommunityTotals:
         samples=Sum("samples_total"),
         episodes=Sum("episodes_total"),
         clients=Sum("clients_active", filter=Q(status=Campaign.Status.RUNNING)),
-        running=Count("id", filter=Q(status=Campaign.Status.RUNNING)),
     )
     since = timezone.now() - VOLUNTEER_ACTIVE_WINDOW
-    volunteers = (
-        MachineToken.objects.active().filter(last_seen__gte=since).values("user_id").distinct().count()
-    )
+    seen = MachineToken.objects.active().filter(last_seen__gte=since)
     return CommunityTotals(
         samples=sums["samples"] or 0,
         episodes=sums["episodes"] or 0,
-        campaigns_running=sums["running"] or 0,
+        campaigns_running=campaign_list_running().count(),
         machines_connected=sums["clients"] or 0,
-        volunteers_active=volunteers,
+        volunteers_active=seen.values("user_id").distinct().count(),
+        machines_active=seen.count(),
+    )
+
+
+# How far back a win rate's trend looks, and the youngest figure it compares with when the campaign
+# is younger than that (a trend over a few minutes is noise).
+TREND_SPAN = timedelta(days=1)
+TREND_MIN_SPAN = timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class FightSummary:
+    """The figures a boss fight's volunteers come for, with the same window everywhere they appear.
+
+    ``win_rate`` is the share of the last 100 fights won (the campaign's win_rate_recent, which the live
+    chart also plots); ``then_rate`` the same figure at ``then_at`` (about a day ago, else the oldest
+    figure older than an hour), None when there is none.
+    """
+
+    win_rate: float | None
+    boss_hp_left: float | None
+    stalled_rate: float | None
+    wins_total: int
+    fights_total: int
+    first_win_at: datetime | None
+    then_rate: float | None = None
+    then_at: datetime | None = None
+
+    @property
+    def trend(self) -> str:
+        """'up', 'down' or 'flat' against then_rate ('' without one); a point either way is flat."""
+        if self.win_rate is None or self.then_rate is None:
+            return ""
+        delta = self.win_rate - self.then_rate
+        return "up" if delta >= 0.01 else "down" if delta <= -0.01 else "flat"
+
+
+def fight_summary(*, campaign: Campaign, now: datetime | None = None) -> FightSummary:
+    """A boss-fight campaign's headline: win rate of the last 100 fights and its trend, boss HP left."""
+    from portal.livestats.models import CampaignSnapshot
+
+    now = now or timezone.now()
+    with_rate = CampaignSnapshot.objects.filter(campaign=campaign, win_rate__isnull=False)
+    then = with_rate.filter(at__lte=now - TREND_SPAN).order_by("-at").first()
+    if then is None:
+        then = with_rate.filter(at__lte=now - TREND_MIN_SPAN).order_by("at").first()
+    return FightSummary(
+        win_rate=campaign.win_rate_recent,
+        boss_hp_left=campaign.boss_hp_left_recent,
+        stalled_rate=campaign.stalled_rate_recent,
+        wins_total=campaign.wins_total,
+        fights_total=campaign.episodes_total,
+        first_win_at=campaign.first_win_at,
+        then_rate=then.win_rate if then is not None else None,
+        then_at=then.at if then is not None else None,
     )
 
 
@@ -148,6 +201,7 @@ class FiguresDict(TypedDict):
     win_rate_recent: float | None
     boss_hp_left_recent: float | None
     player_hp_left_recent: float | None
+    stalled_rate_recent: float | None
     wins_total: int
     eval_version: int | None
     eval_return: float | None
@@ -169,6 +223,7 @@ class CampaignDict(FiguresDict):
     created: str
     launched_at: str | None
     stopped_at: str | None
+    first_win_at: str | None  # boss fights: when the first win was counted
 
 
 class CheckpointDict(TypedDict):
@@ -219,6 +274,7 @@ def campaign_api_dict(campaign: Campaign, request: HttpRequest) -> CampaignDict:
         created=campaign.created.isoformat(),
         launched_at=_iso(campaign.launched_at),
         stopped_at=_iso(campaign.stopped_at),
+        first_win_at=_iso(campaign.first_win_at),
     )
 
 

@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from celery import shared_task
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils import timezone
 
 from portal.campaigns.models import Campaign, ModelVersion
 from portal.core.redis import get_redis
@@ -22,6 +23,8 @@ from trainer.keys import CampaignKeys
 log = logging.getLogger(__name__)
 
 ACTIVE_SECONDS = 30  # a client that sent nothing for this long no longer counts as active
+# A lost fight that ended with both sides at (nearly) full HP stalled: nobody landed a hit.
+STALLED_HP = 0.999
 
 
 def _int_map(raw: dict[bytes, bytes]) -> dict[str, int]:
@@ -62,6 +65,7 @@ def outcomes_rollup(entries: list[bytes]) -> dict[str, float | None]:
     wins: list[float] = []
     boss_hp: list[float] = []
     player_hp: list[float] = []
+    stalled: list[float] = []  # over the fights with HP figures: 1.0 where neither side lost any
     for entry in entries:
         win, *hp = _finite_floats(entry.split()) or [None]
         if win is None:
@@ -70,10 +74,12 @@ def outcomes_rollup(entries: list[bytes]) -> dict[str, float | None]:
         if len(hp) == 2:
             boss_hp.append(hp[0])
             player_hp.append(hp[1])
+            stalled.append(float(not win and hp[0] >= STALLED_HP and hp[1] >= STALLED_HP))
     return {
         "win_rate_recent": _mean(wins),
         "boss_hp_left_recent": _mean(boss_hp),
         "player_hp_left_recent": _mean(player_hp),
+        "stalled_rate_recent": _mean(stalled),
     }
 
 
@@ -106,6 +112,8 @@ def stats_sync_campaign(*, campaign: Campaign) -> Campaign:
         "wins_total": stats.get("wins", 0),
     }
     figures.update(evaluations_sync(campaign=campaign))
+    if figures["wins_total"] > 0 and campaign.first_win_at is None:
+        figures["first_win_at"] = timezone.now()  # to within one roll-up (a few seconds) of the win
     if updates is not None:
         figures["updates_total"] = max(int(updates), campaign.updates_total)
     changed = {k: v for k, v in figures.items() if getattr(campaign, k) != v}

@@ -74,9 +74,13 @@ def campaign_history(request: HttpRequest, slug: str) -> HttpResponse:
     """Every checkpoint of the agent: evaluation, a chart over versions, downloads."""
     campaign = _campaign_or_404(request, slug)
     checkpoints = list(selectors.checkpoint_list(campaign=campaign))
+    for model in checkpoints:
+        # Evaluations finish in version order: one past the campaign's newest complete one is still being
+        # played, and its first few fights (say 0 of 9 won) are no figure to show yet.
+        model.eval_in_progress = model.version > (campaign.eval_version or 0)
     chart = [
-        {"version": m.version, "eval_return": m.eval_return, "win_rate": m.eval_win_rate,
-         "mean_return": m.mean_return_recent}
+        {"version": m.version, "eval_return": None if m.eval_in_progress else m.eval_return,
+         "win_rate": None if m.eval_in_progress else m.eval_win_rate, "mean_return": m.mean_return_recent}
         for m in reversed(checkpoints)
     ]  # fmt: skip
     context = {"campaign": campaign, "checkpoints": checkpoints, "chart": chart, "boss_fight": is_boss_fight(campaign)}

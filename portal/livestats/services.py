@@ -20,8 +20,6 @@ from portal.livestats.selectors import live_figures, snapshot_dict
 
 log = logging.getLogger(__name__)
 
-# Win rate is wins / episodes over roughly this window (a moving average that follows the agent).
-WIN_RATE_WINDOW = timedelta(minutes=5)
 # Resolution kept as snapshots age: (older than, one snapshot per this many seconds).
 THINNING = ((timedelta(days=1), 60), (timedelta(days=7), 600))
 
@@ -67,17 +65,9 @@ def snapshot_take(*, campaign: Campaign, at: datetime | None = None) -> Campaign
         snapshot.samples_per_s = _rate(campaign.samples_total, previous.samples_total, seconds)
         snapshot.updates_per_s = _rate(campaign.updates_total, previous.updates_total, seconds)
     if is_boss_fight(campaign):
+        # The same window as the headline figures (the last 100 fights): one "recent" everywhere.
         snapshot.boss_hp_left = campaign.boss_hp_left_recent  # progress a chart shows before the first wins
-        base = (
-            CampaignSnapshot.objects.filter(campaign=campaign, at__lte=at - WIN_RATE_WINDOW)
-            .order_by("-at")
-            .first()
-            or CampaignSnapshot.objects.filter(campaign=campaign).order_by("at").first()
-        )
-        base_wins, base_episodes = (base.wins_total, base.episodes_total) if base else (0, 0)
-        episodes = campaign.episodes_total - base_episodes
-        if episodes > 0 and wins >= base_wins:
-            snapshot.win_rate = (wins - base_wins) / episodes
+        snapshot.win_rate = campaign.win_rate_recent
     snapshot.save()
     return snapshot
 

@@ -65,7 +65,7 @@ def test_a_visitor_signs_up_joins_sees_the_token_and_downloads_the_client(asgi_s
     server = asgi_server
 
     browser.get(server.url + "/")
-    assert "Beat the boss together" in browser.page_source
+    assert "Teach an AI to beat Iudex Gundyr" in browser.page_source
     screenshot(browser, "home-desktop")
     screenshot(browser, "home-phone", width=390)
 
@@ -175,7 +175,9 @@ def test_staff_launch_a_campaign_whose_live_page_and_leaderboard_follow_a_real_c
               "the first model", *procs)  # fmt: skip
         until(
             browser,
-            lambda: browser.find_element(By.CSS_SELECTOR, '[data-figure="model_version"]').text.startswith("v"),
+            # In the closed details section: its text, as the page holds it.
+            lambda: browser.find_element(By.CSS_SELECTOR, '[data-figure="model_version"]')
+            .get_attribute("textContent").startswith("v"),
             60, "the model version on the live page", *procs,
         )  # fmt: skip
         assert browser.execute_script("return window.__sameDocument === true")

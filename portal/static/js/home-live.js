@@ -7,6 +7,7 @@
     if (v === null || v === undefined) return "—";
     if (key === "mean_return_recent") return Number(v).toFixed(1);
     if (key === "model_version") return v ? "v" + v : "—";
+    if (key === "win_rate_recent" || key === "boss_hp_left_recent") return Math.round(v * 100) + "%";
     return Number(v).toLocaleString("en-US");
   }
   function refresh() {

@@ -23,7 +23,7 @@
     return Number(v).toLocaleString("en-US", { maximumFractionDigits: digits === undefined ? 0 : digits,
                                                minimumFractionDigits: digits === undefined ? 0 : digits });
   }
-  function pct(v) { return v === null || v === undefined ? "—" : num(v * 100, 1) + "%"; }
+  function pct(v) { return v === null || v === undefined ? "—" : num(v * 100, 0) + "%"; }
   var FORMATS = {
     model_version: function (v) { return v ? "v" + v : "—"; },
     samples_total: num, episodes_total: num, updates_total: num, clients_active: num,
@@ -35,31 +35,53 @@
 
   function showFigures(figures) {
     Object.keys(figures || {}).forEach(function (key) {
-      var el = document.querySelector('[data-figure="' + key + '"]');
-      if (el && FORMATS[key]) el.textContent = FORMATS[key](figures[key]);
+      if (!FORMATS[key]) return;
+      document.querySelectorAll('[data-figure="' + key + '"]').forEach(function (el) {
+        el.textContent = FORMATS[key](figures[key]);
+      });
     });
     var badge = document.querySelector("[data-status-badge]");
     if (badge && figures && figures.status) {
       badge.className = "badge badge-" + figures.status;
       badge.textContent = figures.status.charAt(0).toUpperCase() + figures.status.slice(1);
     }
+    if (figures && figures.status) { root.dataset.status = figures.status; setLiveLabel(liveWord()); }
   }
 
   /* Each chart: a title, the series it plots (point fields), and how to label its axes. */
+  /* The win rate comes first in a boss fight: it is what volunteers come for. Each chart's second series
+     is dashed, so that the two are told apart without their colours. */
   var CHARTS = [
-    { id: "chart-return", series: [
-        { field: "mean_return", label: "Mean return (last 100 episodes)", stroke: ACCENT },
-        { field: "eval_return", label: "Evaluation return", stroke: INFO, points: true }] },
     { id: "chart-winrate", boss: true, series: [
-        { field: "win_rate", label: "Win rate (5 min moving)", stroke: OK, scale: "%", pct: true },
+        { field: "win_rate", label: "Win rate (last 100 fights)", stroke: OK, scale: "%", pct: true },
         { field: "boss_hp_left", label: "Boss HP left (last 100 fights)", stroke: WARN, scale: "%", pct: true }] },
+    { id: "chart-return", series: [
+        { field: "mean_return", label: "Mean return (last 100)", stroke: ACCENT },
+        { field: "eval_return", label: "Evaluation return", stroke: INFO, points: true }] },
     { id: "chart-throughput", series: [
-        { field: "samples_per_s", label: "Samples/s", stroke: ACCENT },
+        { field: "samples_per_s", label: "Game steps/s", stroke: ACCENT },
         { field: "updates_per_s", label: "Updates/s", stroke: INFO, scale: "u" }] },
     { id: "chart-clients", series: [
-        { field: "clients_active", label: "Active clients", stroke: OK },
+        { field: "clients_active", label: "Machines playing", stroke: OK },
         { field: "model_version", label: "Model version", stroke: WARN, scale: "v" }] },
   ];
+
+  /* The text alternative of a chart: each series' first and latest value, in words. */
+  function summarise(def) {
+    var el = document.querySelector('[data-summary="' + def.id + '"]');
+    if (!el) return;
+    var parts = def.series.map(function (s) {
+      var values = state.points.map(function (p) { return p[s.field]; })
+                              .filter(function (v) { return v !== null && v !== undefined; });
+      if (!values.length) return s.label + ": no figure yet";
+      var fmt = function (v) { return s.pct ? pct(v) : num(v, 2); };
+      var first = values[0], last = values[values.length - 1];
+      return s.label + ": " + fmt(last) + " now" + (values.length > 1 ? ", " + fmt(first) + " at the start of the chart" : "");
+    });
+    el.textContent = parts.join("; ") + ".";
+    var box = document.getElementById(def.id);
+    if (box) box.setAttribute("aria-label", el.textContent);
+  }
 
   function columns(def) {
     var cols = [state.points.map(function (p) { return p.t; })];
@@ -104,7 +126,7 @@
         scales[scale] = s.pct ? { range: [0, 100] } : {};
         axes.push(axis(scale, axes.length === 1 ? 3 : 1, i ? s.stroke : MUTED));
       }
-      series.push({ label: s.label, stroke: s.stroke, width: 2, scale: scale, spanGaps: true,
+      series.push({ label: s.label, stroke: s.stroke, width: 2, scale: scale, spanGaps: true, dash: i ? [6, 4] : undefined,
                     points: { show: !!s.points, size: 6, fill: s.stroke },
                     value: function (u, v) { return v === null ? "—" : s.pct ? v.toFixed(1) + "%" : num(v, 2); } });
     });
@@ -118,7 +140,7 @@
   }
 
   function redraw() {
-    state.charts.forEach(function (c) { c.setData(columns(c._def)); });
+    state.charts.forEach(function (c) { c.setData(columns(c._def)); summarise(c._def); });
     root.dataset.points = String(state.points.length);
     var empty = document.getElementById("charts-empty");
     if (empty) empty.hidden = state.points.length > 0;
@@ -137,9 +159,11 @@
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var socket = new WebSocket(scheme + location.host + root.dataset.ws);
     state.socket = socket;
-    socket.onopen = function () { root.dataset.live = "open"; state.retry = 1000; setLiveLabel("live"); };
+    socket.onopen = function () { root.dataset.live = "open"; state.retry = 1000; setLiveLabel(liveWord()); };
     socket.onmessage = function (event) {
       var message = JSON.parse(event.data);
+      // The page's other live parts (the replay viewer) hear the same socket through this event.
+      document.dispatchEvent(new CustomEvent("soulsai:live", { detail: message }));
       showFigures(message.figures);
       if (message.type === "update") {
         state.updates += 1;
@@ -154,6 +178,14 @@
       setTimeout(connect, state.retry);
       state.retry = Math.min(state.retry * 2, 30000);
     };
+  }
+
+  /* "live" only while the campaign runs: a stopped or paused campaign's figures no longer move. */
+  function liveWord() {
+    var status = root.dataset.status;
+    if (status === "stopped") return "stopped: final figures";
+    if (status === "paused") return "paused";
+    return root.dataset.live === "open" ? "live" : "reconnecting…";
   }
 
   function setLiveLabel(text) {

@@ -122,6 +122,7 @@ def test_agent_history_lists_every_checkpoint_with_its_evaluation(client, cartpo
     publish(cartpole_campaign, 3)  # not a checkpoint: not in the history
     publish(cartpole_campaign, 4, is_checkpoint=True, samples_total=200)
     ModelVersion.objects.filter(version=4).update(eval_return=150.5, eval_episodes=10, eval_wins=None)
+    Campaign.objects.filter(pk=cartpole_campaign.pk).update(eval_version=4)  # v4's evaluation is complete
     response = client.get("/campaigns/cartpole-test/history/")
     html = response.content.decode()
     assert [m.version for m in response.context["checkpoints"]] == [4, 2]
@@ -133,15 +134,28 @@ def test_agent_history_lists_every_checkpoint_with_its_evaluation(client, cartpo
 
 
 def test_history_shows_win_rates_in_boss_fights(client, cartpole_campaign, publish):
-    Campaign.objects.filter(pk=cartpole_campaign.pk).update(env_id="SoulsGymIudex-v0")
+    Campaign.objects.filter(pk=cartpole_campaign.pk).update(env_id="SoulsGymIudex-v0", eval_version=2)
     publish(cartpole_campaign, 2, is_checkpoint=True)
     ModelVersion.objects.filter(version=2).update(eval_return=0.3, eval_episodes=8, eval_wins=2)
     html = client.get("/campaigns/cartpole-test/history/").content.decode()
     assert "25%" in html and "(2/8)" in html
 
 
+def test_an_evaluation_in_progress_shows_no_win_rate_yet(client, cartpole_campaign, publish):
+    # The first 9 fights of an evaluation, all lost, read as a collapse: they wait until it is complete.
+    Campaign.objects.filter(pk=cartpole_campaign.pk).update(env_id="SoulsGymIudex-v0", eval_version=2)
+    publish(cartpole_campaign, 2, is_checkpoint=True)
+    publish(cartpole_campaign, 4, is_checkpoint=True)
+    ModelVersion.objects.filter(version=2).update(eval_return=0.3, eval_episodes=8, eval_wins=2)
+    ModelVersion.objects.filter(version=4).update(eval_return=-0.5, eval_episodes=9, eval_wins=0)
+    response = client.get("/campaigns/cartpole-test/history/")
+    html = response.content.decode()
+    assert "0/9" not in html and "evaluating: 9 fights played so far" in html and "(2/8)" in html
+    assert [p["win_rate"] for p in response.context["chart"]] == [0.25, None]
+
+
 def test_history_shows_hp_left_of_evaluated_checkpoints_in_boss_fights(client, cartpole_campaign, publish):
-    Campaign.objects.filter(pk=cartpole_campaign.pk).update(env_id="SoulsGymIudex-v0")
+    Campaign.objects.filter(pk=cartpole_campaign.pk).update(env_id="SoulsGymIudex-v0", eval_version=2)
     publish(cartpole_campaign, 2, is_checkpoint=True)
     publish(cartpole_campaign, 4, is_checkpoint=True)  # not evaluated yet
     ModelVersion.objects.filter(version=2).update(

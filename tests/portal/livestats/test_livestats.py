@@ -42,14 +42,15 @@ def test_snapshots_derive_rates_from_the_previous_one(cartpole_campaign):
     assert (second.model_version, second.mean_return, second.clients_active) == (2, 35.5, 2)
 
 
-def test_a_boss_fight_gets_a_moving_win_rate_from_the_campaigns_win_counter(cartpole_campaign):
-    boss = _set(cartpole_campaign, env_id="SoulsGymIudex-v0", episodes_total=10, wins_total=1)
+def test_a_boss_fight_charts_the_same_recent_win_rate_as_its_headline(cartpole_campaign):
+    # One "recent" window everywhere: the chart plots the last 100 fights' win rate, as the figures say.
+    boss = _set(cartpole_campaign, env_id="SoulsGymIudex-v0", episodes_total=10, wins_total=1, win_rate_recent=0.1)
     t0 = timezone.now() - timedelta(minutes=10)
     services.snapshot_take(campaign=boss, at=t0)
-    _set(boss, episodes_total=30, wins_total=6)  # 5 more wins in 20 more episodes
+    _set(boss, episodes_total=30, wins_total=6, win_rate_recent=0.2)
     later = services.snapshot_take(campaign=boss, at=t0 + timedelta(minutes=6))
     assert later.wins_total == 6
-    assert later.win_rate == pytest.approx(0.25)
+    assert later.win_rate == pytest.approx(0.2) == boss.win_rate_recent
 
 
 def test_a_boss_fight_snapshot_keeps_the_boss_hp_left_and_the_stats_api_serves_it(client, cartpole_campaign):
