@@ -10,8 +10,10 @@ The learner judges a checkpoint by greedy episodes that volunteers play for it (
   replaces the model the client trains with;
 - playing it greedily between two training episodes (``next_episode`` and ``EvalEpisode``): argmax
   over the allowed actions, nothing of it chunked or trained on;
-- building the ``eval`` message (``client_app.protocol.EvalResult``) and putting it in the spool, which
-  sends it like a chunk and resends it until the relay acks it (``Evaluations.store``).
+- recording the episode's trace for its replay on the portal (``EvalEpisode.record``);
+- building the ``eval`` message (``client_app.protocol.EvalResult``, the trace with it) and putting it
+  in the spool, which sends it like a chunk and resends it until the relay acks it
+  (``Evaluations.store``).
 
 Shared with the server: the ack's ``evaluate`` field and the ``eval`` message, both defined in
 ``client_app.protocol`` (``Ack``, ``ModelNotice``, ``EvalResult``). On the server,
@@ -26,15 +28,17 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from client_app import iudex
 from client_app.fetcher import ModelFetcher
 from client_app.policy import Policy
 from client_app.protocol import EvalResult, pack
+from client_app.protocol.trace import MAX_TRACE_BYTES, fight_frame
 
 if TYPE_CHECKING:
     from client_app.protocol import ModelNotice
@@ -44,19 +48,43 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class EvalEpisode:
-    """One greedy episode of a checkpoint the server asked to evaluate, as it is played."""
+    """One greedy episode of a checkpoint the server asked to evaluate, as it is played.
+
+    It records the episode's trace as it goes (``client_app.protocol.trace``): in an Iudex fight a
+    row of FIGHT_FIELDS per step, from the observation dict the encoder leaves in the step's info;
+    elsewhere the action and the reward. The trace rides the ``eval`` message, so the spool keeps it
+    across a disconnect like the result itself.
+    """
 
     policy: Policy
     episode_return: float = 0.0
     length: int = 0
+    rows: list[tuple[float, ...]] = field(default_factory=list)
 
     def act(self, obs: np.ndarray, mask: np.ndarray | None) -> int:
         """The greedy action: no exploration, so the figure judges the network itself."""
         return self.policy.greedy(obs, mask)
 
-    def record(self, reward: float) -> None:
+    def record(self, reward: float, *, action: int | None = None, info: Mapping[str, Any] | None = None) -> None:
+        """One step: its reward counts in the return; with its ``action``, a row of the trace."""
         self.episode_return += float(reward)
         self.length += 1
+        if action is None:
+            return
+        raw = (info or {}).get(iudex.RAW_OBS)
+        state = fight_frame(raw) if raw is not None else ()
+        self.rows.append((*state, float(action), float(reward)))
+
+    def trace(self) -> np.ndarray | None:
+        """The recorded trace, float32 (length, columns); None when a step went unrecorded, the rows
+        differ in kind, or it would pass the protocol's size cap (the result goes without it)."""
+        if len(self.rows) != self.length or not self.rows or len({len(r) for r in self.rows}) != 1:
+            return None
+        trace = np.asarray(self.rows, dtype=np.float32)
+        if trace.nbytes > MAX_TRACE_BYTES:
+            log.info("evaluation trace of %d steps is over %d bytes: sent without it", self.length, MAX_TRACE_BYTES)
+            return None
+        return trace
 
 
 class Evaluations:
@@ -117,6 +145,7 @@ class Evaluations:
             episode_length=episode.length,
             outcome=dict(outcome) if outcome else None,
             made=int(time.time()),
+            trace=episode.trace(),
         )
         self._spool(result.id, pack(result.to_wire()))
         log.info(

@@ -349,11 +349,17 @@ def outcome(obs: Mapping[str, Any]) -> dict[str, Any]:
     return {"win": boss <= 0.0 and player > 0.0, "boss_hp": boss, "player_hp": player}
 
 
+#: The key of a step's info that holds the observation dict before encoding (``IudexEncoder``).
+RAW_OBS = "iudex_obs"
+
+
 class IudexEncoder(gym.Wrapper):
     """Presents an Iudex env (the game or the arena) as a flat ``encoded_space()`` Box.
 
     Each step's info also gets ``info["outcome"]`` (see ``outcome``) when the episode ends, by a
-    kill, a death or the 3000-step cut, so that clients report wins and HP left.
+    kill, a death or the 3000-step cut, so that clients report wins and HP left, and
+    ``info[RAW_OBS]``, the observation dict before encoding (a reference, no copy): an evaluation
+    episode records its fight trace from it (``client_app.protocol.trace.fight_frame``).
     """
 
     def __init__(self, env: gym.Env):
@@ -368,4 +374,5 @@ class IudexEncoder(gym.Wrapper):
         obs, reward, terminated, truncated, info = self.env.step(action)
         if terminated or truncated:
             info = {**info, "outcome": outcome(obs)}
+        info[RAW_OBS] = obs
         return encode(obs), reward, terminated, truncated, info

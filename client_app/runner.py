@@ -341,7 +341,7 @@ class Runner:
             mask = None if done else action_mask(info, self.n_actions)
             outcome = episode_outcome(info) if done else None
             if evaluating is not None:
-                evaluating.record(reward)
+                evaluating.record(reward, action=action, info=info)
             else:
                 chunk = chunker.step(
                     action + action_start,

@@ -9,7 +9,9 @@ is the single definition of the protocol: the client imports it to speak, the re
 - ``messages``: every message as a typed value with its ``to_wire()``/``from_wire()``;
 - ``bounds``: what each environment's episodes can be (length, reward per step, boss fights);
 - ``validation``: what a client's chunk or evaluation result must be (``ChunkSchema``,
-  ``decode_chunk``, ``decode_eval``) and reading back a stored chunk.
+  ``decode_chunk``, ``decode_eval``) and reading back a stored chunk;
+- ``trace``: an evaluation episode's step-by-step trace for its replay (``FIGHT_FIELDS``,
+  ``decode_trace``).
 
 ``from client_app import protocol as P`` gives all of them as ``P.<name>``.
 """
@@ -66,6 +68,7 @@ from client_app.protocol.messages import (
     Welcome,
     hello,
 )
+from client_app.protocol.trace import FIGHT_FIELDS, MAX_TRACE_BYTES, STEP_FIELDS, decode_trace, fields_for
 from client_app.protocol.validation import (
     CHUNK_ID,
     MAX_ABS_REWARD,
@@ -83,7 +86,8 @@ from client_app.protocol.validation import (
 from client_app.protocol.versions import PROTOCOL_VERSION, parse_version, version_older
 
 __all__ = [
-    "ACK", "ALLOWED_DTYPES", "Ack", "CHUNK", "CHUNK_ID", "CLOSE_AUTH", "CLOSE_CLOSED", "CLOSE_PROTOCOL",
+    "ACK", "ALLOWED_DTYPES", "FIGHT_FIELDS", "MAX_TRACE_BYTES", "STEP_FIELDS", "decode_trace", "fields_for",
+    "Ack", "CHUNK", "CHUNK_ID", "CLOSE_AUTH", "CLOSE_CLOSED", "CLOSE_PROTOCOL",
     "CLOSE_SERVER_ERROR", "CLOSE_UPGRADE", "Chunk", "ChunkSchema", "ENV_BOUNDS", "ERROR", "EVAL",
     "EnvBounds", "Error", "EvalResult", "HELLO", "Hello", "MAX_ABS_REWARD", "MAX_AGE_S", "MAX_AHEAD_S",
     "MAX_CHUNK_STEPS", "MAX_FRAME_BYTES", "MIN_LOGP", "MODEL", "ModelNotice", "PROTOCOL_VERSION",

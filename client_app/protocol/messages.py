@@ -164,6 +164,9 @@ class EvalResult:
     episode_length: int
     outcome: dict[str, Any] | None = None
     made: int | None = field(default_factory=lambda: int(time.time()))  # as a Chunk's
+    # optional float32 (length, columns): the episode step by step, for its replay
+    # (``client_app.protocol.trace``: FIGHT_FIELDS in a boss fight, STEP_FIELDS elsewhere)
+    trace: np.ndarray | None = None
 
     def to_wire(self) -> dict[str, Any]:
         message = {
@@ -176,6 +179,8 @@ class EvalResult:
         }
         if self.made is not None:
             message["made"] = int(self.made)
+        if self.trace is not None:
+            message["trace"] = np.asarray(self.trace, dtype=np.float32)
         return message
 
     to_message = to_wire

@@ -32,6 +32,7 @@ from client_app.protocol.codes import (
 )
 from client_app.protocol.framing import decode_array, unpack
 from client_app.protocol.messages import Chunk, EvalResult
+from client_app.protocol.trace import decode_trace
 from client_app.spaces import SpaceSpec
 
 MAX_CHUNK_STEPS = 1024
@@ -67,9 +68,12 @@ def decode_outcome(value: Any, bounds: EnvBounds | None = None) -> dict[str, Any
     return outcome
 
 
-def decode_eval(message: dict[str, Any], *, bounds: EnvBounds = DEFAULT, now: float | None = None) -> EvalResult:
+def decode_eval(
+    message: dict[str, Any], *, bounds: EnvBounds = DEFAULT, now: float | None = None, action_n: int = 2**31
+) -> EvalResult:
     """Validate an evaluation result message against what the environment's episodes can be
-    (``bounds``; with ``now``, its ``made`` time too); raises ProtocolError with a reason code."""
+    (``bounds``; with ``now``, its ``made`` time too; its optional ``trace`` against ``action_n``
+    actions too, ``client_app.protocol.trace``); raises ProtocolError with a reason code."""
     chunk_id = _message_id(message, "eval")
     model_version = _require(message, "model_version", int)
     if not 1 <= model_version < 2**53:
@@ -79,13 +83,22 @@ def decode_eval(message: dict[str, Any], *, bounds: EnvBounds = DEFAULT, now: fl
     if not 1 <= length < 2**31:
         raise ProtocolError(R_OUT_OF_RANGE, "'length' must be a positive number of steps")
     _check_episode(episode_return, length, bounds, "")
+    outcome = decode_outcome(message.get("outcome"), bounds)
+    made = decode_made(message, now)
+    trace = None
+    if message.get("trace") is not None:
+        trace = decode_trace(
+            message["trace"], bounds=bounds, action_n=action_n, length=length, episode_return=episode_return,
+            outcome=outcome,
+        )
     return EvalResult(
         id=chunk_id,
         model_version=model_version,
         episode_return=episode_return,
         episode_length=length,
-        outcome=decode_outcome(message.get("outcome"), bounds),
-        made=decode_made(message, now),
+        outcome=outcome,
+        made=made,
+        trace=trace,
     )
 
 
