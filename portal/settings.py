@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "portal.campaigns",
     "portal.machines",
     "portal.relay",
+    "portal.replays",
     "portal.downloads",
     "portal.livestats",
     "portal.leaderboards",

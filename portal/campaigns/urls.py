@@ -6,6 +6,7 @@ from portal.campaigns import api, views
 from portal.leaderboards import api as leaderboard_api
 from portal.leaderboards import views as leaderboard_views
 from portal.livestats import api as stats_api
+from portal.replays import api as replay_api
 
 app_name = "campaigns"
 
@@ -13,6 +14,7 @@ urlpatterns = [
     path("", views.campaign_list, name="list"),
     path("<slug:slug>/", views.campaign_detail, name="detail"),
     path("<slug:slug>/join/", views.campaign_join, name="join"),
+    path("<slug:slug>/joined/<int:token_id>/", views.campaign_joined, name="joined"),
     path("<slug:slug>/history/", views.campaign_history, name="history"),
     path("<slug:slug>/leaderboard/", leaderboard_views.campaign_board, name="leaderboard"),
     path("<slug:slug>/models/<int:version>.safetensors", views.model_file, name="model"),
@@ -24,6 +26,8 @@ api_urlpatterns = [
     path("campaigns/<slug:slug>/", api.campaign_detail, name="campaign"),
     path("campaigns/<slug:slug>/checkpoints/", api.checkpoint_list, name="checkpoints"),
     path("campaigns/<slug:slug>/stats/", stats_api.campaign_stats, name="stats"),
+    path("campaigns/<slug:slug>/replays/", replay_api.replay_list, name="replays"),
+    path("campaigns/<slug:slug>/replays/<int:replay_id>/", replay_api.replay_detail, name="replay"),
     path("campaigns/<slug:slug>/leaderboard/", leaderboard_api.campaign_leaderboard, name="leaderboard"),
     path("leaderboard/", leaderboard_api.global_leaderboard, name="leaderboard-global"),
 ]

@@ -2,7 +2,8 @@
 
 Thin on purpose: it takes one of the visitor's address's seats (``SOULSAI_WS_BROWSERS_PER_ADDRESS``),
 checks that the campaign is public, joins the campaign's group, and forwards the ``stats.update``
-events that beat's stats_tick sends (portal.livestats.services.live_push). The Origin was checked
+events that beat's stats_tick sends (portal.livestats.services.live_push) and the ``replay.new``
+events of new evaluation replays (portal.replays.services.replay_announce). The Origin was checked
 before (portal.livestats.routing).
 
 Browsers have nothing to say on it, so nothing they send is ever decoded: any frame closes the
@@ -90,6 +91,12 @@ class CampaignStatsConsumer(AsyncJsonWebsocketConsumer):
     @classmethod
     async def encode_json(cls, content) -> str:
         return dumps(content)  # strict JSON: a non-finite figure is null, never Infinity
+
+    async def replay_new(self, event: dict) -> None:
+        """A new evaluation replay (``portal.replays.services.replay_announce``): the page's viewer loads it."""
+        if self.closing:
+            return
+        await self.send_json({"type": "replay", "replay": event["replay"]})
 
     async def stats_update(self, event: dict) -> None:
         if self.closing:

@@ -16,6 +16,11 @@ the server-side owner: when to ask, the request, the roll-up of results into a c
   nothing). The consumer validated it first against the environment's bounds
   (``client_app.protocol.bounds``: length, return, a win only in boss fights).
 
+- **Replay**: a recorded result that carries a trace (validated with it:
+  ``client_app.protocol.decode_trace``) is kept as a replay through the model files' storage
+  (``replay_keep``, ``portal.replays.services``) and announced to the campaign's live pages. A replay
+  that cannot be stored is logged: the result is recorded and acked all the same.
+
 Shared with ``trainer/evaluation.py``: the field names of both hashes (its ``REQUEST_FIELDS`` and
 ``RESULT_FIELDS``), which the scripts here read and write by name. Shared with the client
 (``client_app/evaluation.py``, which plays the episodes): the ack's ``evaluate`` field and the
@@ -24,15 +29,19 @@ Shared with ``trainer/evaluation.py``: the field names of both hashes (its ``REQ
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from typing import Any
 
 import redis.asyncio as aioredis
+from channels.db import database_sync_to_async
 
 from client_app.protocol import EvalResult, ModelNotice
 from portal.relay.store import DEDUP_TTL_SECONDS, StoreOutcome, hp_left, run_script, win_flag
 from trainer.keys import CampaignKeys
+
+log = logging.getLogger(__name__)
 
 # Record one greedy evaluation episode, exactly once (the client resends until acked), through the
 # same gate as a chunk: revoked token, campaign status, the machine's rate limit (shared with its
@@ -135,3 +144,16 @@ def ask_notice(version: int, url: str, sha256: str) -> ModelNotice | None:
     if not (version and url and sha256):
         return None
     return ModelNotice(version=version, url=url, sha256=sha256)
+
+
+async def replay_keep(*, campaign: Any, result: EvalResult) -> None:
+    """Keep a recorded result's trace as a replay and tell the campaign's live pages; never raises
+    (the result is recorded already: a storage hiccup costs the replay, not the evaluation)."""
+    from portal.replays.services import replay_announce, replay_save  # the ORM, only where needed
+
+    try:
+        replay = await database_sync_to_async(replay_save)(campaign=campaign, result=result)
+    except Exception:
+        log.exception("replay of evaluation %s (campaign %s) not stored", result.id, campaign.pk)
+        return
+    await replay_announce(replay=replay)
