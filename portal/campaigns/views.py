@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import secrets
+
 from django import forms
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import ValidationError
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotModified, StreamingHttpResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST, require_safe
 
@@ -26,9 +30,28 @@ class JoinForm(forms.Form):
         max_length=60,
         required=False,
         label="Machine name",
-        help_text="So you can tell your machines apart, e.g. “gaming PC”.",
-        widget=forms.TextInput(attrs={"placeholder": "my machine", "autocomplete": "off"}),
+        help_text="So you can tell your machines apart; change it to “gaming PC” or the like if you wish.",
+        widget=forms.TextInput(attrs={"autocomplete": "off"}),
     )
+
+
+# (pattern in the User-Agent, what a volunteer calls that machine), first match wins.
+_SYSTEMS = (
+    (r"iPhone|iPad", "iPhone"),
+    (r"Android", "Android phone"),
+    (r"Windows", "Windows PC"),
+    (r"Macintosh|Mac OS X", "Mac"),
+    (r"CrOS", "Chromebook"),
+    (r"Linux|X11", "Linux PC"),
+)
+# The session key that carries a just-made token from the join POST to the page that shows it once.
+JOINED_SESSION_KEY = "soulsai_joined_token"
+
+
+def default_machine_name(user_agent: str) -> str:
+    """A name a volunteer recognises: the system their browser runs on and a short id, e.g. 'Windows PC 3f2a'."""
+    system = next((name for pattern, name in _SYSTEMS if re.search(pattern, user_agent or "")), "PC")
+    return f"{system} {secrets.token_hex(2)}"
 
 
 def _campaign_or_404(request: HttpRequest, slug: str) -> Campaign:
@@ -66,7 +89,8 @@ def _render_detail(
 
 @require_safe
 def campaign_detail(request: HttpRequest, slug: str) -> HttpResponse:
-    return _render_detail(request, _campaign_or_404(request, slug), JoinForm())
+    form = JoinForm(initial={"machine_name": default_machine_name(request.headers.get("User-Agent", ""))})
+    return _render_detail(request, _campaign_or_404(request, slug), form)
 
 
 @require_safe
@@ -97,16 +121,35 @@ def campaign_join(request: HttpRequest, slug: str) -> HttpResponse:
     form = JoinForm(request.POST)
     if not form.is_valid():
         return _render_detail(request, campaign, form, status=400)
+    name = form.cleaned_data["machine_name"] or default_machine_name(request.headers.get("User-Agent", ""))
     try:
-        token, plain = token_join(user=request.user, campaign=campaign, name=form.cleaned_data["machine_name"])
+        token, plain = token_join(user=request.user, campaign=campaign, name=name)
     except ValidationError as exc:
         form.add_error(None, exc.messages[0])
         return _render_detail(request, campaign, form, status=409)
-    return render(
-        request,
-        "campaigns/joined.html",
-        {"campaign": campaign, "token": token, "plain_token": plain, "server_url": _server_url(request)},
-    )
+    # Post/redirect/get: refreshing the token page must not make another token. The secret rides the
+    # session to the one GET that shows it, and is gone from there once shown.
+    request.session[JOINED_SESSION_KEY] = {"id": token.pk, "plain": plain}
+    return redirect(reverse("campaigns:joined", kwargs={"slug": campaign.slug, "token_id": token.pk}))
+
+
+@never_cache  # the page holds a secret that is shown once: no cache may keep a copy
+@require_safe
+def campaign_joined(request: HttpRequest, slug: str, token_id: int) -> HttpResponse:
+    """The token just made by joining, shown once; a refresh says it was shown and what to do instead."""
+    campaign = _campaign_or_404(request, slug)
+    if not request.user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    token = selectors.user_machine_tokens(user=request.user).filter(pk=token_id, campaign=campaign).first()
+    if token is None:
+        raise Http404("No such machine token of yours.")
+    held = request.session.get(JOINED_SESSION_KEY) or {}
+    plain = None
+    if held.get("id") == token.pk:
+        plain = held.get("plain")
+        del request.session[JOINED_SESSION_KEY]
+    context = {"campaign": campaign, "token": token, "plain_token": plain, "server_url": _server_url(request)}
+    return render(request, "campaigns/joined.html", context)
 
 
 @require_safe

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 
 import pytest
 from django.urls import reverse
@@ -13,8 +14,10 @@ from portal.machines.services import token_authenticate, token_create
 pytestmark = pytest.mark.django_db
 
 
-def join(client, campaign, name="gaming-pc"):
-    return client.post(reverse("campaigns:join", kwargs={"slug": campaign.slug}), {"machine_name": name})
+def join(client, campaign, name="gaming-pc", *, follow=True, **headers):
+    """Press Join, and follow the redirect to the token page as a browser does."""
+    url = reverse("campaigns:join", kwargs={"slug": campaign.slug})
+    return client.post(url, {"machine_name": name}, follow=follow, headers=headers)
 
 
 def test_join_shows_the_token_once_with_the_commands(alice_client, alice, cartpole_campaign):
@@ -50,9 +53,25 @@ def test_each_join_makes_a_new_token(alice_client, alice, cartpole_campaign):
     assert MachineToken.objects.filter(user=alice).count() == 2
 
 
-def test_join_with_a_blank_name_uses_a_default(alice_client, alice, cartpole_campaign):
-    assert join(alice_client, cartpole_campaign, "  ").status_code == 200
-    assert MachineToken.objects.get(user=alice).name == "my machine"
+def test_join_with_a_blank_name_uses_a_recognisable_default(alice_client, alice, cartpole_campaign):
+    windows = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/120.0 Safari/537.36"
+    page = alice_client.get(cartpole_campaign.get_absolute_url(), headers={"user-agent": windows}).content.decode()
+    assert re.search(r'name="machine_name" value="Windows PC [0-9a-f]{4}"', page)  # filled in, editable
+    assert join(alice_client, cartpole_campaign, "  ", **{"user-agent": windows}).status_code == 200
+    assert re.fullmatch(r"Windows PC [0-9a-f]{4}", MachineToken.objects.get(user=alice).name)
+
+
+def test_refreshing_the_token_page_makes_no_second_token(alice_client, alice, cartpole_campaign):
+    first = join(alice_client, cartpole_campaign, follow=False)
+    assert first.status_code == 302  # post/redirect/get
+    page = alice_client.get(first["Location"])
+    plain = page.context["plain_token"]
+    assert plain.startswith("sai_") and plain in page.content.decode()
+    again = alice_client.get(first["Location"])  # the refresh
+    assert again.status_code == 200 and "no-store" in again["Cache-Control"]
+    html = again.content.decode()
+    assert plain not in html and "already shown" in html
+    assert MachineToken.objects.filter(user=alice).count() == 1
 
 
 def test_joining_a_stopped_campaign_is_refused_readably(alice_client, alice, stopped_campaign):
@@ -63,7 +82,7 @@ def test_joining_a_stopped_campaign_is_refused_readably(alice_client, alice, sto
 
 
 def test_join_needs_a_login_and_a_post(client, alice, cartpole_campaign):
-    response = join(client, cartpole_campaign)
+    response = join(client, cartpole_campaign, follow=False)
     assert response.status_code == 302
     assert response["Location"] == f"/accounts/login/?next={cartpole_campaign.get_absolute_url()}"
     assert not MachineToken.objects.exists()
