@@ -14,14 +14,17 @@ from portal.campaigns import selectors
 from portal.community.selectors import announcement_list_published
 from portal.core.redis import get_redis
 from portal.core.strictjson import StrictJsonResponse
+from portal.livestats.services import is_boss_fight
 
 log = logging.getLogger(__name__)
 
 
 @require_safe
 def home(request: HttpRequest) -> HttpResponse:
+    running = selectors.campaign_list_running()
     context = {
-        "campaigns": selectors.campaign_list_running(),
+        # Boss fights first: they are what volunteers come for.
+        "campaigns": sorted(running, key=lambda campaign: not is_boss_fight(campaign)),
         "totals": selectors.community_totals(),
         "announcements": announcement_list_published(),
     }

@@ -1,0 +1,145 @@
+"""What a newcomer sees in the first five minutes (issue 20), in one shared headless Chromium.
+
+The boss campaign's win rate leads the home page, its card and its page; no public page scrolls sideways
+on a 390 px phone; the token page shows its token once, copies it alone, and a refresh mints no other.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+from selenium.webdriver.common.by import By
+
+from portal.campaigns.models import Campaign
+from portal.campaigns.services import campaign_create, campaign_launch, model_publish
+from portal.downloads.services import client_wheel_ensure
+from portal.livestats.models import CampaignSnapshot
+from portal.machines.models import MachineToken
+from tests.browser.conftest import ARTIFACTS, screenshot
+from tests.browser.test_portal_browser import PASSWORD, fill, log_in, submit, until
+from tests.portal.conftest import model_bytes
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PHONE = {"width": 390, "height": 844, "deviceScaleFactor": 1, "mobile": True}
+
+
+def _phone(driver, on: bool) -> None:
+    if on:
+        driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", PHONE)
+    else:
+        driver.execute_cdp_cmd("Emulation.clearDeviceMetricsOverride", {})
+
+
+def _boss_campaign() -> Campaign:
+    arena = campaign_launch(
+        campaign=campaign_create(
+            slug="iudex-arena", name="Iudex in the arena", env_id="soulsai/IudexArena-v0",
+            description="The arena's Iudex Gundyr, at full strength.",
+        )
+    )  # fmt: skip
+    now = timezone.now()
+    Campaign.objects.filter(pk=arena.pk).update(
+        win_rate_recent=0.74, boss_hp_left_recent=0.18, player_hp_left_recent=0.35, mean_return_recent=0.3,
+        episodes_total=5120, wins_total=2210, samples_total=1_480_000, clients_active=3, model_version=6,
+        first_win_at=now - timedelta(days=2), updates_total=9000, eval_version=4, eval_win_rate=0.7,
+    )  # fmt: skip
+    points = [(now - timedelta(hours=h), rate) for h, rate in ((30, 0.05), (25, 0.12), (12, 0.4), (3, 0.66))]
+    for at, rate in points:
+        CampaignSnapshot.objects.create(
+            campaign=arena, at=at, win_rate=rate, boss_hp_left=1 - rate, mean_return=rate, clients_active=3
+        )
+    for version in (2, 4):
+        model_publish(campaign_id=arena.id, version=version, weights=model_bytes(version), is_checkpoint=True,
+                      samples_total=version * 1000, updates_total=version * 50)  # fmt: skip
+    arena.refresh_from_db()
+    return arena
+
+
+def test_a_newcomer_sees_the_fight_on_any_screen_and_gets_one_token(
+    asgi_server, browser, django_user_model
+):
+    server = asgi_server
+    arena = _boss_campaign()
+    pole = campaign_launch(campaign=campaign_create(slug="pole", name="CartPole warm-up", env_id="CartPole-v1"))
+    django_user_model.objects.create_user("newbie", "newbie@example.com", PASSWORD)
+    client_wheel_ensure()
+
+    # Lead with the fight: the card says how often the agent wins, and its trend, before anything else.
+    browser.get(server.url + "/")
+    card = browser.find_element(By.CSS_SELECTOR, '[data-campaign-card="iudex-arena"]')
+    text = card.text
+    assert "74%" in text and "of the last 100 fights won" in text and "up from 12%" in text, text
+    assert "Boss HP left: 18%" in text and "First win" in text and "return" not in text.lower()
+    assert "Iudex Gundyr" in browser.find_element(By.CSS_SELECTOR, ".hero h1").text
+    needs = browser.find_element(By.CSS_SELECTOR, ".needs").text
+    assert "1.15.2" in needs and "offline mode" in needs and "Any PC" in needs
+    screenshot(browser, "newcomer-home")
+
+    browser.get(server.url + arena.get_absolute_url())
+    fight = browser.find_element(By.ID, "fight").text
+    assert "74%" in fight and "up from 12%" in fight
+    charts = until(browser, lambda: browser.find_elements(By.CSS_SELECTOR, ".charts .chart-box canvas") and
+                   browser.find_elements(By.CSS_SELECTOR, ".charts .chart-box"), 60, "the charts")  # fmt: skip
+    assert charts[0].get_attribute("id") == "chart-winrate"  # the first chart is the win rate
+    summary = until(
+        browser,
+        lambda: browser.find_element(By.CSS_SELECTOR, '[data-summary="chart-winrate"]').text,
+        30,
+        "the win-rate chart's text alternative",
+    )
+    # The API serves the last day: the chart starts at the 12-hours-ago point (40%).
+    assert "Win rate (last 100 fights): 66% now, 40% at the start of the chart" in summary, summary
+    assert "Boss HP left (last 100 fights): 34% now" in summary, summary
+    assert not browser.find_element(By.CSS_SELECTOR, '[data-figure="updates_total"]').is_displayed()  # details
+    screenshot(browser, "boss-campaign-desktop")
+
+    # No public page scrolls sideways on a phone.
+    pages = [
+        "/", "/campaigns/", arena.get_absolute_url(), pole.get_absolute_url(),
+        f"/campaigns/{arena.slug}/history/", f"/campaigns/{arena.slug}/leaderboard/", "/leaderboard/",
+        "/download/", "/accounts/login/", "/accounts/signup/", "/no-such-page/",
+    ]  # fmt: skip
+    _phone(browser, True)
+    try:
+        too_wide = {}
+        for path in pages:
+            browser.get(server.url + path)
+            width, viewport = browser.execute_script(
+                "return [document.documentElement.scrollWidth, window.innerWidth]"
+            )
+            if width > viewport:
+                too_wide[path] = width
+            if path == arena.get_absolute_url():
+                browser.save_screenshot(str(ARTIFACTS / "boss-campaign-phone.png"))
+        assert too_wide == {}, f"wider than the 390 px phone: {too_wide}"
+
+        # Joining, on the phone: the token page, its copy button, and a refresh that mints nothing.
+        log_in(browser, server, "newbie", PASSWORD)
+        browser.get(server.url + arena.get_absolute_url())
+        name = browser.find_element(By.NAME, "machine_name").get_attribute("value")
+        assert name.startswith(("Android phone", "Linux PC", "PC")) and name != "my machine", name
+        submit(browser, "#join form")
+        token = until(browser, lambda: browser.find_element(By.ID, "token-value").text.strip(), 60, "the token")
+        assert token.startswith("sai_")
+        assert browser.execute_script("return document.documentElement.scrollWidth") <= 390
+        commands = " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, "pre.code:not(.token) code"))
+        assert "soulsai-client" in commands and token not in commands
+        browser.execute_cdp_cmd(
+            "Browser.grantPermissions",
+            {"origin": server.url, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+        )
+        browser.find_element(By.ID, "copy-token").click()
+        until(browser, lambda: "Copied" in browser.find_element(By.ID, "copy-status").text, 10, "the copy")
+        copied = browser.execute_async_script(
+            "var done = arguments[0]; navigator.clipboard.readText().then(done, function (e) { done('ERR ' + e); });"
+        )
+        assert copied == token  # the token alone: no spaces, no newline, no label
+        browser.refresh()
+        until(browser, lambda: "already shown" in browser.page_source, 30, "the refreshed token page")
+        assert token not in browser.page_source
+        assert MachineToken.objects.filter(user__username="newbie").count() == 1
+    finally:
+        _phone(browser, False)
