@@ -19,13 +19,13 @@ F = {name: i for i, name in enumerate(P.FIGHT_FIELDS)}
 
 
 def play_evaluation(
-    env_id: str, *, seed: int = 3, script=None
+    env_id: str, *, seed: int = 3, script=None, version: int = 4, env_kwargs: dict | None = None
 ) -> tuple[EvalEpisode, list[dict], dict | None]:
     """One evaluation episode as the runner plays it (record per step); ``script`` picks the arena's
     actions from the raw observation (the scripted player), else the checkpoint's greedy choice."""
-    env = make_env(env_id)
+    env = make_env(env_id, env_kwargs)
     policy = RandomPolicy(int(env.action_space.n))
-    policy.version = 4
+    policy.version = version
     episode = EvalEpisode(policy)
     obs, info = env.reset(seed=seed)
     raw, states, done = None, [], False
