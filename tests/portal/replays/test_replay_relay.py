@@ -139,3 +139,36 @@ def test_a_campaign_keeps_the_best_the_latest_and_one_per_checkpoint(arena):
     assert gone and all(not r.trace.storage.exists(r.trace.name) for r in gone), (
         "pruned replays leave storage too"
     )
+
+
+def test_a_cartpole_evaluation_keeps_its_actions_and_rewards_and_refuses_a_fight_trace(
+    asgi_server, campaign, token, redis_client
+):
+    publish_models(campaign, 1)
+    ask_for_evaluation(redis_client, campaign, 1, episodes=1)
+    episode, _, _ = play_evaluation("CartPole-v1", version=1)
+    good = P.EvalResult(
+        id="cp-1",
+        model_version=1,
+        episode_return=episode.episode_return,
+        episode_length=episode.length,
+        trace=episode.trace(),
+    ).to_wire()
+    fight_shaped = {
+        **good,
+        "id": "cp-bad",
+        "trace": np.zeros((episode.length, len(P.FIGHT_FIELDS)), np.float32),
+    }
+    with open_session(asgi_server, token[1]) as (ws, _):
+        hand_out(ws, 1, version=1)
+        refused = send(ws, fight_shaped)
+        ack = send(ws, good)
+    assert (refused["type"], refused["code"]) == (P.REJECT, P.R_SHAPE) and "action, reward" in refused[
+        "message"
+    ]
+    assert ack["type"] == P.ACK
+    replay = Replay.objects.get()
+    detail = get_json(asgi_server, f"/api/campaigns/{campaign.slug}/replays/{replay.id}/")
+    assert (detail["kind"], detail["won"], detail["fields"]) == ("steps", None, ["action", "reward"])
+    assert sum(detail["frames"]["reward"]) == episode.length == detail["length"]
+    assert "tables" not in detail
