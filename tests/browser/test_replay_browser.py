@@ -187,3 +187,23 @@ def test_a_visitor_watches_a_fight_a_real_client_sent_from_start_to_finish(
     assert "first beaten by checkpoint v1" in milestone.text and "Champion model v1" in milestone.text
     link = milestone.find_element(By.CSS_SELECTOR, "[data-first-win-model]").get_attribute("href")
     assert link == asgi_server.url + "/campaigns/replay-arena/models/1.safetensors"
+
+    # The history page: the checkpoint that played it has its replay, opened on demand.
+    browser.get(asgi_server.url + f"/campaigns/{campaign.slug}/history/")
+    row = browser.find_element(By.CSS_SELECTOR, "[data-replay-row='1']")
+    until(browser, lambda: row.is_displayed(), 20, "checkpoint v1's replay row")
+    summary = row.find_element(By.CSS_SELECTOR, "summary")
+    assert (
+        summary.text
+        == f"Watch v1's evaluation fight: Checkpoint v1 · won · return {fight.episode_return:.2f} · {n} steps"
+    )
+    summary.click()
+    details = row.find_element(By.CSS_SELECTOR, "[data-replay]")
+    until(
+        browser,
+        lambda: details.get_attribute("data-replay-id") == str(replay.id),
+        20,
+        "the checkpoint's replay",
+    )
+    assert row.find_element(By.CSS_SELECTOR, "[data-replay-text]").text.startswith(f"Step 1 of {n} ")
+    screenshot(browser, "replay-history")
