@@ -240,6 +240,11 @@ class Connection:
     def campaign_status(self) -> str:
         return self._campaign_status
 
+    @property
+    def connected(self) -> bool:
+        """The session is up (a cheap read for the env loop's every step)."""
+        return self._state == "connected"
+
     def hold_remaining(self) -> float:
         """Seconds of back-pressure left: the producer pauses that long."""
         return max(0.0, self._hold_until - time.monotonic())

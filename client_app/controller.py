@@ -13,6 +13,7 @@ whatever the server has not acknowledged.
 
 from __future__ import annotations
 
+import ipaddress
 import io
 import logging
 import queue
@@ -39,11 +40,24 @@ class StartError(ValueError):
     """The settings cannot start a run; the message says what to fix."""
 
 
+def with_scheme(server: str) -> str:
+    """A bare ``host[:port]`` as a URL: http:// for this machine or a private network, else https://."""
+    if "://" in server:
+        return server
+    host = server.split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+    try:
+        local = ipaddress.ip_address(host).is_private or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        local = host == "localhost" or host.endswith((".local", ".lan"))
+    return ("http://" if local else "https://") + server
+
+
 def check_settings(server: str, token: str) -> tuple[str, str]:
     """The server address and token, cleaned, or StartError with what to fix."""
     server, token = (server or "").strip(), (token or "").strip()
     if not server:
         raise StartError("Enter the server's address, e.g. https://soulsai.example.org")
+    server = with_scheme(server)
     try:
         websocket_url(server)
     except ValueError as exc:

@@ -56,6 +56,16 @@ def connection_label(state: ConnectionState) -> str:
     return state.state
 
 
+def connection_label_words(label: str, campaign: dict | None = None) -> str:
+    """connection_label as the window says it to a volunteer: pacing is normal, a pause is the staff's."""
+    if label == "server busy":
+        return "connected (the server paces its clients: normal)"
+    if label == "paused":
+        reason = str((campaign or {}).get("pause_reason") or "").strip()
+        return "paused by the campaign's staff" + (f": {reason}" if reason else "")
+    return label
+
+
 class RecentRate:
     """Steps per second over the last five seconds or so: the window's figure, sampled at each poll."""
 

@@ -43,6 +43,9 @@ EXIT_OK = 0  # finished: --max-steps reached, Ctrl-C, or the campaign was stoppe
 EXIT_FAILED = 1  # an unexpected error (a bug: please report it)
 EXIT_FATAL = 2  # this client cannot take part: refused token, closed campaign, old client, bad setup
 
+# The phase of a run that waits for the server with a backlog in the spool (RunConfig.offline_backlog).
+OFFLINE = "offline: waiting for the server"
+
 
 @dataclass
 class RunConfig:
@@ -59,6 +62,9 @@ class RunConfig:
     quiet: bool = False  # print errors only
     drain_timeout: float = 15.0  # at --max-steps, how long to wait for the server to ack the spool
     window: int = 16  # chunks in flight at most
+    # Offline, stop playing once this many chunks wait in the spool: fights played with a model the
+    # server may have replaced meanwhile teach the learner little and earn no wins (docs/client.md).
+    offline_backlog: int = 8
 
 
 class Runner:
@@ -317,6 +323,19 @@ class Runner:
                 continue
             if self.phase == "waiting for the game window":
                 self.phase = "playing"
+            if not connection.connected and len(self.spool) >= config.offline_backlog:
+                if self.phase != OFFLINE:
+                    self.phase = OFFLINE
+                    self.say(
+                        f"offline: {len(self.spool)} chunks wait for the server; not playing until it is back "
+                        "(they are sent then)"
+                    )
+                time.sleep(0.2)
+                pace_t0, pace_steps = time.monotonic(), self.steps
+                continue
+            if self.phase == OFFLINE:
+                self.phase = "playing"
+                self.say("the server is back: playing again")
             hold = connection.hold_remaining()
             if status != "running" or hold > 0:
                 # Paused by the admins, or back-pressure from the server: keep the episode, wait.

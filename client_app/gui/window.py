@@ -6,6 +6,7 @@ Everything here runs in Tk's thread and returns at once. The window polls the co
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 import threading
@@ -28,6 +29,8 @@ from client_app.controller import (
     check_settings,
     run_config,
 )
+from client_app.progress import connection_label_words
+from client_app.runner import OFFLINE
 from client_app.spool import default_spool_root
 
 POLL_MS = 250
@@ -50,7 +53,7 @@ FIGURES = (
     ("model", "Model"),
     ("steps", "Steps played"),
     ("sps", "Steps per second"),
-    ("episodes", "Episodes"),
+    ("episodes", "Fights / games played"),
     ("wins", "Wins"),
     ("return", "Your return (last 10)"),
     ("spool", "Chunks waiting to be sent"),
@@ -66,7 +69,12 @@ def figures_of(snap: ControllerSnapshot) -> dict[str, str]:
     values["state"] = STATES.get(snap.state, snap.state)
     if run is None:
         return values
-    values["connection"] = run.connection
+    if run.phase == OFFLINE:
+        values["state"] = (
+            f"offline: not playing while {run.spool:,} chunks wait for the server; it plays again once the "
+            "server is back"
+        )
+    values["connection"] = connection_label_words(run.connection, run.campaign)
     if run.model_version:
         values["model"] = f"v{run.model_version}"
     else:
@@ -107,6 +115,7 @@ class ClientWindow:
         self._campaign_url: str | None = None
         self._last_state = ""
         self._poll_id: str | None = None
+        self._pending_save: userconfig.UserConfig | None = None  # settings to save once the server accepts them
 
         saved = userconfig.load(config_path)
         self.server_var = tk.StringVar(value=saved.server)
@@ -155,17 +164,37 @@ class ClientWindow:
         ttk.Checkbutton(
             settings, text="show", variable=self.show_token, command=self._toggle_token, takefocus=0
         ).grid(row=1, column=2, sticky="w")
-        self.machine_entry = self._entry(settings, 2, "Machine name", self.machine_var)
-        self.spool_entry = self._entry(settings, 3, "Spool folder", self.spool_var)
-        ttk.Label(settings, text=f"empty: {default_spool_root()}", foreground="#666").grid(
-            row=4, column=1, columnspan=2, sticky="w"
+        link_font = tkfont.nametofont("TkDefaultFont").copy()
+        link_font.configure(underline=True)
+        # First launch: where the token comes from, with a link to the campaigns on the portal.
+        self.token_help = tk.Label(
+            settings, text="Where do I get a token? Join a campaign on the portal: it shows the token once.",
+            fg="#1a56c4", cursor="hand2", font=link_font, wraplength=420, justify="left",
+        )  # fmt: skip
+        self.token_help.grid(row=2, column=1, columnspan=2, sticky="w")
+        self.token_help.bind("<Button-1>", self._open_campaigns)
+        self.machine_entry = self._entry(settings, 3, "Machine name", self.machine_var)
+        # The spool folder is for the few who need it (a small system disk): under "advanced".
+        self.show_advanced = tk.BooleanVar(value=bool(self.spool_var.get()))
+        ttk.Checkbutton(
+            settings, text="advanced settings", variable=self.show_advanced, command=self._toggle_advanced,
+            takefocus=0,
+        ).grid(row=4, column=0, columnspan=3, sticky="w")  # fmt: skip
+        self.spool_label = ttk.Label(settings, text="Spool folder")
+        self.spool_label.grid(row=5, column=0, sticky="w", padx=(0, 8), pady=2)
+        self.spool_entry = ttk.Entry(settings, textvariable=self.spool_var, width=44)
+        self.spool_entry.grid(row=5, column=1, sticky="ew", pady=2)
+        self.spool_hint = ttk.Label(
+            settings, text=f"where unsent fights wait; empty: {default_spool_root()}", foreground="#666"
         )
+        self.spool_hint.grid(row=6, column=1, columnspan=2, sticky="w")
+        self._toggle_advanced()
         ttk.Label(settings, textvariable=self.note_var, foreground="#666").grid(
-            row=5, column=0, columnspan=3, sticky="w"
+            row=7, column=0, columnspan=3, sticky="w"
         )
 
         buttons = ttk.Frame(settings)
-        buttons.grid(row=6, column=0, columnspan=3, sticky="w", pady=(6, 0))
+        buttons.grid(row=8, column=0, columnspan=3, sticky="w", pady=(6, 0))
         # No button ever holds the keyboard focus: while the client plays, SoulsGym presses keys into
         # the focused window, and Space (the roll key) would press a focused button (docs/soulsgym.md).
         self.doctor_button = self._button(buttons, "Check this machine", self.check)
@@ -180,10 +209,8 @@ class ClientWindow:
         self.message_label = ttk.Label(
             settings, textvariable=self.message_var, foreground="#b00020", wraplength=440
         )
-        self.message_label.grid(row=7, column=0, columnspan=3, sticky="w")
+        self.message_label.grid(row=9, column=0, columnspan=3, sticky="w")
 
-        link_font = tkfont.nametofont("TkDefaultFont").copy()
-        link_font.configure(underline=True)
         campaign = ttk.LabelFrame(outer, text="Campaign", padding=6)
         campaign.grid(row=1, column=0, sticky="nsew", padx=(0, 6), pady=(6, 0))
         campaign.columnconfigure(1, weight=1)
@@ -243,6 +270,24 @@ class ClientWindow:
     def _toggle_token(self) -> None:
         self.token_entry.configure(show="" if self.show_token.get() else "•")
 
+    def _toggle_advanced(self) -> None:
+        for widget in (self.spool_label, self.spool_entry, self.spool_hint):
+            widget.grid() if self.show_advanced.get() else widget.grid_remove()
+
+    def campaigns_url(self) -> str | None:
+        """The portal's campaign list on the server typed in; None while there is no usable address."""
+        try:
+            return check_settings(self.server_var.get(), "x")[0].rstrip("/") + "/campaigns/"
+        except StartError:
+            return None
+
+    def _open_campaigns(self, _event: object = None) -> None:
+        url = self.campaigns_url()
+        if url is None:
+            self.message_var.set("Type the server's address first: its Campaigns page gives you a token.")
+            return
+        threading.Thread(target=self.open_url, args=(url,), name="soulsai-browser", daemon=True).start()
+
     # -- actions -----------------------------------------------------------------------------------
 
     def _settings(self) -> userconfig.UserConfig:
@@ -257,15 +302,20 @@ class ClientWindow:
         self.message_var.set("")
         settings = self._settings()
         try:
-            check_settings(settings.server, settings.token)
+            server, _ = check_settings(settings.server, settings.token)
         except StartError as exc:
             self.message_var.set(str(exc))
             return
-        try:
-            saved = userconfig.save(settings, self.config_path)
-            self.note_var.set(saved.token_note)
-        except OSError as exc:  # the run can go on without remembering the settings
-            self.message_var.set(f"cannot save the settings: {exc}")
+        settings = dataclasses.replace(settings, server=server)
+        self.server_var.set(server)
+        saved = userconfig.load(self.config_path)
+        # A new token (or server) is remembered only once the server has accepted it: a typo must not
+        # replace the saved token that works. The rest is remembered now.
+        if (settings.server, settings.token) == (saved.server, saved.token):
+            self._remember(settings)
+        else:
+            self._remember(dataclasses.replace(settings, server=saved.server, token=saved.token))
+            self._pending_save = settings
         try:
             self.controller.start(
                 run_config(
@@ -280,6 +330,13 @@ class ClientWindow:
             return
         self.notebook.select(self.log_text)
         self._show(self.controller.snapshot())
+
+    def _remember(self, settings: userconfig.UserConfig) -> None:
+        try:
+            saved = userconfig.save(settings, self.config_path)
+            self.note_var.set(saved.token_note if saved.token else "")
+        except OSError as exc:  # the run can go on without remembering the settings
+            self.message_var.set(f"cannot save the settings: {exc}")
 
     def toggle_pause(self) -> None:
         if self.controller.snapshot().state == "paused":
@@ -336,6 +393,9 @@ class ClientWindow:
         for key, text in figures_of(snap).items():
             _set(self.figure_vars[key], text)
         run = snap.run
+        if run is not None and run.campaign and self._pending_save is not None:
+            self._remember(self._pending_save)  # the server welcomed this token: it works
+            self._pending_save = None
         if run is not None and run.campaign:
             campaign = run.campaign
             _set(
@@ -359,7 +419,11 @@ class ClientWindow:
         self.doctor_button.state(["disabled"] if snap.doctor.running else ["!disabled"])
         if snap.state != self._last_state:
             if snap.state == "failed" and run is not None:
-                self.message_var.set(run.last_error or "the client stopped with an error: see the log")
+                message = run.last_error or "the client stopped with an error: see the log"
+                if self._pending_save is not None:
+                    message += " (the settings you saved before were kept)"
+                    self._pending_save = None
+                self.message_var.set(message)
             self._last_state = snap.state
         if (
             snap.doctor is not self._doctor_shown

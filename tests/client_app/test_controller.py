@@ -85,7 +85,11 @@ def test_settings_are_checked_before_anything_starts():
     with pytest.raises(StartError, match="server's address"):
         check_settings("", "sai_x")
     with pytest.raises(StartError, match="the server address"):
-        check_settings("soulsai.example.org", "sai_x")
+        check_settings("ftp://soulsai.example.org", "sai_x")
+    # A bare host[:port] is taken as typed: http for this machine or a private network, else https.
+    assert check_settings("soulsai.example.org", "sai_x")[0] == "https://soulsai.example.org"
+    assert check_settings("127.0.0.1:8000", "sai_x")[0] == "http://127.0.0.1:8000"
+    assert check_settings("192.168.1.20:8000", "sai_x")[0] == "http://192.168.1.20:8000"
     with pytest.raises(StartError, match="token"):
         check_settings("http://127.0.0.1:8000", "  ")
     with pytest.raises(StartError, match="spaces"):

@@ -60,3 +60,15 @@ def test_the_windows_steps_per_second_covers_the_last_five_seconds():
     assert rate.update(104.0, 200) == 50.0
     # Samples older than five seconds drop out: the figure follows the recent pace.
     assert rate.update(110.0, 1400) == 1200 / 6.0
+
+
+def test_the_window_words_pacing_as_normal_and_a_pause_as_the_staffs():
+    from client_app.progress import connection_label_words
+
+    assert connection_label_words("server busy") == "connected (the server paces its clients: normal)"
+    assert connection_label_words("paused", {}) == "paused by the campaign's staff"
+    assert (
+        connection_label_words("paused", {"pause_reason": "new model architecture"})
+        == "paused by the campaign's staff: new model architecture"
+    )
+    assert connection_label_words("retrying") == "retrying"
