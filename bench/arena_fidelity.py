@@ -3,7 +3,7 @@
 recording in tests/data/iudex_recorded_episodes.json.
 
 Rolls the arena out the way the recording was made (uniform random actions over all 20, allowed or
-not; game_speed 3; SoulsGym's random start poses; --episodes fights, seeds 0..N-1) and prints, next
+not; game_speed 3; SoulsGym's random start poses; --episodes fights, seeds --seed onwards) and prints, next
 to the recording's figure, each quantity of client_app.arena.fidelity.METRICS (damage per hit, hits
 to die, attacks per minute, chaining, the pause after attacks, turn rates, idle and strafe shares, the
 attack mix, distances, stamina, parry cost, roll length, action availability, reward under both
@@ -13,7 +13,7 @@ formulas, lock-on, the player states) with its tolerance: the recording's 95% bo
 and the share of fights it won untouched.
 
 Progress goes to stderr; the table to stdout; the last line on stdout is JSON: {"boss_damage",
-"episodes", "passed", "failed": [names], "metrics": {name: {"real", "tolerance", "arena", "pass"}},
+"episodes", "seed", "passed", "failed": [names], "metrics": {name: {"real", "tolerance", "arena", "pass"}},
 "scripted": {"win_rate", "mean_hits_taken", "untouched_win_rate", "fights"}}. Exit status 0 when
 every metric passes and the scripted player takes hits, 1 otherwise.
 
@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--boot", type=int, default=2000, help="bootstrap resamples for the tolerances (default 2000)"
     )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="first fight's seed: fights use seeds SEED.. (default 0)"
+    )
     args = parser.parse_args(argv)
 
     kwargs = {"init_pose_randomization": True, "game_speed": 3.0}
@@ -66,17 +69,17 @@ def main(argv: list[str] | None = None) -> int:
         file=sys.stderr,
     )
     fights = []
-    for seed in range(args.episodes):
-        fights.append(fidelity.rollout(env, fidelity.uniform_random, seed))
-        if (seed + 1) % 10 == 0 or seed + 1 == args.episodes:
-            print(f"random play: {seed + 1}/{args.episodes} fights", file=sys.stderr)
+    for k in range(args.episodes):
+        fights.append(fidelity.rollout(env, fidelity.uniform_random, args.seed + k))
+        if (k + 1) % 10 == 0 or k + 1 == args.episodes:
+            print(f"random play: {k + 1}/{args.episodes} fights", file=sys.stderr)
     arena = fidelity.figures(fights)
     rows = fidelity.compare(arena, real, tol)
     scripted = []
-    for seed in range(args.scripted_episodes):
-        scripted.append(fidelity.rollout(env, lambda obs, allowed, rng: scripted_action(obs), seed))
-        if (seed + 1) % 10 == 0 or seed + 1 == args.scripted_episodes:
-            print(f"scripted player: {seed + 1}/{args.scripted_episodes} fights", file=sys.stderr)
+    for k in range(args.scripted_episodes):
+        scripted.append(fidelity.rollout(env, lambda obs, allowed, rng: scripted_action(obs), args.seed + k))
+        if (k + 1) % 10 == 0 or k + 1 == args.scripted_episodes:
+            print(f"scripted player: {k + 1}/{args.scripted_episodes} fights", file=sys.stderr)
     sfig = fidelity.scripted_figures(scripted)
 
     print(f"{'metric':24s} {'real':>9s} {'tolerance':>20s} {'arena':>9s}  ")
@@ -95,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "boss_damage": env.boss_damage,
         "episodes": args.episodes,
+        "seed": args.seed,
         "passed": len(rows) - len(failed),
         "failed": failed,
         "metrics": {r["metric"]: {k: r[k] for k in ("real", "tolerance", "arena", "pass")} for r in rows},

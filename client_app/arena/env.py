@@ -14,6 +14,7 @@ import numpy as np
 from client_app import iudex as I
 from client_app.arena import rules as R
 from client_app.arena.rules import (
+    ANIM_DT,
     ARENA_RADIUS,
     ATTACK_FACING,
     ATTACKING,
@@ -106,6 +107,7 @@ class IudexArena(gym.Env):
         self.px, self.py, self.pyaw = pose[0], pose[1], pose[3]
         self.p_hp, self.p_sp = float(I.PLAYER_MAX_HP), float(I.PLAYER_MAX_SP)
         self.p_anim, self.p_t = "Idle", 0.0
+        self.p_due: tuple[float, float] | None = None
         self.p_roll_dir = 0.0
         self.p_hit_done = False  # the current attack animation already dealt (or missed) its hit
         self.bx, self.by, self.byaw = I.BOSS_INIT_POSE[0], I.BOSS_INIT_POSE[1], I.BOSS_INIT_POSE[3]
@@ -118,6 +120,7 @@ class IudexArena(gym.Env):
         self.b_sweep = 0.0
         self.b_shift = 0.0
         self.p_walk = -1  # the walk action last taken (for the run stops)
+        self.p_walk_steps = 0  # steps walked in a row
         self.p_prev = "Idle"  # the player's animation before the current one
         self.p_grabbed = False  # held by the grab, then getting up: lock-on is lost
         # What 699 recorded steps cannot pin down is drawn per fight within stated ranges (rules.py).
@@ -125,8 +128,8 @@ class IudexArena(gym.Env):
         self.chain_p = rng.uniform(*(R.CHAIN_P if self.phase == 1 else R.CHAIN_P2))
         self.cut_p = rng.uniform(*R.CUT_P)
         self.pause_median = rng.uniform(*R.PAUSE_MEDIAN)
-        self.fast_turn = rng.uniform(*R.FAST_TURN) * DT
-        self.slow_turn = rng.uniform(*R.SLOW_TURN) * DT
+        self.fast_turn = rng.uniform(*R.FAST_TURN) * ANIM_DT
+        self.slow_turn = rng.uniform(*R.SLOW_TURN) * ANIM_DT
         self.tempo = rng.uniform(*R.PHASE2_TEMPO) if self.phase == 2 else 1.0
         self.b_end = 0.0  # when the current attack ends (its full length, or a cut for a chained follow-up)
         self.b_chain = False
@@ -143,11 +146,16 @@ class IudexArena(gym.Env):
         if not 0 <= action < I.N_ACTIONS:
             raise ValueError(f"action must lie in [0, {I.N_ACTIONS - 1}], got {action}")
         prev = (self.b_hp, self.p_hp, self.px, self.py)
-        getup = R.KNOCKDOWN_GETUP.get(self.p_anim)
-        if getup is not None and action != I.NOOP and self.p_t >= getup:
-            self._get_up(action)  # any key gets a knocked-down player up once he can (recorded)
-        elif action in self._allowed():  # like the game, an action that is not allowed is dropped
+        # Like the game, an action that is not allowed is dropped; the heavy-attack key and doing
+        # nothing change nothing (recorded: all 3 allowed heavy presses, every allowed 19).
+        if (
+            action in self._allowed()
+            and action != I.NOOP
+            and (action != I.HEAVY_ATTACK or R.HEAVY_ATTACK_WORKS)
+        ):
             self._player_act(action)
+        else:
+            self._release_walk()
         self._boss_decide()
         self._advance()
         reward = self._reward(prev)
@@ -175,13 +183,22 @@ class IudexArena(gym.Env):
     def _set_player(self, anim: str) -> None:
         self.p_prev = self.p_anim
         self.p_anim, self.p_t, self.p_hit_done = anim, 0.0, False
+        self.p_due = None  # (seconds in, SP): a cost the animation takes later (attacks, parry)
 
     def _pay(self, cost: float) -> None:
         # The game takes the whole cost whenever SP was above 0 (the action needs SP > 0): SP goes negative.
         self.p_sp -= cost
 
+    def _release_walk(self) -> None:
+        """A step without a walk: after walking two steps or more the run stops (recorded: all 7 stops
+        followed two or more walks and a step without one; none followed a single walk)."""
+        if self.p_walk_steps >= 2 and self.p_anim == "Move":
+            self._set_player(R.RUN_STOP[R.RUN_STOP_SIDE[self.p_walk]])
+        self.p_walk, self.p_walk_steps = -1, 0
+
     def _get_up(self, action: int) -> None:
-        """A knocked-down or released player gets up with a roll (EStepDown) on any input, allowed or not."""
+        """A knocked-down or released player gets up with a roll (EStepDown): the roll key, once the
+        mask allows a roll (recorded: the roll key got him up all 3 times; a light attack did not)."""
         to_boss = heading(self.bx - self.px, self.by - self.py)
         self._set_player("EStepDown")
         self.p_roll_dir = to_boss + ((action % 8) * math.pi / 4 if action < 16 else math.pi)
@@ -191,19 +208,25 @@ class IudexArena(gym.Env):
         anim, t = self.p_anim, self.p_t
         to_boss = heading(self.bx - self.px, self.by - self.py)
         if action < 8:  # walk, relative to the locked-on facing: 0 forward, 2 right, 4 back, 6 left
-            turn = abs((action - self.p_walk + 4) % 8 - 4) if self.p_walk >= 0 else 0
-            if anim == "Move" and t >= 0.15 and turn >= 3:
-                # A sharp change of direction while walking: the run stops first (recorded, 1.4% of steps).
-                self._set_player(R.RUN_STOP[((self.p_walk + 1) % 8) // 2])
-                self.p_walk = -1
-                return
             if anim != "Move":
                 self._set_player("Move")
-            self.p_walk = action
+            self.p_walk, self.p_walk_steps = action, self.p_walk_steps + 1
             self._move_player(to_boss + action * math.pi / 4, WALK_STEP)
             return
-        self.p_walk = -1
-        if action < 16:
+        self.p_walk, self.p_walk_steps = -1, 0
+        if anim not in ATTACKING or t >= R.REGEN_AFTER.get(anim, 99.0):
+            # The key lands ACTION_LAG into the step: until then SP still comes back (recorded: a roll from
+            # Move costs 14-15, from a roll 16).
+            self.p_sp = min(float(I.PLAYER_MAX_SP), self.p_sp + SP_REGEN * R.ACTION_LAG / ANIM_DT)
+        self._player_start(action, anim, t, to_boss)
+        if self.p_t == 0.0:
+            self.p_t = -R.ACTION_LAG  # ... and its animation shows 0.08 s on the next observation (recorded)
+
+    def _player_start(self, action: int, anim: str, t: float, to_boss: float) -> None:
+        """A roll, get-up, light attack, heavy attack or parry, taken while allowed."""
+        if action < 16 and anim in R.KNOCKDOWN_MAX:
+            self._get_up(action)
+        elif action < 16:
             # A roll out of a roll (or straight after one) is the chained roll, RollingMediumSelftra.
             chained = anim == "RollingMedium" or (
                 self.p_prev in ROLLS and (anim == "Move" or anim.startswith("RunStop")) and t <= 0.25
@@ -223,16 +246,18 @@ class IudexArena(gym.Env):
                 self._set_player("AttackRightLightStep")  # the attack out of a roll
             else:
                 self._set_player(NEXT_LIGHT.get(anim, "AttackRightLight1"))
-            self._pay(R.LIGHT_SP)
+            if self.p_anim == "ThrowAtk":
+                self._pay(R.LIGHT_SP)
+            else:  # the swing takes its SP as it starts to hurt, not on the key press (recorded)
+                step = self.p_anim == "AttackRightLightStep"
+                self.p_due = (R.LIGHT_SP_AT, R.STEP_LIGHT_SP if step else R.LIGHT_SP)
         elif action == I.HEAVY_ATTACK:
             if R.HEAVY_ATTACK_WORKS:
                 self._set_player("AttackRightHeavy1Sta")
                 self._pay(R.HEAVY_SP)
-            elif anim != "Move":  # as recorded: the key only ends the current animation
-                self._set_player("Move")
         elif action == I.PARRY:
             self._set_player("ParryLeftStart")
-            self._pay(R.PARRY_SP)
+            self.p_due = (R.PARRY_SP_AT, R.PARRY_SP)
         # Doing nothing stops walking; the game still shows Move (recorded: Idle on 5 of 699 steps).
 
     def _move_player(self, yaw: float, dist: float) -> None:
@@ -243,9 +268,12 @@ class IudexArena(gym.Env):
     def _player_tick(self, t0: float) -> None:
         t1 = self.p_t
         anim = self.p_anim
-        if anim in ROLLS and t0 < ROLL_MOVE_S:
+        if self.p_due is not None and self.p_due[0] <= t1 + 1e-9:
+            self._pay(self.p_due[1])
+            self.p_due = None
+        if anim in ROLLS and t1 <= ROLL_MOVE_S:
             self._move_player(self.p_roll_dir, ROLL_STEP)
-        elif anim == "EStepDown" and t0 < 0.5:
+        elif anim == "EStepDown" and t1 <= 0.5:
             self._move_player(self.p_roll_dir, 0.5)
         if anim.startswith("AttackRightLight"):
             self._player_strike(t0, t1, STEP_LIGHT if anim == "AttackRightLightStep" else LIGHT)
@@ -257,8 +285,10 @@ class IudexArena(gym.Env):
         elif anim == "ThrowAtk" and not self.p_hit_done and t1 >= RIPOSTE["at"]:
             self.p_hit_done = True
             self._hurt_boss(RIPOSTE["damage"], 0.0)
-        if anim not in ATTACKING or t0 >= R.REGEN_AFTER.get(anim, 99.0):
-            self.p_sp = min(float(I.PLAYER_MAX_SP), self.p_sp + SP_REGEN)
+        # SP comes back outside actions, and in an action from REGEN_AFTER on: the part of the step past it.
+        since = max(0.0, t0, R.REGEN_AFTER.get(anim, 99.0) if anim in ATTACKING else 0.0)
+        if t1 > since:
+            self.p_sp = min(float(I.PLAYER_MAX_SP), self.p_sp + SP_REGEN * min(1.0, (t1 - since) / ANIM_DT))
         if anim in R.KNOCKDOWN_MAX:
             if t1 >= R.KNOCKDOWN_MAX[anim] - 1e-9:
                 self._set_player("Idle")
@@ -401,14 +431,14 @@ class IudexArena(gym.Env):
             elif t0 < attack.recovery_from * ts + 0.3:
                 self._turn_boss(self.slow_turn)
             if t0 < windup and self.b_lunge:
-                step = self.b_lunge * min(DT, windup - t0) / windup
+                step = self.b_lunge * min(ANIM_DT, windup - t0) / windup
                 self.bx -= math.sin(self.byaw) * step
                 self.by -= math.cos(self.byaw) * step
                 self.bx, self.by = self._keep_apart(self.bx, self.by, self.px, self.py)
             sh = self.b_shift
             if any(h.start * ts + sh - 0.1 <= t0 < h.end * ts + sh for h in attack.hits):
                 # The swing itself sweeps him round (recorded bursts of 130-250 °/s around the hits).
-                self.byaw = wrap(self.byaw + self.b_sweep * DT)
+                self.byaw = wrap(self.byaw + self.b_sweep * ANIM_DT)
             for i, hit in enumerate(attack.hits):
                 if (
                     i not in self.b_hits_done
@@ -469,8 +499,8 @@ class IudexArena(gym.Env):
             self.b_end, self.b_chain = R.ALL_ATTACKS["ThrowAtk"].duration, False
             return True
         self.p_hp = max(0.0, self.p_hp - hit.damage * self._damage_scale)
-        if p_anim in ROLLS:
-            self._set_player("AddDamageStartFront")  # caught mid-roll: a flinch, the roll is over
+        if p_anim in ROLLS and hit.stagger in R.ROLL_FLINCH:
+            self._set_player("AddDamageStartFront")  # caught mid-roll by a lighter hit: a flinch
         elif p_anim.startswith("AttackRight") and hit.stagger == "DamageMiddle":
             self._set_player("DamageFling")
         else:
@@ -481,9 +511,9 @@ class IudexArena(gym.Env):
 
     def _advance(self) -> None:
         p0, b0 = self.p_t, self.b_t
-        # Rounded, so that 0.1 s steps land on the animation timings instead of drifting past them.
-        self.p_t = round(p0 + DT, 6)
-        self.b_t = round(b0 + DT, 6)
+        # Animation time, rounded so that it does not drift by float errors.
+        self.p_t = round(p0 + ANIM_DT, 6)
+        self.b_t = round(b0 + ANIM_DT, 6)
         self._player_tick(p0)
         if self.b_hp > 0.0:
             self._boss_tick(b0)

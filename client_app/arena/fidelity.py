@@ -68,9 +68,12 @@ def load_recording(path: Path = RECORDING) -> list[Fight]:
 
 
 def _fight(data: dict, idx: list[int]) -> Fight:
+    # The file's action i is the one that led to observation i (its first in an episode, 0, stands for the
+    # reset), as its rewards are: a roll started on all 44 recorded steps where the action before was an
+    # allowed roll. So the action taken at observation i is the file's action i + 1.
     return Fight(
         obs=[data["observations"][i] for i in idx],
-        actions=[int(data["actions"][i]) for i in idx[:-1]],
+        actions=[int(data["actions"][i]) for i in idx[1:]],
         allowed=[list(data["infos"][i]["allowed_actions"]) for i in idx],
     )
 

@@ -11,6 +11,12 @@ from dataclasses import dataclass
 from client_app import iudex as I
 
 DT = I.STEP_SECONDS
+# Animation clocks advance this much per step (recorded at game_speed 3: a median 0.097 s a step, the
+# player's and Iudex's alike), and an action's animation shows 0.08 s on the next observation, not 0.1
+# (48 of the 102 recorded starts; a walk's Move shows 0.1): the key lands ACTION_LAG into the step. The
+# mask's timings fall on the same steps as in the game: a roll allows nothing at 0.66 s and everything
+# at 0.76 s, where 0.1 s steps from 0 would allow an attack one step earlier, at 0.7 s.
+ANIM_DT, ACTION_LAG = 0.097, 0.02
 TAU = 2 * math.pi
 ARENA_RADIUS = 22.0  # a walled disc around ARENA_CENTER: the fight stays well inside the coordinate box
 BOSS_RADIUS = 1.0  # bodies never overlap closer than this
@@ -23,25 +29,34 @@ ROLL_STEP = (
 )
 ROLL_MOVE_S = 0.6
 ROLL_IFRAMES = (0.05, 0.45)  # seconds into a roll during which hits pass through
-# Stamina costs (recorded: roll 16, light attack 20, parry 26-28, get-up roll 14). The cost is paid in
-# full whenever SP is above 0, so SP goes negative (recorded down to -60; SoulsGym declares Box(0, 95)).
-ROLL_SP, LIGHT_SP, HEAVY_SP, PARRY_SP, GETUP_SP = 16.0, 20.0, 30.0, 27.0, 14.0
+# Stamina costs (recorded: roll 16, light attack 20, parry 26-28, get-up roll 16 from full SP). The cost
+# is paid in full whenever SP is above 0, so SP goes negative (recorded down to -60; SoulsGym declares
+# Box(0, 95)).
+ROLL_SP, LIGHT_SP, HEAVY_SP, PARRY_SP, GETUP_SP = 16.0, 20.0, 30.0, 27.0, 16.0
+STEP_LIGHT_SP = 30.0  # the attack out of a roll (recorded once: 53 -> 23)
+# A roll and a get-up pay at once; a light attack pays this far into its swing (recorded between 0.37 and
+# 0.48 s, 3 of 3), a parry this far into it (between 0.17 and 0.29 s, 4 of 4): until then SP stands.
+LIGHT_SP_AT, PARRY_SP_AT = 0.45, 0.25
 SP_REGEN = 4.5  # per step while walking, standing, staggered or held (recorded: 4.3-4.6)
 LIGHT = {"reach": 2.9, "arc": math.radians(60), "damage": 52.0, "at": 0.4, "poise": 1.0}  # 52: the recording
 STEP_LIGHT = {"reach": 3.2, "arc": math.radians(60), "damage": 52.0, "at": 0.45, "poise": 1.0}
-# The recording never shows a heavy attack: ~35 presses of the key (action 17) left the player in Move.
-# The arena does the same; True gives the knight's heavy attack below (docs/soulsgym.md: a recording that
-# shows it would settle which).
+# The recording never shows a heavy attack: 27 presses of the key (action 17), 3 of them allowed, changed
+# nothing. The arena does the same; True gives the knight's heavy attack below (docs/soulsgym.md: a
+# recording that shows it would settle which).
 HEAVY_ATTACK_WORKS = False
 HEAVY = {"reach": 3.1, "arc": math.radians(50), "damage": 95.0, "at": 0.8, "poise": 2.0}
 PARRY_WINDOW = (0.1, 0.35)
 RIPOSTE = {"reach": 3.0, "damage": 260.0, "at": 1.0, "window": 2.6}
 POISE_BREAK = 8.0  # poise points (light 1, heavy 2) that put Iudex in SABreak
 ROLL_MAX_S = 1.5  # a roll's animation runs on until the next action (recorded up to 1.24 s), at most this
-KNOCKDOWN_GETUP = {"DamageExLarge": 1.95, "ThrowDef": 6.95}  # an input after this gets up (EStepDown)
-KNOCKDOWN_MAX = {"DamageExLarge": 3.72, "ThrowDef": 8.3}  # without input he lies until this
+# Knocked down or released from the grab, the roll key gets him up (EStepDown) once the mask allows a
+# roll (1.92 s, 6.91 s); without it he lies until this.
+KNOCKDOWN_MAX = {"DamageExLarge": 3.72, "ThrowDef": 8.3}
 GRAB_DAMAGE, GRAB_DAMAGE_AT = 174.0, 1.9  # the grab's damage lands this long into his ThrowAtk (recorded)
 FLINCH_S = (0.45, 0.1)  # a hit during a roll's vulnerable frames: AddDamageStartFront, then AddDamageDefault
+# Which hits only flinch a rolling player (recorded once: 3012's 119, a DamageMiddle hit, 0.47 s into a
+# roll); a knock-down hit knocks him down whatever he does (recorded knock-downs: 2 of 9 hits).
+ROLL_FLINCH = frozenset({"DamageMiddle", "DamagePush"})
 
 # Iudex.
 # The share of the attack table's damage he deals by default: full strength, as in the game (the
@@ -230,14 +245,19 @@ SLOW_TURN = (_deg(10), _deg(30))  # rad/s after the last hit
 HIT_JITTER = (-0.15, 0.15)  # seconds each swing's hit windows move, drawn per attack
 SWEEP_TURN = (_deg(60), _deg(150))  # rad/s his swing turns him by, around each hit window
 
+RUN_STOP = ("RunStopFront", "RunStopRight", "RunStopBack", "RunStopLeft")
+#: The run stop by the last walk's direction (recorded: 2 right, 4 and 3 and 5 back, 6 left, 1 right).
+RUN_STOP_SIDE = (0, 1, 1, 2, 2, 2, 3, 0)
+RUN_STOP_S = 0.27  # a run stop turns into Move after this (recorded: RunStopRight 0.19 s, then Move)
 #: When a player's stagger animation ends (the walk timing of SoulsGym's table).
 PLAYER_ANIM_END = {name: t[2] for name, t in I.PLAYER_ANIMATION_TIMINGS.items()}
 PLAYER_ANIM_END.update(
     {"ParryLeftStart": 0.93, "AttackRightLightStep": 1.0, "EStepDown": 0.87, "AddDamageStartFront": FLINCH_S[0],
-     "AddDamageDefault": FLINCH_S[1]}
+     "AddDamageDefault": FLINCH_S[1], **dict.fromkeys(RUN_STOP, RUN_STOP_S)}
 )  # fmt: skip
-#: When SP starts coming back in an action (recorded: 0.95 s into a roll that runs on), else when it ends.
-REGEN_AFTER = {"RollingMedium": 0.9, "RollingMediumSelftra": 0.9, "ParryLeftStart": 0.93, "EStepDown": 0.87,
+#: When SP starts coming back in an action (recorded: +1 at 1.05 s into a roll that runs on, none at 0.95),
+#: else when it ends.
+REGEN_AFTER = {"RollingMedium": 1.03, "RollingMediumSelftra": 1.03, "ParryLeftStart": 0.93, "EStepDown": 0.87,
                "AttackRightLight1": 1.03, "AttackRightLight2": 1.03, "AttackRightLight3": 1.13,
                "AttackRightLightStep": 1.0}  # fmt: skip
 ROLLS = frozenset({"RollingMedium", "RollingMediumSelftra"})
@@ -246,7 +266,6 @@ ATTACKING = frozenset(
      "AttackRightHeavy1End", "ParryLeftStart", "RollingMedium", "RollingMediumSelftra", "EStepDown", "ThrowAtk"}
 )  # fmt: skip
 NEXT_LIGHT = {"AttackRightLight1": "AttackRightLight2", "AttackRightLight2": "AttackRightLight3"}
-RUN_STOP = ("RunStopFront", "RunStopRight", "RunStopBack", "RunStopLeft")  # by the walk's direction / 90°
 PLAYER_INIT_POSES = (
     (132.176, 575.064, -68.066, -2.768),
     (128.620, 588.938, -68.699, -1.954),
