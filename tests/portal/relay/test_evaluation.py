@@ -126,6 +126,22 @@ def test_boss_fight_outcomes_count_wins_per_campaign_and_machine(asgi_server, ar
     assert (campaign.wins_total, campaign.win_rate_recent) == (3, 0.75)
 
 
+def test_a_win_played_with_a_long_replaced_model_earns_nothing_on_the_boards(asgi_server, arena, redis_client):
+    # A client that played on offline with v1 while the learner published 40 more versions.
+    from portal.relay.store import BOARD_WIN_MAX_LAG
+
+    campaign, token = arena
+    current = BOARD_WIN_MAX_LAG + 11
+    publish_models(campaign, *range(1, current + 1))
+    won = {"win": True, "boss_hp": 0.0, "player_hp": 0.5}
+    with open_session(asgi_server, token[1]) as (ws, _):
+        assert send(ws, arena_chunk("old-win", done=True, version=1, outcome=won).to_message())["type"] == P.ACK
+        assert send(ws, arena_chunk("new-win", done=True, version=current - 2, outcome=won).to_message())["type"] == P.ACK
+    keys = CampaignKeys(campaign.id)
+    assert int(redis_client.hget(keys.machine_wins, str(token[0].id))) == 1  # the recent model's win only
+    assert int(redis_client.hget(keys.stats, "wins")) == 2  # the agent's figures count both fights
+
+
 def send_fights(ws, outcomes: list[dict]) -> None:
     """One episode-ending chunk per fight, each carrying its outcome."""
     for i, outcome in enumerate(outcomes):
