@@ -46,6 +46,9 @@ class Campaign(models.Model):
         validators=[version_validator],
         help_text="older clients are refused at the handshake and told to download the current one",
     )
+    pause_reason = models.CharField(
+        max_length=200, blank=True, help_text="why staff paused it, shown on its page and in the clients"
+    )
     max_policy_lag = models.PositiveIntegerField(
         default=0,
         help_text="refuse chunks played by a model more than this many versions older than the "

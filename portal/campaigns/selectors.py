@@ -224,6 +224,7 @@ class CampaignDict(FiguresDict):
     launched_at: str | None
     stopped_at: str | None
     first_win_at: str | None  # boss fights: when the first win was counted
+    pause_reason: str  # why staff paused it ("" when running, or when they gave none)
 
 
 class CheckpointDict(TypedDict):
@@ -275,6 +276,7 @@ def campaign_api_dict(campaign: Campaign, request: HttpRequest) -> CampaignDict:
         launched_at=_iso(campaign.launched_at),
         stopped_at=_iso(campaign.stopped_at),
         first_win_at=_iso(campaign.first_win_at),
+        pause_reason=campaign.pause_reason if campaign.status == Campaign.Status.PAUSED else "",
     )
 
 

@@ -160,14 +160,28 @@ def campaign_launch(*, campaign: Campaign) -> Campaign:
     return _transition(campaign, "launch")
 
 
-def campaign_pause(*, campaign: Campaign) -> Campaign:
-    """Running -> paused: the learner checkpoints and exits, clients wait."""
-    return _transition(campaign, "pause")
+PAUSE_REASON_MAX = 200  # characters; the campaign page and every client show it
+
+
+def campaign_pause(*, campaign: Campaign, reason: str = "") -> Campaign:
+    """Running -> paused: the learner checkpoints and exits, clients wait; ``reason`` says why (optional)."""
+    reason = " ".join((reason or "").split())
+    if len(reason) > PAUSE_REASON_MAX:
+        raise ValidationError(f"keep the reason under {PAUSE_REASON_MAX} characters (it has {len(reason)})")
+    with transaction.atomic():
+        campaign = _transition(campaign, "pause")
+        Campaign.objects.filter(pk=campaign.pk).update(pause_reason=reason)
+        campaign.pause_reason = reason
+    return campaign
 
 
 def campaign_resume(*, campaign: Campaign) -> Campaign:
     """Paused -> running: a learner resumes from the last checkpoint."""
-    return _transition(campaign, "resume")
+    with transaction.atomic():
+        campaign = _transition(campaign, "resume")
+        Campaign.objects.filter(pk=campaign.pk).update(pause_reason="")
+        campaign.pause_reason = ""
+    return campaign
 
 
 def campaign_stop(*, campaign: Campaign) -> Campaign:

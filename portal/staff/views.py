@@ -108,12 +108,13 @@ def campaign_action(request: HttpRequest, slug: str, action: str) -> HttpRespons
         raise Http404("No such action.")
     campaign = get_object_or_404(Campaign, slug=slug)
     service, verb = ACTIONS[action]
+    reason = request.POST.get("reason", "")[:1000] if action == "pause" else ""
     try:
-        service(campaign=campaign)
+        service(campaign=campaign, reason=reason) if action == "pause" else service(campaign=campaign)
     except ValidationError as exc:
         messages.error(request, " ".join(exc.messages))
     else:
-        audit_record(actor=request.user, action=action, target=campaign)
+        audit_record(actor=request.user, action=action, target=campaign, detail=" ".join(reason.split())[:200])
         messages.success(request, f"{verb} “{campaign.name}”.")
     return redirect("staff:dashboard")
 

@@ -79,6 +79,25 @@ def test_pause_resume_stop_buttons_call_the_services(staff_client, cartpole_camp
     assert staff_client.post("/staff/campaigns/cartpole-test/explode/").status_code == 404
 
 
+def test_a_pause_reason_reaches_the_campaign_page_and_the_api(staff_client, cartpole_campaign):
+    visitor = Client()
+    reason = "  Moving the learner to a new GPU;\n back within the hour  "
+    staff_client.post("/staff/campaigns/cartpole-test/pause/", {"reason": reason})
+    page = visitor.get("/campaigns/cartpole-test/").content.decode()
+    assert "Paused by the campaign's staff: Moving the learner to a new GPU; back within the hour" in page
+    assert visitor.get("/api/campaigns/cartpole-test/").json()["pause_reason"] == (
+        "Moving the learner to a new GPU; back within the hour"
+    )
+    assert "Moving the learner" in staff_client.get("/staff/").content.decode()
+    staff_client.post("/staff/campaigns/cartpole-test/resume/")
+    assert visitor.get("/api/campaigns/cartpole-test/").json()["pause_reason"] == ""
+    assert "Paused by" not in visitor.get("/campaigns/cartpole-test/").content.decode()
+    response = staff_client.post("/staff/campaigns/cartpole-test/pause/", {"reason": "x" * 300}, follow=True)
+    assert "keep the reason under 200 characters" in response.content.decode()
+    cartpole_campaign.refresh_from_db()
+    assert cartpole_campaign.status == Campaign.Status.RUNNING  # refused: nothing changed
+
+
 def test_announcements_are_written_by_staff_and_shown_at_home(staff_client, staff):
     client = Client()
     response = staff_client.post("/staff/announcements/", {"title": "", "body": "x"})
