@@ -206,4 +206,5 @@ def test_a_visitor_watches_a_fight_a_real_client_sent_from_start_to_finish(
         "the checkpoint's replay",
     )
     assert row.find_element(By.CSS_SELECTOR, "[data-replay-text]").text.startswith(f"Step 1 of {n} ")
+    browser.execute_script("window.scrollTo(0, arguments[0].getBoundingClientRect().top + window.scrollY - 150)", row)
     screenshot(browser, "replay-history")
