@@ -20,6 +20,7 @@ from typing import Any
 
 from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
@@ -146,6 +147,18 @@ class ClientConsumer(AsyncWebsocketConsumer):
     joined: bool = False
     frame_gate: services.FrameGate | None = None  # made at the first frame
     counted: bool = False  # in the connected-clients gauge (portal.metrics.relay)
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        # Channels' own loop (await_many_dispatch) makes a task and an asyncio.wait per message, for
+        # several sources; with the layer off there is one, the websocket, read directly here.
+        self.scope = scope
+        self.channel_layer = None
+        self.base_send = send
+        try:
+            while True:
+                await self.dispatch(await receive())
+        except StopConsumer:
+            pass
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels runs close_old_connections() in the one thread-sensitive executor before *every*
@@ -431,7 +444,7 @@ class ClientConsumer(AsyncWebsocketConsumer):
         handed to this machine, recorded once per id, acked like a chunk."""
         result_id = message.get("id") if isinstance(message.get("id"), str) else None
         try:
-            result = P.decode_eval(message, bounds=self.schema.bounds, now=time.time(), action_n=self.schema.action_n)
+            result = P.decode_eval(message, bounds=self.schema.bounds, now=time.time())
         except P.ProtocolError as exc:
             await self.reject(result_id, exc.code, exc.message)
             return
@@ -447,8 +460,6 @@ class ClientConsumer(AsyncWebsocketConsumer):
             # The evaluation script does not report the campaign's current version.
             await self.refuse(result.id, outcome, extra_ms=extra_ms, version=result.model_version, current="")
             return
-        if outcome is StoreOutcome.STORED and result.trace is not None:
-            await evaluation.replay_keep(campaign=self.campaign, result=result)  # before the ack: then listed
         await self.send_message(P.Ack(id=result.id, duplicate=outcome is StoreOutcome.DUPLICATE, wait_ms=extra_ms))
 
     async def refuse(self, item_id: str, outcome: StoreOutcome, *, extra_ms: int, **template: Any) -> None:
