@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -76,3 +77,29 @@ def test_cartpole_records_its_actions_and_rewards():
     result = P.decode_eval(spooled(episode, outcome), bounds=P.bounds_for("CartPole-v1"), action_n=2)
     assert result.trace.shape == (episode.length, 2)
     assert result.trace[:, 1].sum() == episode.length  # CartPole pays 1 a step
+
+
+def test_the_real_games_recorded_fights_make_traces_the_relay_takes():
+    """SoulsGym's observations (699 steps recorded from the game, tests/data) give the same fields,
+    and the game's values (poses, HP, animations, its jumpier rewards) pass the relay's bounds."""
+    from client_app.protocol.trace import fight_frame
+    from tests.client_app.test_iudex import DATA
+
+    recorded = json.loads(DATA.read_text())
+    obs, actions, rewards, dones = (recorded[k] for k in ("observations", "actions", "rewards", "dones"))
+    starts = [0] + [t + 1 for t, done in enumerate(dones) if done][:-1]
+    for start in starts:
+        end = dones.index(True, start)
+        rows = [(*fight_frame(obs[t + 1]), float(actions[t]), float(rewards[t])) for t in range(start, end)]
+        trace = np.asarray(rows, np.float32)
+        total = float(trace[:, F["reward"]].astype(np.float64).sum())
+        checked = P.decode_trace(
+            {"dtype": "<f4", "shape": list(trace.shape), "data": trace.tobytes()},
+            bounds=P.bounds_for("SoulsGymIudex-v0"),
+            action_n=I.N_ACTIONS,
+            length=len(rows),
+            episode_return=total,
+            outcome=None,
+        )
+        assert checked.shape == (end - start, len(P.FIGHT_FIELDS))
+        assert checked[0, F["player_x"]] == pytest.approx(obs[start + 1]["player_pose"][0], abs=1e-3)
