@@ -2,8 +2,10 @@
 """Learner throughput: gradient updates per second when fed through Redis, next to a bare loop.
 
 "Fed through Redis" is the real learner path: an embedded Redis (or --redis-url), a throw-away SQLite
-database and media folder, a running CartPole-v1 campaign, a feeder process that XADDs packed chunks
-into the campaign's stream as the relay does (keeping a backlog, so the learner is never starved), and
+database and media folder, a running DQN campaign on --env (default CartPole-v1) with that env's
+default config, a feeder process that XADDs packed chunks (played in the real env with random allowed
+actions, as a client records them) into the campaign's stream as the relay does (keeping a backlog,
+so the learner is never starved), and
 ``portal.training.runner.learner_run(campaign_id=C, max_seconds=D)``. Its rate is read from the learner's
 stats hash (``updates`` and ``heartbeat``, written about once a second), from its first update to its time
 limit: start-up, refilling the buffer and the exit checkpoint are left out.
@@ -14,7 +16,14 @@ for the same D seconds.
 
 They alternate (baseline, learner, baseline, learner, ...) --repeats times. Progress goes to stderr
 one line per measurement; the last line of stdout is JSON with the medians: ``updates_per_s``,
-``baseline_updates_per_s`` and ``ratio`` (learner / baseline).
+``baseline_updates_per_s`` and ``ratio`` (learner / baseline), the baseline's updates per second of
+CPU time (``baseline_cpu_updates_per_s``: steadier than wall time on a shared machine), and
+
+    volunteers_served = updates_per_s * samples_per_update / client_sps
+
+how many clients playing --client-sps steps/s (default 10, the game at 1x) the learner absorbs at
+the campaign's replay ratio without slowing them down (by default the campaign's own, e.g. 2 for
+the Iudex DQN defaults: ``--env soulsai/IudexArena-v0``).
 """
 
 from __future__ import annotations
@@ -43,34 +52,59 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def make_frames(count: int, steps: int, seed: int = 0) -> list[bytes]:
-    """Packed CartPole chunks (the bytes the relay stores), every third one ending its episode."""
-    from client_app.protocol import Chunk, pack
+def make_chunks(env_id: str, total_steps: int, chunk_steps: int, seed: int = 0) -> list:
+    """Chunks of ``env_id`` played with uniformly random allowed actions, cut as a client cuts them."""
+    from client_app.chunker import Chunker
+    from client_app.envs import declared_spaces, make_env
+    from client_app.masks import action_mask
+    from client_app.spaces import action_count
 
+    observation_space, action_space = declared_spaces(env_id)
+    n_actions, start = action_count(action_space), int(action_space.get("start", 0))
+    env = make_env(env_id)
+    chunker = Chunker(chunk_steps=chunk_steps, observation_space=observation_space, n_actions=n_actions)
     rng = np.random.default_rng(seed)
-    frames = []
-    for i in range(count):
-        terminated = i % 3 == 2
-        chunk = Chunk(
-            id=f"bench-{i}",
+    obs, info = env.reset(seed=seed)
+    chunker.start_episode(obs, action_mask(info, n_actions))
+    chunks, played = [], 0
+    while played < total_steps:
+        mask = action_mask(info, n_actions)
+        action = int(rng.choice(np.flatnonzero(mask) if mask is not None else n_actions)) + start
+        obs, reward, terminated, truncated, info = env.step(action)
+        played += 1
+        chunk = chunker.step(
+            action,
+            float(reward),
+            obs,
+            terminated,
+            truncated,
             model_version=0,
-            obs=(rng.normal(size=(steps + 1, 4)) * 0.1).astype(np.float32),
-            actions=rng.integers(0, 2, size=steps).astype(np.int64),
-            rewards=np.ones(steps, dtype=np.float32),
-            terminated=terminated,
-            episode_return=float(steps) if terminated else None,
-            episode_length=steps if terminated else None,
+            mask=action_mask(info, n_actions),
         )
-        frames.append(pack(chunk.to_message()))
-    return frames
+        if chunk is not None:
+            chunks.append(chunk)
+        if terminated or truncated:
+            obs, info = env.reset()
+            chunker.start_episode(obs, action_mask(info, n_actions))
+    env.close()
+    return chunks
 
 
-def feed(redis_url: str, stream: str, steps: int, stop: multiprocessing.synchronize.Event) -> None:
+def make_frames(env_id: str, total_steps: int, chunk_steps: int, seed: int = 0) -> list[bytes]:
+    """The same chunks packed, as the relay stores them."""
+    from client_app.protocol import pack
+
+    return [pack(chunk.to_message()) for chunk in make_chunks(env_id, total_steps, chunk_steps, seed)]
+
+
+def feed(
+    redis_url: str, stream: str, env_id: str, steps: int, stop: multiprocessing.synchronize.Event
+) -> None:
     """The feeder process: top the stream up to BACKLOG_CHUNKS unread entries, every 20 ms."""
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    frames = make_frames(32, steps)
+    frames = make_frames(env_id, 32 * steps, steps)
     i = 0
     while not stop.is_set():
         missing = BACKLOG_CHUNKS - client.xlen(stream)
@@ -121,38 +155,41 @@ def measure_learner(campaign_id: int, seconds: float) -> float:
     return (u1 - u0) / (t1 - t0)
 
 
-def measure_baseline(env_id: str, hyperparams: dict, steps: int, seconds: float) -> float:
-    """The same DQN and replay maths on a pre-filled buffer, in a tight loop."""
-    from client_app.policy import QNetworkSpec
-    from client_app.protocol import decode_stored_chunk
+def measure_baseline(env_id: str, hyperparams: dict, chunks: list, seconds: float) -> tuple[float, float]:
+    """The same agent (DQN, replay buffer, observation normaliser) on a pre-filled buffer, in a tight
+    loop: (updates per second of wall time, updates per second of this process's CPU time)."""
+    from client_app.envs import declared_spaces
+    from client_app.spaces import action_count, flat_dim
     from portal.training.runner import learner_settings
+    from trainer.agents import DQNAgent
     from trainer.config import config_for
-    from trainer.dqn import DQN
     from trainer.learner import learner_device
-    from trainer.replay import replay_buffer_for
 
     config = config_for(env_id, hyperparams)
-    spec = QNetworkSpec(obs_dim=4, n_actions=2, hidden=tuple(config.hidden), dueling=config.dueling)
-    dqn = DQN(spec, config, device=learner_device(learner_settings()))
-    buffer = replay_buffer_for(config, obs_dim=4)
-    for frame in make_frames(max(1, 2 * config.learning_starts // steps), steps):
-        buffer.add_chunk(decode_stored_chunk(frame))
-    rng = np.random.default_rng(0)
+    observation_space, action_space = declared_spaces(env_id)
+    agent = DQNAgent(
+        config,
+        obs_dim=flat_dim(observation_space),
+        n_actions=action_count(action_space),
+        action_start=int(action_space.get("start", 0)),
+        device=learner_device(learner_settings()),
+    )
+    for chunk in chunks:
+        agent.ingest(chunk, current_version=0)
+    agent.rng = np.random.default_rng(0)
+    agent.run_samples = 1 << 60  # never waits for data: the replay ratio is the learner's business
+    never = lambda: False  # noqa: E731
 
-    def step() -> None:
-        batch = buffer.sample(config.batch_size, rng, beta=dqn.beta())
-        update = dqn.update(batch)
-        buffer.update_priorities(batch.indices, update.td_errors)
-
-    for _ in range(20):  # warm-up, as the learner's first updates are left out of its rate
-        step()
-    updates = 0
-    start = time.perf_counter()
+    # Warm-up, as the learner's first updates are left out of its rate.
+    agent.train(time.monotonic() + 3600, lambda: agent.updates >= 20)
+    updates = agent.updates
+    start, cpu_start = time.perf_counter(), time.process_time()
     until = start + seconds
     while time.perf_counter() < until:
-        step()
-        updates += 1
-    return updates / (time.perf_counter() - start)
+        agent.train(time.monotonic() + 0.1, never)
+    updates = agent.updates - updates
+    wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    return updates / wall, updates / max(cpu, 1e-9)
 
 
 def main() -> None:
@@ -164,12 +201,22 @@ def main() -> None:
     parser.add_argument(
         "--redis-url", help="use this Redis (its database is flushed) instead of an embedded one"
     )
+    parser.add_argument(
+        "--env", default="CartPole-v1", help="the campaign's env, with its DQN defaults (default CartPole-v1)"
+    )
+    parser.add_argument(
+        "--client-sps",
+        type=float,
+        default=10.0,
+        help="a client's env steps/s for volunteers_served (default 10: the game at 1x)",
+    )
     parser.add_argument("--steps", type=int, default=128, help="steps per chunk (default 128)")
     parser.add_argument(
         "--samples-per-update",
         type=float,
         default=0.5,
-        help="the campaign's replay ratio (default 0.5: the learner reads, but is never starved)",
+        help="the learner's replay ratio while measured (default 0.5: it reads, but is never starved); "
+        "volunteers_served uses the campaign's own",
     )
     parser.add_argument(
         "--hyperparams",
@@ -189,7 +236,8 @@ def main() -> None:
     from trainer.keys import CampaignKeys
 
     get_redis().flushdb()
-    env_id = "CartPole-v1"
+    env_id = args.env
+    campaign_config = config_for(env_id, json.loads(args.hyperparams))  # its replay ratio serves clients
     hyperparams = {"samples_per_update": args.samples_per_update, **json.loads(args.hyperparams)}
     campaign = campaign_launch(
         campaign=campaign_create(slug="bench", name="Learner bench", env_id=env_id, hyperparams=hyperparams)
@@ -200,19 +248,23 @@ def main() -> None:
         f"campaign {campaign.id}: {env_id}, batch {config.batch_size}, hidden {list(config.hidden)}, "
         f"n_step {config.n_step}, prioritized {config.prioritized}, samples_per_update "
         f"{config.samples_per_update}, publish every {config.publish_every_updates} updates / "
-        f"{config.publish_min_seconds} s, torch threads {os.environ.get('SOULSAI_TORCH_THREADS', '1')}"
+        f"{config.publish_min_seconds} s, normalize_obs {config.normalize_obs}, torch threads "
+        f"{os.environ.get('SOULSAI_TORCH_THREADS', '1')}"
     )
 
     stop = multiprocessing.get_context("spawn").Event()
     feeder = multiprocessing.get_context("spawn").Process(
-        target=feed, args=(redis_url, CampaignKeys(campaign.id).stream, args.steps, stop), daemon=True
+        target=feed, args=(redis_url, CampaignKeys(campaign.id).stream, env_id, args.steps, stop), daemon=True
     )
     feeder.start()
-    learner_rates, baseline_rates = [], []
+    chunks = make_chunks(env_id, 2 * config.learning_starts + args.steps, args.steps, seed=1)
+    learner_rates, baseline_rates, baseline_cpu_rates = [], [], []
     try:
         for i in range(args.repeats):
-            baseline_rates.append(measure_baseline(env_id, hyperparams, args.steps, args.duration))
-            progress(f"[{i + 1}/{args.repeats}] baseline {baseline_rates[-1]:.1f} updates/s")
+            wall, cpu = measure_baseline(env_id, hyperparams, chunks, args.duration)
+            baseline_rates.append(wall)
+            baseline_cpu_rates.append(cpu)
+            progress(f"[{i + 1}/{args.repeats}] baseline {wall:.1f} updates/s ({cpu:.1f} per CPU second)")
             learner_rates.append(measure_learner(campaign.id, args.duration))
             progress(f"[{i + 1}/{args.repeats}] learner  {learner_rates[-1]:.1f} updates/s")
     finally:
@@ -221,12 +273,17 @@ def main() -> None:
         sandbox.stop()
 
     learner, baseline = statistics.median(learner_rates), statistics.median(baseline_rates)
+    served = learner * campaign_config.samples_per_update / args.client_sps
     print(
         json.dumps(
             {
                 "updates_per_s": round(learner, 1),
                 "baseline_updates_per_s": round(baseline, 1),
+                "baseline_cpu_updates_per_s": round(statistics.median(baseline_cpu_rates), 1),
                 "ratio": round(learner / baseline, 3),
+                "volunteers_served": round(served, 1),
+                "client_sps": args.client_sps,
+                "campaign_samples_per_update": campaign_config.samples_per_update,
                 "learner_runs": [round(r, 1) for r in learner_rates],
                 "baseline_runs": [round(r, 1) for r in baseline_rates],
                 "duration_s": args.duration,
@@ -238,6 +295,7 @@ def main() -> None:
                         "hidden",
                         "n_step",
                         "prioritized",
+                        "normalize_obs",
                         "samples_per_update",
                         "publish_every_updates",
                         "publish_min_seconds",
