@@ -23,6 +23,7 @@ class RunningMeanStd:
         self.count = 0.0
         self.clip = clip
         self.epsilon = epsilon
+        self._published: ObsNorm | None = None  # the frozen copy, until the statistics change
 
     def update(self, batch: np.ndarray) -> None:
         batch = np.asarray(batch, dtype=np.float64).reshape(-1, self.mean.shape[0])
@@ -37,6 +38,7 @@ class RunningMeanStd:
         self.mean = self.mean + delta * n / total
         self.var = m2 / total
         self.count = total
+        self._published = None
 
     @property
     def std(self) -> np.ndarray:
@@ -44,7 +46,12 @@ class RunningMeanStd:
 
     def published(self) -> ObsNorm:
         """The frozen copy that travels with a model (float32)."""
-        return ObsNorm(self.mean.astype(np.float32), self.std.astype(np.float32), float(self.clip))
+        if self._published is None:
+            # Kept until the statistics change: the learner normalises two batches per update with it.
+            self._published = ObsNorm(
+                self.mean.astype(np.float32), self.std.astype(np.float32), float(self.clip)
+            )
+        return self._published
 
     def normalize(self, obs: np.ndarray) -> np.ndarray:
         return self.published()(obs)
@@ -57,3 +64,4 @@ class RunningMeanStd:
         if mean.shape != self.mean.shape or var.shape != self.var.shape:
             raise ValueError(f"normaliser of {mean.shape} features, expected {self.mean.shape}")
         self.mean, self.var, self.count = mean, var, float(state["count"])
+        self._published = None

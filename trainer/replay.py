@@ -12,7 +12,7 @@ import numpy as np
 
 from client_app.protocol import Chunk
 from trainer.config import DQNConfig
-from trainer.per import SumTree, importance_weights, priority
+from trainer.per import WideSumTree, importance_weights, priority
 
 
 class Batch(NamedTuple):
@@ -253,7 +253,7 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         )
         self.alpha = alpha
         self.eps = eps
-        self.tree = SumTree(capacity)
+        self.tree = WideSumTree(capacity)
         self.max_priority = 1.0
 
     def _stored(self, idx: np.ndarray) -> None:

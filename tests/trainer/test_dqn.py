@@ -8,7 +8,7 @@ from client_app.policy import QNetworkSpec
 from client_app.protocol import Chunk
 from trainer.config import DQNConfig
 from trainer.dqn import DQN, td_target, updates_allowed
-from trainer.networks import export_params, load_params
+from trainer.networks import build_q_network, export_params, load_params
 from trainer.replay import Batch, ReplayBuffer, replay_buffer_for
 
 
@@ -247,3 +247,59 @@ def test_replay_keeps_the_mask_of_each_transitions_next_observation():
     # n = 2: transitions 0 and 1 bootstrap from obs 2 and 3, the last one (m = 1) from obs 3.
     np.testing.assert_array_equal(batch.next_obs[:, 0], [2.0, 3.0, 3.0])
     np.testing.assert_array_equal(batch.next_masks, masks[[2, 3, 3]])
+
+
+def reference_update(q, target, optimizer, batch: Batch, config: DQNConfig):
+    """DQN.update written plainly (per-tensor Adam, one .item() per figure): the optimised update
+    must compute the same thing."""
+    import torch.nn.functional as F
+
+    obs, next_obs = torch.from_numpy(batch.obs), torch.from_numpy(batch.next_obs)
+    masks = torch.from_numpy(batch.next_masks)
+    with torch.no_grad():
+        returns, discounts = torch.from_numpy(batch.returns), torch.from_numpy(batch.discounts)
+        y = td_target(returns, discounts, target(next_obs), q(next_obs), masks)
+    q_taken = q(obs).gather(1, torch.from_numpy(batch.actions).unsqueeze(1)).squeeze(1)
+    loss = (torch.from_numpy(batch.weights) * F.smooth_l1_loss(q_taken, y, reduction="none")).mean()
+    optimizer.zero_grad()
+    loss.backward()
+    grad_norm = torch.nn.utils.clip_grad_norm_(q.parameters(), config.max_grad_norm, foreach=False)
+    optimizer.step()
+    return loss.item(), q_taken.mean().item(), grad_norm.item(), (y - q_taken).detach().numpy()
+
+
+def test_the_optimised_update_computes_what_the_plain_one_does():
+    """Fused Adam, one read for the metrics: the same losses, TD errors (the new priorities) and
+    weights as the textbook update, step after step, with masks and importance weights."""
+    config = DQNConfig(lr=1e-2, max_grad_norm=0.5, target_update_every=3)
+    spec = QNetworkSpec(obs_dim=6, n_actions=4, hidden=(16, 16), dueling=True)
+    torch.manual_seed(0)
+    dqn = DQN(spec, config)
+    q, target = build_q_network(spec), build_q_network(spec)
+    q.load_state_dict(dqn.q.state_dict())
+    target.load_state_dict(dqn.target.state_dict())
+    optimizer = torch.optim.Adam(q.parameters(), lr=config.lr, foreach=False, fused=False)
+    rng = np.random.default_rng(0)
+    for step in range(1, 8):
+        masks = rng.random((32, 4)) < 0.6
+        masks[:, 0] = True
+        batch = Batch(
+            obs=rng.normal(size=(32, 6)).astype(np.float32),
+            actions=rng.integers(0, 4, 32),
+            returns=rng.normal(size=32).astype(np.float32),
+            next_obs=rng.normal(size=(32, 6)).astype(np.float32),
+            discounts=(0.9 * (rng.random(32) < 0.8)).astype(np.float32),
+            weights=rng.random(32).astype(np.float32),
+            indices=np.arange(32),
+            next_masks=masks,
+        )
+        update = dqn.update(batch)
+        loss, q_mean, grad_norm, td_errors = reference_update(q, target, optimizer, batch, config)
+        if step % config.target_update_every == 0:
+            target.load_state_dict(q.state_dict())
+        assert update.metrics["losses/td_loss"] == pytest.approx(loss, rel=1e-5)
+        assert update.metrics["losses/q_mean"] == pytest.approx(q_mean, rel=1e-4, abs=1e-6)
+        assert update.metrics["losses/grad_norm"] == pytest.approx(grad_norm, rel=1e-5)
+        np.testing.assert_allclose(update.td_errors, td_errors, rtol=1e-4, atol=1e-5)
+        for name, value in q.state_dict().items():
+            torch.testing.assert_close(dqn.q.state_dict()[name], value, rtol=1e-4, atol=1e-5)

@@ -36,3 +36,16 @@ def test_state_round_trip():
     copy.load_state_dict(stats.state_dict())
     np.testing.assert_array_equal(copy.mean, stats.mean)
     assert copy.count == stats.count
+
+
+def test_batches_are_normalised_with_the_statistics_as_they_are_now():
+    """The learner reuses one frozen copy between ingests: new data or a loaded state replace it."""
+    stats = RunningMeanStd(1)
+    stats.update(np.array([[1.0], [3.0]]))  # mean 2, std 1
+    assert stats.normalize(np.array([4.0]))[0] == np.float32(2.0)
+    stats.update(np.array([[10.0], [12.0]]))  # mean 6.5, var 21.25
+    assert stats.normalize(np.array([4.0]))[0] == np.float32((4.0 - 6.5) / np.sqrt(21.25 + 1e-8))
+    other = RunningMeanStd(1)
+    other.update(np.array([[0.0], [2.0]]))  # mean 1, std 1
+    stats.load_state_dict(other.state_dict())
+    assert stats.normalize(np.array([4.0]))[0] == np.float32(3.0)

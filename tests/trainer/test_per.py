@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from client_app.protocol import Chunk
-from trainer.per import SumTree, beta_at, importance_weights, priority
+from trainer.per import SumTree, WideSumTree, beta_at, importance_weights, priority
 from trainer.replay import PrioritizedReplayBuffer
 
 
@@ -123,3 +123,44 @@ def test_new_transitions_get_the_largest_priority_so_far():
     )
     np.testing.assert_allclose(buffer.tree[np.arange(6)], [0.5, 6.0, 0.25, 1.0, 6.0, 6.0], rtol=1e-5)
     assert buffer.tree.total == pytest.approx(19.75)
+
+
+@pytest.mark.parametrize("capacity", [5, 64, 100, 4097, 200_000])
+def test_wide_sum_tree_samples_exactly_as_the_binary_reference(capacity):
+    """The replay buffer's 64-ary tree picks the same leaves as the textbook binary tree: same
+    totals, same leaf for the same random numbers, empty leaves never drawn, after any updates."""
+    rng = np.random.default_rng(capacity)
+    reference, wide = SumTree(capacity), WideSumTree(capacity)
+    priorities = rng.random(capacity) ** 3
+    priorities[rng.random(capacity) < 0.2] = 0.0  # empty leaves, some at the ends of sibling rows
+    priorities[0] = 1.0
+    for tree in (reference, wide):
+        tree.update(np.arange(capacity), priorities)
+        tree.update(np.array([0, 0, capacity - 1]), np.array([9.0, 3.0, 0.0]))  # last value wins
+    assert wide.total == pytest.approx(reference.total, rel=1e-12)
+    np.testing.assert_array_equal(wide[np.arange(capacity)], reference[np.arange(capacity)])
+    draws_ref, draws_wide = np.random.default_rng(1), np.random.default_rng(1)
+    for _ in range(50):
+        leaves = wide.sample(64, draws_wide)
+        np.testing.assert_array_equal(leaves, reference.sample(64, draws_ref))
+        assert (wide[leaves] > 0).all()
+        # New priorities for the sampled leaves, as the learner hands them back.
+        new = draws_ref.random(64)
+        draws_wide.random(64)
+        reference.update(leaves, new)
+        wide.update(leaves, new)
+    # Prefix sums at and past the total land on the last leaf with mass, as in the reference.
+    ends = np.array([0.0, reference.total, reference.total * (1 + 1e-12)])
+    np.testing.assert_array_equal(wide.find(ends), reference.find(ends))
+
+
+def test_wide_sum_tree_probabilities_match_a_plain_prefix_sum_search():
+    """Against the most direct reference: leaf i covers [sum(p[:i]), sum(p[:i+1])) of a cumsum."""
+    rng = np.random.default_rng(7)
+    priorities = rng.random(1000)
+    priorities[::7] = 0.0
+    tree = WideSumTree(1000, fan_out=8)  # 4 levels: the walk through several inner levels
+    tree.update(np.arange(1000), priorities)
+    values = rng.random(5000) * priorities.sum()
+    expected = np.searchsorted(np.cumsum(priorities), values, side="right")
+    np.testing.assert_array_equal(tree.find(values), expected)
