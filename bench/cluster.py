@@ -230,7 +230,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     folder = Path(tempfile.mkdtemp(prefix="soulsai-cluster-"))
-    cluster = Cluster(folder, asgi_per_host=args.asgi_per_host)
+    cluster = Cluster(folder, asgi_per_host=args.asgi_per_host, proxy_drain_s=args.proxy_drain_s)
     faults = [d for d in drills if d in FAULT_DRILLS]
     result: dict = {"drills": {}}
     try:
@@ -319,6 +319,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     topo.add_argument(
         "--grace", type=float, default=120.0, help="seconds a phase waits for every chunk's ack"
+    )
+    topo.add_argument(
+        "--proxy-drain-s", type=int, default=30,
+        help="nginx's worker_shutdown_timeout: after a reload, old workers close their websockets this "
+        "many seconds later and those clients reconnect (default 30, as docs/deployment.md sets it)",
     )
     topo.add_argument("--keep", action="store_true", help="keep the temporary folder (every role's log)")
     return parser.parse_args(argv)

@@ -185,6 +185,7 @@ class Cluster:
     asgi_per_host: int = 1
     client_addresses: int = 191
     proxy_connections: int = 8192  # nginx's worker_connections: two per websocket
+    proxy_drain_s: int = 30  # nginx's worker_shutdown_timeout: a reload's old workers close their websockets then
     network: PrivateNetwork = field(default_factory=lambda: PrivateNetwork(routed=True))
     hosts: dict[str, NetnsHost] = field(default_factory=dict)
     roles: dict[str, Role] = field(default_factory=dict)
@@ -377,7 +378,7 @@ class Cluster:
         self.proxy = start_nginx(
             self.folder / "proxy/nginx", upstreams=upstreams, cert=cert, key=key, static_root=static,
             server_name=proxy.address, host=proxy.address, ports=(80, 443), on_host=proxy.argv,
-            workers=os.cpu_count() or 1, connections=self.proxy_connections,
+            workers=os.cpu_count() or 1, connections=self.proxy_connections, drain_s=self.proxy_drain_s,
         )  # fmt: skip
         progress(f"proxy https://{proxy.address} in front of {len(upstreams)} ASGI processes")
 

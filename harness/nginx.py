@@ -44,7 +44,7 @@ worker_processes {workers};
 worker_rlimit_nofile {nofile};
 # As docs/deployment.md has operators add to Debian's nginx.conf: a reload does not keep old workers
 # alive for as long as their websockets last (hours); their clients reconnect to the new ones.
-worker_shutdown_timeout 30s;
+worker_shutdown_timeout {drain_s}s;
 pid {folder}/nginx.pid;
 error_log {folder}/error.log info;
 {user}
@@ -150,6 +150,7 @@ def start_nginx(
     on_host: Callable[[list[str]], list[str]] | None = None,
     workers: int = 1,
     connections: int = 4096,
+    drain_s: int = 30,
     timeout: float = 30,
 ) -> Nginx:
     """nginx with the operator's site in front of ``upstreams`` (ports on loopback, or ``host:port``),
@@ -158,7 +159,9 @@ def start_nginx(
     ``on_host`` runs it on another host (``NetnsHost.argv``, harness/cluster.py), where ``host`` is
     that host's address and ``ports`` its own: 80 and 443, as in production. ``workers`` and
     ``connections`` are nginx.conf's worker_processes and worker_connections (each websocket holds two
-    connections of a worker: the client's and the upstream's)."""
+    connections of a worker: the client's and the upstream's). ``drain_s`` is worker_shutdown_timeout:
+    how long a reload's old workers keep their websockets (30 s, as docs/deployment.md has operators
+    set it) before closing them, their clients then reconnecting to the new workers."""
     folder.mkdir(parents=True, exist_ok=True)
     for sub in ("tmp", "cache", "sites-enabled"):
         (folder / sub).mkdir(exist_ok=True)
@@ -179,7 +182,7 @@ def start_nginx(
     user = "user root;" if os.geteuid() == 0 else ""
     bind = f"    proxy_bind {proxy_bind};" if proxy_bind else ""
     (folder / "nginx.conf").write_text(MAIN.format(
-        folder=folder, user=user, proxy_bind=bind, workers=workers, connections=connections,
+        folder=folder, user=user, proxy_bind=bind, workers=workers, connections=connections, drain_s=int(drain_s),
         nofile=max(8192, 2 * connections + 64),
     ))
     argv = [NGINX, "-p", str(folder), "-c", str(folder / "nginx.conf"), "-e", str(folder / "error.log"),
