@@ -444,7 +444,7 @@ class ClientConsumer(AsyncWebsocketConsumer):
         handed to this machine, recorded once per id, acked like a chunk."""
         result_id = message.get("id") if isinstance(message.get("id"), str) else None
         try:
-            result = P.decode_eval(message, bounds=self.schema.bounds, now=time.time())
+            result = P.decode_eval(message, bounds=self.schema.bounds, now=time.time(), action_n=self.schema.action_n)
         except P.ProtocolError as exc:
             await self.reject(result_id, exc.code, exc.message)
             return
@@ -460,6 +460,8 @@ class ClientConsumer(AsyncWebsocketConsumer):
             # The evaluation script does not report the campaign's current version.
             await self.refuse(result.id, outcome, extra_ms=extra_ms, version=result.model_version, current="")
             return
+        if outcome is StoreOutcome.STORED and result.trace is not None:
+            await evaluation.replay_keep(campaign=self.campaign, result=result)  # before the ack: then listed
         await self.send_message(P.Ack(id=result.id, duplicate=outcome is StoreOutcome.DUPLICATE, wait_ms=extra_ms))
 
     async def refuse(self, item_id: str, outcome: StoreOutcome, *, extra_ms: int, **template: Any) -> None:
