@@ -59,6 +59,7 @@ class _Config:
             (self.checkpoint_every_versions >= 1, "checkpoint_every_versions must be at least 1"),
             (self.eval_every_samples >= 0, "eval_every_samples must not be negative (0: no evaluation)"),
             (1 <= self.eval_episodes <= 1000, "eval_episodes must be 1 to 1000"),
+            (0 < self.eval_max_share <= 1, "eval_max_share must be in (0, 1]"),
             (self.obs_norm_clip > 0, "obs_norm_clip must be positive"),
         ]
 
@@ -100,6 +101,7 @@ class DQNConfig(_Config):
     obs_norm_clip: float = 10.0  # normalised observations are clipped to +-this
     eval_every_samples: int = 10_000  # a checkpoint with greedy evaluation episodes this often (0: never)
     eval_episodes: int = 10  # evaluation episodes per evaluated checkpoint, played by clients
+    eval_max_share: float = 0.1  # evaluations wait while they would exceed this share of client steps
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + [
@@ -156,6 +158,7 @@ class PPOConfig(_Config):
     obs_norm_clip: float = 10.0
     eval_every_samples: int = 20_000
     eval_episodes: int = 10
+    eval_max_share: float = 0.1  # evaluations wait while they would exceed this share of client steps
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + [

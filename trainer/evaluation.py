@@ -58,15 +58,28 @@ def evaluation_request(client: redis.Redis, keys: CampaignKeys, *, model: Publis
 
 
 class EvaluationSchedule:
-    """When the learner's next evaluated checkpoint is due, and the evaluation in progress."""
+    """When the learner's next evaluated checkpoint is due, and the evaluation in progress.
 
-    def __init__(self, client: redis.Redis, keys: CampaignKeys, *, every_samples: int, episodes: int):
+    Evaluation episodes are volunteers' game time that trains nothing, so besides the spacing
+    (``every_samples``) a budget holds them to ``max_share`` of the campaign's steps: the next
+    evaluation is asked for only once the evaluation steps played so far (the campaign's
+    ``eval_steps``, counted by the relay) plus what the last evaluation cost fit within ``max_share``
+    of the steps trained on plus those. Short episodes (an agent that still loses fast) are evaluated
+    every ``every_samples``; long ones (CartPole's 500-step episodes, a long boss fight) further
+    apart, by themselves (docs/trainer.md, "Evaluation").
+    """
+
+    def __init__(
+        self, client: redis.Redis, keys: CampaignKeys, *, every_samples: int, episodes: int, max_share: float = 1.0
+    ):
         self.client = client
         self.keys = keys
         self.every_samples = every_samples  # 0: no evaluations
         self.episodes = episodes
+        self.max_share = max_share  # of all client steps, evaluation steps included
         self.next_at = every_samples  # samples_total of the next evaluation
         self.pending: tuple[int, float] | None = None  # (version, monotonic time asked) in progress
+        self.last_cost = 0  # env steps the last finished evaluation took
 
     def schedule_after(self, samples_total: int) -> None:
         """The next evaluation comes at the next multiple of ``every_samples`` past the sample count."""
@@ -79,14 +92,21 @@ class EvaluationSchedule:
         superseded half-way by the next."""
         if not self.every_samples or samples_total < self.next_at:
             return False
-        if self.pending is None:
-            return True
-        version, asked_at = self.pending
-        done = int(self.client.hget(self.keys.evals(version), "episodes") or 0)
-        if done >= self.episodes or time.monotonic() - asked_at > TIMEOUT_S:
+        if self.pending is not None:
+            version, asked_at = self.pending
+            done, steps = self.client.hmget(self.keys.evals(version), "episodes", "steps")
+            if int(done or 0) < self.episodes and time.monotonic() - asked_at <= TIMEOUT_S:
+                return False
             self.pending = None
+            self.last_cost = int(steps or 0)
+        return self.within_budget(samples_total)
+
+    def within_budget(self, samples_total: int) -> bool:
+        """Another evaluation as costly as the last keeps evaluation within ``max_share`` of all steps."""
+        if self.max_share >= 1.0:
             return True
-        return False
+        spent = int(self.client.hget(self.keys.stats, "eval_steps") or 0)
+        return spent + self.last_cost <= self.max_share * (samples_total + spent + self.last_cost)
 
     def request(self, model: PublishedModel, *, samples_total: int) -> None:
         """Ask for this checkpoint's episodes (the relay hands them out one at a time, with the ack of

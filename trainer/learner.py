@@ -150,7 +150,11 @@ class LearnerRun:
         self.held: list[bytes] = []
         self.hold_chunks = settings.hold_chunks
         self.evaluations = EvaluationSchedule(
-            client, self.keys, every_samples=self.config.eval_every_samples, episodes=self.config.eval_episodes
+            client,
+            self.keys,
+            every_samples=self.config.eval_every_samples,
+            episodes=self.config.eval_episodes,
+            max_share=self.config.eval_max_share,
         )
         # Version numbers never go back, even past versions published after the last checkpoint.
         self.version = campaign.model_version

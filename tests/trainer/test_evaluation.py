@@ -1,0 +1,48 @@
+"""The learner's evaluation schedule: spacing, and the budget that keeps evaluation a small share of steps."""
+
+from trainer.evaluation import EvaluationSchedule
+from trainer.keys import CampaignKeys
+
+KEYS = CampaignKeys(7)
+
+
+def model(version: int) -> dict:
+    return {"version": version, "url": f"/models/{version}", "sha256": "0" * 64}
+
+
+def play(client, version: int, *, episodes: int, steps: int) -> None:
+    """What the relay records when clients report an evaluation's episodes."""
+    client.hincrby(KEYS.evals(version), "episodes", episodes)
+    client.hincrby(KEYS.evals(version), "steps", steps)
+    client.hincrby(KEYS.stats, "eval_steps", steps)
+
+
+def test_long_evaluations_are_spaced_out_to_a_tenth_of_client_steps(redis_client):
+    schedule = EvaluationSchedule(redis_client, KEYS, every_samples=1_000, episodes=2, max_share=0.1)
+    assert not schedule.due(999)
+    assert schedule.due(1_000)  # nothing spent yet: the first one goes out on time
+    schedule.request(model(3), samples_total=1_000)
+    assert not schedule.due(2_000)  # still being played
+    play(redis_client, 3, episodes=2, steps=1_000)  # two 500-step episodes
+    # Another 1,000 steps on top of the 1,000 spent are at most a tenth of all client steps (training
+    # and evaluation) from 18,000 training samples on: 2,000 <= 0.1 * (18,000 + 2,000).
+    assert not schedule.due(17_999)
+    assert schedule.due(18_000)
+    schedule.request(model(9), samples_total=18_000)
+    play(redis_client, 9, episodes=2, steps=1_000)
+    assert not schedule.due(26_999) and schedule.due(27_000)  # 3,000 <= 0.1 * (27,000 + 3,000)
+
+
+def test_short_evaluations_keep_their_spacing(redis_client):
+    schedule = EvaluationSchedule(redis_client, KEYS, every_samples=1_000, episodes=2, max_share=0.1)
+    schedule.request(model(1), samples_total=1_000)
+    play(redis_client, 1, episodes=2, steps=40)  # an agent that still loses fast
+    assert not schedule.due(1_999)
+    assert schedule.due(2_000)
+
+
+def test_without_a_budget_evaluations_follow_the_spacing_alone(redis_client):
+    schedule = EvaluationSchedule(redis_client, KEYS, every_samples=1_000, episodes=2, max_share=1.0)
+    schedule.request(model(1), samples_total=1_000)
+    play(redis_client, 1, episodes=2, steps=50_000)
+    assert schedule.due(2_000)
