@@ -20,6 +20,7 @@ from tkinter import ttk
 from tkinter.scrolledtext import ScrolledText
 
 from client_app import __version__, userconfig
+from client_app.campaign_info import CampaignInfo, win_rate_words
 from client_app.controller import (
     Controller,
     ControllerSnapshot,
@@ -62,19 +63,22 @@ FIGURES = (
 )
 
 
-def figures_of(snap: ControllerSnapshot) -> dict[str, str]:
-    """The text of every live figure (pure: tested without a display through the window)."""
+def figures_of(snap: ControllerSnapshot, info: dict | None = None) -> dict[str, str]:
+    """The text of every live figure (pure: tested without a display through the window); ``info``: the
+    campaign's public figures (client_app.campaign_info), for the reason of a pause."""
     run = snap.run
     values = {key: "–" for key, _ in FIGURES}
     values["state"] = STATES.get(snap.state, snap.state)
     if run is None:
         return values
+    if run.connection == "paused" and snap.state == "running":
+        values["state"] = "waiting: the campaign's staff paused it (nothing is lost)"
     if run.phase == OFFLINE:
         values["state"] = (
             f"offline: not playing while {run.spool:,} chunks wait for the server; it plays again once the "
             "server is back"
         )
-    values["connection"] = connection_label_words(run.connection, run.campaign)
+    values["connection"] = connection_label_words(run.connection, {**run.campaign, **(info or {})})
     if run.model_version:
         values["model"] = f"v{run.model_version}"
     else:
@@ -127,6 +131,8 @@ class ClientWindow:
         self.message_var = tk.StringVar()
         self.campaign_var = tk.StringVar(value="– (shown once connected)")
         self.boss_var = tk.StringVar(value="–")
+        self.win_rate_var = tk.StringVar(value="–")
+        self._info: CampaignInfo | None = None  # the campaign's public figures, once a run knows its campaign
         self.figure_vars = {key: tk.StringVar(value="–") for key, _ in FIGURES}
 
         root.title(f"SoulsAI client {__version__}")
@@ -220,8 +226,11 @@ class ClientWindow:
         ttk.Label(campaign, text="Boss").grid(row=1, column=0, sticky="w", padx=(0, 8))
         self.boss_label = ttk.Label(campaign, textvariable=self.boss_var)
         self.boss_label.grid(row=1, column=1, sticky="w")
+        ttk.Label(campaign, text="Agent wins").grid(row=2, column=0, sticky="w", padx=(0, 8))
+        self.win_rate_label = ttk.Label(campaign, textvariable=self.win_rate_var)
+        self.win_rate_label.grid(row=2, column=1, sticky="w")
         self.link_label = tk.Label(campaign, text="", fg="#1a56c4", cursor="hand2", font=link_font)
-        self.link_label.grid(row=2, column=0, columnspan=2, sticky="w")
+        self.link_label.grid(row=3, column=0, columnspan=2, sticky="w")
         self.link_label.bind("<Button-1>", self._open_campaign)
 
         figures = ttk.LabelFrame(outer, text="Live", padding=6)
@@ -308,6 +317,9 @@ class ClientWindow:
             return
         settings = dataclasses.replace(settings, server=server)
         self.server_var.set(server)
+        if self._info is not None:  # a new run may play another campaign on another server
+            self._info.stop()
+            self._info = None
         saved = userconfig.load(self.config_path)
         # A new token (or server) is remembered only once the server has accepted it: a typo must not
         # replace the saved token that works. The rest is remembered now.
@@ -390,12 +402,21 @@ class ClientWindow:
         self._poll_id = self.root.after(POLL_MS, self._poll)
 
     def _show(self, snap: ControllerSnapshot) -> None:
-        for key, text in figures_of(snap).items():
-            _set(self.figure_vars[key], text)
         run = snap.run
         if run is not None and run.campaign and self._pending_save is not None:
             self._remember(self._pending_save)  # the server welcomed this token: it works
             self._pending_save = None
+        if run is not None and run.campaign and self._info is None and run.campaign.get("slug"):
+            self._info = CampaignInfo(self.server_var.get().strip(), str(run.campaign["slug"]))
+        info = self._info.latest() if self._info is not None else {}
+        if self._info is not None and run is not None and info and (run.connection == "paused") != (
+            info.get("status") == "paused"
+        ):
+            self._info.refresh()  # paused or resumed since the last answer: fetch the reason now
+        if info:
+            _set(self.win_rate_var, win_rate_words(info) or "no boss in this campaign")
+        for key, text in figures_of(snap, info).items():
+            _set(self.figure_vars[key], text)
         if run is not None and run.campaign:
             campaign = run.campaign
             _set(
@@ -478,6 +499,8 @@ class ClientWindow:
     def _destroyed(self, event: tk.Event) -> None:
         if event.widget is self.root:
             self.closed = True
+            if self._info is not None:
+                self._info.stop()
             client_logger = logging.getLogger("client_app")
             client_logger.removeHandler(self._handler)
             client_logger.setLevel(self._previous_level)

@@ -68,7 +68,7 @@ def _model_frame(notice: P.ModelNotice) -> bytes:
 
 STATUS_MESSAGES = {
     "running": "The campaign is running again.",
-    "paused": "The campaign is paused by its admins; your client waits and keeps its data.",
+    "paused": "The campaign is paused by its staff (the window and the campaign page say why); your client waits and keeps its data.",
     "stopped": "The campaign has been stopped. Thank you for contributing!",
 }
 

@@ -1,0 +1,89 @@
+"""The campaign's public figures for the window: how often the agent wins, and why staff paused it.
+
+The portal's ``GET /api/campaigns/<slug>/`` (docs/api.md) is public: no token is sent. One background
+thread asks every ``every`` seconds; the window reads ``latest()`` without waiting. A failed request
+keeps the last answer: these figures are a courtesy, never a reason to stop playing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import urllib.parse
+import urllib.request
+from typing import Any
+
+from client_app.connection import http_url
+
+log = logging.getLogger(__name__)
+
+MAX_BYTES = 64 * 1024  # a campaign's JSON is about 1 KB
+MIN_GAP_S = 5.0  # refresh() asks again at most this often
+KEPT = ("status", "win_rate_recent", "boss_hp_left_recent", "wins_total", "episodes_total", "pause_reason")
+
+
+def api_url(server: str, slug: str) -> str:
+    return http_url(server) + "api/campaigns/" + urllib.parse.quote(slug, safe="") + "/"
+
+
+def fetch(url: str, *, timeout: float = 10.0) -> dict[str, Any]:
+    """The campaign's figures that the window shows (KEPT); raises OSError or ValueError on failure."""
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) from http_url
+        body = response.read(MAX_BYTES + 1)
+    if len(body) > MAX_BYTES:
+        raise ValueError("the campaign's figures are too large")
+    data = json.loads(body)
+    if not isinstance(data, dict):
+        raise ValueError("the campaign's figures are not an object")
+    return {key: data.get(key) for key in KEPT}
+
+
+def win_rate_words(figures: dict[str, Any]) -> str:
+    """'74% of the last 100 fights (boss HP left 18%)', or '' when there is no win rate (not a boss fight)."""
+    rate = figures.get("win_rate_recent")
+    if not isinstance(rate, (int, float)):
+        return ""
+    text = f"{rate * 100:.0f}% of the last 100 fights"
+    boss = figures.get("boss_hp_left_recent")
+    if isinstance(boss, (int, float)):
+        text += f" (boss HP left {boss * 100:.0f}%)"
+    return text
+
+
+class CampaignInfo:
+    """Polls the campaign's public figures in a daemon thread until ``stop()``."""
+
+    def __init__(self, server: str, slug: str, *, every: float = 30.0):
+        self.url = api_url(server, slug)
+        self.every = every
+        self._latest: dict[str, Any] = {}
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._asked = 0.0  # time.monotonic() of the latest request
+        self._thread = threading.Thread(target=self._loop, name="soulsai-campaign-info", daemon=True)
+        self._thread.start()
+
+    def latest(self) -> dict[str, Any]:
+        return dict(self._latest)
+
+    def refresh(self) -> None:
+        """Ask again now (the campaign's status changed: its pause reason is news), at most every MIN_GAP_S."""
+        if time.monotonic() - self._asked >= MIN_GAP_S:
+            self._wake.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._asked = time.monotonic()
+            try:
+                self._latest = fetch(self.url)
+            except (OSError, ValueError) as exc:
+                log.debug("campaign figures from %s: %s", self.url, exc)
+            self._wake.wait(self.every)
+            self._wake.clear()
