@@ -4,10 +4,15 @@ The arena and the tests need real game data (tests/data/iudex_recorded_episodes.
 from 2023). A volunteer with the game records fights with this command and sends the file: one JSON
 object of parallel lists, one entry per step, exactly the keys of that file (tests/data/README.md):
 
-- ``observations``: the env's observation dict *before* the step (JSON numbers and lists);
-- ``actions``: the action taken from it (0-19); ``rewards``: the reward the step returned;
+- ``observations``: the env's observation dict *after* the step (JSON numbers and lists);
+- ``actions``: the action that led to it (0-19); ``rewards``: the reward that step returned;
 - ``dones``: whether the episode ended with this step; ``infos``: ``{"allowed_actions": [...]}``,
   what the env said with that observation; ``episodes``, ``steps``: episode and step indices.
+
+Each episode starts with the reset's observation as step 0, with action 0 and reward 0 standing for
+no step: so an episode of n steps has n + 1 entries, and its last observation is the one after the
+final step (the kill or the death). This is how the 2023 file holds its steps (its rewards are those
+of the step into each observation; its first action of an episode is that placeholder 0).
 
 Nothing is sent anywhere: the file is written (again after every episode, so an interrupted
 recording keeps its finished fights) and the volunteer decides what to do with it.
@@ -158,16 +163,16 @@ def record(
     for episode in range(episodes):
         obs, info = game.reset(seed=None if seed is None else seed + episode)
         step, total, started = 0, 0.0, time.monotonic()
+        recording.add(obs, 0, 0.0, False, info, episode, step)  # the reset: no step led to it
         while True:
             mask = action_mask(info, iudex.N_ACTIONS)
             action = policy(obs, mask)
-            next_obs, reward, terminated, truncated, next_info = game.step(action)
+            obs, reward, terminated, truncated, info = game.step(action)
             step_cut = max_steps is not None and step + 1 >= max_steps
             done = bool(terminated or truncated or step_cut)
+            step += 1
             recording.add(obs, action, reward, done, info, episode, step)
             total += float(reward)
-            step += 1
-            obs, info = next_obs, next_info
             if step % 100 == 0 and not done:
                 say(f"episode {episode + 1}/{episodes}: {step} steps, return {total:.2f}")
             if done:

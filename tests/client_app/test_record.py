@@ -48,6 +48,21 @@ def check_format(data: dict) -> None:
         steps = np.flatnonzero(episodes == episode)
         assert [data["steps"][i] for i in steps] == list(range(len(steps)))
         assert data["dones"][steps[-1]] and not any(data["dones"][i] for i in steps[:-1])
+        # As in the reference: entry i holds the observation after step i with the action and the
+        # reward that led to it, and the reset comes first with action 0 and reward 0.
+        assert data["actions"][steps[0]] == 0 and data["rewards"][steps[0]] == 0.0
+        for i in steps[1:]:
+            before, after = data["observations"][i - 1], data["observations"][i]
+            assert abs(data["rewards"][i] - iudex.compute_reward(before, after)) < 1e-4
+
+
+def taken(data: dict) -> list[tuple[dict, dict, int]]:
+    """(observation, its info, the action taken from it) for every step of a recording."""
+    return [
+        (data["observations"][i - 1], data["infos"][i - 1], data["actions"][i])
+        for i in range(1, len(data["actions"]))
+        if data["steps"][i] > 0
+    ]
 
 
 def test_recording_the_arena_with_each_policy_writes_the_test_data_format(tmp_path, capsys):
@@ -60,8 +75,8 @@ def test_recording_the_arena_with_each_policy_writes_the_test_data_format(tmp_pa
     )
     data = json.loads(out.read_text())
     check_format(data)
-    assert sorted(set(data["episodes"])) == [0, 1] and len(data["actions"]) <= 240
-    for action, info in zip(data["actions"], data["infos"], strict=True):
+    assert sorted(set(data["episodes"])) == [0, 1] and len(data["actions"]) <= 242
+    for _, info, action in taken(data):
         assert action_mask(info, iudex.N_ACTIONS)[action]  # "allowed" picks only allowed actions
     progress = capsys.readouterr().err
     assert "episode 1/2: 100 steps" in progress and "episode 2/2:" in progress and "done:" in progress
@@ -93,7 +108,7 @@ def test_recording_with_a_checkpoint_plays_it_greedily(tmp_path):
     from client_app.policy import Policy
 
     policy = Policy.from_bytes(model.read_bytes())
-    for obs, info, action in zip(data["observations"], data["infos"], data["actions"], strict=True):
+    for obs, info, action in taken(data):
         assert action == policy.greedy(iudex.encode(obs), action_mask(info, iudex.N_ACTIONS))
 
 
