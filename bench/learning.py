@@ -11,8 +11,18 @@ learner has taken --max-steps env steps, or after --timeout seconds.
 ``env_steps`` is the number of env steps the learner had taken when it published the checkpoint
 that reached the target (for PPO including steps it dropped as stale); ``samples_accepted`` is what
 the relay had stored when the result came in, and ``eval_steps`` the steps of the evaluation
-episodes (played greedily, never trained on). Progress goes to stderr; the last line of stdout is
-JSON: reached, env_steps, wall_s, eval_return, eval_version, and the evaluation history.
+episodes (played greedily, never trained on), and ``eval_share`` their share of all client steps
+(the learner keeps it near ``eval_max_share``, 10% by default). ``--env-kwargs`` are the campaign's
+env settings (the arena's ``{"boss_damage": 1.0}``: Iudex at full strength). Progress goes to
+stderr; the last line of stdout is JSON: reached, env_steps, wall_s, eval_return, eval_version, and
+the evaluation history, one entry per evaluated checkpoint with the number of ``episodes`` (for a
+boss fight, ``fights``) behind its return and win rate.
+
+For the arena, each evaluated checkpoint also plays --attack-fights greedy fights here, in this
+process (fresh seeds, the campaign's env settings; no volunteer's time), and its entry gets
+``attacks``: per Iudex attack, how many he started (``seen``), how many the agent came out of without
+losing HP (``avoided``) and after how many Iudex lost HP before his next attack or within
+PUNISH_WINDOW_S of its end (``punished``). That shows progress before the first wins.
 """
 
 from __future__ import annotations
@@ -27,6 +37,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from stack import Stack, progress  # noqa: E402
 
+PUNISH_WINDOW_S = 2.0  # a hit on Iudex this long after his attack ended still punishes it
 TARGETS = {"CartPole-v1": 475.0, "LunarLander-v2": 200.0, "soulsai/IudexArena-v0": 0.0}
 BUDGETS = {  # issue 4's targets: (dqn, ppo) env steps
     "CartPole-v1": (50_000, 100_000),
@@ -48,6 +59,15 @@ def parse_args(argv=None):
     parser.add_argument("--timeout", type=float, default=3600, help="give up after this many seconds (default 3600)")
     parser.add_argument("--max-sps", type=float, default=0.0, help="pace each client to this many steps/s (0: unpaced)")
     parser.add_argument("--hyperparams", default="{}", help="JSON overrides of the algorithm's defaults")
+    parser.add_argument(
+        "--env-kwargs", default="{}", help='JSON env settings of the campaign, e.g. \'{"boss_damage": 1.0}\''
+    )
+    parser.add_argument(
+        "--attack-fights",
+        type=int,
+        default=10,
+        help="arena: greedy fights per evaluated checkpoint played here for the per-attack figures (0: none)",
+    )
     parser.add_argument("--chunk-steps", type=int, help="steps per chunk (default: the campaign default)")
     parser.add_argument("--redis-url", help="use this Redis (its database is flushed) instead of an embedded one")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, database)")
@@ -64,10 +84,71 @@ def evaluations(campaign) -> list[dict]:
             "samples": m.samples_total,
             "episodes": m.eval_episodes,
             "return": round(m.eval_return, 2),
-            **({"win_rate": round(m.eval_win_rate, 3)} if m.eval_win_rate is not None else {}),
+            **(
+                {"fights": m.eval_episodes, "win_rate": round(m.eval_win_rate, 3)}
+                if m.eval_win_rate is not None
+                else {}
+            ),
         }
         for m in rows
     ]
+
+
+def attack_outcomes(weights: bytes, env_kwargs: dict, fights: int, seed: int = 10_000) -> dict[str, dict]:
+    """Per Iudex attack, over ``fights`` greedy arena fights of a checkpoint: seen, avoided, punished.
+
+    Read from the arena's state after each step, nothing changed in it: an attack starts when Iudex
+    starts one (his grab's hold, ``ThrowAtk``, counts with the grab); the agent avoided it if it lost
+    no HP from its start to the next attack or pause; it punished it if Iudex lost HP from its start
+    until his next attack, or until PUNISH_WINDOW_S after it ended.
+    """
+    from client_app.arena.rules import ANIM_DT
+    from client_app.envs import make_env
+    from client_app.iudex import ARENA_ID
+    from client_app.masks import action_mask
+    from client_app.policy import Policy
+
+    policy = Policy.from_bytes(weights)
+    env = make_env(ARENA_ID, env_kwargs)
+    arena = env.unwrapped
+    n_actions = env.action_space.n
+    window = round(PUNISH_WINDOW_S / ANIM_DT)
+    counts: dict[str, dict] = {}
+
+    def close(attack: dict) -> None:
+        row = counts.setdefault(attack["name"], {"seen": 0, "avoided": 0, "punished": 0})
+        row["seen"] += 1
+        row["avoided"] += int(not attack["hurt"])
+        row["punished"] += int(arena.b_hp < attack["boss_hp"])
+
+    for fight in range(fights):
+        obs, info = env.reset(seed=seed + fight)
+        current, last_t, done = None, 0.0, False  # the attack being followed
+        while not done:
+            obs, _, terminated, truncated, info = env.step(policy.greedy(obs, action_mask(info, n_actions)))
+            done = terminated or truncated
+            attack = arena.b_attack
+            name = attack.name if attack is not None else None
+            new = name not in (None, "ThrowAtk") and (
+                current is None
+                or current["hurt"] is not None  # the one followed had ended: this is the next
+                or attack is not current["attack"]  # chained into another attack
+                or arena.b_t < last_t  # chained into the same one again
+            )
+            last_t = arena.b_t
+            if current is not None:
+                if current["hurt"] is None and (new or name is None or done):
+                    current["hurt"] = arena.p_hp < current["player_hp"]  # it is over: did it hit?
+                    current["since_end"] = 0
+                elif current["hurt"] is not None:
+                    current["since_end"] += 1
+                if new or done or (current["hurt"] is not None and current["since_end"] >= window):
+                    close(current)
+                    current = None
+            if new:
+                current = {"name": name, "attack": attack, "player_hp": arena.p_hp, "boss_hp": arena.b_hp, "hurt": None}
+    env.close()
+    return counts
 
 
 def run(args, stack: Stack) -> dict:
@@ -79,9 +160,10 @@ def run(args, stack: Stack) -> dict:
     budget = BUDGETS.get(args.env)
     max_steps = args.max_steps or (2 * budget[args.algo == "ppo"] if budget else 1_000_000)
     stack.start_servers()
+    env_kwargs = json.loads(args.env_kwargs)
     campaign = stack.campaign(
         slug="bench", env_id=args.env, algorithm=args.algo, hyperparams=json.loads(args.hyperparams),
-        chunk_steps=args.chunk_steps,
+        chunk_steps=args.chunk_steps, env_kwargs=env_kwargs,
     )
     tokens = stack.tokens(campaign, args.clients)
     start = time.monotonic()
@@ -131,10 +213,21 @@ def run(args, stack: Stack) -> dict:
 
     campaign = stats_sync_campaign(campaign=Campaign.objects.get(pk=campaign.pk))
     stats = get_redis().hgetall(CampaignKeys(campaign.pk).stats)
+    eval_steps = int(stats.get(b"eval_steps", 0))
+    history = evaluations(campaign)
+    if args.env == "soulsai/IudexArena-v0" and args.attack_fights > 0:
+        from portal.campaigns.models import ModelVersion
+
+        for entry in history:
+            model = ModelVersion.objects.get(campaign=campaign, version=entry["version"])
+            with model.weights.open("rb") as f:
+                entry["attacks"] = attack_outcomes(f.read(), env_kwargs, args.attack_fights)
+            progress(f"v{entry['version']} @ {entry['samples']:,}: {entry['attacks']}")
     result.update(
         env=args.env, algo=args.algo, clients=args.clients, target=target, max_sps=args.max_sps,
-        samples_accepted=campaign.samples_total, eval_steps=int(stats.get(b"eval_steps", 0)),
-        evaluations=evaluations(campaign),
+        env_kwargs=env_kwargs, samples_accepted=campaign.samples_total, eval_steps=eval_steps,
+        eval_share=round(eval_steps / max(1, eval_steps + campaign.samples_total), 4),
+        evaluations=history,
     )
     return result
 

@@ -39,11 +39,26 @@ class Stack(Sandbox):
         self.start_celery_worker("worker")  # first: it starts while uvicorn does
         self.web = self.start_asgi("web", ready_path="/healthz")
 
-    def campaign(self, *, slug: str, env_id: str, algorithm: str, hyperparams: dict, chunk_steps: int | None = None):
+    def campaign(
+        self,
+        *,
+        slug: str,
+        env_id: str,
+        algorithm: str,
+        hyperparams: dict,
+        chunk_steps: int | None = None,
+        env_kwargs: dict | None = None,
+    ):
         from portal.campaigns.services import campaign_create, campaign_launch
 
         campaign = campaign_create(
-            slug=slug, name=slug, env_id=env_id, algorithm=algorithm, hyperparams=hyperparams, chunk_steps=chunk_steps
+            slug=slug,
+            name=slug,
+            env_id=env_id,
+            algorithm=algorithm,
+            hyperparams=hyperparams,
+            chunk_steps=chunk_steps,
+            env_kwargs=env_kwargs,
         )
         return campaign_launch(campaign=campaign)
 
