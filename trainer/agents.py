@@ -27,6 +27,10 @@ from trainer.replay import pinned, replay_buffer_for
 
 log = logging.getLogger(__name__)
 
+# Unread chunks past which a DQN learner in large-batch mode doubles its batch (about half the relay's
+# default high-water mark, SOULSAI_STREAM_HIGH_WATER = 64: the batch grows before clients are slowed).
+LARGE_BATCH_BACKLOG = 32
+
 
 class Agent:
     """What both algorithms share: the device, the observation statistics and the sample counters."""
@@ -101,7 +105,8 @@ class DQNAgent(Agent):
             config, obs_dim=obs_dim, action_start=action_start, n_actions=n_actions, pin_memory=self.pin_memory
         )
         self.run_samples = 0  # ingested by this run (drives the replay ratio with run_updates)
-        self.run_updates = 0
+        self.run_updates = 0  # in batch_size units: a large-batch update counts as batch_scale of them
+        self.batch_scale = 1  # large-batch mode: batch_size times this per update (config.large_batch_max)
 
     @property
     def updates(self) -> int:
@@ -119,10 +124,19 @@ class DQNAgent(Agent):
         self.samples_total += steps
         return steps
 
+    def backlog(self, chunks: int) -> None:
+        """(about once a second) How many chunks wait unread: large-batch mode doubles the batch while
+        they pile up past LARGE_BATCH_BACKLOG and halves it once they are under half of that."""
+        if chunks > LARGE_BATCH_BACKLOG:
+            self.batch_scale = min(self.config.large_batch_max, 2 * self.batch_scale)
+        elif chunks < LARGE_BATCH_BACKLOG // 2:
+            self.batch_scale = max(1, self.batch_scale // 2)
+
     def train(self, until: float, publish_due) -> None:
         """Gradient updates until the replay ratio is met, a model is due or ``until`` (monotonic)."""
         while self.run_updates < updates_allowed(self.run_samples, self.config):
-            batch = self.buffer.sample(self.config.batch_size, self.rng, beta=self.dqn.beta())
+            scale = self.batch_scale
+            batch = self.buffer.sample(scale * self.config.batch_size, self.rng, beta=self.dqn.beta())
             if self.normalizer is not None:
                 obs, next_obs = self._normalize(batch.obs), self._normalize(batch.next_obs)
                 batch = batch._replace(obs=self._pinned(obs), next_obs=self._pinned(next_obs))
@@ -132,7 +146,7 @@ class DQNAgent(Agent):
                 break
             self.buffer.update_priorities(batch.indices, update.td_errors)
             self.metrics = update.metrics
-            self.run_updates += 1
+            self.run_updates += scale
             if publish_due() or time.monotonic() >= until:
                 break
 
@@ -166,6 +180,8 @@ class DQNAgent(Agent):
 
     def stats(self) -> dict[str, Any]:
         stats: dict[str, Any] = {"epsilon": round(self.exploration(), 4), "buffer": len(self.buffer)}
+        if self.config.large_batch_max > 1:
+            stats["batch_size"] = self.batch_scale * self.config.batch_size
         if "losses/td_loss" in self.metrics:
             stats["td_loss"] = self.metrics["losses/td_loss"]
         return stats

@@ -102,9 +102,14 @@ class DQNConfig(_Config):
     eval_every_samples: int = 10_000  # a checkpoint with greedy evaluation episodes this often (0: never)
     eval_episodes: int = 10  # evaluation episodes per evaluated checkpoint, played by clients
     eval_max_share: float = 0.1  # evaluations wait while they would exceed this share of client steps
+    # Opt-in: while clients outpace the learner (chunks piling up unread), an update may sample up to
+    # this many times batch_size and count as that many updates of the replay ratio: the same
+    # transitions replayed per sample, in fewer, larger steps, instead of slowing clients down (1: off).
+    large_batch_max: int = 1
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + [
+            (1 <= self.large_batch_max <= 64, "large_batch_max must be 1 to 64"),
             (1 <= self.n_step <= 20, "n_step must be 1 to 20"),
             (1 <= self.batch_size <= 65_536, "batch_size must be 1 to 65536"),
             (self.batch_size <= self.buffer_size, "buffer_size must be at least batch_size"),

@@ -388,6 +388,8 @@ class LearnerRun:
         }
         self.client.hset(self.keys.learner, mapping=stats)
         backlog = self.client.xlen(self.keys.stream) - len(self.held)  # what the learner has not read
+        if isinstance(self.agent, DQNAgent) and self.config.large_batch_max > 1:
+            self.agent.backlog(backlog)
         metrics.ticked(
             self.campaign_id,
             updates=self.agent.updates,
