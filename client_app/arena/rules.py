@@ -121,10 +121,12 @@ def _deg(d: float) -> float:
 # ended at 1.01 s (three times), before its own hit (recorded at 1.71 s): a feint into the next swing;
 # 3004 at 2.15 and 2.75 s. Hit times: recorded where a hit landed (3000 1.57 s, 3002 1.95 and 2.68 s,
 # 3004 1.86 s, 3005 0.58-0.62 s, 3012 1.71 s, 3014 1.30 s, the grab's slam 1.85 s), else plausible.
+# Reach: plausible, but never shorter than where a recorded hit landed (3000 at 4.3-4.6 m, 3012 at
+# 4.3-4.7 m from his centre, the distance before and after the step it landed in).
 ATTACKS: dict[str, Attack] = {
     a.name: a
     for a in (
-        Attack("Attack3000", 1.67, (Hit(1.45, 1.65, 4.0, _deg(90), 95, "DamageMiddle"),), lunge=3.0),
+        Attack("Attack3000", 1.67, (Hit(1.45, 1.65, 4.8, _deg(90), 95, "DamageMiddle"),), lunge=3.0),
         Attack(
             "Attack3001",
             2.79,
@@ -171,7 +173,7 @@ ATTACKS: dict[str, Attack] = {
         Attack(
             "Attack3012",
             1.8,
-            (Hit(1.6, 1.75, 4.5, _deg(100), 119, "DamageMiddle"),),
+            (Hit(1.6, 1.75, 4.9, _deg(100), 119, "DamageMiddle"),),
             lunge=2.0,
             weight=4,
             cut=1.0,
