@@ -91,6 +91,7 @@ INSTALLED_APPS = [
     "portal.downloads",
     "portal.livestats",
     "portal.leaderboards",
+    "portal.volunteers",
     "portal.community",
     "portal.staff",
     "portal.audit",

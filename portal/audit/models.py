@@ -20,6 +20,8 @@ class AuditEntry(models.Model):
         ANNOUNCEMENT = "announcement", "announcement"
         DEACTIVATE = "deactivate", "deactivate user"
         DELETE_USER = "delete_user", "delete user"
+        RENAME = "rename", "rename"
+        HIDE_NAME = "hide_name", "hide name"
 
     created = models.DateTimeField(auto_now_add=True, db_index=True)
     # The name stays readable when the staff account is deleted later (the key becomes NULL).

@@ -14,7 +14,14 @@ class Contribution(models.Model):
     """Samples, episodes and wins one volunteer's machines gave one campaign within one hour (UTC)."""
 
     campaign = models.ForeignKey("campaigns.Campaign", on_delete=models.CASCADE, related_name="contributions")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="contributions")
+    # A deleted account's buckets stay (anonymised, user NULL): campaign, team and global totals keep them.
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="contributions"
+    )
+    # The team the volunteer was in when the bucket was made: a team keeps what its members gave it.
+    team = models.ForeignKey(
+        "volunteers.Team", null=True, blank=True, on_delete=models.SET_NULL, related_name="contributions"
+    )
     hour = models.DateTimeField(help_text="start of the hour, UTC")
     samples = models.BigIntegerField(default=0)
     episodes = models.BigIntegerField(default=0)
