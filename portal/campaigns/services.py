@@ -36,7 +36,22 @@ def env_spaces(env_id: str, env_kwargs: dict | None = None) -> tuple[dict, dict]
     try:
         return declared_spaces(env_id, env_kwargs or {})
     except Exception as exc:  # gymnasium raises many types for an unknown or broken env
-        raise ValidationError(f"cannot create environment {env_id!r}: {exc}") from exc
+        raise ValidationError(f"cannot create environment {env_id!r}: {_for_staff(str(exc))}") from exc
+
+
+def _for_staff(message: str) -> str:
+    """client_app's env errors speak to volunteers ('pip install soulsai-client[box2d]', 'download the
+    current client'); on the launch form the one to act is the operator of this server."""
+    if "needs extra packages" in message:
+        return (
+            "the server's Python lacks this environment's packages: install them on every web host "
+            f"(requirements.txt), then launch again ({message})"
+        )
+    if "download the current client" in message:
+        return f"this server's client_app does not know it: update the server first ({message})"
+    if "does not take the settings" in message:
+        return f"its settings (env_kwargs) are not ones it takes: fix them ({message})"
+    return message
 
 
 def default_chunk_steps(*, env_id: str, algorithm: str) -> int:

@@ -9,6 +9,7 @@ from django import forms
 from portal.campaigns.models import Campaign, version_validator
 from portal.campaigns.services import SUPPORTED_ENVS
 from portal.community.models import CampaignListing
+from portal.staff import hyperparams
 
 # Offered in the form's list, and the only ids accepted (client_app.envs.SUPPORTED_ENV_IDS).
 SUGGESTED_ENVS = SUPPORTED_ENVS
@@ -51,6 +52,9 @@ class CampaignLaunchForm(forms.Form):
     launch_now = forms.BooleanField(
         required=False, initial=True, label="Launch now (otherwise it is saved as a draft)"
     )
+    confirm_warnings = forms.BooleanField(
+        required=False, label="Create it anyway: I meant these values", widget=forms.CheckboxInput()
+    )
 
     def clean_slug(self) -> str:
         slug = self.cleaned_data["slug"]
@@ -77,6 +81,23 @@ class CampaignLaunchForm(forms.Form):
         if not isinstance(value, dict):
             raise forms.ValidationError('Write a JSON object of names and values, e.g. {"batch_size": 64}.')
         return value
+
+    def clean(self) -> dict:
+        """Every hyperparameter problem at once, for the chosen algorithm and environment; and the
+        warnings (``self.warnings``) that must be confirmed before the campaign is created."""
+        data = super().clean()
+        self.warnings: list[str] = []
+        algorithm, env_id, overrides = data.get("algorithm"), data.get("env_id"), data.get("hyperparams")
+        if algorithm and env_id and isinstance(overrides, dict):
+            found = hyperparams.review(algorithm, env_id, overrides)
+            for error in found.errors:
+                self.add_error("hyperparams", error)
+            self.warnings = found.warnings
+        return data
+
+    @property
+    def needs_confirmation(self) -> bool:
+        return bool(getattr(self, "warnings", None)) and not self.cleaned_data.get("confirm_warnings")
 
 
 class AnnouncementForm(forms.Form):

@@ -25,6 +25,7 @@ from portal.community import services as community_services
 from portal.community.models import Announcement, CampaignListing
 from portal.machines.models import MachineToken
 from portal.machines.services import token_unflag
+from portal.staff import hyperparams
 from portal.staff.forms import SUGGESTED_ENVS, AnnouncementForm, CampaignLaunchForm
 from portal.training.selectors import learner_reports
 
@@ -58,7 +59,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @require_http_methods(["GET", "HEAD", "POST"])
 def campaign_new(request: HttpRequest) -> HttpResponse:
     form = CampaignLaunchForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and form.is_valid() and not form.needs_confirmation:
         data = form.cleaned_data
         try:
             campaign = campaign_services.campaign_create(
@@ -82,9 +83,13 @@ def campaign_new(request: HttpRequest) -> HttpResponse:
                 )
             return redirect(campaign.get_absolute_url())
     status = 400 if request.method == "POST" else 200
-    return render(
-        request, "staff/campaign_new.html", {"form": form, "env_ids": SUGGESTED_ENVS}, status=status
-    )
+    context = {
+        "form": form,
+        "env_ids": SUGGESTED_ENVS,
+        "warnings": getattr(form, "warnings", []),
+        "hyperparam_defaults": hyperparams.defaults_table(list(SUGGESTED_ENVS)),
+    }
+    return render(request, "staff/campaign_new.html", context, status=status)
 
 
 def _errors_to_form(form: CampaignLaunchForm, exc: ValidationError) -> None:

@@ -19,8 +19,7 @@ CHROMEDRIVER = os.environ.get("SOULSAI_CHROMEDRIVER", "/usr/bin/chromedriver")
 ARTIFACTS = ROOT / "test-artifacts" / "screenshots"
 
 
-@pytest.fixture
-def browser(tmp_path):
+def _start_browser(downloads: Path):
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
         reason = (
             f"needs Debian's chromium and chromium-driver ({CHROMIUM}, {CHROMEDRIVER}): "
@@ -32,8 +31,7 @@ def browser(tmp_path):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
+    downloads.mkdir(exist_ok=True)
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in (
@@ -58,8 +56,29 @@ def browser(tmp_path):
         "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
     )
     driver.downloads = downloads
+    return driver
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = _start_browser(tmp_path / "downloads")
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="module")
+def shared_browser(tmp_path_factory):
+    """One Chromium for a module's tests (each starts from a blank page with no cookies)."""
+    driver = _start_browser(tmp_path_factory.mktemp("downloads"))
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def module_browser(shared_browser):
+    yield shared_browser
+    shared_browser.delete_all_cookies()  # the portal's, where the test left the browser
+    shared_browser.get("about:blank")
 
 
 def screenshot(driver, name: str, *, width: int | None = None) -> Path:

@@ -59,9 +59,9 @@ def _boss_campaign() -> Campaign:
 
 
 def test_a_newcomer_sees_the_fight_on_any_screen_and_gets_one_token(
-    asgi_server, browser, django_user_model
+    asgi_server, module_browser, django_user_model
 ):
-    server = asgi_server
+    server, browser = asgi_server, module_browser
     arena = _boss_campaign()
     pole = campaign_launch(campaign=campaign_create(slug="pole", name="CartPole warm-up", env_id="CartPole-v1"))
     django_user_model.objects.create_user("newbie", "newbie@example.com", PASSWORD)
@@ -143,3 +143,46 @@ def test_a_newcomer_sees_the_fight_on_any_screen_and_gets_one_token(
         assert MachineToken.objects.filter(user__username="newbie").count() == 1
     finally:
         _phone(browser, False)
+
+
+def test_staff_see_every_hyperparameter_and_every_problem_at_once(asgi_server, module_browser, django_user_model):
+    server, browser = asgi_server, module_browser
+    django_user_model.objects.create_superuser("chief", "chief@example.com", PASSWORD)
+    log_in(browser, server, "chief", PASSWORD)
+    browser.get(server.url + "/staff/campaigns/new/")
+    browser.find_element(By.NAME, "name").send_keys("Iudex, round 2")
+    assert browser.find_element(By.NAME, "slug").get_attribute("value") == "iudex-round-2"  # from the name
+
+    # Every hyperparameter, with the defaults of the chosen algorithm and environment.
+    fill(browser, env_id="soulsai/IudexArena-v0")
+    until(browser, lambda: browser.find_element(By.ID, "hp-lr").get_attribute("value") == "0.0005", 10,
+          "the arena's DQN defaults")  # fmt: skip
+    assert browser.find_element(By.ID, "hp-normalize_obs").get_attribute("value") == "true"
+    fill(browser, env_id="CartPole-v1")
+    until(browser, lambda: browser.find_element(By.ID, "hp-normalize_obs").get_attribute("value") == "false", 10,
+          "CartPole's defaults")  # fmt: skip
+    fields = browser.find_elements(By.CSS_SELECTOR, "#hp-grid input, #hp-grid select")
+    assert len(fields) >= 30, len(fields)
+    screenshot(browser, "staff-launch-fields")
+
+    # A changed field goes into the JSON; a typo typed there and two bad values: all three said at once.
+    lr = browser.find_element(By.ID, "hp-lr")
+    lr.clear()
+    lr.send_keys("0.9")
+    browser.find_element(By.ID, "hp-gamma").click()  # the change event
+    assert '"lr": 0.9' in browser.find_element(By.NAME, "hyperparams").get_attribute("value")
+    fill(browser, hyperparams='{"lerning_starts": 500, "batch_size": "big", "gamma": 2}')
+    submit(browser, "#campaign-form")
+    errors = until(browser, lambda: browser.find_element(By.ID, "hyperparams-errors").text, 60, "the errors")
+    assert "did you mean “learning_starts”?" in errors and "batch_size must be a whole number" in errors
+    assert "gamma must be in (0, 1]" in errors
+
+    # Allowed but surely wrong: said, and created only once confirmed.
+    fill(browser, hyperparams='{"lr": 0.9}')
+    submit(browser, "#campaign-form")
+    warning = until(browser, lambda: browser.find_element(By.ID, "form-warnings").text, 60, "the warning")
+    assert "lr 0.9 is allowed but almost surely too large" in warning
+    browser.find_element(By.NAME, "confirm_warnings").click()
+    submit(browser, "#campaign-form")
+    until(browser, lambda: browser.current_url.endswith("/campaigns/iudex-round-2/"), 120, "the new campaign")
+    assert Campaign.objects.get(slug="iudex-round-2").hyperparams == {"lr": 0.9}

@@ -54,6 +54,42 @@ def test_the_form_says_what_is_wrong(staff_client, cartpole_campaign):
     assert not Campaign.objects.filter(slug="lunar").exists()
 
 
+def test_every_hyperparameter_problem_is_reported_at_once(staff_client):
+    bad = '{"lerning_starts": 500, "batch_size": "big", "gamma": 2}'
+    response = staff_client.post("/staff/campaigns/new/", {**FORM, "hyperparams": bad, "slug": "cartpole-test"})
+    assert response.status_code == 400
+    errors = response.context["form"].errors
+    assert errors["hyperparams"] == [
+        "Unknown hyperparameter “lerning_starts”: did you mean “learning_starts”?",
+        "batch_size must be a whole number, got 'big'",
+        "gamma must be in (0, 1]",
+    ]
+    assert "did you mean" in response.content.decode()
+    assert not Campaign.objects.filter(slug="lunar").exists()
+
+
+def test_allowed_but_surely_wrong_values_need_a_confirmation(staff_client):
+    odd = {**FORM, "hyperparams": '{"lr": 0.9, "eval_every_samples": 0}'}
+    response = staff_client.post("/staff/campaigns/new/", odd)
+    html = response.content.decode()
+    assert response.status_code == 400 and "lr 0.9 is allowed but almost surely too large" in html
+    assert "Evaluation is off" in html and not Campaign.objects.filter(slug="lunar").exists()
+    response = staff_client.post("/staff/campaigns/new/", {**odd, "confirm_warnings": "on"})
+    assert response.status_code == 302
+    assert Campaign.objects.get(slug="lunar").hyperparams == {"lr": 0.9, "eval_every_samples": 0}
+
+
+def test_the_form_lists_every_hyperparameter_with_its_default_per_environment(staff_client):
+    from portal.staff.hyperparams import defaults
+
+    table = staff_client.get("/staff/campaigns/new/").context["hyperparam_defaults"]
+    arena = {row["name"]: row["default"] for row in table["dqn"]["soulsai/IudexArena-v0"]}
+    pole = {row["name"]: row["default"] for row in table["dqn"]["CartPole-v1"]}
+    assert arena["lr"] == 5e-4 and arena["normalize_obs"] is True and pole["normalize_obs"] is False
+    assert {row["name"] for row in defaults("ppo", "CartPole-v1")} >= {"rollout_steps", "gae_lambda", "lr"}
+    assert next(r for r in defaults("dqn", "CartPole-v1") if r["name"] == "gamma")["help"] == "discount factor"
+
+
 def test_a_draft_and_an_unlisted_campaign(staff_client):
     client = Client()  # a visitor (``client`` is the staff member's)
     staff_client.post("/staff/campaigns/new/", {**FORM, "launch_now": "", "visibility": "unlisted"})
