@@ -23,6 +23,11 @@ from redis.exceptions import NoScriptError
 from client_app.protocol import MAX_AGE_S, MAX_AHEAD_S
 from trainer.keys import CampaignKeys
 
+# A won fight counts on the leaderboards only if it was played with a model at most this many versions
+# older than the current one. The learner publishes at most one version a second (trainer.config), so
+# a connected client's fights are a few versions behind at most; a client that played on for minutes
+# offline with an old model (older clients have no offline backlog limit) is far past it.
+BOARD_WIN_MAX_LAG = 30
 RETURNS_KEPT = 100  # episode returns (and fight outcomes) kept per campaign for the recent figures
 # How long a chunk id is remembered: a resend within it is a duplicate. Chunks carry the time they were
 # made and are refused past P.MAX_AGE_S (6 days), made at most P.MAX_AHEAD_S (1 day) ahead of the
@@ -225,7 +230,9 @@ if ARGV[4] == '1' then
     redis.call('LTRIM', KEYS[15], 0, tonumber(ARGV[10]) - 1)
     if string.sub(ARGV[14], 1, 1) == '1' then
       redis.call('HINCRBY', KEYS[3], 'wins', 1)
-      redis.call('HINCRBY', KEYS[13], ARGV[2], 1)
+      -- The boards credit a win only if its model was current not long ago (ARGV[18] versions): a
+      -- fight played offline with a model the server has since replaced earns none.
+      if version >= mv - tonumber(ARGV[18]) then redis.call('HINCRBY', KEYS[13], ARGV[2], 1) end
     end
   end
   local want = tonumber(redis.call('HGET', KEYS[14], 'episodes') or '0')
@@ -264,6 +271,7 @@ class StoreChunkCall:
     dedup_ttl: int = DEDUP_TTL_SECONDS
     returns_kept: int = RETURNS_KEPT
     handed_ttl: int = EVAL_HANDED_TTL_S
+    board_win_max_lag: int = BOARD_WIN_MAX_LAG
 
     def key_list(self) -> list[str]:
         k = self.keys
@@ -307,6 +315,7 @@ class StoreChunkCall:
             self.max_bytes,  # 15
             self.handed_ttl,  # 16
             self.keys.group,  # 17: the learner's consumer group (its pending entries are not backlog)
+            self.board_win_max_lag,  # 18
         ]
 
 
