@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -49,6 +49,19 @@ def _int_counters(values: dict[bytes, bytes]) -> dict[int, int]:
     return counters
 
 
+def _tallies_write(tallies: list[MachineTally]) -> None:
+    """Write the tallies' counters: one UPDATE statement, run for each row by the driver (executemany).
+
+    Django's bulk_update builds a CASE expression per field with a branch per row, in Python: 5.7 s of
+    CPU for 5,000 machines (bench/cluster.py's scale drill) every refresh, where this takes 0.3 s.
+    """
+    meta, quote = MachineTally._meta, connection.ops.quote_name
+    columns = ", ".join(f"{quote(meta.get_field(field).column)} = %s" for field in FIELDS)
+    sql = f"UPDATE {quote(meta.db_table)} SET {columns} WHERE {quote(meta.pk.column)} = %s"
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, [[getattr(tally, field) for field in FIELDS] + [tally.pk] for tally in tallies])
+
+
 @transaction.atomic
 def contributions_rollup(*, campaign: Campaign, now: datetime | None = None) -> int:
     """Credit what each machine of ``campaign`` sent since the last roll-up to its owner's current hour.
@@ -84,7 +97,7 @@ def contributions_rollup(*, campaign: Campaign, now: datetime | None = None) -> 
             changed.append(tally)
     MachineTally.objects.bulk_create(created)
     if changed:
-        MachineTally.objects.bulk_update(changed, FIELDS)
+        _tallies_write(changed)
     hour = hour_start(now or timezone.now())
     credited = 0
     for user_id, delta in deltas.items():
