@@ -34,7 +34,7 @@ import numpy as np
 from client_app import iudex
 from client_app.masks import action_mask
 
-POLICIES = ("random", "allowed", "scripted")
+POLICIES = ("random", "allowed", "scripted", "noop")
 KEYS = ("observations", "actions", "rewards", "dones", "infos", "episodes", "steps")
 
 DESCRIPTION = """\
@@ -52,6 +52,7 @@ policies:
   random     uniform over the 20 actions (the game drops those it does not allow)
   allowed    uniform over the actions the env allows at each step
   scripted   the hand-written player of client_app/arena/scripted.py
+  noop       always 19 (do nothing): where Iudex's hits land and miss on a player standing still
   FILE       a model file (.safetensors) downloaded from a campaign, played greedily
 
 exit codes:
@@ -87,6 +88,8 @@ def make_policy(name: str, seed: int | None) -> Callable[[dict, np.ndarray | Non
         return lambda obs, mask: int(rng.integers(iudex.N_ACTIONS))
     if name == "allowed":
         return lambda obs, mask: int(rng.choice(np.flatnonzero(mask))) if mask is not None else iudex.NOOP
+    if name == "noop":
+        return lambda obs, mask: iudex.NOOP
     if name == "scripted":
         from client_app.arena.scripted import scripted_action
 
@@ -199,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--env-kwargs", metavar="JSON", default="{}",
                         help='the env\'s settings as JSON, e.g. \'{"game_speed": 1}\'')  # fmt: skip
     parser.add_argument("--policy", default="allowed", metavar="NAME|FILE",
-                        help="random, allowed (default), scripted, or a model file (.safetensors)")  # fmt: skip
+                        help="random, allowed (default), scripted, noop, or a model file (.safetensors)")  # fmt: skip
     parser.add_argument("--episodes", type=int, default=1, metavar="N", help="fights to record (default 1)")
     parser.add_argument("--max-steps", type=int, metavar="N", help="cut each fight after N steps")
     parser.add_argument("--seed", type=int, help="seeds the policy (and the arena)")

@@ -91,6 +91,15 @@ def test_recording_the_arena_with_each_policy_writes_the_test_data_format(tmp_pa
     check_format(json.loads(scripted.read_text()))
     assert capsys.readouterr().err == ""
 
+    still = tmp_path / "noop.json"
+    assert (
+        R.main(["--env", iudex.ARENA_ID, "--policy", "noop", "--max-steps", "40", "-q", "-o", str(still)])
+        == 0
+    )
+    data = json.loads(still.read_text())
+    check_format(data)
+    assert set(data["actions"][1:]) == {iudex.NOOP}  # the player stands still: where Iudex's hits land
+
 
 def test_recording_with_a_checkpoint_plays_it_greedily(tmp_path):
     spec = QNetworkSpec(obs_dim=iudex.ENCODED_DIM, n_actions=iudex.N_ACTIONS, hidden=(16,), dueling=False)
@@ -116,7 +125,7 @@ def test_bad_options_and_a_missing_game_are_one_line_each(tmp_path, capsys):
     out = tmp_path / "x.json"
     assert R.main(["--policy", "nope", "-o", str(out)]) == 2
     assert (
-        "error: --policy 'nope' is not one of random, allowed, scripted nor a model file"
+        "error: --policy 'nope' is not one of random, allowed, scripted, noop nor a model file"
         in capsys.readouterr().err
     )
     assert R.main(["--env-kwargs", "[1]", "-o", str(out)]) == 2
