@@ -26,6 +26,9 @@ class MachineToken(models.Model):
     last_seen = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     client_version = models.CharField(max_length=32, blank=True)
+    reported_name = models.CharField(
+        max_length=60, blank=True, help_text="the machine name its client gave at its latest connection"
+    )
     samples = models.BigIntegerField(default=0)
     episodes = models.BigIntegerField(default=0)
     # Rolled up from Redis by sync_stats: chunks refused for good, and when the relay flagged the

@@ -83,9 +83,13 @@ def token_authenticate(*, raw: str) -> MachineToken | None:
     return token
 
 
-def token_record_client(*, token_id: int, client_version: str) -> None:
-    """Note that the token's machine connected now, with this client version (for its owner's page)."""
-    MachineToken.objects.filter(pk=token_id).update(client_version=client_version[:32], last_seen=timezone.now())
+def token_record_client(*, token_id: int, client_version: str, reported_name: str = "") -> None:
+    """Note that the token's machine connected now, with this client version and the name its client
+    gave (its host name by default: staff tell machines apart by it)."""
+    name = "".join(ch for ch in str(reported_name)[:200] if ch.isprintable()).strip()[:60]
+    MachineToken.objects.filter(pk=token_id).update(
+        client_version=client_version[:32], reported_name=name, last_seen=timezone.now()
+    )
 
 
 @transaction.atomic

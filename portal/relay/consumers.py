@@ -366,7 +366,9 @@ class ClientConsumer(AsyncWebsocketConsumer):
                 P.CLOSE_CLOSED,
             )
             return
-        await database_sync_to_async(token_record_client)(token_id=self.token.id, client_version=client_version)
+        await database_sync_to_async(token_record_client)(
+            token_id=self.token.id, client_version=client_version, reported_name=hello.machine
+        )
         redis = get_async_redis()
         await services.machine_seen(client=redis, campaign_id=campaign.id, machine_id=self.token.id)
         self.schema = selectors.chunk_schema_for(campaign=campaign)

@@ -14,5 +14,6 @@ urlpatterns = [
     path("announcements/<int:pk>/delete/", views.announcement_delete, name="announcement-delete"),
     path("machines/flagged/", views.flagged_machines, name="flagged"),
     path("machines/<int:pk>/unflag/", views.machine_unflag, name="unflag"),
+    path("machines/<int:pk>/revoke/", views.machine_revoke, name="revoke"),
     path("audit/", views.audit_log, name="audit"),
 ]

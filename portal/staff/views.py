@@ -24,7 +24,8 @@ from portal.campaigns.models import Campaign
 from portal.community import services as community_services
 from portal.community.models import Announcement, CampaignListing
 from portal.machines.models import MachineToken
-from portal.machines.services import token_unflag
+from portal.machines import selectors as machine_selectors
+from portal.machines.services import token_revoke, token_unflag
 from portal.staff import hyperparams
 from portal.staff.forms import SUGGESTED_ENVS, AnnouncementForm, CampaignLaunchForm
 from portal.training.selectors import learner_reports
@@ -186,8 +187,19 @@ def announcement_delete(request: HttpRequest, pk: int) -> HttpResponse:
 
 @staff_member_required
 def flagged_machines(request: HttpRequest) -> HttpResponse:
-    tokens = MachineToken.objects.flagged().select_related("user", "campaign").order_by("-flagged_at")
-    return render(request, "staff/flagged.html", {"tokens": tokens})
+    return render(request, "staff/flagged.html", {"rows": machine_selectors.flagged_machines()})
+
+
+@staff_member_required
+@require_POST
+def machine_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    token = get_object_or_404(MachineToken, pk=pk)
+    token_revoke(token=token)
+    audit_record(actor=request.user, action=AuditEntry.Action.REVOKE, target=token, detail="flagged machine")
+    messages.success(
+        request, f"Revoked “{token.name}” of {token.user.username}: its client is disconnected and refused."
+    )
+    return redirect("staff:flagged")
 
 
 @staff_member_required

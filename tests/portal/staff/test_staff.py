@@ -164,3 +164,22 @@ def test_flagged_machines_are_listed_and_unflagged(staff_client, alice, cartpole
     token.refresh_from_db()
     assert token.flagged_at is None
     assert "No machine is flagged" in staff_client.get("/staff/machines/flagged/").content.decode()
+
+
+def test_flagged_machines_show_why_when_and_as_what_and_can_be_revoked(
+    staff_client, alice, cartpole_campaign, redis_client
+):
+    from portal.machines.services import token_authenticate, token_record_client
+    from trainer.keys import CampaignKeys
+
+    token, plain = token_create(user=alice, campaign=cartpole_campaign, name="Windows PC 3f2a")
+    token_record_client(token_id=token.pk, client_version="0.2.0", reported_name="DESKTOP-7QX\x00")
+    MachineToken.objects.filter(pk=token.pk).update(flagged_at=timezone.now(), rejections=12)
+    redis_client.hset(CampaignKeys(cartpole_campaign.id).rejection_codes,
+                      mapping={f"{token.pk}:shape": 9, f"{token.pk}:not_finite": 3})  # fmt: skip
+    html = staff_client.get("/staff/machines/flagged/").content.decode()
+    assert "<code>shape</code> ×9, <code>not_finite</code> ×3" in html
+    assert "reports itself as “DESKTOP-7QX”" in html and "Last seen" in html and "now" in html
+    response = staff_client.post(f"/staff/machines/{token.pk}/revoke/", follow=True)
+    assert "Revoked “Windows PC 3f2a” of alice" in response.content.decode()
+    assert token_authenticate(raw=plain) is None
