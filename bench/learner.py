@@ -155,9 +155,12 @@ def measure_learner(campaign_id: int, seconds: float) -> float:
     return (u1 - u0) / (t1 - t0)
 
 
-def measure_baseline(env_id: str, hyperparams: dict, chunks: list, seconds: float) -> tuple[float, float]:
+def measure_baseline(
+    env_id: str, hyperparams: dict, chunks: list, seconds: float, batch_scale: int = 1
+) -> tuple[float, float]:
     """The same agent (DQN, replay buffer, observation normaliser) on a pre-filled buffer, in a tight
-    loop: (updates per second of wall time, updates per second of this process's CPU time)."""
+    loop: (updates per second of wall time, updates per second of this process's CPU time).
+    ``batch_scale`` > 1: large-batch mode held at that many times the batch."""
     from client_app.envs import declared_spaces
     from client_app.spaces import action_count, flat_dim
     from portal.training.runner import learner_settings
@@ -165,7 +168,7 @@ def measure_baseline(env_id: str, hyperparams: dict, chunks: list, seconds: floa
     from trainer.config import config_for
     from trainer.learner import learner_device
 
-    config = config_for(env_id, hyperparams)
+    config = config_for(env_id, {**hyperparams, "large_batch_max": batch_scale})
     observation_space, action_space = declared_spaces(env_id)
     agent = DQNAgent(
         config,
@@ -177,6 +180,7 @@ def measure_baseline(env_id: str, hyperparams: dict, chunks: list, seconds: floa
     for chunk in chunks:
         agent.ingest(chunk, current_version=0)
     agent.rng = np.random.default_rng(0)
+    agent.batch_scale = batch_scale
     agent.run_samples = 1 << 60  # never waits for data: the replay ratio is the learner's business
     never = lambda: False  # noqa: E731
 
@@ -211,6 +215,12 @@ def main() -> None:
         help="a client's env steps/s for volunteers_served (default 10: the game at 1x)",
     )
     parser.add_argument("--steps", type=int, default=128, help="steps per chunk (default 128)")
+    parser.add_argument(
+        "--large-batch",
+        type=int,
+        default=0,
+        help="also time the bare loop in large-batch mode at this many times the batch (reported apart)",
+    )
     parser.add_argument(
         "--samples-per-update",
         type=float,
@@ -272,6 +282,22 @@ def main() -> None:
         feeder.join(5)
         sandbox.stop()
 
+    large_batch = None
+    if args.large_batch > 1:
+        rates = [
+            measure_baseline(env_id, hyperparams, chunks, args.duration, batch_scale=args.large_batch)[0]
+            for _ in range(args.repeats)
+        ]
+        rate = statistics.median(rates)
+        # Each update counts as large_batch updates of the replay ratio: not comparable with volunteers_served.
+        large_batch = {
+            "batch_size": args.large_batch * config.batch_size,
+            "baseline_updates_per_s": round(rate, 1),
+            "volunteers_served": round(
+                rate * args.large_batch * campaign_config.samples_per_update / args.client_sps, 1
+            ),
+        }
+        progress(f"large batch x{args.large_batch}: {rates}")
     learner, baseline = statistics.median(learner_rates), statistics.median(baseline_rates)
     served = learner * campaign_config.samples_per_update / args.client_sps
     print(
@@ -282,6 +308,7 @@ def main() -> None:
                 "baseline_cpu_updates_per_s": round(statistics.median(baseline_cpu_rates), 1),
                 "ratio": round(learner / baseline, 3),
                 "volunteers_served": round(served, 1),
+                "large_batch": large_batch,
                 "client_sps": args.client_sps,
                 "campaign_samples_per_update": campaign_config.samples_per_update,
                 "learner_runs": [round(r, 1) for r in learner_rates],
