@@ -1,6 +1,6 @@
-"""The campaign's public figures for the window: how often the agent wins, and why staff paused it.
+"""The campaign's public figures for the window: how often the agent wins, why staff paused it, news.
 
-The portal's ``GET /api/campaigns/<slug>/`` (docs/api.md) is public: no token is sent. One background
+The portal's ``GET /api/campaigns/<slug>/`` and ``GET /api/announcements/`` (docs/api.md) are public: no token is sent. One background
 thread asks every ``every`` seconds; the window reads ``latest()`` without waiting. A failed request
 keeps the last answer: these figures are a courtesy, never a reason to stop playing.
 """
@@ -41,6 +41,25 @@ def fetch(url: str, *, timeout: float = 10.0) -> dict[str, Any]:
     return {key: data.get(key) for key in KEPT}
 
 
+def announcements_url(server: str) -> str:
+    return http_url(server) + "api/announcements/"
+
+
+def fetch_news(url: str, *, timeout: float = 10.0) -> str:
+    """The newest announcement as one line ('Title: its text', at most 300 characters), '' when none."""
+    request = urllib.request.Request(url, headers={"Accept": "application/json"})
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - http(s) from http_url
+        body = response.read(MAX_BYTES + 1)
+    if len(body) > MAX_BYTES:
+        raise ValueError("the announcements are too large")
+    items = json.loads(body).get("announcements") or []
+    if not items or not isinstance(items[0], dict):
+        return ""
+    first = items[0]
+    line = " ".join(f"{first.get('title') or ''}: {first.get('text') or ''}".split()).strip(": ")
+    return "".join(ch for ch in line if ch.isprintable())[:300]
+
+
 def win_rate_words(figures: dict[str, Any]) -> str:
     """'74% of the last 100 fights (boss HP left 18%)', or '' when there is no win rate (not a boss fight)."""
     rate = figures.get("win_rate_recent")
@@ -58,6 +77,7 @@ class CampaignInfo:
 
     def __init__(self, server: str, slug: str, *, every: float = 30.0):
         self.url = api_url(server, slug)
+        self.news_url = announcements_url(server)
         self.every = every
         self._latest: dict[str, Any] = {}
         self._stop = threading.Event()
@@ -82,8 +102,15 @@ class CampaignInfo:
         while not self._stop.is_set():
             self._asked = time.monotonic()
             try:
-                self._latest = fetch(self.url)
+                latest = fetch(self.url)
             except (OSError, ValueError) as exc:
                 log.debug("campaign figures from %s: %s", self.url, exc)
+            else:
+                try:
+                    latest["news"] = fetch_news(self.news_url)
+                except (OSError, ValueError, AttributeError) as exc:
+                    latest["news"] = self._latest.get("news", "")
+                    log.debug("announcements from %s: %s", self.news_url, exc)
+                self._latest = latest
             self._wake.wait(self.every)
             self._wake.clear()

@@ -132,6 +132,7 @@ class ClientWindow:
         self.campaign_var = tk.StringVar(value="– (shown once connected)")
         self.boss_var = tk.StringVar(value="–")
         self.win_rate_var = tk.StringVar(value="–")
+        self.news_var = tk.StringVar(value="")
         self._info: CampaignInfo | None = None  # the campaign's public figures, once a run knows its campaign
         self.figure_vars = {key: tk.StringVar(value="–") for key, _ in FIGURES}
 
@@ -229,8 +230,11 @@ class ClientWindow:
         ttk.Label(campaign, text="Agent wins").grid(row=2, column=0, sticky="w", padx=(0, 8))
         self.win_rate_label = ttk.Label(campaign, textvariable=self.win_rate_var)
         self.win_rate_label.grid(row=2, column=1, sticky="w")
+        ttk.Label(campaign, text="News").grid(row=3, column=0, sticky="nw", padx=(0, 8))
+        self.news_label = ttk.Label(campaign, textvariable=self.news_var, wraplength=420, justify="left")
+        self.news_label.grid(row=3, column=1, sticky="w")
         self.link_label = tk.Label(campaign, text="", fg="#1a56c4", cursor="hand2", font=link_font)
-        self.link_label.grid(row=3, column=0, columnspan=2, sticky="w")
+        self.link_label.grid(row=4, column=0, columnspan=2, sticky="w")
         self.link_label.bind("<Button-1>", self._open_campaign)
 
         figures = ttk.LabelFrame(outer, text="Live", padding=6)
@@ -415,6 +419,7 @@ class ClientWindow:
             self._info.refresh()  # paused or resumed since the last answer: fetch the reason now
         if info:
             _set(self.win_rate_var, win_rate_words(info) or "no boss in this campaign")
+            _set(self.news_var, info.get("news") or "none")
         for key, text in figures_of(snap, info).items():
             _set(self.figure_vars[key], text)
         if run is not None and run.campaign:

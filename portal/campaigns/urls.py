@@ -3,6 +3,7 @@
 from django.urls import path
 
 from portal.campaigns import api, views
+from portal.community import api as community_api
 from portal.leaderboards import api as leaderboard_api
 from portal.leaderboards import views as leaderboard_views
 from portal.livestats import api as stats_api
@@ -30,4 +31,5 @@ api_urlpatterns = [
     path("campaigns/<slug:slug>/replays/<int:replay_id>/", replay_api.replay_detail, name="replay"),
     path("campaigns/<slug:slug>/leaderboard/", leaderboard_api.campaign_leaderboard, name="leaderboard"),
     path("leaderboard/", leaderboard_api.global_leaderboard, name="leaderboard-global"),
+    path("announcements/", community_api.announcement_list, name="announcements"),
 ]

@@ -102,6 +102,11 @@ class CampaignLaunchForm(forms.Form):
 
 class AnnouncementForm(forms.Form):
     title = forms.CharField(max_length=140)
-    body = forms.CharField(widget=forms.Textarea(attrs={"rows": 4}), required=False)
+    body = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 4}),
+        required=False,
+        help_text="blank lines between paragraphs; **bold**, *emphasis*, [words](https://…) and https:// links "
+        "work; HTML shows as text. The clients' windows show it too.",
+    )
     published = forms.BooleanField(required=False, initial=True, label="Published (on the home page)")
     pinned = forms.BooleanField(required=False, label="Pinned (shown first)")

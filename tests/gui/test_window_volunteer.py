@@ -35,11 +35,13 @@ def test_a_typo_keeps_the_good_token_a_staff_pause_says_why_and_offline_play_sto
 ):
     from client_app.gui.window import ClientWindow
     from portal.campaigns.services import campaign_create, campaign_launch
+    from portal.community.models import Announcement
     from portal.machines.services import token_create
 
     user = django_user_model.objects.create_user("offline", "o@example.com", "pw-12345678")
     campaign = campaign_launch(campaign=campaign_create(slug="gui-offline", name="Offline", env_id="CartPole-v1"))
     _, good = token_create(user=user, campaign=campaign, name="rig")
+    Announcement.objects.create(title="Iudex falls", body="Watch [the fight](https://souls.example/)")
     server = start_asgi(tmp_path / "web")
     config_path = tmp_path / "client.json"
     userconfig.save(userconfig.UserConfig(server=server.url, token=good, machine="rig"), config_path)
@@ -67,6 +69,10 @@ def test_a_typo_keeps_the_good_token_a_staff_pause_says_why_and_offline_play_sto
         assert window.server_entry.get() == server.url
         pump.until(lambda: figure(window, "connection").startswith("connected") and number(window, "steps") > 0,
                    60, "steps played")  # fmt: skip
+
+        # What staff announce reaches the window, as plain text.
+        pump.until(lambda: window.news_var.get() == "Iudex falls: Watch the fight (https://souls.example/)", 60,
+                   "the announcement in the window")  # fmt: skip
 
         # Staff pause the campaign with a reason: the window says who paused it and why.
         from portal.campaigns.services import campaign_pause, campaign_resume
