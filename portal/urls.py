@@ -25,4 +25,5 @@ urlpatterns = [
     # Ours first: /accounts/profile/ is the volunteer's page, the rest of /accounts/ is allauth's.
     path("accounts/", include("portal.accounts.urls")),
     path("accounts/", include("allauth.urls")),
+    path("", include("portal.volunteers.urls")),
 ]

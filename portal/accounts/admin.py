@@ -9,6 +9,8 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from portal.accounts import services
+from portal.audit.models import AuditEntry
+from portal.audit.services import audit_record
 from portal.machines.admin import DeletesTokensMixin
 
 User = get_user_model()
@@ -21,7 +23,12 @@ class UserAdmin(DeletesTokensMixin, DjangoUserAdmin):
 
     def save_model(self, request: HttpRequest, obj, form, change: bool) -> None:
         deactivating = change and "is_active" in form.changed_data and not obj.is_active
+        renamed_from = form.initial.get("username") if change and "username" in form.changed_data else None
         super().save_model(request, obj, form, change)
+        if renamed_from is not None:  # moderation of an offensive name: in the audit log
+            audit_record(
+                actor=request.user, action=AuditEntry.Action.RENAME, target=obj, detail=f"was {renamed_from}"
+            )
         if deactivating:
             services.user_deactivate(user=obj, actor=request.user)
 
@@ -38,4 +45,6 @@ class UserAdmin(DeletesTokensMixin, DjangoUserAdmin):
         for user in queryset.filter(is_active=True):
             services.user_deactivate(user=user, actor=request.user)
             count += 1
-        self.message_user(request, f"Deactivated {count} user(s); their machine tokens are revoked.", messages.SUCCESS)
+        self.message_user(
+            request, f"Deactivated {count} user(s); their machine tokens are revoked.", messages.SUCCESS
+        )

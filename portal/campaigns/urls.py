@@ -8,6 +8,7 @@ from portal.leaderboards import api as leaderboard_api
 from portal.leaderboards import views as leaderboard_views
 from portal.livestats import api as stats_api
 from portal.replays import api as replay_api
+from portal.volunteers import api as volunteer_api
 
 app_name = "campaigns"
 
@@ -32,4 +33,9 @@ api_urlpatterns = [
     path("campaigns/<slug:slug>/leaderboard/", leaderboard_api.campaign_leaderboard, name="leaderboard"),
     path("leaderboard/", leaderboard_api.global_leaderboard, name="leaderboard-global"),
     path("announcements/", community_api.announcement_list, name="announcements"),
+    path("volunteers/<str:username>/", volunteer_api.volunteer_detail, name="volunteer"),
+    path("teams/", volunteer_api.team_board, name="teams"),
+    path("teams/<slug:slug>/", volunteer_api.team_detail, name="team"),
+    path("credit/", volunteer_api.credit_export, name="credit"),
+    path("openapi.json", volunteer_api.openapi_schema, name="openapi"),
 ]

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from typing import TypedDict
 
 import redis
-from django.db.models import Count, Sum
+from django.db.models import Sum
 from django.utils import timezone
 
 from portal.campaigns.models import Campaign
@@ -30,11 +30,13 @@ log = logging.getLogger(__name__)
 
 class EntryDict(TypedDict):
     rank: int
-    username: str
+    username: str  # "hidden volunteer" where the volunteer (or staff) hid the name
+    public: bool  # whether /volunteers/<username>/ shows a page
     samples: int
     episodes: int
     wins: int
     campaigns: int
+    credit: float  # accepted steps weighted by each campaign's seconds per step (portal.volunteers.credit)
 
 
 class BoardDict(TypedDict):
@@ -50,9 +52,15 @@ def board_cache_key(*, campaign: Campaign | None, period: str) -> str:
 
 
 def board_compute(*, campaign: Campaign | None, period: str, now: datetime | None = None) -> BoardDict:
-    """Sum the hourly buckets of ``period`` per volunteer, largest contributors (by samples) first."""
+    """Sum the hourly buckets of ``period`` per volunteer, largest credit first.
+
+    On one campaign's board credit is its steps times one weight, so the order is the steps' order;
+    across campaigns credit makes an hour of the real game outweigh minutes of CartPole.
+    """
+    from portal.volunteers.selectors import board_name, campaign_weights, public_names
+
     now = now or timezone.now()
-    rows = Contribution.objects.all()
+    rows = Contribution.objects.filter(user__isnull=False)  # deleted accounts: in totals, not on boards
     if campaign is not None:
         rows = rows.filter(campaign=campaign)
     else:
@@ -60,27 +68,36 @@ def board_compute(*, campaign: Campaign | None, period: str, now: datetime | Non
     span = PERIODS[period]
     if span is not None:
         rows = rows.filter(hour__gte=(now - span).replace(minute=0, second=0, microsecond=0))
-    totals = (
-        rows.values("user__username")
-        .annotate(
-            samples=Sum("samples"),
-            episodes=Sum("episodes"),
-            wins=Sum("wins"),
-            campaigns=Count("campaign", distinct=True),
-        )
-        .filter(samples__gt=0)
-        .order_by("-samples", "-episodes", "user__username")[:BOARD_SIZE]
+    weights = campaign_weights()
+    totals: dict[int, dict] = {}
+    per_campaign = rows.values("user_id", "campaign_id").annotate(
+        samples=Sum("samples"), episodes=Sum("episodes"), wins=Sum("wins")
     )
+    for row in per_campaign:
+        total = totals.setdefault(
+            row["user_id"], {"samples": 0, "episodes": 0, "wins": 0, "campaigns": 0, "credit": 0.0}
+        )
+        for field in ("samples", "episodes", "wins"):
+            total[field] += row[field] or 0
+        total["campaigns"] += 1
+        total["credit"] += (row["samples"] or 0) * weights.get(row["campaign_id"], 0.0)
+    ordered = sorted(
+        (u for u, t in totals.items() if t["samples"] > 0),
+        key=lambda u: (-totals[u]["credit"], -totals[u]["samples"], u),
+    )[:BOARD_SIZE]
+    names = public_names(ordered)
     entries = [
         EntryDict(
             rank=i,
-            username=row["user__username"],
-            samples=row["samples"] or 0,
-            episodes=row["episodes"] or 0,
-            wins=row["wins"] or 0,
-            campaigns=row["campaigns"],
+            username=board_name(names[u]),
+            public=names[u] is not None,
+            samples=totals[u]["samples"],
+            episodes=totals[u]["episodes"],
+            wins=totals[u]["wins"],
+            campaigns=totals[u]["campaigns"],
+            credit=round(totals[u]["credit"], 2),
         )
-        for i, row in enumerate(totals, start=1)
+        for i, u in enumerate(ordered, start=1)
     ]
     return BoardDict(
         campaign=campaign.slug if campaign is not None else None,

@@ -19,6 +19,7 @@ from portal.core.redis import get_redis
 from portal.leaderboards.models import Contribution, MachineTally
 from portal.leaderboards.selectors import PERIODS, board_cache_key, board_compute
 from portal.machines.models import MachineToken
+from portal.volunteers.models import Profile
 from trainer.keys import CampaignKeys
 
 FIELDS = ("samples", "episodes", "wins")
@@ -59,7 +60,9 @@ def _tallies_write(tallies: list[MachineTally]) -> None:
     columns = ", ".join(f"{quote(meta.get_field(field).column)} = %s" for field in FIELDS)
     sql = f"UPDATE {quote(meta.db_table)} SET {columns} WHERE {quote(meta.pk.column)} = %s"
     with connection.cursor() as cursor:
-        cursor.executemany(sql, [[getattr(tally, field) for field in FIELDS] + [tally.pk] for tally in tallies])
+        cursor.executemany(
+            sql, [[getattr(tally, field) for field in FIELDS] + [tally.pk] for tally in tallies]
+        )
 
 
 @transaction.atomic
@@ -99,11 +102,17 @@ def contributions_rollup(*, campaign: Campaign, now: datetime | None = None) -> 
     if changed:
         _tallies_write(changed)
     hour = hour_start(now or timezone.now())
+    teams = dict(
+        Profile.objects.filter(user_id__in=deltas, team__isnull=False).values_list("user_id", "team_id")
+    )
     credited = 0
     for user_id, delta in deltas.items():
         if not any(delta.values()):
             continue
-        row, _ = Contribution.objects.get_or_create(campaign=campaign, user_id=user_id, hour=hour)
+        # The bucket keeps the team its volunteer is in now: what a member gave stays with the team.
+        row, _ = Contribution.objects.get_or_create(
+            campaign=campaign, user_id=user_id, hour=hour, defaults={"team_id": teams.get(user_id)}
+        )
         Contribution.objects.filter(pk=row.pk).update(**{f: F(f) + delta[f] for f in FIELDS})
         credited += 1
     return credited

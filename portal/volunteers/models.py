@@ -18,7 +18,9 @@ class Team(models.Model):
     name = models.CharField(max_length=60, unique=True)
     slug = models.SlugField(max_length=70, unique=True)
     description = models.CharField(max_length=300, blank=True)
-    founder = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    founder = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
     created = models.DateTimeField(auto_now_add=True)
     # Set by staff for an offensive name: the team shows as "hidden team" and its page is gone.
     name_hidden = models.BooleanField(default=False)

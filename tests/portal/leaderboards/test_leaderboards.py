@@ -110,6 +110,8 @@ def test_pages_and_api_read_the_cached_board(
         "episodes": 0,
         "wins": 0,
         "campaigns": 1,
+        "public": True,
+        "credit": 0.02,  # 77 CartPole steps of 0.0002 s (portal.volunteers.credit)
     }
     assert client.get("/api/leaderboard/").json()["entries"][0]["username"] == "alice"
 
