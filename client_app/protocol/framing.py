@@ -91,28 +91,32 @@ def unpack(frame: bytes, *, client: bool = False) -> dict[str, Any]:
     return message
 
 
+_ARRAY_KEYS = frozenset({"dtype", "shape", "data"})
+_DTYPES = {name: np.dtype(name) for name in ALLOWED_DTYPES}  # parsed once: np.dtype(str) costs more than the check
+
+
 def decode_array(value: Any, name: str) -> np.ndarray:
     """Turn a wire array map into a read-only NumPy array, checking dtype and size first."""
-    if not isinstance(value, dict) or set(value) != {"dtype", "shape", "data"}:
+    if not isinstance(value, dict) or value.keys() != _ARRAY_KEYS:
         raise ProtocolError(R_SCHEMA, f"'{name}' must be an array map with dtype, shape and data")
     dtype, shape, data = value["dtype"], value["shape"], value["data"]
-    if dtype not in ALLOWED_DTYPES:
+    np_dtype = _DTYPES.get(dtype) if isinstance(dtype, str) else None
+    if np_dtype is None:
         raise ProtocolError(R_DTYPE, f"'{name}' has dtype {dtype!r}; allowed: {sorted(ALLOWED_DTYPES)}")
-    if (
-        not isinstance(shape, list)
-        or len(shape) > 4
-        or not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= MAX_FRAME_BYTES for d in shape)
+    if not isinstance(shape, list) or len(shape) > 4 or not all(
+        type(d) is int and 0 <= d <= MAX_FRAME_BYTES for d in shape  # bool is not an int here
     ):
         raise ProtocolError(R_SHAPE, f"'{name}' has an invalid shape {shape!r}")
+    itemsize = np_dtype.itemsize
+    size = math.prod(shape)
     # The dimensions other than 0 must fit a frame too: [0, 2**23, 2**23, 2**23] holds no element, but
     # NumPy cannot even describe it (its byte count overflows) and would raise.
-    if math.prod(d for d in shape if d) * np.dtype(dtype).itemsize > MAX_FRAME_BYTES:
+    if (size or math.prod(d for d in shape if d)) * itemsize > MAX_FRAME_BYTES:
         raise ProtocolError(R_SHAPE, f"'{name}' declares a shape {shape} larger than any frame can carry")
     if not isinstance(data, bytes):
         raise ProtocolError(R_SCHEMA, f"'{name}' data must be raw bytes")
-    itemsize = np.dtype(dtype).itemsize
-    if math.prod(shape) * itemsize != len(data):
+    if size * itemsize != len(data):
         raise ProtocolError(
             R_SHAPE, f"'{name}' declares shape {shape} of {dtype} but carries {len(data)} bytes"
         )
-    return np.frombuffer(data, dtype=dtype).reshape(shape)
+    return np.frombuffer(data, dtype=np_dtype).reshape(shape)

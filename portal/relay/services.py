@@ -7,6 +7,7 @@ ack means "stored exactly once". Evaluation results: ``portal.relay.evaluation``
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -26,6 +27,9 @@ from portal.relay.store import (
     run_script,
 )
 from trainer.keys import CampaignKeys
+
+# A campaign's key names, made once per process instead of twenty f-strings per chunk.
+campaign_keys = functools.lru_cache(maxsize=4096)(CampaignKeys)
 
 FULL_WAIT_MS = 2000  # how long a client waits before resending a chunk refused at the stream's cap
 
@@ -100,7 +104,7 @@ async def chunk_store(
     and the stream's caps (entries and bytes).
     """
     call = StoreChunkCall(
-        keys=CampaignKeys(campaign_id),
+        keys=campaign_keys(campaign_id),
         chunk_id=chunk.id,
         machine_id=machine_id,
         frame=frame,
