@@ -379,8 +379,6 @@ def run_checks(
     the character.
     """
     checks = [check_python()]
-    checks.append(check_package("numpy", below="2", why="soulsgym needs numpy < 2"))
-    checks.append(check_package("gymnasium", prefix="0.29", why="soulsgym 1.1.0 needs gymnasium 0.29"))
     for package in ("msgpack", "websockets", "safetensors"):
         checks.append(check_package(package))
     campaign = None
@@ -395,6 +393,13 @@ def run_checks(
     if env_id is None and campaign and campaign.get("env_id"):
         env_id, env_kwargs = campaign["env_id"], dict(campaign.get("env_kwargs") or {})
     env_id = env_id or DEFAULT_ENV
+    # Only the checks that apply to the campaign's environment: soulsgym's pins and the game's lines
+    # are for Dark Souls III campaigns; the arena and gymnasium's envs need neither.
+    if is_soulsgym(env_id):
+        checks.append(check_package("numpy", below="2", why="soulsgym needs numpy < 2"))
+        checks.append(check_package("gymnasium", prefix="0.29", why="soulsgym 1.1.0 needs gymnasium 0.29"))
+    else:
+        checks += [check_package("numpy"), check_package("gymnasium")]
     if is_soulsgym(env_id):
         checks += soulsgym_checks(platform)
         if create_env and playing:

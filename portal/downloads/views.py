@@ -39,6 +39,7 @@ def download_page(request: HttpRequest) -> HttpResponse:
         "tokens": tokens,
         # The same steps as docs/client.md's (client_app.setup_guide renders both; escaped there).
         "soulsgym_setup": mark_safe(setup_guide.html()),  # noqa: S308
+        "install_steps": mark_safe(setup_guide.install_html(wheel.filename if wheel else setup_guide.WHEEL)),  # noqa: S308
     }
     return render(request, "downloads/download.html", context, status=200 if wheel else 503)
 

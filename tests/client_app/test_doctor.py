@@ -24,6 +24,15 @@ def doctor(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
+def test_doctor_checks_only_what_applies_to_the_campaigns_environment():
+    # The arena needs no game, no Windows and no soulsgym pins: none of those lines, and it passes.
+    result = doctor("--env", "soulsai/IudexArena-v0")
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    assert "soulsgym" not in out.lower() and "Dark Souls III" not in out and "only on Windows" not in out
+    assert "✓ numpy" in out and "✓ gymnasium" in out
+
+
 def test_doctor_says_plainly_that_soulsgym_needs_windows_and_the_game():
     result = doctor("--env", "SoulsGymIudex-v0")
     out = result.stdout + result.stderr

@@ -47,6 +47,27 @@ def test_the_steps_say_what_soulsgym_needs_in_an_order_that_works():
     assert "default" not in G.STEPS[headings.index(G.KEY_TABLE_AFTER)][1].replace("defaults:", "")
 
 
+def test_the_windows_install_steps_come_in_an_order_that_works():
+    headings = [h for h, _, _ in G.INSTALL_STEPS]
+    text = " ".join(f"{h} {t} {' '.join(c)}" for h, t, c in G.INSTALL_STEPS)
+    # Python (with Tk) before any command uses it; the commands run where the wheel was saved.
+    assert headings[0].startswith("Python 3.11") and "tcl/tk" in G.INSTALL_STEPS[0][1]
+    commands = [c for _, _, cs in G.INSTALL_STEPS for c in cs]
+    assert commands.index("cd $HOME\\Downloads") < commands.index('py -3.11 -m pip install ".\\{wheel}[keyring]"')
+    # The plain install needs no activation script; the venv's needs the execution policy first.
+    venv = [c for h, _, cs in G.INSTALL_STEPS if "virtual environment" in h for c in cs]
+    assert venv.index("Set-ExecutionPolicy -Scope CurrentUser -ExecutionPolicy RemoteSigned") < venv.index(
+        ".\\soulsai\\Scripts\\Activate.ps1"
+    )
+    assert "Activate" not in " ".join(commands[: commands.index("soulsai-client-gui")])
+    assert "execution policy" in text
+
+
+def test_docs_client_md_holds_exactly_the_generated_blocks():
+    install = G.docs_block(G.DOCS.read_text(encoding="utf-8"), G.INSTALL_BEGIN, G.INSTALL_END)
+    assert install == G.install_markdown(), "docs/client.md is stale: run python -m client_app.setup_guide --write"
+
+
 def test_docs_client_md_holds_exactly_the_generated_block():
     block = G.docs_block(G.DOCS.read_text(encoding="utf-8"))
     assert block is not None, "docs/client.md lost its setup-guide markers"
@@ -78,4 +99,5 @@ def test_the_download_page_shows_the_same_steps(client, monkeypatch):
 
     page = client.get(reverse("downloads:page")).content.decode()
     assert G.html() in page
+    assert G.install_html(wheel.filename) in page  # the same Windows steps as docs/client.md, this wheel's name
     assert "Restore the default keyboard" not in page and "is enough" not in page

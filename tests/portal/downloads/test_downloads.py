@@ -96,7 +96,8 @@ def test_download_page_shows_the_wheel_and_the_file_matches(client, wheel):
     assert response.status_code == 200
     html = response.content.decode()
     assert wheel.version in html and wheel.filename in html and wheel.sha256 in html
-    assert f"pip install {wheel.filename}" in html and "[box2d]" in html
+    assert f'py -3.11 -m pip install ".\\{wheel.filename}[keyring]"' in html and "[keyring,box2d]" in html
+    assert f'python3 -m pip install "{wheel.filename}[keyring]"' in html
     # The token is pasted into SOULSAI_TOKEN when asked, never typed into a command (history, ps).
     assert "soulsai-client --server http://testserver --save" in html and "read -rs SOULSAI_TOKEN" in html
     assert "--token" not in html
