@@ -131,6 +131,17 @@ TEMPLATES = [
 # Database: SQLite in var/ unless DATABASE_URL names a server (postgres://user@host:5432/name).
 DATABASE_URL = os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'db.sqlite3'}"
 DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=0)}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # A pool per process (psycopg_pool through Django's "pool" option): without one, each database call
+    # of the relay (three per handshake) opened a new PostgreSQL connection, a forked server process
+    # each, and persistent connections are no fix under ASGI (Django closes them per request thread).
+    # Health checks: a connection a restarted server dropped is replaced before it is handed out.
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
+        "min_size": 1,
+        "max_size": int(os.environ.get("SOULSAI_DB_POOL_SIZE", "32")),
+        "timeout": 10,
+    }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (ASGI server, Celery worker, beat) share the file: WAL lets readers go on
     # while one writes, IMMEDIATE takes the write lock up front instead of failing mid-transaction.
