@@ -13,8 +13,8 @@ whatever the server has not acknowledged.
 
 from __future__ import annotations
 
-import ipaddress
 import io
+import ipaddress
 import logging
 import queue
 import re

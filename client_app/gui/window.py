@@ -119,7 +119,8 @@ class ClientWindow:
         self._campaign_url: str | None = None
         self._last_state = ""
         self._poll_id: str | None = None
-        self._pending_save: userconfig.UserConfig | None = None  # settings to save once the server accepts them
+        # Settings to save once the server accepts them (a new token or server).
+        self._pending_save: userconfig.UserConfig | None = None
 
         saved = userconfig.load(config_path)
         self.server_var = tk.StringVar(value=saved.server)
@@ -413,8 +414,11 @@ class ClientWindow:
         if run is not None and run.campaign and self._info is None and run.campaign.get("slug"):
             self._info = CampaignInfo(self.server_var.get().strip(), str(run.campaign["slug"]))
         info = self._info.latest() if self._info is not None else {}
-        if self._info is not None and run is not None and info and (run.connection == "paused") != (
-            info.get("status") == "paused"
+        if (
+            self._info is not None
+            and run is not None
+            and info
+            and (run.connection == "paused") != (info.get("status") == "paused")
         ):
             self._info.refresh()  # paused or resumed since the last answer: fetch the reason now
         if info:

@@ -71,7 +71,7 @@ class CommunityTotals:
     samples: int
     episodes: int
     campaigns_running: int  # running and listed: the ones the home page can show
-    machines_connected: int  # clients connected right now, summed over running campaigns (rolled up from Redis)
+    machines_connected: int  # clients connected now, summed over running campaigns (from Redis)
     volunteers_active: int  # people (not machines) with a machine seen within VOLUNTEER_ACTIVE_WINDOW
     machines_active: int  # their machines seen within the same window
 

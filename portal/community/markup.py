@@ -27,7 +27,9 @@ def _inline(escaped: str) -> str:
         links.append(tag)
         return f"\x00{len(links) - 1}\x00"
 
-    text = _LINK.sub(lambda m: keep(f'<a href="{m.group(2)}" rel="nofollow noopener">{m.group(1)}</a>'), escaped)
+    text = _LINK.sub(
+        lambda m: keep(f'<a href="{m.group(2)}" rel="nofollow noopener">{m.group(1)}</a>'), escaped
+    )
     text = _BARE.sub(lambda m: keep(f'<a href="{m.group(1)}" rel="nofollow noopener">{m.group(1)}</a>'), text)
     text = _BOLD.sub(r"<strong>\1</strong>", text)
     text = _EM.sub(r"<em>\2</em>", text)

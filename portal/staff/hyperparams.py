@@ -71,8 +71,10 @@ def _type_error(name: str, value: Any, base: Any) -> str | None:
     if isinstance(base, float):
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         return None if ok else f"{name} must be a number, got {value!r}"
-    ok = isinstance(value, (list, tuple)) and value and all(
-        isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in value
+    ok = (
+        isinstance(value, (list, tuple))
+        and value
+        and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 4096 for v in value)
     )
     return None if ok else f"{name} must be a list of layer widths from 1 to 4096, got {value!r}"
 
@@ -86,7 +88,11 @@ def review(algorithm: str, env_id: str, overrides: dict[str, Any]) -> Review:
     for name, value in overrides.items():
         if name not in fields:
             close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
-            hint = f": did you mean “{close[0]}”?" if close else f" for {algorithm.upper()} (see the fields below)"
+            hint = (
+                f": did you mean “{close[0]}”?"
+                if close
+                else f" for {algorithm.upper()} (see the fields below)"
+            )
             result.errors.append(f"Unknown hyperparameter “{name}”{hint}")
             continue
         problem = _type_error(name, value, _default(fields[name]))
@@ -112,5 +118,7 @@ def review(algorithm: str, env_id: str, overrides: dict[str, Any]) -> Review:
             "page and the history show no evaluated win rate or return."
         )
     if config.gamma < 0.9:
-        result.warnings.append(f"gamma {config.gamma:g} makes the agent short-sighted: 0.98 to 0.999 is usual.")
+        result.warnings.append(
+            f"gamma {config.gamma:g} makes the agent short-sighted: 0.98 to 0.999 is usual."
+        )
     return result

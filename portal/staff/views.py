@@ -23,8 +23,8 @@ from portal.campaigns import services as campaign_services
 from portal.campaigns.models import Campaign
 from portal.community import services as community_services
 from portal.community.models import Announcement, CampaignListing
-from portal.machines.models import MachineToken
 from portal.machines import selectors as machine_selectors
+from portal.machines.models import MachineToken
 from portal.machines.services import token_revoke, token_unflag
 from portal.staff import hyperparams
 from portal.staff.forms import SUGGESTED_ENVS, AnnouncementForm, CampaignLaunchForm

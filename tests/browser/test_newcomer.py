@@ -39,7 +39,9 @@ return out.slice(-8);
 
 
 def _too_wide(driver) -> list[str]:
-    width, viewport = driver.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+    width, viewport = driver.execute_script(
+        "return [document.documentElement.scrollWidth, window.innerWidth]"
+    )
     return driver.execute_script(WIDE) if width > viewport else []
 
 
@@ -80,7 +82,9 @@ def test_a_newcomer_sees_the_fight_on_any_screen_and_gets_one_token(
 ):
     server, browser = asgi_server, module_browser
     arena = _boss_campaign()
-    pole = campaign_launch(campaign=campaign_create(slug="pole", name="CartPole warm-up", env_id="CartPole-v1"))
+    pole = campaign_launch(
+        campaign=campaign_create(slug="pole", name="CartPole warm-up", env_id="CartPole-v1")
+    )
     django_user_model.objects.create_user("newbie", "newbie@example.com", PASSWORD)
     client_wheel_ensure()
 
@@ -110,13 +114,17 @@ def test_a_newcomer_sees_the_fight_on_any_screen_and_gets_one_token(
     # The API serves the last day: the chart starts at the 12-hours-ago point (40%).
     assert "Win rate (last 100 fights): 66% now, 40% at the start of the chart" in summary, summary
     assert "Boss HP left (last 100 fights): 34% now" in summary, summary
-    assert not browser.find_element(By.CSS_SELECTOR, '[data-figure="updates_total"]').is_displayed()  # details
+    assert not browser.find_element(
+        By.CSS_SELECTOR, '[data-figure="updates_total"]'
+    ).is_displayed()  # details
     screenshot(browser, "boss-campaign-desktop")
 
     # A stopped campaign's page is not "live": its figures are final.
     from portal.campaigns.services import campaign_stop
 
-    old = campaign_launch(campaign=campaign_create(slug="old-arena", name="Old arena", env_id="soulsai/IudexArena-v0"))
+    old = campaign_launch(
+        campaign=campaign_create(slug="old-arena", name="Old arena", env_id="soulsai/IudexArena-v0")
+    )
     campaign_stop(campaign=old)
     browser.get(server.url + old.get_absolute_url())
     until(browser, lambda: browser.find_element(By.ID, "live-indicator").text.lower() == "stopped: final figures",
@@ -145,10 +153,14 @@ def test_a_newcomer_sees_the_fight_on_any_screen_and_gets_one_token(
         name = browser.find_element(By.NAME, "machine_name").get_attribute("value")
         assert name.startswith(("Android phone", "Linux PC", "PC")) and name != "my machine", name
         submit(browser, "#join form")
-        token = until(browser, lambda: browser.find_element(By.ID, "token-value").text.strip(), 60, "the token")
+        token = until(
+            browser, lambda: browser.find_element(By.ID, "token-value").text.strip(), 60, "the token"
+        )
         assert token.startswith("sai_")
         assert _too_wide(browser) == []
-        commands = " ".join(e.text for e in browser.find_elements(By.CSS_SELECTOR, "pre.code:not(.token) code"))
+        commands = " ".join(
+            e.text for e in browser.find_elements(By.CSS_SELECTOR, "pre.code:not(.token) code")
+        )
         assert "soulsai-client" in commands and token not in commands
         browser.execute_cdp_cmd(
             "Browser.grantPermissions",
@@ -168,7 +180,9 @@ def test_a_newcomer_sees_the_fight_on_any_screen_and_gets_one_token(
         _phone(browser, False)
 
 
-def test_staff_see_every_hyperparameter_and_every_problem_at_once(asgi_server, module_browser, django_user_model):
+def test_staff_see_every_hyperparameter_and_every_problem_at_once(
+    asgi_server, module_browser, django_user_model
+):
     server, browser = asgi_server, module_browser
     django_user_model.objects.create_superuser("chief", "chief@example.com", PASSWORD)
     log_in(browser, server, "chief", PASSWORD)

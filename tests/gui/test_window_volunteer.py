@@ -13,8 +13,8 @@ import pytest
 from client_app import userconfig
 from client_app.runner import RunConfig
 from harness.platform import AsgiServer
-from portal.core.processes import uvicorn_argv
 from harness.processes import wait_http
+from portal.core.processes import uvicorn_argv
 from tests.conftest import process_env, start_asgi
 from tests.gui.conftest import save_screenshot
 from tests.gui.test_window import Pump, figure, number, type_into
@@ -24,7 +24,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.gui, pytest.mark.django_db(transactio
 
 def _restart(server: AsgiServer, log_dir) -> AsgiServer:
     """The same server again, on the same port (the address the client keeps trying)."""
-    again = AsgiServer("uvicorn-again", uvicorn_argv(host="127.0.0.1", port=server.port), process_env(), log_dir)
+    again = AsgiServer(
+        "uvicorn-again", uvicorn_argv(host="127.0.0.1", port=server.port), process_env(), log_dir
+    )
     again.port, again.url = server.port, server.url
     wait_http(server.url + "/admin/login/", 60, again)
     return again
@@ -39,7 +41,9 @@ def test_a_typo_keeps_the_good_token_a_staff_pause_says_why_and_offline_play_sto
     from portal.machines.services import token_create
 
     user = django_user_model.objects.create_user("offline", "o@example.com", "pw-12345678")
-    campaign = campaign_launch(campaign=campaign_create(slug="gui-offline", name="Offline", env_id="CartPole-v1"))
+    campaign = campaign_launch(
+        campaign=campaign_create(slug="gui-offline", name="Offline", env_id="CartPole-v1")
+    )
     _, good = token_create(user=user, campaign=campaign, name="rig")
     Announcement.objects.create(title="Iudex falls", body="Watch [the fight](https://souls.example/)")
     server = start_asgi(tmp_path / "web")
@@ -83,7 +87,9 @@ def test_a_typo_keeps_the_good_token_a_staff_pause_says_why_and_offline_play_sto
             60, "the staff's pause and its reason",
         )  # fmt: skip
         assert figure(window, "state") == "waiting: the campaign's staff paused it (nothing is lost)"
-        assert window.win_rate_var.get() == "no boss in this campaign"  # CartPole: the figure a boss fight has
+        assert (
+            window.win_rate_var.get() == "no boss in this campaign"
+        )  # CartPole: the figure a boss fight has
         save_screenshot(xvfb, tk_root, "client-gui-paused-by-staff")
         campaign_resume(campaign=campaign)
         pump.until(lambda: figure(window, "connection").startswith("connected"), 60, "the resume")
@@ -98,14 +104,18 @@ def test_a_typo_keeps_the_good_token_a_staff_pause_says_why_and_offline_play_sto
         # The backlog and what was played until the client noticed the server gone: CartPole makes some 80
         # chunks a second (the game one in 13 s), far from the spool's 1,000-chunk cap the old client filled.
         assert defaults.offline_backlog <= spool < 150, spool
-        pump.until(lambda: "not playing until it is back" in window.log_text.get("1.0", "end"), 10, "the log line")
+        pump.until(
+            lambda: "not playing until it is back" in window.log_text.get("1.0", "end"), 10, "the log line"
+        )
         save_screenshot(xvfb, tk_root, "client-gui-offline")
         assert (number(window, "steps"), number(window, "spool")) == (steps, spool)  # still not playing
 
         # The server is back: the backlog is sent and the client plays again.
         procs.append(_restart(server, tmp_path / "web"))
         pump.until(lambda: number(window, "steps") > steps, 90, "play after the server came back")
-        pump.until(lambda: "the server is back: playing again" in window.log_text.get("1.0", "end"), 10, "the log")
+        pump.until(
+            lambda: "the server is back: playing again" in window.log_text.get("1.0", "end"), 10, "the log"
+        )
         window.quit()
         pump.until(lambda: window.closed, 60, "the window to close")
     finally:

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.django_db
 
 
 def _arena(slug: str = "arena", **figures) -> Campaign:
-    campaign = campaign_launch(campaign=campaign_create(slug=slug, name="Arena", env_id="soulsai/IudexArena-v0"))
+    campaign = campaign_launch(
+        campaign=campaign_create(slug=slug, name="Arena", env_id="soulsai/IudexArena-v0")
+    )
     Campaign.objects.filter(pk=campaign.pk).update(**figures)
     campaign.refresh_from_db()
     return campaign
