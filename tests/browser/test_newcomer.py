@@ -135,6 +135,7 @@ def test_a_newcomer_sees_the_fight_on_any_screen_and_gets_one_token(
         "/", "/campaigns/", arena.get_absolute_url(), pole.get_absolute_url(), old.get_absolute_url(),
         f"/campaigns/{arena.slug}/history/", f"/campaigns/{arena.slug}/leaderboard/", "/leaderboard/",
         "/download/", "/accounts/login/", "/accounts/signup/", "/no-such-page/",
+        "/teams/", "/privacy/", "/volunteers/newbie/",
     ]  # fmt: skip
     _phone(browser, True)
     try:
