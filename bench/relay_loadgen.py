@@ -109,7 +109,7 @@ class SimClient:
         self.unacked: collections.OrderedDict[str, bytes] = collections.OrderedDict()  # the spool
         self.in_flight: dict[str, float] = {}  # sent on this connection, unanswered: id -> perf time
         self.resend: collections.deque[str] = collections.deque()
-        self.wake = asyncio.Event()
+        self.waiter: asyncio.Future | None = None  # the sender's wait (_wait), if it waits
         self.ws = None
         self.welcomed = asyncio.Event()
         self.closed = False  # the bench is done with this client
@@ -198,7 +198,7 @@ class SimClient:
             self.resend = collections.deque(self.unacked)  # the spool goes out again, oldest first
             self.stats.resent += len(self.resend)
             self.welcomed.set()
-            self.wake.set()
+            self._wake()
             if not self.unacked:
                 self._recovered(time.time())  # nothing to resend: back as soon as welcomed
             try:
@@ -211,7 +211,7 @@ class SimClient:
                 await ws.close()
             self.ws = None
             self.in_flight.clear()
-            self.wake.set()
+            self._wake()
             if self.closed:
                 break
             code = getattr(ws, "close_code", None)
@@ -258,7 +258,7 @@ class SimClient:
                         self._interrupted()
                 else:
                     self.unacked.pop(cid, None)  # refused for good
-            self.wake.set()
+            self._wake()
         elif kind == "model":
             version = int(message["version"])
             stats.notices.setdefault(version, now_w)
@@ -276,12 +276,24 @@ class SimClient:
         version = b"\xce" + min(self.model_version, 0xFFFFFFFE).to_bytes(4, "big")
         return cid, template.replace(b"#" * self.id_len, cid.encode()).replace(VERSION_MARKER, version)
 
+    def _wake(self) -> None:
+        """Something the sender waits for happened (an ack, a reject, a connection up or down)."""
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
     async def _wait(self, timeout: float | None = None) -> None:
-        self.wake.clear()
+        # A bare future and a timer: asyncio.wait_for on an Event makes a task per wait, and a paced
+        # client waits twice per chunk (for its next send time, for a slot in its window).
+        loop = asyncio.get_running_loop()
+        waiter = self.waiter = loop.create_future()
+        timer = loop.call_later(timeout, _set_done, waiter) if timeout is not None else None
         try:
-            await asyncio.wait_for(self.wake.wait(), timeout)
-        except TimeoutError:
-            pass
+            await waiter
+        finally:
+            self.waiter = None
+            if timer is not None:
+                timer.cancel()
 
     async def send_phase(self, phase: dict) -> None:
         """Send chunks until the phase ends, then until every chunk is acknowledged (or the grace is over)."""
@@ -330,6 +342,11 @@ class SimClient:
                 self.resend.appendleft(cid)
                 await self._wait(0.25)
         self.stats.unacked_at_end = len(self.unacked)
+
+
+def _set_done(future: asyncio.Future) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 def _enter_netns(name: str) -> None:
