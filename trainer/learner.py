@@ -37,6 +37,10 @@ from trainer.stream import START, Entry, ExperienceStream, StreamPosition
 
 log = logging.getLogger(__name__)
 
+# Starting up (the agent built, a checkpoint read) may hold the lease, renewed from a thread, for at
+# most this many lease lengths; a learner stuck there longer gives the campaign up to a successor.
+STARTUP_LEASES = 10
+
 Outcome = Literal[
     "lease_held", "device_unavailable", "paused", "stopped", "lease_lost", "time_limit", "shutdown"
 ]
@@ -438,9 +442,8 @@ class LearnerRun:
         # A learner that failed to start here or elsewhere left its error for staff: this one runs.
         self.client.hdel(self.keys.learner, *LEARNER_ERROR_FIELDS)
         try:
-            self.resume()  # reads a checkpoint from the storage server: may take a while
-            if not self.lease.renew():
-                raise LeaseLost
+            with self.lease.kept_alive(STARTUP_LEASES * self.lease.seconds):
+                self.resume()  # reads a checkpoint from the storage server: may take a while
             next_renew = time.monotonic() + renew_every
             self.ingest(self.stream.claim_pending())
             while True:
@@ -508,8 +511,15 @@ def run_learner(
             )
             return "device_unavailable"
         # Read once the lease is ours, so the version to continue from is the one no other learner moves.
-        campaign = store.campaign(campaign_id)
-        run = LearnerRun(campaign, store=store, lease=lease, client=client, settings=settings)
+        # Building the agent takes seconds on a loaded host (the first optimizer of a process imports
+        # torch._dynamo: 13 s seen with a 6 s lease): the lease is renewed meanwhile.
+        try:
+            with lease.kept_alive(STARTUP_LEASES * lease.seconds):
+                campaign = store.campaign(campaign_id)
+                run = LearnerRun(campaign, store=store, lease=lease, client=client, settings=settings)
+        except LeaseLost:
+            log.warning("campaign %s: lease lost while starting; stopping without publishing", campaign_id)
+            return "lease_lost"
         log.info(
             "campaign %s: learner started on %s, device %s (%s, consumer %s)",
             campaign_id,

@@ -6,7 +6,10 @@ split): it stops at once and publishes nothing (``LeaseLost``). See docs/trainer
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import uuid
+from collections.abc import Iterator
 
 import redis
 
@@ -50,3 +53,37 @@ class Lease:
     def release(self) -> None:
         """Give the lease up, unless it already belongs to another learner."""
         self._release(keys=[self.key], args=[self.token])
+
+    @contextlib.contextmanager
+    def kept_alive(self, limit_s: float) -> Iterator[None]:
+        """Renew the lease from a thread while the block starts the learner up (networks built, a
+        checkpoint read from the storage server: seconds on a loaded host, past a short lease), for at
+        most ``limit_s``; raises LeaseLost after the block if a renewal failed or the limit passed.
+
+        The block must publish and acknowledge nothing: a learner stuck in it keeps the lease for at
+        most ``limit_s``, then its successor takes over."""
+        done = threading.Event()
+        lost = threading.Event()
+
+        def renew_until_done() -> None:
+            waited = 0.0
+            every = max(0.05, self.seconds / 3)
+            while not done.wait(every):
+                waited += every
+                try:
+                    ok = waited < limit_s and self.renew()
+                except redis.RedisError:
+                    ok = False
+                if not ok:
+                    lost.set()
+                    return
+
+        thread = threading.Thread(target=renew_until_done, name="lease-keepalive", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+        if lost.is_set() or not self.renew():
+            raise LeaseLost
