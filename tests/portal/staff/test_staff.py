@@ -183,3 +183,15 @@ def test_flagged_machines_show_why_when_and_as_what_and_can_be_revoked(
     response = staff_client.post(f"/staff/machines/{token.pk}/revoke/", follow=True)
     assert "Revoked “Windows PC 3f2a” of alice" in response.content.decode()
     assert token_authenticate(raw=plain) is None
+
+
+def test_environment_errors_speak_to_staff_not_to_volunteers():
+    from django.core.exceptions import ValidationError
+
+    from portal.campaigns.services import _for_staff, env_spaces
+
+    with pytest.raises(ValidationError, match=r"its settings \(env_kwargs\) are not ones it takes"):
+        env_spaces("CartPole-v1", {"bogus": 1})
+    volunteer = "LunarLander-v2 needs extra packages on this machine: pip install 'soulsai-client[box2d]' (x)"
+    assert _for_staff(volunteer).startswith("the server's Python lacks this environment's packages")
+    assert "update the server first" in _for_staff("this client cannot make it; download the current client")
