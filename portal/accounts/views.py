@@ -66,6 +66,7 @@ def profile_delete(request: HttpRequest) -> HttpResponse:
         user = request.user
         logout(request)
         services.user_delete(user=user)
+        volunteer_services.boards_forget()  # the name leaves the boards now, not at the next refresh
         messages.success(
             request, "Your account is deleted. What your machines gave stays in the totals, unnamed."
         )

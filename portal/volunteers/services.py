@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import redis
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
@@ -10,11 +11,24 @@ from django.utils.text import slugify
 
 from portal.audit.models import AuditEntry
 from portal.audit.services import audit_record
+from portal.core.redis import get_redis
 from portal.leaderboards.models import Contribution
 from portal.machines.models import MachineToken
 from portal.volunteers.models import Profile, Team
+from portal.volunteers.selectors import CREDIT_TABLE_KEY
 
 TEAM_NAME_MAX = 60
+
+
+def boards_forget() -> None:
+    """Drop the cached boards and credit table, so a name hidden or changed leaves them at once
+    (the next request, or beat's next refresh, computes them again)."""
+    try:
+        r = get_redis()
+        keys = [*r.scan_iter(match="soulsai:leaderboard:*", count=500), CREDIT_TABLE_KEY]
+        r.delete(*keys)
+    except redis.RedisError:
+        pass  # the boards expire within a minute anyway
 
 
 def profile_get_or_create(*, user) -> Profile:
@@ -27,6 +41,7 @@ def profile_set_hidden(*, user, hidden: bool) -> Profile:
     profile = profile_get_or_create(user=user)
     profile.hidden = hidden
     profile.save(update_fields=["hidden"])
+    boards_forget()
     return profile
 
 
@@ -92,6 +107,7 @@ def user_rename(*, actor, user, new_username: str):
     old = user.username
     user.username = new_username
     user.save(update_fields=["username"])
+    transaction.on_commit(boards_forget)
     audit_record(actor=actor, action=AuditEntry.Action.RENAME, target=user, detail=f"was {old}")
     return user
 
@@ -102,6 +118,7 @@ def user_name_hide(*, actor, user, hidden: bool = True) -> Profile:
     profile = profile_get_or_create(user=user)
     profile.name_hidden = hidden
     profile.save(update_fields=["name_hidden"])
+    transaction.on_commit(boards_forget)
     audit_record(
         actor=actor, action=AuditEntry.Action.HIDE_NAME, target=user, detail="hidden" if hidden else "shown"
     )
@@ -116,6 +133,7 @@ def team_rename(*, actor, team: Team, new_name: str) -> Team:
     old = team.name
     team.name, team.slug = name, slug
     team.save(update_fields=["name", "slug"])
+    transaction.on_commit(boards_forget)
     audit_record(actor=actor, action=AuditEntry.Action.RENAME, target=f"team {name}", detail=f"was {old}")
     return team
 
@@ -124,6 +142,7 @@ def team_rename(*, actor, team: Team, new_name: str) -> Team:
 def team_name_hide(*, actor, team: Team, hidden: bool = True) -> Team:
     team.name_hidden = hidden
     team.save(update_fields=["name_hidden"])
+    transaction.on_commit(boards_forget)
     audit_record(
         actor=actor, action=AuditEntry.Action.HIDE_NAME, target=f"team {team.name}",
         detail="hidden" if hidden else "shown",
