@@ -133,3 +133,30 @@ def leaderboards_refresh(*, now: datetime | None = None) -> None:
             board = board_compute(campaign=campaign, period=period, now=now)
             pipe.set(board_cache_key(campaign=campaign, period=period), strictjson.dumps(board))
     pipe.execute()
+
+
+@transaction.atomic
+def contributions_void(*, token: MachineToken, samples: int, episodes: int = 0, wins: int = 0) -> None:
+    """Take voided data off its volunteer's credit: call with what a voided machine's counters lose,
+    after lowering them in Redis by as much (so the next roll-up sees no change, not a reset).
+
+    The machine's tally drops by the same amounts and its owner's hourly buckets on that campaign
+    lose them newest first (never below zero), so boards, pages and team credit no longer count them.
+    """
+    lose = {"samples": max(0, samples), "episodes": max(0, episodes), "wins": max(0, wins)}
+    tally = MachineTally.objects.select_for_update().filter(token=token).first()
+    if tally is not None:
+        for field, amount in lose.items():
+            setattr(tally, field, max(0, getattr(tally, field) - amount))
+        tally.save(update_fields=list(FIELDS))
+    rows = Contribution.objects.select_for_update().filter(
+        campaign_id=token.campaign_id, user_id=token.user_id
+    )
+    for row in rows.order_by("-hour"):
+        if not any(lose.values()):
+            break
+        for field in FIELDS:
+            taken = min(lose[field], getattr(row, field))
+            setattr(row, field, getattr(row, field) - taken)
+            lose[field] -= taken
+        row.save(update_fields=list(FIELDS))

@@ -142,3 +142,15 @@ def test_export_then_delete_keeps_the_contributions_anonymised(client, alice, co
     assert Contribution.objects.get(samples=36_000).user is None
     assert client.get("/api/credit/").json()["deleted_volunteers_credit"] == 3600.0
     assert client.get("/volunteers/alice/").status_code == 404
+
+
+def test_voided_data_earns_nothing(client, alice, cartpole_campaign, redis_client):
+    machine, _ = token_create(user=alice, campaign=cartpole_campaign, name="pc")
+    samples_key = CampaignKeys(cartpole_campaign.id).machine_samples
+    redis_client.hset(samples_key, str(machine.pk), 5_000_000)
+    board_services.contributions_rollup(campaign=cartpole_campaign)
+    # Staff void 4 million of its steps: the counter drops, and so does the credit already rolled up.
+    redis_client.hset(samples_key, str(machine.pk), 1_000_000)
+    board_services.contributions_void(token=machine, samples=4_000_000)
+    board_services.contributions_rollup(campaign=cartpole_campaign)  # no "reset" re-credited
+    assert client.get("/api/volunteers/alice/").json()["credit"] == 200.0
