@@ -154,3 +154,25 @@ def test_voided_data_earns_nothing(client, alice, cartpole_campaign, redis_clien
     board_services.contributions_void(token=machine, samples=4_000_000)
     board_services.contributions_rollup(campaign=cartpole_campaign)  # no "reset" re-credited
     assert client.get("/api/volunteers/alice/").json()["credit"] == 200.0
+
+
+def test_staff_moderate_names_from_the_admin(staff_client, alice):
+    team = services.team_create(founder=alice, name="Rude Name")
+    assert staff_client.get("/admin/volunteers/team/").status_code == 200
+    staff_client.post(
+        "/admin/volunteers/team/", {"action": "hide_names", "_selected_action": [team.pk]}, follow=True
+    )
+    profile = services.profile_get_or_create(user=alice)
+    staff_client.post(
+        "/admin/volunteers/profile/", {"action": "hide_names", "_selected_action": [profile.pk]}, follow=True
+    )
+    staff_client.post(
+        f"/admin/volunteers/team/{team.pk}/change/",
+        {"name": "Nice Name", "description": "", "name_hidden": "on"},
+    )
+    assert Team.objects.get(pk=team.pk).name == "Nice Name"
+    assert list(AuditEntry.objects.order_by("pk").values_list("action", "target")) == [
+        ("hide_name", "team Rude Name"),
+        ("hide_name", "user alice"),
+        ("rename", "team Nice Name"),
+    ]
