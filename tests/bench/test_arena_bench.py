@@ -21,8 +21,11 @@ def test_arena_bench_reports_win_rates_per_policy_and_boss_damage():
     assert result["boss_damage"] == 1.0 and result["sloppy"] == 0.1
     for policy in ("random", "masked_random", "scripted", "sloppy_scripted"):
         assert 0.0 <= result[f"{policy}_win_rate"] <= 1.0
-    # Full strength, as in the game: the yardstick takes hits and loses most fights (bench/arena_fidelity.py).
-    assert result["scripted_win_rate"] <= 0.5
+    # Full strength, as in the game: random play does not win, and the yardstick (rolling through his
+    # hits, striking in his pauses) takes far more of his HP (bench/arena_fidelity.py: its win rate and
+    # the hits it takes).
+    assert result["random_win_rate"] == 0.0
+    assert result["scripted_mean_boss_hp_left"] < result["random_mean_boss_hp_left"] - 0.3
     assert result["steps_per_s"] > 0
 
 
