@@ -225,6 +225,9 @@ class CampaignDict(FiguresDict):
     stopped_at: str | None
     first_win_at: str | None  # boss fights: when the first win was counted
     pause_reason: str  # why staff paused it ("" when running, or when they gave none)
+    win_rate_then: float | None  # boss fights: win_rate_recent about a day ago (FightSummary.then_rate)
+    win_rate_then_at: str | None  # when win_rate_then was the figure
+    win_rate_trend: str  # "up", "down", "flat" against win_rate_then; "" without one
 
 
 class CheckpointDict(TypedDict):
@@ -254,6 +257,8 @@ def campaign_figures(campaign: Campaign) -> FiguresDict:
 
 def campaign_api_dict(campaign: Campaign, request: HttpRequest) -> CampaignDict:
     """A campaign as the JSON API shows it; URLs are absolute."""
+    # The trend the portal's cards show; only boss fights have one (their snapshots are read, 2 queries).
+    fight = fight_summary(campaign=campaign) if campaign.win_rate_recent is not None else None
     model_url = None
     if campaign.model_version:
         model_url = request.build_absolute_uri(
@@ -277,6 +282,9 @@ def campaign_api_dict(campaign: Campaign, request: HttpRequest) -> CampaignDict:
         stopped_at=_iso(campaign.stopped_at),
         first_win_at=_iso(campaign.first_win_at),
         pause_reason=campaign.pause_reason if campaign.status == Campaign.Status.PAUSED else "",
+        win_rate_then=fight.then_rate if fight is not None else None,
+        win_rate_then_at=_iso(fight.then_at) if fight is not None else None,
+        win_rate_trend=fight.trend if fight is not None else "",
     )
 
 

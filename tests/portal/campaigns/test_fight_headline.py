@@ -59,6 +59,9 @@ def test_the_win_rate_trend_compares_with_a_day_ago(client):
         CampaignSnapshot.objects.create(campaign=arena, at=now - timedelta(hours=hours), win_rate=rate)
     summary = fight_summary(campaign=arena)
     assert (summary.then_rate, summary.trend) == (0.12, "up")
+    api = client.get(f"/api/campaigns/{arena.slug}/").json()  # the client's window shows the same trend
+    assert (api["win_rate_then"], api["win_rate_trend"]) == (0.12, "up")
+    assert api["win_rate_then_at"] == summary.then_at.isoformat()
     html = client.get("/").content.decode()
     assert "74%" in html and "of the last 100 fights won" in html and "up from 12% 1" in html
     assert "Boss HP left" in html and "18%" in html and "First win" in html
@@ -73,6 +76,8 @@ def test_a_young_campaign_has_no_trend_and_says_it_is_not_beaten_yet(client):
     arena = _arena(win_rate_recent=0.0, episodes_total=40, stalled_rate_recent=0.25)
     CampaignSnapshot.objects.create(campaign=arena, at=timezone.now() - timedelta(minutes=10), win_rate=0.0)
     assert fight_summary(campaign=arena).trend == ""  # ten minutes is no trend
+    api = client.get(f"/api/campaigns/{arena.slug}/").json()
+    assert (api["win_rate_then"], api["win_rate_then_at"], api["win_rate_trend"]) == (None, None, "")
     html = client.get(arena.get_absolute_url()).content.decode()
     assert "Not beaten yet in 40 fights" in html
     assert "25% of those fights stalled: neither side lost any HP" in html
