@@ -304,6 +304,13 @@ SOULSAI_LEASE_SECONDS = float(os.environ.get("SOULSAI_LEASE_SECONDS", "20"))
 # Stream entries a learner holds (read, in no checkpoint yet) before it writes a checkpoint to release them.
 SOULSAI_LEARNER_HOLD_CHUNKS = int(os.environ.get("SOULSAI_LEARNER_HOLD_CHUNKS", "2000"))
 SOULSAI_MODELS_KEPT = int(os.environ.get("SOULSAI_MODELS_KEPT", "5"))
+# The roll-out gate (trainer/gating.py, docs/trainer.md "Roll-out gate"): a completed evaluation clearly
+# worse than the best checkpoint's (by more than the margin, and outside z standard errors) is held back.
+SOULSAI_ROLLOUT_GATE = os.environ.get("SOULSAI_ROLLOUT_GATE", "1").strip() not in ("0", "false", "off", "")
+SOULSAI_ROLLOUT_MARGIN = float(os.environ.get("SOULSAI_ROLLOUT_MARGIN", "0.1"))
+SOULSAI_ROLLOUT_Z = float(os.environ.get("SOULSAI_ROLLOUT_Z", "1.96"))
+if not (0 <= SOULSAI_ROLLOUT_MARGIN <= 1 and 0 < SOULSAI_ROLLOUT_Z <= 10):
+    raise RuntimeError("SOULSAI_ROLLOUT_MARGIN must be 0 to 1 and SOULSAI_ROLLOUT_Z above 0, at most 10")
 # Per machine token: far above what one game (<= 30 steps/s) or a fast simulator client sends.
 SOULSAI_RATE_CHUNKS_PER_S = int(os.environ.get("SOULSAI_RATE_CHUNKS_PER_S", "200"))
 # The oldest client the relay takes, whatever a campaign allows (a campaign's own minimum may be

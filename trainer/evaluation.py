@@ -24,6 +24,7 @@ Nothing here imports Django: the learner and the portal's stats task import it a
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -40,10 +41,10 @@ TIMEOUT_S = 120.0  # a new evaluation waits for the last one to finish, at most 
 #: the episodes wanted, and how many the relay has handed out.
 REQUEST_FIELDS = ("version", "url", "sha256", "episodes", "assigned")
 #: ``{c<id>}:eval:<version>``: ``wanted`` (written with the request); ``episodes``, ``return_sum``,
-#: ``steps`` (every result); boss fights add ``fights`` and ``wins`` (the latter with the first win)
+#: ``return_sq_sum`` (the returns' spread, for the roll-out gate), ``steps`` (every result); boss fights add ``fights`` and ``wins`` (the latter with the first win)
 #: and, over the fights that reported HP left, ``hp_fights``, ``boss_hp_sum`` and ``player_hp_sum``.
 RESULT_FIELDS = (
-    "wanted", "episodes", "return_sum", "steps", "fights", "wins", "hp_fights", "boss_hp_sum", "player_hp_sum",
+    "wanted", "episodes", "return_sum", "return_sq_sum", "steps", "fights", "wins", "hp_fights", "boss_hp_sum", "player_hp_sum",
 )
 
 
@@ -126,6 +127,7 @@ class EvaluationSummary:
     wins: int | None  # None when the episodes were no boss fights
     boss_hp_left: float | None  # mean fractions over the fights that reported HP left
     player_hp_left: float | None
+    return_std: float | None = None  # sample standard deviation (None: under 2 episodes, or not recorded)
 
     @property
     def complete(self) -> bool:
@@ -152,4 +154,14 @@ def evaluation_summary(raw: Mapping[bytes, bytes]) -> EvaluationSummary | None:
         wins=int(data.get("wins", 0)) if "fights" in data else None,  # "wins" appears with the first win
         boss_hp_left=data.get("boss_hp_sum", 0.0) / hp_fights if hp_fights else None,
         player_hp_left=data.get("player_hp_sum", 0.0) / hp_fights if hp_fights else None,
+        return_std=return_std(data, episodes),
     )
+
+
+def return_std(data: Mapping[str, float], episodes: int) -> float | None:
+    """The sample standard deviation of the returns from their sum and sum of squares (results stored
+    before the sum of squares was recorded have none)."""
+    if episodes < 2 or "return_sq_sum" not in data:
+        return None
+    mean = data.get("return_sum", 0.0) / episodes
+    return math.sqrt(max(0.0, (data["return_sq_sum"] - episodes * mean * mean) / (episodes - 1)))

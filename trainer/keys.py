@@ -38,6 +38,9 @@ class CampaignKeys:
         self.evals_prefix = f"{tag}:eval:"
         self.status = f"{tag}:status"  # string: running | paused | stopped
         self.model = f"{tag}:model"  # hash: version, url, sha256 of the current model
+        # hash: version, url, sha256 of the best checkpoint while the roll-out gate holds the newest
+        # evaluated one back (absent otherwise): what the relay welcomes (re)connecting clients with
+        self.agent = f"{tag}:agent"
         self.lease = f"{tag}:lease"  # string: token of the learner that holds the lease
         self.launching = f"{tag}:launching"  # set while a learner task is queued
         self.learner = f"{tag}:learner"  # hash: the learner's own stats

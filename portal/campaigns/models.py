@@ -77,6 +77,12 @@ class Campaign(models.Model):
     eval_win_rate = models.FloatField(null=True, blank=True, help_text="boss fights only")
     eval_boss_hp_left = models.FloatField(null=True, blank=True, help_text="boss fights only")
     eval_player_hp_left = models.FloatField(null=True, blank=True, help_text="boss fights only")
+    # The roll-out gate (trainer.gating, applied by tasks.evaluations_sync): while the newest evaluated
+    # checkpoint is held back, the best checkpoint is what reconnecting clients are welcomed with and
+    # what the pages present as the agent; None: the newest version.
+    agent_version = models.PositiveIntegerField(
+        null=True, blank=True, help_text="set by the roll-out gate while the newest checkpoint is held back"
+    )
 
     created = models.DateTimeField(auto_now_add=True)
     updated = models.DateTimeField(auto_now=True)
@@ -124,6 +130,10 @@ class ModelVersion(models.Model):
     eval_wins = models.PositiveIntegerField(null=True, blank=True)
     eval_boss_hp_left = models.FloatField(null=True, blank=True)
     eval_player_hp_left = models.FloatField(null=True, blank=True)
+    eval_return_std = models.FloatField(null=True, blank=True)  # the returns' sample standard deviation
+    # Why the roll-out gate held this checkpoint back ("held back: v12 won 20% of 40 fights vs best
+    # v9's 55% of 40"); empty: rolled out, or not judged (docs/trainer.md, "Roll-out gate").
+    held_back = models.CharField(max_length=300, blank=True)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -17,6 +18,7 @@ from portal.machines.models import MachineToken
 from portal.relay.fanout import MODEL, STATUS, notice_publish
 from portal.training.services import learner_ensure
 from trainer.config import config_for
+from trainer.gating import Evaluated, best_of, held_back_reason
 from trainer.keys import CampaignKeys
 
 log = logging.getLogger(__name__)
@@ -253,3 +255,43 @@ def model_publish(
     # One PUBLISH, whatever the number of clients and ASGI processes (portal/relay/fanout.py).
     notice_publish(kind=MODEL, campaign_id=campaign_id, **notice)
     return model
+
+
+def checkpoint_gate(*, campaign: Campaign, version: int) -> int | None:
+    """Judge checkpoint ``version``, whose evaluation just completed, against the best checkpoint
+    evaluated before it (``trainer.gating``): a clearly worse one is held back (its ``held_back``
+    says why, for staff), and the best is then what the relay welcomes (re)connecting clients with
+    (``CampaignKeys.agent``) and what the pages present as the agent. Returns the campaign's
+    ``agent_version``: the best's while the gate holds, else None (the newest version)."""
+    keys = CampaignKeys(campaign.id)
+    reason = None
+    best = None
+    if settings.SOULSAI_ROLLOUT_GATE:
+        # Checkpoints held back earlier never count as the best; partial (timed-out) evaluations do.
+        rows = ModelVersion.objects.filter(
+            campaign=campaign, is_checkpoint=True, version__lte=version, eval_episodes__gt=0, held_back=""
+        )
+        evaluated = {
+            row.version: Evaluated(
+                version=row.version, episodes=row.eval_episodes, mean_return=row.eval_return or 0.0,
+                return_std=row.eval_return_std, wins=row.eval_wins,
+            )
+            for row in rows
+        }
+        candidate = evaluated.get(version)
+        best = best_of([e for v, e in evaluated.items() if v != version])
+        if candidate is not None and best is not None:
+            reason = held_back_reason(
+                candidate, best, margin=settings.SOULSAI_ROLLOUT_MARGIN, z=settings.SOULSAI_ROLLOUT_Z
+            )
+    ModelVersion.objects.filter(campaign=campaign, version=version).update(held_back=reason or "")
+    if reason is None:
+        get_redis().delete(keys.agent)
+        return None
+    log.info("campaign %s: %s", campaign.slug, reason)
+    notice = ModelVersion.objects.get(campaign=campaign, version=best.version).notice()
+    pipe = get_redis().pipeline(transaction=True)
+    pipe.delete(keys.agent)
+    pipe.hset(keys.agent, mapping=notice)
+    pipe.execute()
+    return best.version

@@ -14,6 +14,7 @@ from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from portal.campaigns.models import Campaign, ModelVersion
+from portal.campaigns.services import checkpoint_gate
 from portal.core.db import rows_update
 from portal.core.redis import get_redis
 from portal.core.strictjson import finite
@@ -162,7 +163,8 @@ def evaluations_sync(*, campaign: Campaign) -> dict:
     Checkpoints whose evaluation may still be in progress are read each time: those newer than the
     campaign's last complete one (a handful). A result counts for the campaign once it holds all the
     episodes the learner asked for (trainer.evaluation asks for the next one only then, or after a
-    time-out); a checkpoint's row shows partial results as they come.
+    time-out); a checkpoint's row shows partial results as they come. Each newly complete one passes
+    the roll-out gate (``services.checkpoint_gate``), which sets the campaign's ``agent_version``.
     """
     keys = CampaignKeys(campaign.id)
     floor = campaign.eval_version or 0
@@ -199,9 +201,11 @@ def evaluations_sync(*, campaign: Campaign) -> dict:
                 eval_wins=summary.wins,
                 eval_boss_hp_left=summary.boss_hp_left,
                 eval_player_hp_left=summary.player_hp_left,
+                eval_return_std=finite(summary.return_std),
             )
         if summary.complete:
-            figures = {
+            figures["agent_version"] = checkpoint_gate(campaign=campaign, version=version)
+            figures |= {
                 "eval_version": version,
                 "eval_return": summary.mean_return,
                 "eval_win_rate": summary.win_rate,

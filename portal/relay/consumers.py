@@ -376,7 +376,10 @@ class ClientConsumer(AsyncWebsocketConsumer):
         # published): a change made in between reaches this client either way.
         await fanout.get_fanout().join(campaign.id, self)
         self.joined = True
-        model = await services.current_model(client=redis, campaign_id=campaign.id)
+        # The roll-out gate's best checkpoint while the newest evaluated one is held back, else the newest.
+        model = await services.welcome_model(
+            client=redis, campaign_id=campaign.id, max_policy_lag=campaign.max_policy_lag
+        )
         status = await services.current_status(client=redis, campaign_id=campaign.id) or status
         if status not in TAKES_EXPERIENCE:
             await self.fatal(P.R_CLOSED, f"Campaign '{campaign.name}' is {status} and takes no experience.", P.CLOSE_CLOSED)

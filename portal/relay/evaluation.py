@@ -69,6 +69,7 @@ if left == 1 then redis.call('HDEL', KEYS[9], handed) else redis.call('HINCRBY',
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[5])
 redis.call('HINCRBY', KEYS[2], 'episodes', 1)
 redis.call('HINCRBYFLOAT', KEYS[2], 'return_sum', ARGV[1])
+redis.call('HINCRBYFLOAT', KEYS[2], 'return_sq_sum', ARGV[11])
 redis.call('HINCRBY', KEYS[2], 'steps', ARGV[2])
 if ARGV[3] == '1' then redis.call('HINCRBY', KEYS[2], 'wins', 1) end
 if ARGV[3] ~= '' then redis.call('HINCRBY', KEYS[2], 'fights', 1) end
@@ -123,6 +124,7 @@ class StoreEvalCall:
             self.machine_id,  # 8
             self.rate_limit,  # 9
             self.flagged_rate_limit,  # 10
+            repr(self.result.episode_return**2),  # 11: the returns' spread, for the roll-out gate
         ]
 
 

@@ -208,6 +208,31 @@ async def current_model(*, client: aioredis.Redis, campaign_id: int) -> ModelNot
     return ModelNotice(version=int(data["version"]), url=data["url"], sha256=data["sha256"])
 
 
+async def welcome_model(*, client: aioredis.Redis, campaign_id: int, max_policy_lag: int = 0) -> ModelNotice | None:
+    """The model a (re)connecting client starts with: the best checkpoint while the roll-out gate holds
+    the newest evaluated one back (``CampaignKeys.agent``, set by ``campaigns.services.checkpoint_gate``),
+    else the current model. The staleness bound wins: where the best checkpoint is more than
+    ``max_policy_lag`` (> 0) versions behind the current model, chunks played with it would all be
+    refused, so the client starts with the current one. Connected clients follow each newer version."""
+    keys = CampaignKeys(campaign_id)
+    pipe = client.pipeline(transaction=False)
+    pipe.hgetall(keys.agent)
+    pipe.hgetall(keys.model)
+    agent, current = (_notice(raw) for raw in await pipe.execute())
+    if agent is None or current is None:
+        return current
+    if max_policy_lag and current.version - agent.version > max_policy_lag:
+        return current
+    return agent
+
+
+def _notice(raw: dict[bytes, bytes]) -> ModelNotice | None:
+    if not raw:
+        return None
+    data = {k.decode(): v.decode() for k, v in raw.items()}
+    return ModelNotice(version=int(data["version"]), url=data["url"], sha256=data["sha256"])
+
+
 async def current_status(*, client: aioredis.Redis, campaign_id: int) -> str | None:
     """The campaign's status as the relay and learner see it (None if Redis does not know it)."""
     raw = await client.get(CampaignKeys(campaign_id).status)
