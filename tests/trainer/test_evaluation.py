@@ -46,3 +46,14 @@ def test_without_a_budget_evaluations_follow_the_spacing_alone(redis_client):
     schedule.request(model(1), samples_total=1_000)
     play(redis_client, 1, episodes=2, steps=50_000)
     assert schedule.due(2_000)
+
+
+def test_the_summary_gives_the_returns_spread_for_the_roll_out_gate():
+    from trainer.evaluation import evaluation_summary
+
+    # Returns 400, 500, 600 (as the relay sums them): mean 500, sample standard deviation 100.
+    raw = {b"wanted": b"3", b"episodes": b"3", b"return_sum": b"1500", b"return_sq_sum": b"770000", b"steps": b"1500"}
+    summary = evaluation_summary(raw)
+    assert (summary.mean_return, summary.return_std) == (500.0, 100.0)
+    # Results recorded before the squares were summed: no spread, so the gate holds nothing back.
+    assert evaluation_summary({b"episodes": b"3", b"return_sum": b"1500"}).return_std is None
