@@ -175,6 +175,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
         "sha256",
         "size_bytes",
         "samples_total",
+        "held_back",
         "created",
     )
     list_filter = ("is_checkpoint", "campaign")

@@ -225,6 +225,7 @@ class CampaignDict(FiguresDict):
     stopped_at: str | None
     first_win_at: str | None  # boss fights: when the first win was counted
     pause_reason: str  # why staff paused it ("" when running, or when they gave none)
+    agent_version: int | None  # the roll-out gate's best checkpoint while it holds the newest back
     win_rate_then: float | None  # boss fights: win_rate_recent about a day ago (FightSummary.then_rate)
     win_rate_then_at: str | None  # when win_rate_then was the figure
     win_rate_trend: str  # "up", "down", "flat" against win_rate_then; "" without one
@@ -244,6 +245,7 @@ class CheckpointDict(TypedDict):
     eval_win_rate: float | None
     eval_boss_hp_left: float | None
     eval_player_hp_left: float | None
+    held_back: str  # why the roll-out gate held it back ("": rolled out, or not judged)
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -285,6 +287,7 @@ def campaign_api_dict(campaign: Campaign, request: HttpRequest) -> CampaignDict:
         win_rate_then=fight.then_rate if fight is not None else None,
         win_rate_then_at=_iso(fight.then_at) if fight is not None else None,
         win_rate_trend=fight.trend if fight is not None else "",
+        agent_version=campaign.agent_version,
     )
 
 
@@ -304,4 +307,5 @@ def checkpoint_api_dict(model: ModelVersion, request: HttpRequest) -> Checkpoint
         eval_win_rate=model.eval_win_rate,
         eval_boss_hp_left=model.eval_boss_hp_left,
         eval_player_hp_left=model.eval_player_hp_left,
+        held_back=model.held_back,
     )

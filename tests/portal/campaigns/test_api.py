@@ -86,6 +86,7 @@ def test_checkpoints_newest_first_with_absolute_urls(client, cartpole_campaign, 
         "eval_win_rate": None,
         "eval_boss_hp_left": None,
         "eval_player_hp_left": None,
+        "held_back": "",
     }
     assert isinstance(first["size_bytes"], int) and first["size_bytes"] > 0
     assert client.get(first["url"]).status_code == 200

@@ -62,6 +62,10 @@ def test_a_clearly_worse_checkpoint_is_held_back_and_clients_still_follow_the_ne
     assert "held back: v2 won 5% of 20 fights vs best v1&#x27;s 60% of 20" in history
     detail = client.get(campaign.get_absolute_url()).content.decode()
     assert "data-agent-version" in detail and ">v1<" in detail
+    api = client.get(reverse("api:campaign", kwargs={"slug": campaign.slug})).json()
+    assert (api["agent_version"], api["model_version"]) == (1, 4)  # the agent, and the newest
+    checkpoints = client.get(reverse("api:checkpoints", kwargs={"slug": campaign.slug})).json()["checkpoints"]
+    assert {c["version"]: c["held_back"] for c in checkpoints} == {2: held.held_back, 1: ""}
 
     # An on-policy campaign's staleness bound wins: v1 is 3 versions behind v4, past a bound of 2.
     Campaign.objects.filter(pk=campaign.pk).update(max_policy_lag=2)
