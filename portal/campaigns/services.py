@@ -145,6 +145,11 @@ def campaign_redis_sync(*, campaign: Campaign) -> None:
         model = campaign.model_versions.filter(version=campaign.model_version).first()
         if model is not None:
             client.hset(keys.model, mapping=model.notice())
+    # The roll-out gate's choice too: reconnecting clients keep starting with the best checkpoint.
+    if campaign.agent_version and not client.exists(keys.agent):
+        agent = campaign.model_versions.filter(version=campaign.agent_version).first()
+        if agent is not None:
+            client.hset(keys.agent, mapping=agent.notice())
 
 
 def _announce_status(campaign_id: int, status: str) -> None:

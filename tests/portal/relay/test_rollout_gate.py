@@ -8,10 +8,12 @@ from django.urls import reverse
 
 from client_app import protocol as P
 from portal.campaigns.models import Campaign, ModelVersion
+from portal.campaigns.services import campaign_redis_sync
 from portal.campaigns.tasks import stats_sync_campaign
 from tests.portal.relay import test_evaluation
 from tests.portal.relay.test_evaluation import arena_chunk, ask_for_evaluation, hand_out
 from tests.portal.relay.test_relay import open_session, publish_models, send
+from trainer.keys import CampaignKeys
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -66,6 +68,12 @@ def test_a_clearly_worse_checkpoint_is_held_back_and_clients_still_follow_the_ne
     assert (api["agent_version"], api["model_version"]) == (1, 4)  # the agent, and the newest
     checkpoints = client.get(reverse("api:checkpoints", kwargs={"slug": campaign.slug})).json()["checkpoints"]
     assert {c["version"]: c["held_back"] for c in checkpoints} == {2: held.held_back, 1: ""}
+
+    # A Redis that lost its data gets the gate's choice back from the database (supervisor's repair).
+    redis_client.delete(CampaignKeys(campaign.id).agent)
+    campaign_redis_sync(campaign=Campaign.objects.get(pk=campaign.pk))
+    with open_session(asgi_server, token[1]) as (ws, welcome):
+        assert welcome["model"]["version"] == 1
 
     # An on-policy campaign's staleness bound wins: v1 is 3 versions behind v4, past a bound of 2.
     Campaign.objects.filter(pk=campaign.pk).update(max_policy_lag=2)
