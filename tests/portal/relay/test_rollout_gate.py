@@ -37,7 +37,7 @@ def evaluate(ws, redis_client, campaign, version: int, wins: int) -> Campaign:
 
 
 def test_a_clearly_worse_checkpoint_is_held_back_and_clients_still_follow_the_newest(
-    asgi_server, arena, redis_client, client
+    asgi_server, arena, redis_client, client, staff
 ):
     campaign, token = arena
     publish_models(campaign, 1, 2)
@@ -59,11 +59,14 @@ def test_a_clearly_worse_checkpoint_is_held_back_and_clients_still_follow_the_ne
         publish_models(campaign, 4)
         assert P.unpack(ws.recv(timeout=10))["version"] == 4
 
-    # Staff see why on the campaign's history; the campaign page names the agent.
+    # Everyone sees why on the campaign's history, staff on their dashboard; the campaign page names the agent.
     history = client.get(reverse("campaigns:history", kwargs={"slug": campaign.slug})).content.decode()
     assert "held back: v2 won 5% of 20 fights vs best v1&#x27;s 60% of 20" in history
     detail = client.get(campaign.get_absolute_url()).content.decode()
     assert "data-agent-version" in detail and ">v1<" in detail
+    client.force_login(staff)
+    dashboard = client.get(reverse("staff:dashboard")).content.decode()
+    assert "agent v1: newer held back" in dashboard
     api = client.get(reverse("api:campaign", kwargs={"slug": campaign.slug})).json()
     assert (api["agent_version"], api["model_version"]) == (1, 4)  # the agent, and the newest
     checkpoints = client.get(reverse("api:checkpoints", kwargs={"slug": campaign.slug})).json()["checkpoints"]
