@@ -13,6 +13,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+from datetime import UTC, datetime
 from typing import Any
 
 from client_app.connection import http_url
@@ -21,7 +22,16 @@ log = logging.getLogger(__name__)
 
 MAX_BYTES = 64 * 1024  # a campaign's JSON is about 1 KB
 MIN_GAP_S = 5.0  # refresh() asks again at most this often
-KEPT = ("status", "win_rate_recent", "boss_hp_left_recent", "wins_total", "episodes_total", "pause_reason")
+KEPT = (
+    "status", "win_rate_recent", "boss_hp_left_recent", "wins_total", "episodes_total", "pause_reason",
+    "win_rate_then", "win_rate_then_at", "win_rate_trend",
+)  # fmt: skip
+TREND_WORDS = {"up": "▲ up from", "down": "▼ down from", "flat": "● about the same as"}  # the portal's cards
+# Django's timesince units, largest first: naturaltime words the trend's date with two adjacent ones.
+_UNITS = (
+    (365 * 86400, "year"), (30 * 86400, "month"), (7 * 86400, "week"), (86400, "day"), (3600, "hour"),
+    (60, "minute"),
+)  # fmt: skip
 
 
 def api_url(server: str, slug: str) -> str:
@@ -60,8 +70,45 @@ def fetch_news(url: str, *, timeout: float = 10.0) -> str:
     return "".join(ch for ch in line if ch.isprintable())[:300]
 
 
-def win_rate_words(figures: dict[str, Any]) -> str:
-    """'74% of the last 100 fights (boss HP left 18%)', or '' when there is no win rate (not a boss fight)."""
+def ago_words(then: datetime, now: datetime) -> str:
+    """How long ago ``then`` was, worded as the portal's pages word it (Django's naturaltime, in the past):
+    'an hour ago', '23 hours ago', '1 day, 1 hour ago'."""
+    seconds = max(0, int((now - then).total_seconds()))
+    if seconds < 60:
+        return "now"
+    if seconds < 3600:
+        return "a minute ago" if seconds < 120 else f"{seconds // 60} minutes ago"
+    if seconds < 86400:
+        return "an hour ago" if seconds < 7200 else f"{seconds // 3600} hours ago"
+    parts: list[str] = []
+    for size, name in _UNITS:
+        count, seconds = divmod(seconds, size)
+        if parts and not count:
+            break  # timesince's two units are adjacent ones: "1 week" rather than "1 week, 3 hours"
+        if count:
+            parts.append(f"{count} {name}{'s' if count != 1 else ''}")
+        if len(parts) == 2:
+            break
+    return ", ".join(parts) + " ago"
+
+
+def trend_words(figures: dict[str, Any], now: datetime | None = None) -> str:
+    """'▲ up from 12% 1 day ago' as the portal's campaign cards say it, '' when there is no trend yet."""
+    words, then = TREND_WORDS.get(figures.get("win_rate_trend") or ""), figures.get("win_rate_then")
+    if words is None or not isinstance(then, (int, float)):
+        return ""
+    try:
+        then_at = datetime.fromisoformat(str(figures.get("win_rate_then_at")))
+    except ValueError:
+        return f"{words} {then * 100:.0f}%"
+    if then_at.tzinfo is None:
+        then_at = then_at.replace(tzinfo=UTC)
+    return f"{words} {then * 100:.0f}% {ago_words(then_at, now or datetime.now(UTC))}"
+
+
+def win_rate_words(figures: dict[str, Any], now: datetime | None = None) -> str:
+    """'74% of the last 100 fights (boss HP left 18%), ▲ up from 12% 1 day ago', or '' when there is no win
+    rate (not a boss fight)."""
     rate = figures.get("win_rate_recent")
     if not isinstance(rate, (int, float)):
         return ""
@@ -69,7 +116,8 @@ def win_rate_words(figures: dict[str, Any]) -> str:
     boss = figures.get("boss_hp_left_recent")
     if isinstance(boss, (int, float)):
         text += f" (boss HP left {boss * 100:.0f}%)"
-    return text
+    trend = trend_words(figures, now)
+    return f"{text}, {trend}" if trend else text
 
 
 class CampaignInfo:
