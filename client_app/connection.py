@@ -185,6 +185,7 @@ class Connection:
         self._campaign_status = "running"
         self._server_model_version = 0
         self._hold_until = 0.0  # time.monotonic() before which nothing is produced or sent
+        self._heard_at = time.monotonic()  # the latest frame from the server (a float: atomic to read)
         self._last_error: str | None = None
         self._fatal: FatalError | None = None
         self._in_flight: OrderedDict[str, float] = OrderedDict()  # loop thread only
@@ -248,6 +249,12 @@ class Connection:
     def hold_remaining(self) -> float:
         """Seconds of back-pressure left: the producer pauses that long."""
         return max(0.0, self._hold_until - time.monotonic())
+
+    def silence(self) -> float:
+        """Seconds since the server last sent anything (an ack, a reject, a notice, the welcome). With
+        chunks waiting, a long silence means the server is gone before the socket says so: a hung
+        server's connection looks up until the websocket's ping times out."""
+        return max(0.0, time.monotonic() - self._heard_at)
 
     def snapshot(self) -> ConnectionState:
         with self._lock:
@@ -400,6 +407,7 @@ class Connection:
             )
         model = welcome.model_notice
         model_version = model.version if model else 0
+        self._heard_at = time.monotonic()
         self._set(
             state="connected",
             campaign_status=str(welcome.campaign.get("status") or "running"),
@@ -420,6 +428,7 @@ class Connection:
             P.ERROR: (Error.from_wire, self._on_error),
         }
         async for frame in ws:
+            self._heard_at = time.monotonic()
             try:
                 message = P.unpack(frame)
                 reader, handler = handlers.get(message["type"], (None, None))

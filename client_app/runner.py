@@ -65,6 +65,9 @@ class RunConfig:
     # Offline, stop playing once this many chunks wait in the spool: fights played with a model the
     # server may have replaced meanwhile teach the learner little and earn no wins (docs/client.md).
     offline_backlog: int = 8
+    # With that backlog waiting, this long without a word from the server reads as offline too, before
+    # the socket says the server is gone (a hung server's connection looks up until a ping times out).
+    offline_silence_s: float = 3.0
 
 
 class Runner:
@@ -323,16 +326,28 @@ class Runner:
                 continue
             if self.phase == "waiting for the game window":
                 self.phase = "playing"
-            if not connection.connected and len(self.spool) >= config.offline_backlog:
-                if self.phase != OFFLINE:
-                    self.phase = OFFLINE
-                    self.say(
-                        f"offline: {len(self.spool)} chunks wait for the server; not playing until it is back "
-                        "(they are sent then)"
-                    )
-                time.sleep(0.2)
-                pace_t0, pace_steps = time.monotonic(), self.steps
-                continue
+            # The backlog bounds what is played without the server: at most offline_backlog chunks plus
+            # the in-flight window wait unacknowledged, however late the socket notices the server gone.
+            # Below that, a window of chunks in flight while the server acks never stops play.
+            backlog = len(self.spool)
+            if backlog >= config.offline_backlog:
+                hold = connection.hold_remaining()
+                if not connection.connected or (
+                    status == "running" and hold == 0 and connection.silence() >= config.offline_silence_s
+                ):
+                    if self.phase != OFFLINE:
+                        self.phase = OFFLINE
+                        self.say(
+                            f"offline: {backlog} chunks wait for the server; not playing until it is back "
+                            "(they are sent then)"
+                        )
+                    time.sleep(0.2)
+                    pace_t0, pace_steps = time.monotonic(), self.steps
+                    continue
+                if status == "running" and backlog >= config.offline_backlog + connection.window:
+                    time.sleep(0.02)  # every chunk the server may hold is out: wait for its acks
+                    pace_t0, pace_steps = time.monotonic(), self.steps
+                    continue
             if self.phase == OFFLINE:
                 self.phase = "playing"
                 self.say("the server is back: playing again")
