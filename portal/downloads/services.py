@@ -6,7 +6,10 @@ every web host reads: docs/deployment.md, "Storage") with a manifest beside it:
 
 - ``client-wheel/<version>/<sha256>/<filename>``: the wheel, never overwritten (its name says its bytes);
 - ``client-wheel/<version>/manifest.json``: filename, version, sha256, size and the wheel's name in
-  storage, written once, after the wheel; the first manifest for a version is the one every host serves.
+  storage, written once, after the wheel; the first manifest for a version is the one every host serves;
+- ``client-wheel/<version>/<sha256>/<filename>.sig``: the maintainers' Ed25519 signature of the wheel,
+  made offline and stored with ``manage.py add_client_signature`` (docs/releases.md). Clients update
+  themselves only to a signed wheel; the server never holds the private key.
 
 Building when the storage already holds a wheel for ``client_app.__version__`` does nothing, so every web
 host offers the same file with the same sha256; web hosts never build at request time (``make run`` and
@@ -34,6 +37,8 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+
+from client_app.release import SIGNATURE_BYTES, SIGNATURE_SUFFIX
 
 STORAGE_FOLDER = "client-wheel"
 MANIFEST_NAME = "manifest.json"
@@ -102,6 +107,37 @@ def _stored_wheel(version: str) -> WheelInfo | None:
         return info if default_storage.exists(info.name) else None
     except (OSError, EOFError, paramiko.SSHException, ValueError, KeyError, TypeError):
         return None
+
+
+def _signature_name(info: WheelInfo) -> str:
+    return info.name + SIGNATURE_SUFFIX
+
+
+def client_signature(info: WheelInfo) -> bytes | None:
+    """The stored release signature of ``info``'s wheel (64 bytes), or None if it is not signed yet."""
+    try:
+        with default_storage.open(_signature_name(info), "rb") as handle:
+            raw = handle.read(SIGNATURE_BYTES + 1)
+    except (OSError, paramiko.SSHException):
+        return None
+    return raw if len(raw) == SIGNATURE_BYTES else None
+
+
+def client_signature_store(*, info: WheelInfo, signature: bytes) -> None:
+    """Store the maintainers' signature of ``info``'s wheel (replacing an earlier one).
+
+    Checked by the caller (the management command verifies it against the release key built into
+    this checkout); here only its length, so a stray file never reaches the clients.
+    """
+    if len(signature) != SIGNATURE_BYTES:
+        raise ValueError(f"a signature has {SIGNATURE_BYTES} bytes, this one {len(signature)}")
+    name = _signature_name(info)
+    if default_storage.exists(name):
+        default_storage.delete(name)
+    stored = default_storage.save(name, ContentFile(signature))
+    if stored != name:
+        default_storage.delete(stored)
+        raise WheelBuildError(f"could not store the signature as {name}")
 
 
 def client_wheel_build(*, timeout: float = BUILD_TIMEOUT_SECONDS) -> WheelInfo:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 from django.core.files.storage import default_storage
-from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_safe
@@ -13,7 +13,7 @@ from django.views.decorators.http import require_safe
 from client_app import setup_guide
 from portal.campaigns.selectors import user_machine_tokens
 from portal.core.storage import stream_file
-from portal.downloads.services import client_wheel_info
+from portal.downloads.services import client_signature, client_wheel_info
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,35 @@ def download_page(request: HttpRequest) -> HttpResponse:
 
 
 @require_safe
-def download_file(request: HttpRequest, filename: str) -> StreamingHttpResponse:
+def release(request: HttpRequest) -> JsonResponse:
+    """The newest client as the clients' updater reads it (client_app.updater): version, file, sha256,
+    size, and whether the maintainers signed it (clients install only signed wheels)."""
     wheel = client_wheel_info()
+    if wheel is None:
+        return JsonResponse({"error": "the client package is being prepared"}, status=503)
+    signed = client_signature(wheel) is not None
+    return JsonResponse(
+        {
+            "version": wheel.version,
+            "filename": wheel.filename,
+            "sha256": wheel.sha256,
+            "size_bytes": wheel.size_bytes,
+            "url": f"/download/{wheel.filename}",
+            "signature_url": f"/download/{wheel.filename}.sig" if signed else None,
+        }
+    )
+
+
+@require_safe
+def download_file(request: HttpRequest, filename: str) -> HttpResponse:
+    wheel = client_wheel_info()
+    if wheel is not None and filename == wheel.filename + ".sig":
+        signature = client_signature(wheel)
+        if signature is None:
+            raise Http404("This client is not signed yet.")
+        response = HttpResponse(signature, content_type="application/octet-stream")
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
     if wheel is None or filename != wheel.filename:
         raise Http404("No such file: the download page lists the current client.")
     # Streamed from storage (the local folder or the SFTP server) a bounded chunk at a time.
