@@ -221,8 +221,8 @@ def html() -> str:
                 for a, k, m in KEY_TABLE
             )
             item += (
-                '<table class="table key-table"><thead><tr><th>Type</th><th>Keyboard</th><th>Mouse</th>'
-                f"</tr></thead><tbody>{rows}</tbody></table>"
+                '<div class="table-wrap"><table class="table key-table"><thead><tr><th>Type</th><th>Keyboard</th>'
+                f"<th>Mouse</th></tr></thead><tbody>{rows}</tbody></table></div>"
                 f'<p class="small muted">{_inline_html(KEY_TABLE_NOTE)}</p>'
             )
         parts.append(item + "</li>")

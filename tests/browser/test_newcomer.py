@@ -39,10 +39,12 @@ return out.slice(-8);
 
 
 def _too_wide(driver) -> list[str]:
-    width, viewport = driver.execute_script(
-        "return [document.documentElement.scrollWidth, window.innerWidth]"
-    )
-    return driver.execute_script(WIDE) if width > viewport else []
+    # Against the phone's width, not innerWidth: a mobile browser zooms out to fit a page that is too
+    # wide, and its innerWidth then grows with the page.
+    width = driver.execute_script("return document.documentElement.scrollWidth")
+    if width <= PHONE["width"]:
+        return []
+    return driver.execute_script(WIDE.replace("window.innerWidth", str(PHONE["width"]))) or [f"scrollWidth {width}"]
 
 
 def _phone(driver, on: bool) -> None:
