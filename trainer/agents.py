@@ -73,6 +73,12 @@ class Agent:
         """``array`` in pinned host memory when training on CUDA (the copy to the GPU does not block)."""
         return pinned(array) if self.pin_memory else array
 
+    def void(self, machine_id: int) -> int:
+        """Drop every sample machine ``machine_id`` sent that the agent still holds (staff voided its
+        data); returns how many. The observation statistics keep what they saw: one machine's share of
+        a running mean, within the campaign's bounds, fades as data comes in."""
+        raise NotImplementedError
+
     def stream_high_water(self, chunk_steps: int) -> int:
         """Chunks waiting in the stream past which clients should slow down (0: the server's default)."""
         return 0
@@ -117,12 +123,15 @@ class DQNAgent(Agent):
         # wait in the stream, whose length is the relay's back-pressure signal.
         return self.run_updates >= updates_allowed(self.run_samples, self.config)
 
-    def ingest(self, chunk: Chunk, *, current_version: int) -> int:
+    def ingest(self, chunk: Chunk, *, current_version: int, machine_id: int = 0) -> int:
         self._observe(chunk)
-        steps = self.buffer.add_chunk(chunk)
+        steps = self.buffer.add_chunk(chunk, machine_id=machine_id)
         self.run_samples += steps
         self.samples_total += steps
         return steps
+
+    def void(self, machine_id: int) -> int:
+        return self.buffer.void(machine_id)
 
     def backlog(self, chunks: int) -> None:
         """(about once a second) How many chunks wait unread: large-batch mode doubles the batch while
@@ -196,7 +205,8 @@ class PPOAgent(Agent):
         super().__init__(config, obs_dim=obs_dim, n_actions=n_actions, action_start=action_start, device=device)
         self.spec = PolicyNetworkSpec(obs_dim=obs_dim, n_actions=n_actions, hidden=tuple(config.hidden))
         self.ppo = PPO(self.spec, config, device=device)
-        self.pending: list[tuple[Chunk, np.ndarray]] = []  # (chunk, its raw flat observations)
+        # (chunk, its raw flat observations, the machine that sent it)
+        self.pending: list[tuple[Chunk, np.ndarray, int]] = []
         self.pending_steps = 0
         self.dropped_samples = 0  # too stale, or without log-probabilities
 
@@ -212,7 +222,7 @@ class PPOAgent(Agent):
         # older than the staleness bound and dropped, wasting volunteers' game time.
         return max(2, -(-self.config.rollout_steps // max(1, chunk_steps)))
 
-    def ingest(self, chunk: Chunk, *, current_version: int) -> int:
+    def ingest(self, chunk: Chunk, *, current_version: int, machine_id: int = 0) -> int:
         if chunk.logp is None or chunk.model_version < current_version - self.config.max_staleness:
             # Played by a policy too old for the ratio to correct (or by one that recorded no
             # log-probabilities): learning from it would pull the policy towards stale behaviour.
@@ -220,7 +230,7 @@ class PPOAgent(Agent):
             self.samples_total += chunk.steps  # env steps all the same: the budget counts them
             return 0
         obs = self._observe(chunk)
-        self.pending.append((chunk, obs))
+        self.pending.append((chunk, obs, machine_id))
         self.pending_steps += chunk.steps
         self.samples_total += chunk.steps
         return chunk.steps
@@ -229,12 +239,12 @@ class PPOAgent(Agent):
         config = self.config
         # Every chunk's T + 1 observations, normalised once: the critic values all of them (the last
         # one is the bootstrap), the surrogate takes the first T.
-        all_obs = self._normalize(np.concatenate([obs for _, obs in self.pending]))
+        all_obs = self._normalize(np.concatenate([obs for _, obs, _ in self.pending]))
         values = self.ppo.values(self._pinned(all_obs))
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "actions", "logp", "adv", "ret", "masks")}
-        any_masks = any(chunk.masks is not None for chunk, _ in self.pending)
+        any_masks = any(chunk.masks is not None for chunk, _, _ in self.pending)
         at = 0
-        for chunk, _ in self.pending:
+        for chunk, _, _ in self.pending:
             steps = chunk.steps
             chunk_obs, chunk_values = all_obs[at : at + steps], values[at : at + steps + 1]
             at += steps + 1
@@ -274,6 +284,13 @@ class PPOAgent(Agent):
         self.metrics["charts/dropped_samples"] = float(self.dropped_samples)
         self.pending.clear()
         self.pending_steps = 0
+
+    def void(self, machine_id: int) -> int:
+        kept = [entry for entry in self.pending if entry[2] != machine_id]
+        removed = self.pending_steps - sum(chunk.steps for chunk, _, _ in kept)
+        self.pending = kept
+        self.pending_steps -= removed
+        return removed
 
     def publish_due(self, *, version: int, updates_since: int, seconds_since: float) -> bool:
         # The initial policy goes out at once (clients then send log-probabilities of a real policy),

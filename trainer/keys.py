@@ -48,6 +48,11 @@ class CampaignKeys:
         self.rejection_codes = f"{tag}:rejection_codes"  # hash: "<machine id>:<code>" -> count
         self.flagged = f"{tag}:flagged"  # hash: machine id -> unix time it was flagged for bad data
         self.revoked = f"{tag}:revoked"  # set: ids of revoked machine tokens
+        # hash: machine id -> unix time staff voided its data (portal.machines.services.token_void): the
+        # learner drops its samples from the buffer or rollout and skips its stream entries
+        self.voided = f"{tag}:voided"
+        # hash: machine id -> samples the learner removed when it applied the void (its answer to staff)
+        self.voided_removed = f"{tag}:voided_removed"
 
     def dedup(self, machine_id: int, chunk_id: str) -> str:
         """A stored chunk's id, in its machine's own namespace."""

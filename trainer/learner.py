@@ -115,6 +115,14 @@ def _cuda_missing_reason() -> str:
     return f"PyTorch is built for CUDA {torch.version.cuda}, but the driver offers no usable device"
 
 
+def _machine_id(fields: dict[bytes, bytes]) -> int:
+    """The token id of the machine that sent a stream entry (the relay's field "m"); 0 if unknown."""
+    try:
+        return int(fields.get(b"m", b"0"))
+    except ValueError:
+        return 0
+
+
 class LearnerRun:
     """One run of a campaign's learner, from resume to exit (lease already held)."""
 
@@ -169,6 +177,7 @@ class LearnerRun:
         self.updates_per_s = 0.0
         self.policy_lag = 0.0  # mean model versions behind, of the chunks ingested last
         self.recoveries = 0  # times the network diverged (non-finite weights) and was reloaded
+        self.voided: set[int] = set()  # machines whose data staff voided, applied to the agent
 
     # -- resume and checkpoints -------------------------------------------------------------------
 
@@ -342,9 +351,12 @@ class LearnerRun:
         samples_before, lags = self.agent.samples_total, []
         for entry_id, fields in entries:
             self.held.append(entry_id)
+            machine_id = _machine_id(fields)
+            if machine_id in self.voided:
+                continue  # staff voided this machine's data: it never reaches the agent
             try:
                 chunk = decode_stored_chunk(fields[b"c"])
-                self.agent.ingest(chunk, current_version=self.version)
+                self.agent.ingest(chunk, current_version=self.version, machine_id=machine_id)
             except (KeyError, TypeError, ValueError) as exc:
                 # The relay validated it, so this is a bug or a foreign writer: drop it rather than
                 # crash-loop on it forever.
@@ -359,6 +371,19 @@ class LearnerRun:
             samples=self.agent.samples_total - samples_before,
             policy_lag=self.policy_lag if lags else None,
         )
+
+    def apply_voids(self) -> None:
+        """Drop the data of machines staff voided since the last look (one HGETALL per housekeeping).
+
+        The set lives in Redis, not in checkpoints: a learner that resumes from a checkpoint made
+        before a void applies it again on start, before it ingests anything.
+        """
+        voided = {int(machine) for machine in self.client.hkeys(self.keys.voided)}
+        for machine_id in sorted(voided - self.voided):
+            removed = self.agent.void(machine_id)
+            self.client.hincrby(self.keys.voided_removed, machine_id, removed)
+            log.warning("campaign %s: voided machine %d, %d samples removed", self.campaign_id, machine_id, removed)
+        self.voided = voided
 
     def train(self) -> None:
         """Learning until the agent needs data, a model is due or the time slice is spent."""
@@ -445,6 +470,7 @@ class LearnerRun:
             with self.lease.kept_alive(STARTUP_LEASES * self.lease.seconds):
                 self.resume()  # reads a checkpoint from the storage server: may take a while
             next_renew = time.monotonic() + renew_every
+            self.apply_voids()
             self.ingest(self.stream.claim_pending())
             while True:
                 now = time.monotonic()
@@ -453,6 +479,7 @@ class LearnerRun:
                         raise LeaseLost
                     next_renew = now + renew_every
                 if now >= next_housekeeping:
+                    self.apply_voids()
                     self.write_stats()
                     status = self.client.get(self.keys.status)
                     if status in (b"paused", b"stopped"):

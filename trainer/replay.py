@@ -102,6 +102,9 @@ class ReplayBuffer:
         self.actions = np.zeros(capacity, dtype=np.int64)
         self.returns = np.zeros(capacity, dtype=np.float32)
         self.discounts = np.zeros(capacity, dtype=np.float32)
+        # Which machine (token id) sent each transition, so that staff can void a machine's data (0:
+        # unknown, from a stream entry or a checkpoint without one).
+        self.machines = np.zeros(capacity, dtype=np.int64)
         # The action mask at each next observation, kept once any chunk brought masks (the targets'
         # argmax must not pick an action the game would not allow there).
         self.n_actions = n_actions
@@ -112,8 +115,8 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def add_chunk(self, chunk: Chunk) -> int:
-        """Insert the chunk's T n-step transitions and return T.
+    def add_chunk(self, chunk: Chunk, *, machine_id: int = 0) -> int:
+        """Insert the chunk's T n-step transitions, sent by machine ``machine_id``, and return T.
 
         Transition t is (obs[t], a[t], G_t, obs[t+m], discount) with m = min(n, T - t): near the end
         of a chunk the horizon shrinks rather than reaching into the episode's next chunk. Every
@@ -145,6 +148,7 @@ class ReplayBuffer:
         self.actions[idx] = actions[first:]
         self.returns[idx] = returns[first:]
         self.discounts[idx] = discounts[first:]
+        self.machines[idx] = machine_id
         if chunk.masks is not None and self.next_masks is None and self.n_actions:
             self.next_masks = np.ones((self.capacity, self.n_actions), dtype=bool)
         if self.next_masks is not None:
@@ -157,7 +161,37 @@ class ReplayBuffer:
         self._stored(idx)
         return steps
 
-    _ARRAYS = ("obs", "next_obs", "actions", "returns", "discounts")
+    _ARRAYS = ("obs", "next_obs", "actions", "returns", "discounts", "machines")
+
+    def void(self, machine_id: int) -> int:
+        """Remove every transition machine ``machine_id`` sent; returns how many left the buffer.
+
+        The others are compacted in ring order (oldest first, so the next insert still overwrites the
+        oldest), which keeps sampling a plain draw over ``0..size-1``: no mask to consult per batch.
+        O(capacity) once per void, which staff do by hand.
+        """
+        n = self.size
+        order = (np.arange(n) + (self.pos if n == self.capacity else 0)) % self.capacity
+        keep = order[self.machines[order] != machine_id]
+        removed = n - keep.size
+        if removed == 0:
+            return 0
+        priorities = self._priorities(keep)
+        for name in self._ARRAYS:
+            array = getattr(self, name)
+            array[: keep.size] = array[keep]
+        if self.next_masks is not None:
+            self.next_masks[: keep.size] = self.next_masks[keep]
+        self.size, self.pos = keep.size, keep.size % self.capacity
+        self._compacted(priorities, n)
+        return removed
+
+    def _priorities(self, slots: np.ndarray) -> np.ndarray | None:
+        """Hook: the sampling priorities of ``slots`` (None: uniform sampling has none)."""
+        return None
+
+    def _compacted(self, priorities: np.ndarray | None, old_size: int) -> None:
+        """Hook: slots 0..size-1 now hold the kept transitions (with ``priorities``), the rest none."""
 
     def state_dict(self) -> dict:
         """The stored transitions as tensors (for a checkpoint that keeps the buffer: weights_only loads them)."""
@@ -180,7 +214,8 @@ class ReplayBuffer:
         order = (np.arange(n) + (int(state["pos"]) if n == capacity else 0)) % n
         order = order[n - keep :]
         for name in self._ARRAYS:
-            getattr(self, name)[:keep] = state[name].numpy()[order]
+            if name in state:  # checkpoints before per-sample machine ids have none: 0, unknown
+                getattr(self, name)[:keep] = state[name].numpy()[order]
         if "next_masks" in state and self.n_actions:
             self.next_masks = np.ones((self.capacity, self.n_actions), dtype=bool)
             self.next_masks[:keep] = state["next_masks"].numpy()[order]
@@ -258,6 +293,16 @@ class PrioritizedReplayBuffer(ReplayBuffer):
 
     def _stored(self, idx: np.ndarray) -> None:
         self.tree.update(idx, self.max_priority)
+
+    def _priorities(self, slots: np.ndarray) -> np.ndarray | None:
+        return np.asarray(self.tree[slots], dtype=np.float64).copy()
+
+    def _compacted(self, priorities: np.ndarray | None, old_size: int) -> None:
+        kept = self.size
+        if kept:
+            self.tree.update(np.arange(kept), priorities)
+        if old_size > kept:
+            self.tree.update(np.arange(kept, old_size), 0.0)  # never sampled until written again
 
     def sample(self, batch_size: int, rng: np.random.Generator, *, beta: float = 1.0) -> Batch:
         """Sample proportionally to priority; ``weights`` are the normalised IS weights for ``beta``."""

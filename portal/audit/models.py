@@ -17,6 +17,7 @@ class AuditEntry(models.Model):
         VISIBILITY = "visibility", "visibility"
         REVOKE = "revoke", "revoke"
         UNFLAG = "unflag", "unflag"
+        VOID = "void", "void data"
         ANNOUNCEMENT = "announcement", "announcement"
         DEACTIVATE = "deactivate", "deactivate user"
         DELETE_USER = "delete_user", "delete user"

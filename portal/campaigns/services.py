@@ -141,6 +141,9 @@ def campaign_redis_sync(*, campaign: Campaign) -> None:
         client.sadd(keys.revoked, *revoked)
     for pk, flagged_at in tokens.flagged().values_list("pk", "flagged_at"):
         client.hsetnx(keys.flagged, pk, int(flagged_at.timestamp()))
+    # And voids: the learner must keep dropping a voided machine's samples after a restart.
+    for pk, voided_at in tokens.filter(voided_at__isnull=False).values_list("pk", "voided_at"):
+        client.hsetnx(keys.voided, pk, int(voided_at.timestamp()))
     if campaign.model_version and not client.exists(keys.model):
         model = campaign.model_versions.filter(version=campaign.model_version).first()
         if model is not None:

@@ -35,6 +35,9 @@ class MachineToken(models.Model):
     # machine for sending bad data (it is throttled until staff unflag it).
     rejections = models.BigIntegerField(default=0)
     flagged_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # When staff voided the machine's data (portal.machines.services.token_void): the learner keeps
+    # none of its samples and its credit was taken back.
+    voided_at = models.DateTimeField(null=True, blank=True)
 
     objects = MachineTokenQuerySet.as_manager()
 

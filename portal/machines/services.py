@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from dataclasses import dataclass
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -145,3 +146,71 @@ def token_unflag(*, token: MachineToken) -> MachineToken:
         token.flagged_at = None
         token.save(update_fields=["flagged_at"])
     return token
+
+
+# Take a machine's counters to zero and mark it voided, atomically (the relay's store script may be
+# adding to them): returns what the counters held, so that the credit loses exactly that.
+VOID_LUA = """
+local lost = {}
+for i = 1, 3 do
+  lost[i] = tonumber(redis.call('HGET', KEYS[i], ARGV[1]) or '0')
+  redis.call('HSET', KEYS[i], ARGV[1], 0)
+end
+redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
+return lost
+"""
+
+
+@dataclass(frozen=True)
+class VoidResult:
+    """What a void took back: the machine's counters as they stood (its credit lost as much)."""
+
+    samples: int
+    episodes: int
+    wins: int
+
+
+def token_void(*, token: MachineToken) -> VoidResult:
+    """Void everything a machine sent: the learner drops its samples, its counters and credit go back.
+
+    The token is revoked too (data it sent later would be voided all the same). Redis first, in one
+    script: the token joins the campaign's ``revoked`` set (the relay refuses its next chunk) and its
+    ``voided`` hash, which the learner reads at its next housekeeping (about once a second) to remove
+    the machine's samples from its replay buffer or pending rollout and to skip its unread stream
+    entries; its per-machine counters go to zero. Then the database: its credit loses what those
+    counters held (``contributions_void``), and the void is recorded so that a Redis that lost its
+    data gets it back (``campaign_redis_sync``). Voiding twice takes back only what came in between.
+    """
+    from portal.leaderboards.models import MachineTally
+    from portal.leaderboards.services import contributions_void
+
+    keys = CampaignKeys(token.campaign_id)
+    now = timezone.now()
+    client = get_redis()
+    client.sadd(keys.revoked, token.pk)
+    with transaction.atomic():
+        # Locked before the counters move, so a roll-up cannot credit them in between.
+        tally = MachineTally.objects.select_for_update().filter(token=token).first()
+        lost = client.eval(
+            VOID_LUA,
+            4,
+            keys.machine_samples,
+            keys.machine_episodes,
+            keys.machine_wins,
+            keys.voided,
+            token.pk,
+            int(now.timestamp()),
+        )
+        result = VoidResult(*(int(n) for n in lost))
+        # Only what a roll-up credited comes off the boards: the rest (sent since the last roll-up)
+        # was never credited, and with the counters at zero it never will be.
+        credited = {
+            field: min(getattr(result, field), getattr(tally, field) if tally is not None else 0)
+            for field in ("samples", "episodes", "wins")
+        }
+        contributions_void(token=token, **credited)
+        token.voided_at = token.voided_at or now
+        token.samples = token.episodes = 0
+        token.save(update_fields=["voided_at", "samples", "episodes"])
+        token_revoke(token=token)
+    return result

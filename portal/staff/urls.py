@@ -15,5 +15,6 @@ urlpatterns = [
     path("machines/flagged/", views.flagged_machines, name="flagged"),
     path("machines/<int:pk>/unflag/", views.machine_unflag, name="unflag"),
     path("machines/<int:pk>/revoke/", views.machine_revoke, name="revoke"),
+    path("machines/<int:pk>/void/", views.machine_void, name="void"),
     path("audit/", views.audit_log, name="audit"),
 ]

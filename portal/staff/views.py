@@ -25,7 +25,7 @@ from portal.community import services as community_services
 from portal.community.models import Announcement, CampaignListing
 from portal.machines import selectors as machine_selectors
 from portal.machines.models import MachineToken
-from portal.machines.services import token_revoke, token_unflag
+from portal.machines.services import token_revoke, token_unflag, token_void
 from portal.staff import hyperparams
 from portal.staff.forms import SUGGESTED_ENVS, AnnouncementForm, CampaignLaunchForm
 from portal.training.selectors import learner_reports
@@ -198,6 +198,21 @@ def machine_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     audit_record(actor=request.user, action=AuditEntry.Action.REVOKE, target=token, detail="flagged machine")
     messages.success(
         request, f"Revoked “{token.name}” of {token.user.username}: its client is disconnected and refused."
+    )
+    return redirect("staff:flagged")
+
+
+@staff_member_required
+@require_POST
+def machine_void(request: HttpRequest, pk: int) -> HttpResponse:
+    token = get_object_or_404(MachineToken, pk=pk)
+    lost = token_void(token=token)
+    detail = f"{lost.samples} samples, {lost.episodes} episodes, {lost.wins} wins taken back"
+    audit_record(actor=request.user, action=AuditEntry.Action.VOID, target=token, detail=detail)
+    messages.success(
+        request,
+        f"Voided “{token.name}” of {token.user.username}: the learner drops its samples, {detail}; "
+        "the token is revoked.",
     )
     return redirect("staff:flagged")
 

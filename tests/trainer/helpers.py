@@ -36,9 +36,10 @@ def make_chunk(
     )
 
 
-def push_chunks(client, stream: str, count: int, steps: int, *, seed: int = 0) -> int:
-    """XADD ``count`` chunks the way the relay stores them; returns the number of steps pushed."""
+def push_chunks(client, stream: str, count: int, steps: int, *, seed: int = 0, machine: int = 1) -> int:
+    """XADD ``count`` chunks the way the relay stores them (sent by token id ``machine``); returns the
+    number of steps pushed."""
     for i in range(count):
         chunk = make_chunk(steps, terminated=(i % 3 == 2), seed=seed + i)
-        client.xadd(stream, {"c": pack(chunk.to_message()), "m": "machine-1"})
+        client.xadd(stream, {"c": pack(chunk.to_message()), "m": str(machine)})
     return count * steps

@@ -450,3 +450,29 @@ def test_non_finite_weights_are_not_published_even_as_the_final_checkpoint(campa
     assert int(learner_stats(keys)["recoveries"]) == 1
     assert run.agent.updates == published[-1].updates_total  # back at the last good checkpoint
     assert all(torch.isfinite(p).all() for p in run.agent.dqn.q.parameters())
+
+
+@pytest.mark.django_db
+def test_a_voided_machine_leaves_the_buffer_and_its_later_entries_are_skipped(campaign, keys, redis_client):
+    honest = push_chunks(redis_client, keys.stream, 6, 24, seed=0, machine=11)
+    poisoned = push_chunks(redis_client, keys.stream, 4, 24, seed=50, machine=12)
+    run, lease = new_run(campaign, redis_client, keys)
+    drive(run, lambda: run.agent.samples_total == honest + poisoned)
+    machines = run.agent.buffer.machines[: len(run.agent.buffer)]
+    assert (machines == 12).sum() == poisoned and (machines == 11).sum() == honest
+
+    # Staff void machine 12 (portal.machines.services.token_void writes this key): the learner applies
+    # it at its next housekeeping and says how many samples left.
+    redis_client.hset(keys.voided, 12, 1)
+    run.apply_voids()
+    machines = run.agent.buffer.machines[: len(run.agent.buffer)]
+    assert (machines == 12).sum() == 0 and len(run.agent.buffer) == honest
+    assert int(redis_client.hget(keys.voided_removed, 12)) == poisoned
+    # What it sent before the void and the learner had not read yet never reaches the buffer.
+    push_chunks(redis_client, keys.stream, 3, 24, seed=80, machine=12)
+    honest += push_chunks(redis_client, keys.stream, 2, 24, seed=90, machine=11)
+    # Machine 12's entries come first in the stream: once 11's last ones are in, 12's were read too.
+    drive(run, lambda: (run.agent.buffer.machines[: len(run.agent.buffer)] == 11).sum() == honest)
+    machines = run.agent.buffer.machines[: len(run.agent.buffer)]
+    assert (machines == 12).sum() == 0 and (machines == 11).sum() == honest
+    lease.release()

@@ -101,6 +101,18 @@ def test_ppo_agent_drops_chunks_older_than_the_staleness_bound():
     assert (agent.pending_steps, agent.dropped_samples, agent.samples_total) == (32, 64, 96)
 
 
+def test_voiding_a_machine_takes_its_chunks_out_of_the_pending_rollout():
+    config = PPOConfig(rollout_steps=256, minibatch_size=32, hidden=(8,))
+    agent = PPOAgent(config, obs_dim=2, n_actions=2, action_start=0, device=torch.device("cpu"))
+    policy = Policy.from_bytes(save_model(agent.spec, agent.params(), version=1))
+    rng = np.random.default_rng(2)
+    for machine in (4, 9, 4):
+        agent.ingest(bandit_chunk(rng, policy, 1), current_version=1, machine_id=machine)
+    assert agent.void(4) == 64
+    assert agent.pending_steps == 32 and [machine for *_, machine in agent.pending] == [9]
+    assert agent.void(4) == 0
+
+
 def test_ppo_update_never_raises_the_probability_of_a_masked_action():
     torch.manual_seed(1)
     spec = PolicyNetworkSpec(obs_dim=2, n_actions=3, hidden=(8,))

@@ -182,3 +182,37 @@ def test_the_buffer_round_trips_through_a_checkpoint_keeping_the_newest_when_sma
     smaller = ReplayBuffer(4, 2, gamma=0.9, n_step=1)
     smaller.load_state_dict(state)
     assert smaller.returns[:4].tolist() == [21.0, 22.0, 23.0, 24.0]  # the newest four, oldest first
+
+
+@pytest.mark.parametrize("prioritized", [False, True])
+def test_voiding_a_machine_removes_every_transition_it_sent_and_keeps_the_others_in_order(prioritized):
+    if prioritized:
+        buffer = PrioritizedReplayBuffer(8, 1, gamma=0.5, n_step=1, alpha=0.6, eps=1e-6)
+    else:
+        buffer = ReplayBuffer(8, 1, gamma=0.5, n_step=1)
+    buffer.add_chunk(chunk([0, 1, 2, 3], [0, 0, 0], [0, 1, 2]), machine_id=7)  # slots 0-2
+    buffer.add_chunk(chunk([10, 11, 12], [1, 1], [10, 11]), machine_id=3)  # slots 3-4
+    buffer.add_chunk(chunk([20, 21, 22, 23, 24], [0, 1, 0, 1], [20, 21, 22, 23]), machine_id=7)  # 5-7, 0
+    # The ring wrapped: machine 7's last transition overwrote its first. Oldest first: 7 7 3 3 7 7 7 7.
+    assert sorted(buffer.machines.tolist()) == [3, 3, 7, 7, 7, 7, 7, 7]
+
+    assert buffer.void(7) == 6
+    assert len(buffer) == 2 and buffer.machines[:2].tolist() == [3, 3]
+    assert stored(buffer) == [(10.0, 1, 10.0, 11.0, 0.5), (11.0, 1, 11.0, 12.0, 0.5)]
+    assert buffer.void(7) == 0  # nothing of it is left
+    rng = np.random.default_rng(0)
+    assert set(buffer.sample(64, rng).obs[:, 0].tolist()) == {10.0, 11.0}  # only what is left is drawn
+    # New transitions go after the kept ones and the ring carries on.
+    buffer.add_chunk(chunk([30, 31], [0], [30]), machine_id=5)
+    assert len(buffer) == 3 and buffer.machines[:3].tolist() == [3, 3, 5]
+    assert set(buffer.sample(256, rng).obs[:, 0].tolist()) == {10.0, 11.0, 30.0}
+
+
+def test_machine_ids_travel_through_a_checkpoint_and_a_void_after_it_still_finds_them():
+    buffer = ReplayBuffer(8, 1, gamma=0.5, n_step=1)
+    buffer.add_chunk(chunk([0, 1, 2], [0, 0], [0, 1]), machine_id=4)
+    buffer.add_chunk(chunk([5, 6, 7], [1, 1], [5, 6]), machine_id=9)
+    restored = ReplayBuffer(8, 1, gamma=0.5, n_step=1)
+    restored.load_state_dict(buffer.state_dict())
+    assert restored.void(4) == 2
+    assert [obs for obs, *_ in stored(restored)] == [5.0, 6.0]

@@ -195,3 +195,45 @@ def test_environment_errors_speak_to_staff_not_to_volunteers():
     volunteer = "LunarLander-v2 needs extra packages on this machine: pip install 'soulsai-client[box2d]' (x)"
     assert _for_staff(volunteer).startswith("the server's Python lacks this environment's packages")
     assert "update the server first" in _for_staff("this client cannot make it; download the current client")
+
+
+def test_voiding_a_flagged_machine_takes_back_its_counters_and_credit_and_tells_the_learner(
+    staff_client, alice, cartpole_campaign, redis_client
+):
+    from portal.audit.models import AuditEntry
+    from portal.leaderboards.models import Contribution, MachineTally
+    from portal.leaderboards.services import contributions_rollup
+    from trainer.keys import CampaignKeys
+
+    keys = CampaignKeys(cartpole_campaign.id)
+    poisoned, _ = token_create(user=alice, campaign=cartpole_campaign, name="too good")
+    honest, _ = token_create(user=alice, campaign=cartpole_campaign, name="honest")
+    for token, samples in ((poisoned, 5000), (honest, 700)):
+        redis_client.hset(keys.machine_samples, token.pk, samples)
+        redis_client.hset(keys.machine_episodes, token.pk, samples // 100)
+    contributions_rollup(campaign=cartpole_campaign)
+    redis_client.hincrby(keys.machine_samples, poisoned.pk, 300)  # sent after the roll-up: not credited yet
+    MachineToken.objects.filter(pk=poisoned.pk).update(flagged_at=timezone.now())
+
+    response = staff_client.post(f"/staff/machines/{poisoned.pk}/void/", follow=True)
+    html = response.content.decode()
+    assert "Voided “too good” of alice" in html and "5300 samples, 50 episodes" in html and "data-voided" in html
+    # Redis: the learner finds the void, the relay refuses the token, its counters start again from 0.
+    assert redis_client.hexists(keys.voided, poisoned.pk)
+    assert redis_client.sismember(keys.revoked, poisoned.pk)
+    assert int(redis_client.hget(keys.machine_samples, poisoned.pk)) == 0
+    # The credit: alice keeps only the honest machine's; the next roll-up changes nothing.
+    contributions_rollup(campaign=cartpole_campaign)
+    assert sum(Contribution.objects.filter(user=alice).values_list("samples", flat=True)) == 700
+    assert MachineTally.objects.get(token=poisoned).samples == 0
+    entry = AuditEntry.objects.get(action=AuditEntry.Action.VOID)
+    assert "too good" in entry.target and "5300 samples" in entry.detail
+    poisoned.refresh_from_db()
+    assert poisoned.voided_at is not None and poisoned.revoked_at is not None
+    assert b"Void data" not in staff_client.get("/staff/machines/flagged/").content  # done once
+    # A Redis that lost the void gets it back from the database: the learner keeps dropping its data.
+    from portal.campaigns.services import campaign_redis_sync
+
+    redis_client.delete(keys.voided)
+    campaign_redis_sync(campaign=cartpole_campaign)
+    assert redis_client.hexists(keys.voided, poisoned.pk)
