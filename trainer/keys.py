@@ -51,6 +51,9 @@ class CampaignKeys:
         # hash: machine id -> unix time staff voided its data (portal.machines.services.token_void): the
         # learner drops its samples from the buffer or rollout and skips its stream entries
         self.voided = f"{tag}:voided"
+        # hash: "<machine id>:<field>" -> running sum of its experience (trainer.machine_stats; the
+        # learner adds, the roll-up scores machines against the pool)
+        self.machine_stats = f"{tag}:machine_stats"
         # hash: machine id -> samples the learner removed when it applied the void (its answer to staff)
         self.voided_removed = f"{tag}:voided_removed"
 

@@ -31,6 +31,7 @@ from trainer.checkpoint import state_dump, state_load, weights_load
 from trainer.config import config_for
 from trainer.evaluation import EvaluationSchedule
 from trainer.keys import CampaignKeys
+from trainer.machine_stats import MachineStats
 from trainer.lease import Lease, LeaseLost
 from trainer.shutdown import SHUTDOWN
 from trainer.stream import START, Entry, ExperienceStream, StreamPosition
@@ -178,6 +179,7 @@ class LearnerRun:
         self.policy_lag = 0.0  # mean model versions behind, of the chunks ingested last
         self.recoveries = 0  # times the network diverged (non-finite weights) and was reloaded
         self.voided: set[int] = set()  # machines whose data staff voided, applied to the agent
+        self.machine_stats = MachineStats()  # per-machine sums, flushed to Redis at housekeeping
 
     # -- resume and checkpoints -------------------------------------------------------------------
 
@@ -357,6 +359,7 @@ class LearnerRun:
             try:
                 chunk = decode_stored_chunk(fields[b"c"])
                 self.agent.ingest(chunk, current_version=self.version, machine_id=machine_id)
+                self.machine_stats.add(machine_id, chunk)
             except (KeyError, TypeError, ValueError) as exc:
                 # The relay validated it, so this is a bug or a foreign writer: drop it rather than
                 # crash-loop on it forever.
@@ -480,6 +483,7 @@ class LearnerRun:
                     next_renew = now + renew_every
                 if now >= next_housekeeping:
                     self.apply_voids()
+                    self.machine_stats.flush(self.client, self.keys.machine_stats)
                     self.write_stats()
                     status = self.client.get(self.keys.status)
                     if status in (b"paused", b"stopped"):

@@ -19,6 +19,7 @@ from portal.core.db import rows_update
 from portal.core.redis import get_redis
 from portal.core.strictjson import finite
 from portal.machines.models import MachineToken
+from portal.machines.services import machines_flag_outliers
 from trainer.evaluation import evaluation_summary
 from trainer.keys import CampaignKeys
 
@@ -154,6 +155,7 @@ def stats_sync_campaign(*, campaign: Campaign) -> Campaign:
     with transaction.atomic():
         rows_update(MachineToken, MACHINE_FIGURES, moved)
         rows_update(MachineToken, ("flagged_at",), newly_flagged)
+    machines_flag_outliers(campaign_id=campaign.id)
     return campaign
 
 

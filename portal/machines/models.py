@@ -38,6 +38,9 @@ class MachineToken(models.Model):
     # When staff voided the machine's data (portal.machines.services.token_void): the learner keeps
     # none of its samples and its credit was taken back.
     voided_at = models.DateTimeField(null=True, blank=True)
+    # Why the roll-up found its experience odd against the pool (trainer.machine_stats.Evidence.as_json:
+    # score, episodes, residuals [statistic, its mean, the pool's median, residual]); null if never.
+    outlier_evidence = models.JSONField(null=True, blank=True)
 
     objects = MachineTokenQuerySet.as_manager()
 

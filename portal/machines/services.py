@@ -19,6 +19,7 @@ from portal.core.redis import get_redis
 from portal.machines.models import MachineToken
 from portal.relay.fanout import REVOKED, notice_publish
 from trainer.keys import CampaignKeys
+from trainer.machine_stats import Evidence, outlier_scores, parse_sums
 
 TOKEN_PREFIX = "sai_"
 
@@ -214,3 +215,33 @@ def token_void(*, token: MachineToken) -> VoidResult:
         token.save(update_fields=["voided_at", "samples", "episodes"])
         token_revoke(token=token)
     return result
+
+
+def machines_flag_outliers(*, campaign_id: int) -> list[Evidence]:
+    """Score the campaign's machines against the pool and flag those past ``SOULSAI_OUTLIER_SCORE``.
+
+    Called by the stats roll-up, at most every ``SOULSAI_OUTLIER_EVERY`` seconds per campaign (one
+    HGETALL of the learner's per-machine sums). A flagged machine is throttled like one flagged for bad
+    data and listed for staff with its evidence; every scored machine that is already flagged gets
+    its evidence refreshed. Returns the evidence of the machines past the threshold.
+    """
+    keys = CampaignKeys(campaign_id)
+    client = get_redis()
+    if not client.set(f"{keys.tag}:outlier_check", 1, nx=True, ex=max(1, settings.SOULSAI_OUTLIER_EVERY)):
+        return []
+    scores = outlier_scores(parse_sums(client.hgetall(keys.machine_stats)))
+    odd = [e for e in scores.values() if e.score >= settings.SOULSAI_OUTLIER_SCORE]
+    if not odd:
+        return []
+    now = timezone.now()
+    tokens = MachineToken.objects.filter(campaign_id=campaign_id, pk__in=[e.machine_id for e in odd])
+    by_id = {token.pk: token for token in tokens}
+    for evidence in odd:
+        token = by_id.get(evidence.machine_id)
+        if token is None or token.voided_at is not None:
+            continue
+        client.hsetnx(keys.flagged, token.pk, int(now.timestamp()))
+        token.flagged_at = token.flagged_at or now
+        token.outlier_evidence = evidence.as_json()
+        token.save(update_fields=["flagged_at", "outlier_evidence"])
+    return odd

@@ -237,3 +237,36 @@ def test_voiding_a_flagged_machine_takes_back_its_counters_and_credit_and_tells_
     redis_client.delete(keys.voided)
     campaign_redis_sync(campaign=cartpole_campaign)
     assert redis_client.hexists(keys.voided, poisoned.pk)
+
+
+def test_the_roll_up_flags_a_machine_whose_experience_is_odd_against_the_pool_with_the_evidence(
+    staff_client, alice, cartpole_campaign, redis_client
+):
+    import numpy as np
+
+    from client_app.protocol import Chunk
+    from portal.campaigns.tasks import stats_sync_campaign
+    from trainer.keys import CampaignKeys
+    from trainer.machine_stats import MachineStats
+
+    keys = CampaignKeys(cartpole_campaign.id)
+    tokens = [token_create(user=alice, campaign=cartpole_campaign, name=f"pc{i}")[0] for i in range(5)]
+    stats = MachineStats()  # what the learner adds up from the stream
+    for i, token in enumerate(tokens):
+        reward = 2.0 if i == 4 else 1.0  # the last one doubles its rewards (within CartPole's bounds)
+        for length in [12, 20, 31, 45] * 4:
+            stats.add(token.pk, Chunk(
+                id="x", model_version=0, obs=np.zeros((length + 1, 4), np.float32),
+                actions=np.zeros(length, np.int64), rewards=np.full(length, reward, np.float32),
+                terminated=True, episode_return=reward * length, episode_length=length,
+            ))  # fmt: skip
+    stats.flush(redis_client, keys.machine_stats)
+    for token in tokens:
+        redis_client.zadd(keys.clients, {str(token.pk): int(timezone.now().timestamp())})
+    stats_sync_campaign(campaign=cartpole_campaign)
+
+    flagged = list(MachineToken.objects.flagged().values_list("name", flat=True))
+    assert flagged == ["pc4"] and redis_client.hexists(keys.flagged, tokens[4].pk)  # throttled too
+    html = staff_client.get("/staff/machines/flagged/").content.decode()
+    assert "Odd against the pool (score 47.62 over 16 episodes)" in html
+    assert "reward per step 2.0 vs the pool's median 1.0 (47.62 spreads)" in html
