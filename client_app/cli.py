@@ -19,10 +19,12 @@ import socket
 import sys
 import threading
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 
-from client_app import __version__, userconfig
-from client_app.connection import probe_health, websocket_url
+from client_app import __version__, updater, userconfig
+from client_app.connection import http_url, probe_health, websocket_url
+from client_app.protocol import CLOSE_UPGRADE, R_UPGRADE
 from client_app.runner import EXIT_FAILED, EXIT_FATAL, RunConfig, Runner
 from client_app.spool import default_spool_root
 
@@ -113,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", metavar="S", type=int, help="seed for the environment and the exploration")
     parser.add_argument("--quiet", action="store_true", help="print errors only, no progress lines")
+    parser.add_argument(
+        "--no-auto-update",
+        action="store_true",
+        help="never install a newer client by itself (default: install one the server offers, if the "
+        "maintainers signed it, and restart with the same settings)",
+    )
     _add_config_option(parser)
     parser.add_argument(
         "--save",
@@ -195,7 +203,28 @@ def parse_args(argv: Sequence[str] | None = None) -> RunConfig:
         max_sps=ns.max_sps,
         seed=ns.seed,
         quiet=ns.quiet,
+        auto_update=not ns.no_auto_update,
     )
+
+
+def _self_update(config: RunConfig, *, required: bool) -> bool:
+    """Update to the server's newer client and restart into it (client_app.updater); on failure say
+    why and go on with this one. False when updates are off for this run (one just did not take)."""
+    log = logging.getLogger("client_app.updater")
+    previous = updater.updated_from()
+    if previous is not None:
+        if previous == __version__:
+            log.error(
+                "the update did not take effect (this is still client %s); not updating again", __version__
+            )
+            return False
+        log.info("updated the client from %s to %s", previous, __version__)
+        return True
+    try:
+        log.info(updater.update(http_url(config.server_url), required=required))
+    except updater.UpdateError as exc:
+        log.warning("not updated, going on with client %s: %s", __version__, exc)
+    return True
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -230,7 +259,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if in_main_thread else None
     try:
-        return Runner(config).run()
+        if config.auto_update and not _self_update(config, required=False):
+            config = replace(config, auto_update=False)
+        runner = Runner(config)
+        code = runner.run()
+        fatal = runner.connection.fatal
+        if (
+            config.auto_update
+            and fatal is not None
+            and (fatal.code == R_UPGRADE or fatal.close_code == CLOSE_UPGRADE)
+        ):
+            _self_update(config, required=True)  # restarts into the new client, or says why not
+        return code
     except OSError as exc:  # e.g. the spool directory cannot be written
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return EXIT_FATAL

@@ -65,12 +65,16 @@ def verify(data: bytes, signature: bytes, public_key: Ed25519PublicKey | None = 
     setting, so nothing a server sends or a config file holds can change which key is trusted).
     """
     if len(signature) != SIGNATURE_BYTES:
-        raise SignatureError(f"the signature has {len(signature)} bytes, an Ed25519 signature has {SIGNATURE_BYTES}")
+        raise SignatureError(
+            f"the signature has {len(signature)} bytes, an Ed25519 signature has {SIGNATURE_BYTES}"
+        )
     key = public_key if public_key is not None else trusted_key()
     try:
         key.verify(signature, data)
     except InvalidSignature:
-        raise SignatureError("the signature does not match the release key: this is not a SoulsAI release") from None
+        raise SignatureError(
+            "the signature does not match the release key: this is not a SoulsAI release"
+        ) from None
 
 
 def load_private_key(path: Path) -> Ed25519PrivateKey:

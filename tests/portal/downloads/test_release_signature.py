@@ -21,31 +21,31 @@ def unsigned(wheel):  # noqa: F811
 
 
 def test_release_json_says_unsigned_until_a_signature_is_stored_then_serves_it(client, unsigned):
-    wheel = unsigned
+    info = unsigned
     answer = client.get("/download/release.json").json()
     assert answer == {
-        "version": wheel.version, "filename": wheel.filename, "sha256": wheel.sha256,
-        "size_bytes": wheel.size_bytes, "url": f"/download/{wheel.filename}", "signature_url": None,
+        "version": info.version, "filename": info.filename, "sha256": info.sha256,
+        "size_bytes": info.size_bytes, "url": f"/download/{info.filename}", "signature_url": None,
     }  # fmt: skip
-    assert client.get(f"/download/{wheel.filename}.sig").status_code == 404
+    assert client.get(f"/download/{info.filename}.sig").status_code == 404
 
     key = Ed25519PrivateKey.generate()
-    signature = release.sign(stored_bytes(wheel), key)
-    services.client_signature_store(info=wheel, signature=signature)
+    signature = release.sign(stored_bytes(info), key)
+    services.client_signature_store(info=info, signature=signature)
     answer = client.get("/download/release.json").json()
-    assert answer["signature_url"] == f"/download/{wheel.filename}.sig"
+    assert answer["signature_url"] == f"/download/{info.filename}.sig"
     response = client.get(answer["signature_url"])
     assert response.status_code == 200 and response.content == signature
-    release.verify(stored_bytes(wheel), response.content, key.public_key())
+    release.verify(stored_bytes(info), response.content, key.public_key())
 
 
 def test_the_command_refuses_a_signature_not_made_with_the_built_in_release_key(unsigned, tmp_path):
-    wheel = unsigned
-    sig = tmp_path / "wheel.sig"
-    sig.write_bytes(release.sign(stored_bytes(wheel), Ed25519PrivateKey.generate()))
+    info = unsigned
+    sig = tmp_path / "info.sig"
+    sig.write_bytes(release.sign(stored_bytes(info), Ed25519PrivateKey.generate()))
     with pytest.raises(CommandError, match="not a SoulsAI release"):
         call_command("add_client_signature", str(sig))
     sig.write_bytes(b"short")
     with pytest.raises(CommandError, match="has 5 bytes, an Ed25519 signature has 64"):
         call_command("add_client_signature", str(sig))
-    assert services.client_signature(wheel) is None
+    assert services.client_signature(info) is None

@@ -20,7 +20,9 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         info = client_wheel_info()
         if info is None:
-            raise CommandError("no client wheel in storage for this version: run manage.py build_client_wheel first")
+            raise CommandError(
+                "no client wheel in storage for this version: run manage.py build_client_wheel first"
+            )
         try:
             signature = options["signature"].read_bytes()
             with default_storage.open(info.name, "rb") as handle:
