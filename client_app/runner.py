@@ -60,6 +60,7 @@ class RunConfig:
     seed: int | None = None  # seeds the env and the exploration
     progress_every: float = 5.0  # seconds between progress lines; 0: only at exit
     quiet: bool = False  # print errors only
+    auto_update: bool = True  # install a newer client the server offers, if signed (client_app.updater)
     drain_timeout: float = 15.0  # at --max-steps, how long to wait for the server to ack the spool
     window: int = 16  # chunks in flight at most
     # Offline, stop playing once this many chunks wait in the spool: fights played with a model the
