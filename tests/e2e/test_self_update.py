@@ -105,7 +105,9 @@ def installed_version(python: Path, cwd: Path) -> str:
     ).stdout.strip()  # fmt: skip
 
 
-def run_client(python: Path, env: dict[str, str], portal, token: str, tmp: Path, *extra: str) -> str:
+def run_client(
+    python: Path, env: dict[str, str], portal, token: str, tmp: Path, *extra: str, code: int = 0
+) -> str:
     argv = [python, "-m", "client_app", "run", "--server", portal.url, "--spool-dir", str(tmp / "spool"),
             "--max-steps", "300", "--seed", "3", *extra]  # fmt: skip
     # cwd outside the checkout: the venv's installed client is the one imported, not ./client_app.
@@ -113,7 +115,7 @@ def run_client(python: Path, env: dict[str, str], portal, token: str, tmp: Path,
         argv, env={**env, "SOULSAI_TOKEN": token}, cwd=tmp, capture_output=True, text=True, timeout=150
     )
     output = result.stdout + result.stderr
-    assert result.returncode == 0, output
+    assert result.returncode == code, output
     assert "Traceback" not in output
     return output
 
@@ -165,3 +167,13 @@ def test_a_wheel_signed_with_another_key_is_refused_and_the_old_client_keeps_str
     # --no-auto-update: not even tried.
     output = run_client(python, env, portal, token, tmp_path, "--no-auto-update")
     assert "updat" not in output.lower()
+
+    # The campaign now requires the new client: the relay's refusal triggers another try, refused as
+    # well; the old client exits 2 with the server's message (its spool kept for the next start).
+    campaign.min_client_version = info.version
+    campaign.save(update_fields=["min_client_version"])
+    campaign_redis_sync(campaign=campaign)
+    output = run_client(python, env, portal, token, tmp_path, code=2)
+    assert f"needs SoulsAI client {info.version} or newer" in output
+    assert output.count("not a SoulsAI release") == 2, output
+    assert installed_version(python, tmp_path) == OLD_VERSION
