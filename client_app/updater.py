@@ -178,8 +178,10 @@ def update(
     log.info("client %s installed; restarting with the same settings", offer.version)
     for stream in (sys.stdout, sys.stderr):
         stream.flush()
-    os.environ[UPDATED_FROM_ENV] = current
-    (restart or (lambda a: os.execv(a[0], list(a))))(argv)
+    if restart is None:
+        os.environ[UPDATED_FROM_ENV] = current  # read once by the new process (``updated_from``)
+        os.execv(argv[0], argv)
+    restart(argv)
     return f"client {offer.version} installed"  # only when a test's restart returns
 
 
