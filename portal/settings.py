@@ -322,7 +322,7 @@ if not re.fullmatch(r"\d{1,6}(\.\d{1,6}){0,3}", SOULSAI_MIN_CLIENT_VERSION):
 SOULSAI_FLAG_REJECTIONS = int(os.environ.get("SOULSAI_FLAG_REJECTIONS", "50"))
 # A machine whose experience stands this many robust spreads from the pool's on some statistic is
 # flagged for staff (trainer.machine_stats); checked at most every SOULSAI_OUTLIER_EVERY seconds.
-SOULSAI_OUTLIER_SCORE = float(os.environ.get("SOULSAI_OUTLIER_SCORE", "8"))
+SOULSAI_OUTLIER_SCORE = float(os.environ.get("SOULSAI_OUTLIER_SCORE", "6"))
 SOULSAI_OUTLIER_EVERY = int(os.environ.get("SOULSAI_OUTLIER_EVERY", "10"))
 SOULSAI_FLAG_WINDOW_S = int(os.environ.get("SOULSAI_FLAG_WINDOW_S", "600"))
 SOULSAI_FLAG_WAIT_MS = int(os.environ.get("SOULSAI_FLAG_WAIT_MS", "1000"))  # added to a flagged machine's answers

@@ -31,8 +31,8 @@ from trainer.checkpoint import state_dump, state_load, weights_load
 from trainer.config import config_for
 from trainer.evaluation import EvaluationSchedule
 from trainer.keys import CampaignKeys
-from trainer.machine_stats import MachineStats
 from trainer.lease import Lease, LeaseLost
+from trainer.machine_stats import MachineStats
 from trainer.shutdown import SHUTDOWN
 from trainer.stream import START, Entry, ExperienceStream, StreamPosition
 
