@@ -140,7 +140,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
     DATABASES["default"].setdefault("OPTIONS", {})["pool"] = {
         "min_size": 1,
         "max_size": int(os.environ.get("SOULSAI_DB_POOL_SIZE", "32")),
-        "timeout": 10,
+        # How long a request waits for a connection: while PostgreSQL is down the pool cannot make
+        # one, and the relay must tell a new client 1013 (try again later) within its open timeout
+        # rather than hang; 10 s made the cluster's PostgreSQL drill's new connection time out.
+        "timeout": 3,
     }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (ASGI server, Celery worker, beat) share the file: WAL lets readers go on
