@@ -65,7 +65,9 @@ def test_the_worker_imports_the_metrics_module_only_when_an_address_is_set():
     assert argv[argv.index("--include") + 1] == METRICS_MODULE == "portal.metrics.learner_host"
 
 
-@pytest.mark.django_db
+# transaction=True: runlearner checks the database by opening a connection of its own, which a pooled
+# PostgreSQL connection cannot do inside the test's atomic block.
+@pytest.mark.django_db(transaction=True)
 def test_runlearner_refuses_a_metrics_address_it_cannot_serve(monkeypatch, settings):
     env = process_env()
     monkeypatch.setenv("REDIS_URL", env["REDIS_URL"])
