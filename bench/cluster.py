@@ -81,13 +81,13 @@ class CpuMeter:
         self.groups = groups  # () -> {role: [pids]}
 
     def start(self) -> None:
-        from harness.cluster import cpu_seconds
+        from harness.processes import cpu_seconds
 
         self.t0 = time.monotonic()
         self.before = {role: {p: cpu_seconds(p) for p in pids} for role, pids in self.groups().items()}
 
     def stop(self) -> dict[str, float]:
-        from harness.cluster import cpu_seconds
+        from harness.processes import cpu_seconds
 
         span = time.monotonic() - self.t0
         out = {}

@@ -131,21 +131,13 @@ def server_pids(server: LiveProcess) -> list[int]:
     return pids
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of one process (Linux /proc), 0 when unavailable."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-    except (OSError, IndexError, ValueError):
-        return 0.0
-
-
 # ---------------------------------------------------------------------------------------------------
 # Orchestration.
 
 
 async def orchestrate(args: argparse.Namespace, campaign_id: int, tokens: list[str], ws_url: str,
                       redis_url: str, server: LiveProcess, redis_pid: int | None) -> dict:
+    from harness.processes import cpu_seconds
     from trainer.keys import CampaignKeys
 
     keys = CampaignKeys(campaign_id)

@@ -118,3 +118,12 @@ def wait_http(url: str, timeout: float, proc: LiveProcess) -> None:
         return answers_http(url)
 
     wait_for(up, timeout, f"{proc.name} to answer {url}", proc)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (Linux /proc), 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0

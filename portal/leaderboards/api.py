@@ -10,7 +10,8 @@ from portal.core.strictjson import StrictJsonResponse
 from portal.leaderboards.selectors import PERIODS, leaderboard_get
 
 
-def _period_error(period: str) -> StrictJsonResponse:
+def period_error(period: str) -> StrictJsonResponse:
+    """The 400 answer to an unknown ``period`` query parameter (leaderboards and team boards)."""
     allowed = "|".join(PERIODS)
     return StrictJsonResponse({"error": f"unknown period {period!r}: use period={allowed}"}, status=400)
 
@@ -22,7 +23,7 @@ def campaign_leaderboard(request: HttpRequest, slug: str) -> StrictJsonResponse:
         raise Http404("No such campaign.")
     period = request.GET.get("period", "all")
     if period not in PERIODS:
-        return _period_error(period)
+        return period_error(period)
     return StrictJsonResponse(leaderboard_get(campaign=campaign, period=period))
 
 
@@ -30,5 +31,5 @@ def campaign_leaderboard(request: HttpRequest, slug: str) -> StrictJsonResponse:
 def global_leaderboard(request: HttpRequest) -> StrictJsonResponse:
     period = request.GET.get("period", "all")
     if period not in PERIODS:
-        return _period_error(period)
+        return period_error(period)
     return StrictJsonResponse(leaderboard_get(campaign=None, period=period))

@@ -8,6 +8,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.views.decorators.http import require_safe
 
 from portal.core.strictjson import StrictJsonResponse
+from portal.leaderboards.api import period_error
 from portal.leaderboards.selectors import PERIODS
 from portal.volunteers import selectors
 
@@ -26,8 +27,7 @@ def volunteer_detail(request: HttpRequest, username: str) -> StrictJsonResponse:
 def team_board(request: HttpRequest) -> StrictJsonResponse:
     period = request.GET.get("period", "all")
     if period not in PERIODS:
-        allowed = "|".join(PERIODS)
-        return StrictJsonResponse({"error": f"unknown period {period!r}: use period={allowed}"}, status=400)
+        return period_error(period)
     return StrictJsonResponse({"period": period, "entries": selectors.team_board(period=period)})
 
 
