@@ -10,6 +10,7 @@ docs/trainer.md for the data flow.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import pickle
@@ -54,6 +55,7 @@ HOUSEKEEPING_SECONDS = 1.0  # status check and stats hash
 # Fields of the stats hash ({c<id>}:learner) that a learner which could not start leaves for staff.
 LEARNER_ERROR_FIELDS = ("error", "error_at")
 LOG_SECONDS = 10.0
+LAG_CAP = 20  # policy_lag_samples counts chunks this many or more versions behind together
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,8 @@ class LearnerRun:
         self._stats_at = (time.monotonic(), 0)
         self.updates_per_s = 0.0
         self.policy_lag = 0.0  # mean model versions behind, of the chunks ingested last
+        # versions behind (LAG_CAP: that many or more) -> [samples kept, samples dropped as stale], this run
+        self.lag_samples: dict[int, list[int]] = {}
         self.recoveries = 0  # times the network diverged (non-finite weights) and was reloaded
         self.voided: set[int] = set()  # machines whose data staff voided, applied to the agent
         self.machine_stats = MachineStats()  # per-machine sums, flushed to Redis at housekeeping
@@ -358,7 +362,7 @@ class LearnerRun:
                 continue  # staff voided this machine's data: it never reaches the agent
             try:
                 chunk = decode_stored_chunk(fields[b"c"])
-                self.agent.ingest(chunk, current_version=self.version, machine_id=machine_id)
+                kept = self.agent.ingest(chunk, current_version=self.version, machine_id=machine_id)
                 self.machine_stats.add(machine_id, chunk)
             except (KeyError, TypeError, ValueError) as exc:
                 # The relay validated it, so this is a bug or a foreign writer: drop it rather than
@@ -366,6 +370,9 @@ class LearnerRun:
                 log.warning("campaign %s: dropping stream entry %r: %s", self.campaign_id, entry_id, exc)
                 continue
             lags.append(self.version - chunk.model_version)
+            row = self.lag_samples.setdefault(min(lags[-1], LAG_CAP), [0, 0])
+            row[0] += kept
+            row[1] += chunk.steps - kept
         if lags:
             self.policy_lag = sum(lags) / len(lags)
         metrics.ingested(
@@ -416,6 +423,8 @@ class LearnerRun:
             "recoveries": self.recoveries,
             "held": len(self.held),  # stream entries read and in no checkpoint yet
             "policy_lag": round(self.policy_lag, 2),
+            # JSON {"<versions behind>": [kept, dropped]}: the whole run's lag distribution, in samples
+            "policy_lag_samples": json.dumps({str(lag): row for lag, row in sorted(self.lag_samples.items())}),
             **self.agent.stats(),
         }
         self.client.hset(self.keys.learner, mapping=stats)

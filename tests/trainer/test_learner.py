@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -14,13 +16,14 @@ import torch
 from safetensors.numpy import load as safetensors_load
 
 from client_app.policy import Policy
+from client_app.protocol import pack
 from harness.processes import WaitTimeout, wait_for
 from portal.campaigns.models import ModelVersion
 from portal.campaigns.services import model_publish
 from portal.core.redis import get_redis
 from portal.training.runner import learner_run, learner_settings
 from portal.training.store import CampaignStore
-from tests.trainer.helpers import push_chunks
+from tests.trainer.helpers import make_chunk, push_chunks
 from trainer.config import config_for
 from trainer.keys import CampaignKeys
 from trainer.learner import LearnerRun
@@ -475,4 +478,26 @@ def test_a_voided_machine_leaves_the_buffer_and_its_later_entries_are_skipped(ca
     drive(run, lambda: (run.agent.buffer.machines[: len(run.agent.buffer)] == 11).sum() == honest)
     machines = run.agent.buffer.machines[: len(run.agent.buffer)]
     assert (machines == 12).sum() == 0 and (machines == 11).sum() == honest
+    lease.release()
+
+
+@pytest.mark.django_db
+def test_the_stats_count_samples_by_policy_lag_kept_and_dropped_as_stale(campaign, keys, redis_client):
+    campaign.algorithm = "ppo"
+    campaign.hyperparams = {"rollout_steps": 1024, "minibatch_size": 64, "max_staleness": 1, "hidden": [8]}
+    campaign.save(update_fields=["algorithm", "hyperparams"])
+    run, lease = new_run(campaign, redis_client, keys)
+    run.version = 30  # as if 30 versions were out: no rollout fills up here, so none is published
+    played = [(30, 10), (29, 20), (28, 30), (30, 5), (2, 40)]  # (model version, steps)
+    entries = []
+    for i, (version, steps) in enumerate(played):
+        chunk = dataclasses.replace(make_chunk(steps, seed=i), model_version=version, logp=np.zeros(steps, np.float32))
+        entries.append((f"{i + 1}-0".encode(), {b"c": pack(chunk.to_message()), b"m": b"1"}))
+    run.ingest(entries)
+    run.write_stats()
+    # Versions behind -> [kept, dropped]: PPO keeps 0 and 1 behind (max_staleness 1); 28 behind is
+    # counted with the LAG_CAP (20) or more.
+    lags = json.loads(learner_stats(keys)["policy_lag_samples"])
+    assert lags == {"0": [15, 0], "1": [20, 0], "2": [0, 30], "20": [0, 40]}
+    assert run.agent.dropped_samples == 70 and run.agent.pending_steps == 35
     lease.release()
