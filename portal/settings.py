@@ -108,6 +108,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "allauth.account.middleware.AccountMiddleware",
+    "portal.core.unavailable.ServiceUnavailableMiddleware",  # Redis or the database down: 503, not 500
 ]
 
 ROOT_URLCONF = "portal.urls"

@@ -5,8 +5,11 @@ A real ASGI server on a Redis of its own, which the test stops mid-way; the data
 
 from __future__ import annotations
 
+import http.cookiejar
 import json
+import re
 import urllib.error
+import urllib.parse
 import urllib.request
 
 import pytest
@@ -60,6 +63,34 @@ def test_pages_answer_with_the_last_known_figures_and_a_note_while_redis_is_down
             assert status == 200, (path, page[-2000:])
         status, board = _get(f"{server.url}/api/campaigns/{slug}/leaderboard/")
         assert status == 200 and json.loads(board)["entries"][0]["username"] == "alice"
+    finally:
+        server.stop()
+        redis.stop()
+
+
+def test_a_login_while_redis_is_down_is_told_to_try_again_not_a_server_error(alice, password, tmp_path):
+    """allauth counts login attempts in the cache, which lives in Redis: with Redis gone the login
+    cannot be checked, and the volunteer gets a 503 page that says so (and Retry-After), not a 500."""
+    redis = EmbeddedRedis(tmp_path / "redis")
+    server = start_asgi(tmp_path, name="web-login-redis", env={"REDIS_URL": redis.url})
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    try:
+        with opener.open(f"{server.url}/accounts/login/", timeout=20) as response:
+            form = response.read().decode()
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form).group(1)
+        redis.stop()
+        body = urllib.parse.urlencode(
+            {"csrfmiddlewaretoken": token, "login": "alice", "password": password}
+        ).encode()
+        request = urllib.request.Request(
+            f"{server.url}/accounts/login/", data=body, headers={"Referer": f"{server.url}/accounts/login/"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            opener.open(request, timeout=20)
+        page = refused.value.read().decode()
+        assert refused.value.code == 503, page[-2000:]
+        assert refused.value.headers["Retry-After"] == "30"
+        assert "Briefly unavailable" in page and "redis is briefly unreachable" in page
     finally:
         server.stop()
         redis.stop()
