@@ -27,6 +27,8 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
+from client_app import folders
+
 DEFAULT_MAX_CHUNKS = 1000
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 
@@ -36,12 +38,8 @@ _CHUNK_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
 
 
 def default_spool_root() -> Path:
-    """The user's cache directory for spools: %LOCALAPPDATA%, $XDG_CACHE_HOME or ~/.cache."""
-    if os.name == "nt" and os.environ.get("LOCALAPPDATA"):
-        base = Path(os.environ["LOCALAPPDATA"])
-    else:
-        base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "soulsai" / "spool"
+    """The root of the spools in the user's cache folder (client_app.folders: by platformdirs)."""
+    return folders.spool_root()
 
 
 def spool_key(campaign_slug: str, machine_prefix: str) -> str:

@@ -1,10 +1,7 @@
 """The volunteer's saved settings: server address, machine name, spool folder and machine token.
 
-The file is JSON, in the user's config folder:
-
-- Windows: ``%APPDATA%\\soulsai\\client.json``
-- macOS: ``~/Library/Application Support/soulsai/client.json``
-- Linux and others: ``$XDG_CONFIG_HOME/soulsai/client.json`` (``~/.config/soulsai/client.json``)
+The file is JSON, ``client.json`` in the user's config folder (client_app.folders: by platformdirs,
+e.g. ``~/.config/soulsai/`` on Linux; an earlier client's folder while it holds the only file).
 
 The token is kept out of plain sight where the OS offers a keyring: with the optional ``keyring``
 package installed and a working backend (Windows Credential Manager, the macOS Keychain, the Secret
@@ -18,15 +15,16 @@ from __future__ import annotations
 import json
 import logging
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from client_app import folders
+
 log = logging.getLogger(__name__)
 
 KEYRING_SERVICE = "soulsai-client"
-FILE_NAME = "client.json"
+FILE_NAME = folders.CONFIG_FILE
 FILE_NOTE = (
     "Your machine token is kept in this file because no OS keyring is available to the client "
     "(pip install keyring to use one). Only your user account can read this file."
@@ -54,14 +52,8 @@ class UserConfig:
 
 
 def config_dir() -> Path:
-    """The per-user config folder of the client, by the platform's convention."""
-    if sys.platform == "win32":
-        base = Path(os.environ.get("APPDATA") or Path.home() / "AppData" / "Roaming")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
-    return base / "soulsai"
+    """The per-user config folder of the client, by the platform's convention (client_app.folders)."""
+    return folders.config_dir()
 
 
 def default_path() -> Path:
