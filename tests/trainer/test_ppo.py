@@ -101,6 +101,27 @@ def test_ppo_agent_drops_chunks_older_than_the_staleness_bound():
     assert (agent.pending_steps, agent.dropped_samples, agent.samples_total) == (32, 64, 96)
 
 
+def test_a_ppo_update_that_comes_out_non_finite_marks_the_agent_diverged():
+    """The learner reloads the last good checkpoint when ``diverged`` is set (trainer.learner); a PPO
+    network gone to NaN (a too-high learning rate) must set it, naming the losses that broke."""
+    config = PPOConfig(rollout_steps=64, minibatch_size=32, epochs=1, hidden=(8,))
+    agent = PPOAgent(config, obs_dim=2, n_actions=2, action_start=0, device=torch.device("cpu"))
+    policy = Policy.from_bytes(save_model(agent.spec, agent.params(), version=1))
+    rng = np.random.default_rng(3)
+    while agent.wants_data():
+        agent.ingest(bandit_chunk(rng, policy, 1), current_version=1)
+    agent.train(float("inf"), lambda: False)
+    assert agent.diverged is None  # a healthy update: nothing to recover from
+
+    with torch.no_grad():
+        for parameter in agent.ppo.critic.parameters():
+            parameter.fill_(float("nan"))
+    while agent.wants_data():
+        agent.ingest(bandit_chunk(rng, policy, 1), current_version=1)
+    agent.train(float("inf"), lambda: False)
+    assert agent.diverged is not None and "value" in agent.diverged, agent.diverged
+
+
 def test_voiding_a_machine_takes_its_chunks_out_of_the_pending_rollout():
     config = PPOConfig(rollout_steps=256, minibatch_size=32, hidden=(8,))
     agent = PPOAgent(config, obs_dim=2, n_actions=2, action_start=0, device=torch.device("cpu"))
