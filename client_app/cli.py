@@ -227,6 +227,20 @@ def _self_update(config: RunConfig, *, required: bool) -> bool:
     return True
 
 
+def _install_offered(runner: Runner) -> None:
+    """Install the newer client the run verified and restart into it; on failure say why (and never
+    try that version again in this process)."""
+    offer, wheel = runner.updates.ready
+    log = logging.getLogger("client_app.updater")
+    log.info("updating the client from %s to %s", __version__, offer.version)
+    try:
+        updater.install_and_restart(offer, wheel)
+    except updater.UpdateError as exc:
+        log.warning("not updated, going on with client %s: %s", __version__, exc)
+    finally:
+        runner.updates.release_files()
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -261,8 +275,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if config.auto_update and not _self_update(config, required=False):
             config = replace(config, auto_update=False)
+        config = replace(config, restart_to_update=config.auto_update)
         runner = Runner(config)
         code = runner.run()
+        while runner.updates.ready is not None:  # offered while running, verified, the run ended cleanly
+            _install_offered(runner)  # restarts into the new client, or says why not
+            runner = Runner(config)  # the old client goes on, with the same spool
+            code = runner.run()
         fatal = runner.connection.fatal
         if (
             config.auto_update

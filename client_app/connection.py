@@ -167,6 +167,7 @@ class Connection:
         open_timeout: float = 10.0,
         on_model: Callable[[ModelNotice], None] | None = None,
         on_evaluate: Callable[[ModelNotice], None] | None = None,
+        on_release: Callable[[P.ReleaseNotice], None] | None = None,
     ):
         self.url = websocket_url(server_url)
         self.token = token
@@ -176,6 +177,7 @@ class Connection:
         self.open_timeout = open_timeout
         self.on_model = on_model
         self.on_evaluate = on_evaluate  # the server asks for a greedy evaluation episode of a version
+        self.on_release = on_release  # the server offers a newer client (client_app.autoupdate)
         self.welcome: Welcome | None = None  # the first welcome: it decides env and spaces
         self._spool: Spool | None = None
         self._lock = threading.Lock()
@@ -426,6 +428,7 @@ class Connection:
             P.MODEL: (ModelNotice.from_wire, self._on_model),
             P.STATUS: (Status.from_wire, self._on_status),
             P.ERROR: (Error.from_wire, self._on_error),
+            P.RELEASE: (P.ReleaseNotice.from_wire, self._on_release),
         }
         async for frame in ws:
             self._heard_at = time.monotonic()
@@ -491,6 +494,10 @@ class Connection:
             self._server_model_version = max(self._server_model_version, notice.version)
         if self.on_model:
             self.on_model(notice)
+
+    def _on_release(self, notice: P.ReleaseNotice) -> None:
+        if self.on_release:
+            self.on_release(notice)
 
     def _on_status(self, notice: Status) -> None:
         status = notice.status

@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from client_app.autoupdate import UpdateWatcher
 from client_app.chunker import Chunker
 from client_app.compat import ClientError, check_env_spaces, policy_mismatch
 from client_app.connection import Connection, Welcome, http_url
@@ -61,6 +62,10 @@ class RunConfig:
     progress_every: float = 5.0  # seconds between progress lines; 0: only at exit
     quiet: bool = False  # print errors only
     auto_update: bool = True  # install a newer client the server offers, if signed (client_app.updater)
+    # When the server offers a newer client while running: verify it, end the run at the current chunk's
+    # end and leave it in ``Runner.updates.ready`` for the caller to install (the command line does);
+    # False: only say it is available (client_app.autoupdate).
+    restart_to_update: bool = False
     drain_timeout: float = 15.0  # at --max-steps, how long to wait for the server to ack the spool
     window: int = 16  # chunks in flight at most
     # Offline, stop playing once this many chunks wait in the spool: fights played with a model the
@@ -83,6 +88,11 @@ class Runner:
         self.evaluations = Evaluations(
             server_url=http_url(config.server_url), token=config.token, spool=self._spool
         )
+        self.updates = UpdateWatcher(
+            http_url(config.server_url),
+            restart_to_update=config.auto_update and config.restart_to_update,
+            say=self.say,
+        )
         self.connection = Connection(
             server_url=config.server_url,
             token=config.token,
@@ -90,6 +100,7 @@ class Runner:
             window=config.window,
             on_model=self.fetcher.request,
             on_evaluate=self.evaluations.asked,
+            on_release=self.updates.offered,
         )
         self.env: Any = None
         # How the env is made: make_env; a test stands in a game-like env here (the Windows boundary).
@@ -213,6 +224,7 @@ class Runner:
             self.connection.stop()
             self.fetcher.stop()
             self.evaluations.stop()
+            self.updates.stop()
             if self.spool is not None:
                 self.spool.close()
             self._close_env()
@@ -293,6 +305,8 @@ class Runner:
                 return "max_steps"
             if self._stop_requested.is_set():
                 return "requested"
+            if self.updates.ready is not None and chunker.steps_buffered == 0:
+                return "update"  # a verified newer client, and the current chunk is finished
             now = time.monotonic()
             if config.progress_every and now >= next_report:
                 self.report()
@@ -463,6 +477,8 @@ class Runner:
             self.report()
             self.say("the campaign was stopped: thank you for contributing! Exiting.")
             return EXIT_OK
+        if reason == "update":
+            self.say(f"stopping to install client {self.updates.ready[0].version}: the spool stays on disk")
         # --max-steps: hand over the last partial chunk and give the server a moment to take the spool.
         self._store(self.chunker.flush(), wait=False)
         deadline = time.monotonic() + self.config.drain_timeout
@@ -540,4 +556,4 @@ class Runner:
         )
 
     def report(self, note: str | None = None) -> None:
-        self.say(self.progress_line(note))
+        self.say(self.progress_line(note or self.updates.note))

@@ -1,7 +1,8 @@
 """The client updates itself: a newer wheel from its own server, installed only if the maintainers signed it.
 
-When the server offers a newer client (``/download/release.json``, read at start) or the campaign
-requires one (the relay closed the connection with ``upgrade_required``), the client:
+When the server offers a newer client (``/download/release.json``, read at start; while running, the
+relay's ``release`` notice: client_app.autoupdate) or the campaign requires one (the relay closed the
+connection with ``upgrade_required``, at hello or when the campaign's minimum was raised), the client:
 
 1. downloads the wheel and its ``.sig`` from its own server only (same origin as ``--server``, no
    redirects, bounded sizes, timeouts: ``client_app.fetcher.download``);
@@ -149,6 +150,41 @@ def restart_argv() -> list[str]:
     return [sys.executable, *getattr(sys, "orig_argv", [sys.executable, *sys.argv])[1:]]
 
 
+def offer_check(server_url: str, *, required: bool = False, current: str = __version__) -> Release | str:
+    """The server's offer if it is newer than ``current``, else a line saying why there is nothing to do;
+    UpdateError when ``required`` (the campaign refused this version) and the server has nothing newer."""
+    offer = release_fetch(server_url)
+    if not is_newer(offer, current):
+        if required:
+            raise UpdateError(
+                f"the campaign needs a newer client, but the server offers {offer.version} (this is {current})"
+            )
+        return f"client {current} is up to date (the server offers {offer.version})"
+    return offer
+
+
+def install_and_restart(
+    offer: Release,
+    wheel: Path,
+    *,
+    install: Callable[[Path], None] = pip_install,
+    restart: Callable[[Sequence[str]], object] | None = None,
+    current: str = __version__,
+) -> str:
+    """Install a wheel ``fetch_verified`` returned and restart into it with the same command line (does
+    not return then); UpdateError if the install fails (this client keeps running)."""
+    install(wheel)
+    argv = restart_argv()
+    log.info("client %s installed; restarting with the same settings", offer.version)
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    if restart is None:
+        os.environ[UPDATED_FROM_ENV] = current  # read once by the new process (``updated_from``)
+        os.execv(argv[0], argv)
+    restart(argv)
+    return f"client {offer.version} installed"  # only when a test's restart returns
+
+
 def update(
     server_url: str,
     *,
@@ -163,26 +199,13 @@ def update(
     Returns a line saying why nothing was installed; UpdateError when an update was offered but could
     not be installed (this client keeps running). ``required``: the campaign refused this version.
     """
-    offer = release_fetch(server_url)
-    if not is_newer(offer, current):
-        if required:
-            raise UpdateError(
-                f"the campaign needs a newer client, but the server offers {offer.version} (this is {current})"
-            )
-        return f"client {current} is up to date (the server offers {offer.version})"
+    offer = offer_check(server_url, required=required, current=current)
+    if isinstance(offer, str):
+        return offer
     log.info("updating the client from %s to %s (from %s)", current, offer.version, server_url)
     with tempfile.TemporaryDirectory(prefix="soulsai-update-") as folder:
         wheel = fetch_verified(server_url, offer, Path(folder), public_key=public_key)
-        install(wheel)
-    argv = restart_argv()
-    log.info("client %s installed; restarting with the same settings", offer.version)
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    if restart is None:
-        os.environ[UPDATED_FROM_ENV] = current  # read once by the new process (``updated_from``)
-        os.execv(argv[0], argv)
-    restart(argv)
-    return f"client {offer.version} installed"  # only when a test's restart returns
+        return install_and_restart(offer, wheel, install=install, restart=restart, current=current)
 
 
 def updated_from() -> str | None:

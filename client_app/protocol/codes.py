@@ -12,6 +12,9 @@ REJECT = "reject"  # server -> client: the chunk was refused, the connection sta
 MODEL = "model"  # server -> client: a new model version is published
 STATUS = "status"  # server -> client: the campaign was paused, resumed or stopped
 ERROR = "error"  # server -> client: fatal, the server closes the connection after it
+# server -> client: the server offers a newer signed client (older clients skip it: their receive loop
+# ignores types it does not know)
+RELEASE = "release"
 
 # Websocket close codes (4000-4999 are free for applications).
 CLOSE_PROTOCOL = 4400  # malformed handshake or unknown message

@@ -31,6 +31,7 @@ from client_app.protocol.codes import (
     MODEL,
     R_SCHEMA,
     REJECT,
+    RELEASE,
     STATUS,
     WELCOME,
     ProtocolError,
@@ -375,14 +376,33 @@ class Error:
         return cls(code=str(message.get("code")), message=str(message.get("message") or ""))
 
 
-ServerMessage = Welcome | Ack | Reject | ModelNotice | Status | Error
+@dataclass(frozen=True)
+class ReleaseNotice:
+    """The server offers client ``version``, newer than the one this client said in its hello.
+
+    Only a hint: the client reads what to install from ``/download/release.json`` and installs it only
+    if the release key signed it (client_app.updater), so a forged notice costs one download at most.
+    """
+
+    version: str
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"type": RELEASE, "version": self.version}
+
+    @classmethod
+    def from_wire(cls, message: dict[str, Any]) -> ReleaseNotice:
+        return cls(version=str(message["version"])[:CLIENT_VERSION_CHARS])
+
+
+ServerMessage = Welcome | Ack | Reject | ModelNotice | Status | Error | ReleaseNotice
 
 # The reader of each message type the server sends.
-SERVER_MESSAGES: dict[str, type[Welcome] | type[Ack] | type[Reject] | type[ModelNotice] | type[Status] | type[Error]] = {
+SERVER_MESSAGES: dict[str, type[ServerMessage]] = {
     WELCOME: Welcome,
     ACK: Ack,
     REJECT: Reject,
     MODEL: ModelNotice,
     STATUS: Status,
     ERROR: Error,
+    RELEASE: ReleaseNotice,
 }

@@ -142,6 +142,8 @@ class CampaignAdmin(DeletesTokensMixin, admin.ModelAdmin):
     def save_model(self, request, obj: Campaign, form: CampaignForm, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
+            if "min_client_version" in form.changed_data:
+                services.campaign_min_client_announce(campaign=obj)
             return
         # A new campaign is made by the service, exactly as anywhere else; the admin then carries on
         # (log entry, redirect) with the saved row.

@@ -15,7 +15,7 @@ from client_app.envs import SUPPORTED_ENV_IDS
 from portal.campaigns.models import Campaign, ModelVersion
 from portal.core.redis import get_redis
 from portal.machines.models import MachineToken
-from portal.relay.fanout import MODEL, STATUS, notice_publish
+from portal.relay.fanout import MIN_CLIENT, MODEL, STATUS, notice_publish
 from portal.training.services import learner_ensure
 from trainer.config import config_for
 from trainer.gating import Evaluated, best_of, held_back_reason
@@ -153,6 +153,12 @@ def campaign_redis_sync(*, campaign: Campaign) -> None:
         agent = campaign.model_versions.filter(version=campaign.agent_version).first()
         if agent is not None:
             client.hset(keys.agent, mapping=agent.notice())
+
+
+def campaign_min_client_announce(*, campaign: Campaign) -> None:
+    """Tell the campaign's connected clients its minimum client version (after a change): the relay
+    closes those older with upgrade_required, as it refuses them at hello, and they update themselves."""
+    notice_publish(kind=MIN_CLIENT, campaign_id=campaign.id, version=campaign.min_client_version)
 
 
 def _announce_status(campaign_id: int, status: str) -> None:

@@ -57,4 +57,7 @@ def _packing_in_c(connection_class: type) -> type:
 
 # One PUBLISH per notice reaches every ASGI process (portal/relay/fanout.py).
 NOTICES_CHANNEL = "soulsai:notices"
+# The newest SIGNED client version the portal offers (set with its signature: downloads.services); the
+# relay tells clients older than it at hello, and connected ones by a notice.
+CLIENT_RELEASE_KEY = "soulsai:client_release"
 

@@ -39,6 +39,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 
 from client_app.release import SIGNATURE_BYTES, SIGNATURE_SUFFIX
+from portal.relay.fanout import release_publish
 
 STORAGE_FOLDER = "client-wheel"
 MANIFEST_NAME = "manifest.json"
@@ -138,6 +139,8 @@ def client_signature_store(*, info: WheelInfo, signature: bytes) -> None:
     if stored != name:
         default_storage.delete(stored)
         raise WheelBuildError(f"could not store the signature as {name}")
+    # Clients that connect from now on, and every connected one, hear of it (portal.relay.fanout).
+    release_publish(version=info.version)
 
 
 def client_wheel_build(*, timeout: float = BUILD_TIMEOUT_SECONDS) -> WheelInfo:

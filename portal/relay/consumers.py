@@ -191,6 +191,8 @@ class ClientConsumer(AsyncWebsocketConsumer):
         self.closing = False
         self.model_sent = 0
         self.status_sent: str | None = None
+        self.client_version = ""  # as the hello said
+        self.release_sent = ""  # the newest client version this client was told of
         self.seats = Seats()
         await self.accept()
         self.counted = True
@@ -391,6 +393,9 @@ class ClientConsumer(AsyncWebsocketConsumer):
             "relay: machine %s joined with client %s from %s", self.token.prefix, client_version, scope_address(self.scope)
         )
         await self.send_message(selectors.welcome_build(campaign=campaign, token=self.token, status=status, model=model))
+        self.client_version = client_version
+        # A newer signed client (one GET): the client updates at its next chunk's end (client_app.updater).
+        await self.send_release(await services.client_release(client=redis))
 
     async def on_chunk(self, message: dict[str, Any], received: float) -> None:
         campaign = self.campaign
@@ -507,7 +512,25 @@ class ClientConsumer(AsyncWebsocketConsumer):
             self.closing = True
             await self.close(code=1000)
 
-    async def send_message(self, message: P.Welcome | P.Ack | P.Reject | P.Status | P.Error) -> None:
+    async def send_release(self, version: str | None) -> None:
+        if version and P.version_older(self.client_version, version) and version != self.release_sent:
+            self.release_sent = version
+            await self.send_message(P.ReleaseNotice(version=version))
+
+    async def min_client_raised(self, minimum: str) -> None:
+        """The campaign now needs ``minimum``: an older client is closed as it would be refused at hello."""
+        if P.version_older(self.client_version, minimum):
+            await self.fatal(
+                P.R_UPGRADE,
+                f"Campaign '{self.campaign.name}' now needs SoulsAI client {minimum} or newer; this one is "
+                f"{self.client_version}. Download the current client from {selectors.download_page()} on the "
+                "portal, install it, and start it again: your unsent data is kept.",
+                P.CLOSE_UPGRADE,
+            )
+
+    async def send_message(
+        self, message: P.Welcome | P.Ack | P.Reject | P.Status | P.Error | P.ReleaseNotice
+    ) -> None:
         await self.send(bytes_data=P.pack(message.to_wire()))
 
     # Notices from portal.relay.fanout (one Redis subscription per process).
@@ -522,3 +545,7 @@ class ClientConsumer(AsyncWebsocketConsumer):
             await self.send_status(notice["status"])
         elif kind == fanout.REVOKED and notice.get("machine") == self.token.id:
             await self.revoked()
+        elif kind == fanout.RELEASE:
+            await self.send_release(str(notice.get("version") or ""))
+        elif kind == fanout.MIN_CLIENT:
+            await self.min_client_raised(str(notice.get("version") or ""))

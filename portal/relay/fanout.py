@@ -23,12 +23,15 @@ from collections import defaultdict
 from typing import Any, Protocol
 
 from client_app.protocol import ModelNotice
-from portal.core.redis import NOTICES_CHANNEL, get_async_redis, get_redis
+from portal.core.redis import CLIENT_RELEASE_KEY, NOTICES_CHANNEL, get_async_redis, get_redis
 from portal.relay import services
 
 log = logging.getLogger(__name__)
 
 MODEL, STATUS, REVOKED = "model", "status", "revoked"  # notice kinds
+# Not per campaign: a newer signed client (to every connected client); a campaign's minimum client
+# version was raised (to its clients: those older are closed with upgrade_required).
+RELEASE, MIN_CLIENT = "release", "min_client"
 DISPATCH_BATCH = 64  # clients handed a notice before the loop lets other work through
 SUBSCRIBE_WAIT_S = 2.0  # how long the first client's hello waits for the subscription at most
 
@@ -37,6 +40,13 @@ def notice_publish(*, kind: str, campaign_id: int, **fields: Any) -> None:
     """Tell every connected client of a campaign, in every ASGI process, with one PUBLISH."""
     payload = {"kind": kind, "campaign": campaign_id, **fields}
     get_redis().publish(NOTICES_CHANNEL, json.dumps(payload))
+
+
+def release_publish(*, version: str) -> None:
+    """Offer client ``version`` (signed) to clients that connect from now on and to every connected one."""
+    client = get_redis()
+    client.set(CLIENT_RELEASE_KEY, version)
+    client.publish(NOTICES_CHANNEL, json.dumps({"kind": RELEASE, "version": version}))
 
 
 class Listener(Protocol):
@@ -87,7 +97,10 @@ class Fanout:
             known = self._models.get(notice.get("campaign"))
             if known is None or known.version < notice["version"]:
                 self._models[notice["campaign"]] = ModelNotice.from_wire(notice)
-        members = list(self.listeners.get(notice.get("campaign"), ()))
+        if notice.get("kind") == RELEASE:
+            members = [member for campaign in list(self.listeners.values()) for member in campaign]
+        else:
+            members = list(self.listeners.get(notice.get("campaign"), ()))
         # In batches, yielding between them: acks of other clients get through during a burst of
         # 1,000 notices instead of waiting behind all of them.
         for start in range(0, len(members), DISPATCH_BATCH):

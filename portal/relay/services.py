@@ -16,6 +16,8 @@ from django.conf import settings
 
 from client_app import protocol as P
 from client_app.protocol import Chunk, ModelNotice
+from client_app.protocol.messages import CLIENT_VERSION_CHARS
+from portal.core.redis import CLIENT_RELEASE_KEY
 from portal.relay.evaluation import ask_notice
 from portal.relay.store import (
     REJECT_LUA,
@@ -231,6 +233,12 @@ def _notice(raw: dict[bytes, bytes]) -> ModelNotice | None:
         return None
     data = {k.decode(): v.decode() for k, v in raw.items()}
     return ModelNotice(version=int(data["version"]), url=data["url"], sha256=data["sha256"])
+
+
+async def client_release(*, client: aioredis.Redis) -> str | None:
+    """The newest signed client version the portal offers, or None if Redis does not know one."""
+    raw = await client.get(CLIENT_RELEASE_KEY)
+    return raw.decode()[:CLIENT_VERSION_CHARS] if raw else None
 
 
 async def current_status(*, client: aioredis.Redis, campaign_id: int) -> str | None:

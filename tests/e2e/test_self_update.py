@@ -8,6 +8,7 @@ the throwaway key (or, in the refusal test, with another key).
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -176,4 +177,89 @@ def test_a_wheel_signed_with_another_key_is_refused_and_the_old_client_keeps_str
     output = run_client(python, env, portal, token, tmp_path, code=2)
     assert f"needs SoulsAI client {info.version} or newer" in output
     assert output.count("not a SoulsAI release") == 2, output
+    assert installed_version(python, tmp_path) == OLD_VERSION
+
+
+# ---------------------------------------------------------------------------------------------------
+# A running client hears of a newer release (the relay's ``release`` notice) and updates without a restart
+# by the volunteer.
+
+
+def start_running_client(python: Path, env: dict[str, str], portal, token: str, tmp: Path, *extra: str):
+    """The old client, paced (60 steps/s) so that it is still playing when the release is signed; the
+    process once it said which campaign it plays."""
+    argv = [python, "-m", "client_app", "run", "--server", portal.url, "--spool-dir", str(tmp / "spool"),
+            "--max-steps", "300", "--max-sps", "60", "--seed", "3", *extra]  # fmt: skip
+    proc = subprocess.Popen(
+        argv, env={**env, "SOULSAI_TOKEN": token}, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True,
+    )  # fmt: skip
+    lines = []
+    for line in proc.stdout:  # the event: the client has its campaign and plays
+        lines.append(line)
+        if "chunks of" in line:
+            return proc, lines
+    proc.wait(timeout=10)
+    raise AssertionError("".join(lines))
+
+
+def finish(proc, lines: list[str]) -> str:
+    lines.extend(proc.stdout)
+    assert proc.wait(timeout=150) == 0, "".join(lines)
+    output = "".join(lines)
+    assert "Traceback" not in output
+    return output
+
+
+def unsign_portal_wheel() -> None:
+    info = services.client_wheel_info()
+    if default_storage.exists(info.name + release.SIGNATURE_SUFFIX):
+        default_storage.delete(info.name + release.SIGNATURE_SUFFIX)
+
+
+def test_a_running_client_told_of_a_signed_release_updates_at_a_chunk_end_and_streams_on(
+    portal, old_wheel, key, django_user_model, redis_client, tmp_path
+):
+    unsign_portal_wheel()  # at start the server offers nothing installable: the client starts as 0.1.9
+    python, env = make_venv(tmp_path / "venv", old_wheel)
+    campaign, machine, token = campaign_and_token(django_user_model, "live-update")
+    proc, lines = start_running_client(python, env, portal, token, tmp_path)
+
+    info = sign_portal_wheel(key)  # the maintainers' signature arrives: the relay tells connected clients
+    output = finish(proc, lines)
+
+    assert f"client {info.version} is signed by the release key" in output
+    assert f"stopping to install client {info.version}: the spool stays on disk" in output
+    assert f"updated the client from {OLD_VERSION} to {info.version}" in output  # said by the new process
+    assert installed_version(python, tmp_path) == info.version
+    # The old process's steps, then --max-steps again in the new one (same settings): every one stored.
+    steps = [int(n) for n in re.findall(r"done: (\d+) steps", output)]
+    assert len(steps) == 2 and steps[0] < 300 and steps[1] == 300, output
+    assert int(redis_client.hgetall(CampaignKeys(campaign.id).stats)[b"samples"]) == sum(steps)
+    assert not list((tmp_path / "spool").rglob("*.chunk"))
+    assert MachineToken.objects.get(id=machine.id).client_version == info.version
+
+
+def test_a_running_client_refuses_a_badly_signed_release_and_keeps_streaming(
+    portal, old_wheel, django_user_model, redis_client, tmp_path
+):
+    unsign_portal_wheel()
+    python, env = make_venv(tmp_path / "venv", old_wheel)
+    campaign, machine, token = campaign_and_token(django_user_model, "live-refuse")
+    proc, lines = start_running_client(python, env, portal, token, tmp_path)
+
+    info = sign_portal_wheel(Ed25519PrivateKey.generate())  # the right sha256, the wrong signer
+    output = finish(proc, lines)
+
+    assert f"not updated, going on with client {OLD_VERSION}: refused client {info.version}" in output
+    assert "not a SoulsAI release" in output
+    assert "stopping to install" not in output
+    assert installed_version(python, tmp_path) == OLD_VERSION
+    assert int(redis_client.hgetall(CampaignKeys(campaign.id).stats)[b"samples"]) == 300
+
+    # --no-auto-update: the relay's notice at hello is only said.
+    proc, lines = start_running_client(python, env, portal, token, tmp_path, "--no-auto-update")
+    output = finish(proc, lines)
+    assert f"a newer client is available: {info.version} (this is {OLD_VERSION})" in output
+    assert "refused" not in output and "stopping to install" not in output
     assert installed_version(python, tmp_path) == OLD_VERSION
