@@ -25,7 +25,7 @@ from pathlib import Path
 from client_app.connection import http_url, websocket_url
 from client_app.doctor import Check
 from client_app.progress import RunSnapshot
-from client_app.runner import EXIT_FAILED, EXIT_OK, RunConfig, Runner
+from client_app.runner import EXIT_FAILED, EXIT_OK, PAUSED_FOR_YOU, RunConfig, Runner
 
 log = logging.getLogger(__name__)
 
@@ -248,7 +248,7 @@ class Controller:
                 state = "stopping"
             elif run.phase == "paused":
                 state = "paused"
-            elif run.phase in ("playing", "waiting for the game window"):
+            elif run.phase in ("playing", "waiting for the game window", PAUSED_FOR_YOU):
                 state = "running"
             else:
                 state = "starting"

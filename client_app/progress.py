@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 class RunSnapshot:
     """The live figures of one run, consistent enough for a window to show (``Runner.snapshot()``)."""
 
-    phase: str  # starting | playing | paused (by the volunteer) | finished
+    phase: str  # starting | playing | paused (by the volunteer) | paused for you (manners) | finished
     connection: str  # connecting | connected | retrying | server busy | paused | stopped | failed
     campaign: dict[str, Any]  # the welcome's campaign (name, slug, env_id, algorithm, url); {} before it
     model_version: int  # the model this client plays; 0: random moves, no model yet
@@ -43,6 +43,7 @@ class RunSnapshot:
     restarts: int  # game (env) restarts by the watchdog
     last_error: str | None  # the latest problem, as the client would print it
     exit_code: int | None  # set once the run is over
+    pause_reasons: tuple[str, ...] = ()  # why the run makes way for the person at the machine (manners)
 
 
 def connection_label(state: ConnectionState) -> str:
@@ -96,6 +97,7 @@ def progress_line(
     spool: int,
     restarts: int,
     note: str | None = None,
+    pause_reasons: Sequence[str] = (),
 ) -> str:
     """One line: connection, model, steps (and steps/s), episodes, recent return, spool.
 
@@ -106,6 +108,8 @@ def progress_line(
     conn = connection_label(state)
     if paused:
         conn += " (paused by you)"
+    elif pause_reasons:
+        conn += " (paused for you: " + "; ".join(pause_reasons) + ")"
     model = describe(policy) if policy is not None else "none"
     if policy is not None and state.server_model_version > policy.version:
         model += f" (server has v{state.server_model_version})"

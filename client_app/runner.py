@@ -32,6 +32,7 @@ from client_app.envs import is_soulsgym, make_env, watchdog_settings
 from client_app.evaluation import EvalEpisode, Evaluations
 from client_app.fetcher import ModelFetcher
 from client_app.gamewin import FocusKeeper
+from client_app.manners import MannersConfig, Watcher
 from client_app.masks import action_mask, episode_outcome
 from client_app.policy import Policy, RandomPolicy
 from client_app.progress import RecentRate, RunSnapshot, connection_label, progress_line
@@ -46,6 +47,8 @@ EXIT_FATAL = 2  # this client cannot take part: refused token, closed campaign, 
 
 # The phase of a run that waits for the server with a backlog in the spool (RunConfig.offline_backlog).
 OFFLINE = "offline: waiting for the server"
+# The phase of a run that makes way for the person at the machine (RunConfig.manners, client_app.manners).
+PAUSED_FOR_YOU = "paused for you"
 
 
 @dataclass
@@ -74,6 +77,9 @@ class RunConfig:
     # With that backlog waiting, this long without a word from the server reads as offline too, before
     # the socket says the server is gone (a hung server's connection looks up until a ping times out).
     offline_silence_s: float = 3.0
+    # When to make way for the person at the machine: input, programs, hours (client_app.manners); None:
+    # never (the command line and the window pass the volunteer's settings).
+    manners: MannersConfig | None = None
 
 
 class Runner:
@@ -121,6 +127,8 @@ class Runner:
         self._go.set()
         self._stop_requested = threading.Event()
         self._paused = False  # the env loop has seen the pause and stands still
+        self.manners: Watcher | None = None  # polls the sources of RunConfig.manners once playing
+        self.pause_reasons: tuple[str, ...] = ()  # why the run makes way for the person, while it does
         self.phase = "starting"
         self.last_error: str | None = None  # the error the run ended with
         self.exit_code: int | None = None
@@ -180,6 +188,7 @@ class Runner:
             or self.fetcher.last_error
             or self.evaluations.fetcher.last_error,
             exit_code=self.exit_code,
+            pause_reasons=self.pause_reasons,
         )
 
     # -- the whole run -----------------------------------------------------------------------------
@@ -224,6 +233,8 @@ class Runner:
             self.connection.stop()
             self.fetcher.stop()
             self.evaluations.stop()
+            if self.manners is not None:
+                self.manners.stop()
             self.updates.stop()
             if self.spool is not None:
                 self.spool.close()
@@ -264,6 +275,10 @@ class Runner:
             raise ClientError(str(exc)) from None
         if is_soulsgym(env_id):
             self.focus = FocusKeeper(on_lost=self._focus_lost)
+        if self.config.manners is not None:
+            # In a fight the agent's own key presses are not the person's (client_app.manners.idle).
+            self.manners = Watcher(self.config.manners, fight=is_soulsgym(env_id), say=self.say).start()
+            self.say(f"for you, this client {self.config.manners.describe()}")
         check_env_spaces(self.env, welcome)
         obs_space, act_space = welcome.observation_space, welcome.action_space
         self.n_actions = action_count(act_space)
@@ -316,20 +331,32 @@ class Runner:
             status = connection.campaign_status
             if status == "stopped":
                 return "stopped"
-            # Paused by the volunteer (the window's Pause button).
-            if not self._go.is_set():
+            # Paused by the volunteer (the window's Pause button), or making way for them (manners).
+            reasons = self.manners.verdict.reasons if self.manners is not None else ()
+            if not self._go.is_set() or reasons:
+                self.pause_reasons = reasons
+                phase = "paused" if not self._go.is_set() else PAUSED_FOR_YOU
+                if self._paused and phase != self.phase:
+                    self.phase = phase
+                    self.say(
+                        "paused by you" if phase == "paused" else "paused for you: " + "; ".join(reasons)
+                    )
                 if not self._paused:
                     # Hand the partial chunk to the spool, so it is sent while the game stands still
                     # (the episode goes on after resume). A full spool keeps it here instead.
                     if self.spool.has_room():
                         self._store(chunker.flush(), wait=False)
-                    self._paused, self.phase = True, "paused"
-                    self.say("paused: not playing; chunks waiting in the spool are still sent")
-                self._go.wait(0.2)
+                    self._paused, self.phase = True, phase
+                    why = "" if phase == "paused" else f" for you ({'; '.join(reasons)})"
+                    self.say(f"paused{why}: not playing; chunks waiting in the spool are still sent")
+                if phase == "paused":
+                    self._go.wait(0.2)
+                else:
+                    self._stop_requested.wait(0.2)  # the manners' verdict changes at most once a second
                 pace_t0, pace_steps = time.monotonic(), self.steps
                 continue
             if self._paused:
-                self._paused, self.phase = False, "playing"
+                self._paused, self.phase, self.pause_reasons = False, "playing", ()
                 self.say("resumed")
                 if self.focus is not None:
                     self.focus.now()  # the Resume button had the focus: give it back to the game at once
@@ -542,7 +569,8 @@ class Runner:
         self._last_report = (now, self.steps)
         return progress_line(
             state,
-            paused=self._paused,
+            paused=self._paused and self.phase == "paused",
+            pause_reasons=self.pause_reasons if self._paused else (),
             policy=self.policy,
             steps=self.steps,
             steps_per_s=sps,

@@ -31,7 +31,7 @@ from client_app.controller import (
     run_config,
 )
 from client_app.progress import connection_label_words
-from client_app.runner import OFFLINE
+from client_app.runner import OFFLINE, PAUSED_FOR_YOU
 from client_app.spool import default_spool_root
 
 POLL_MS = 250
@@ -79,6 +79,8 @@ def figures_of(snap: ControllerSnapshot, info: dict | None = None) -> dict[str, 
             "server is back"
         )
     values["connection"] = connection_label_words(run.connection, {**run.campaign, **(info or {})})
+    if run.phase == PAUSED_FOR_YOU and snap.state == "running":  # making way for the person (manners)
+        values["state"] = "paused for you: " + "; ".join(run.pause_reasons)
     if run.model_version:
         values["model"] = f"v{run.model_version}"
     else:
