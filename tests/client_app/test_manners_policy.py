@@ -18,7 +18,9 @@ def test_input_pauses_at_once_and_plays_again_after_the_idle_minutes():
     assert not policy.decide(1010.0, Reading(idle_s=60.0)).paused  # input before the start: the Enter key
     verdict = policy.decide(1100.0, Reading(idle_s=0.5))  # the mouse moved after the start
     assert verdict.paused
-    assert verdict.reasons == ("you used the keyboard or mouse 0 s ago (plays again after 3 min without input)",)
+    assert verdict.reasons == (
+        "you used the keyboard or mouse 0 s ago (plays again after 3 min without input)",
+    )
     assert policy.decide(1100.0 + 179.0, Reading(idle_s=179.5)).paused
     assert not policy.decide(1100.0 + 181.0, Reading(idle_s=181.0)).paused
     assert not policy.decide(1300.0, Reading(idle_s=None)).paused  # a source that cannot tell never pauses
@@ -85,7 +87,9 @@ def test_bad_hours_are_refused_with_the_reason(text, says):
 
 
 def test_describe_says_every_setting():
-    config = MannersConfig(idle_minutes=5, pause_while=("steam", "eldenring.exe"), hours=parse_hours("22:00-8:00"))
+    config = MannersConfig(
+        idle_minutes=5, pause_while=("steam", "eldenring.exe"), hours=parse_hours("22:00-8:00")
+    )
     assert config.describe() == (
         "pauses on keyboard or mouse input, until 5 min without input; while steam, eldenring.exe runs; "
         "outside 22:00-08:00"

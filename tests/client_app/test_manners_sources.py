@@ -125,7 +125,10 @@ def test_an_x_server_that_goes_away_makes_the_source_unknown_not_the_process_exi
         "print('after', source.idle_seconds(), source.idle_seconds(), flush=True)\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code, str(4000 + os.getpid() % 1000)], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code, str(4000 + os.getpid() % 1000)],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert "after None None" in out.stdout
