@@ -11,8 +11,10 @@ from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_safe
 
 from client_app import setup_guide
+from client_app.release_key import RELEASE_PUBLIC_KEY
 from portal.campaigns.selectors import user_machine_tokens
 from portal.core.storage import stream_file
+from portal.downloads import bootstrap
 from portal.downloads.services import client_signature, client_wheel_info
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ def download_page(request: HttpRequest) -> HttpResponse:
         "error": error,
         "server_url": request.build_absolute_uri("/").rstrip("/"),
         "tokens": tokens,
+        "python_version": bootstrap.PYTHON_VERSION,
         # The same steps as docs/client.md's (client_app.setup_guide renders both; escaped there).
         "soulsgym_setup": mark_safe(setup_guide.html()),  # noqa: S308
         "install_steps": mark_safe(setup_guide.install_html(wheel.filename if wheel else setup_guide.WHEEL)),  # noqa: S308
@@ -62,6 +65,22 @@ def release(request: HttpRequest) -> JsonResponse:
             "signature_url": f"/download/{wheel.filename}.sig" if signed else None,
         }
     )
+
+
+@require_safe
+def installer(request: HttpRequest, script: str) -> HttpResponse:
+    """``install.sh`` / ``install.ps1``: the client with its own interpreter, in one line (bootstrap.py).
+    The release key is rendered from this server's code, never read from storage as the wheel is."""
+    context = {
+        "server_url": request.build_absolute_uri("/").rstrip("/"),
+        "release_key": RELEASE_PUBLIC_KEY,
+        "python_version": bootstrap.PYTHON_VERSION,
+        "windows": bootstrap.PYTHON_BUILDS["windows-x86_64"],
+        "posix_builds": [(k, b) for k, b in bootstrap.PYTHON_BUILDS.items() if k != "windows-x86_64"],
+    }
+    response = render(request, f"downloads/{script}", context, content_type="text/plain; charset=utf-8")
+    response["Content-Disposition"] = f'inline; filename="{script}"'
+    return response
 
 
 @require_safe
