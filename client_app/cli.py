@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import signal
 import socket
@@ -25,10 +26,11 @@ from pathlib import Path
 from client_app import __version__, updater, userconfig
 from client_app.connection import http_url, probe_health, websocket_url
 from client_app.protocol import CLOSE_UPGRADE, R_UPGRADE
-from client_app.runner import EXIT_FAILED, EXIT_FATAL, RunConfig, Runner
+from client_app.runner import DEFAULT_SPOOL_MB, EXIT_FAILED, EXIT_FATAL, RunConfig, Runner
 from client_app.spool import default_spool_root
 
 COMMANDS = ("run", "doctor", "status", "gui", "record")
+MAX_SPOOL_MB = 1024 * 1024  # --spool-max-mb at most 1 TB: a larger figure is a typo
 
 DESCRIPTION = """\
 Play a SoulsAI campaign on this machine and stream the experience to the server.
@@ -52,7 +54,7 @@ environment variables:
   SOULSAI_TOKEN    default for --token (safer than --token: other users cannot see it in ps)
 
 config file: {userconfig.default_path()}
-  --save remembers --server, --token, --name and --spool-dir there (the token in the system
+  --save remembers --server, --token, --name, --spool-dir and the caps there (the token in the system
   keyring when the keyring package is installed); flags and environment variables override it.
 
 exit codes:
@@ -111,7 +113,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="R",
         type=_non_negative_float,
         default=0.0,
-        help="play at most R environment steps per second; 0 = as fast as possible (default: 0)",
+        help="the CPU cap for simulated fights (arena, gymnasium): play at most R environment steps per "
+        "second; 0 = as fast as possible. Not applied to a Dark Souls III (SoulsGym) fight, which plays at "
+        "the game's own pace (default: 0)",
+    )
+    parser.add_argument(
+        "--max-upload-kbps",
+        metavar="KB",
+        type=_upload_kbps,
+        default=None,
+        help="the upload cap: send at most KB kilobytes (1024 bytes) per second on average; chunks are "
+        "never split, and the progress line says when the cap holds them back; 0 = no cap (default: the "
+        "config file's, else 0)",
+    )
+    parser.add_argument(
+        "--spool-max-mb",
+        metavar="MB",
+        type=_spool_max_mb,
+        default=None,
+        help="the disk cap of the spool: at most MB megabytes of unsent chunks per campaign; when it is "
+        "full the client stops playing until the server has taken some (default: the config file's, "
+        f"else {DEFAULT_SPOOL_MB})",
     )
     parser.add_argument("--seed", metavar="S", type=int, help="seed for the environment and the exploration")
     parser.add_argument("--quiet", action="store_true", help="print errors only, no progress lines")
@@ -125,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--save",
         action="store_true",
-        help="remember --server, --token, --name and --spool-dir in the config file for the next runs",
+        help="remember --server, --token, --name, --spool-dir, --max-upload-kbps and --spool-max-mb in the "
+        "config file for the next runs",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
@@ -155,6 +178,26 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _upload_kbps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of KB per second (0 = no cap), got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be 0 (no cap) or more KB per second, got {text!r}")
+    return value
+
+
+def _spool_max_mb(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number of MB, got {text!r}") from None
+    if not 1 <= value <= MAX_SPOOL_MB:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_SPOOL_MB} MB, got {value}")
+    return value
+
+
 def parse_args(argv: Sequence[str] | None = None) -> RunConfig:
     """Turn the command line into a RunConfig; exits with code 2 and a message on bad input."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -181,11 +224,13 @@ def parse_args(argv: Sequence[str] | None = None) -> RunConfig:
         parser.error(str(exc))
     machine = ns.name or saved.machine or socket.gethostname()
     spool_dir = ns.spool_dir or (Path(saved.spool_dir) if saved.spool_dir else None)
+    max_upload_kbps = ns.max_upload_kbps if ns.max_upload_kbps is not None else saved.max_upload_kbps
     if ns.save:
         kept = userconfig.save(
             userconfig.UserConfig(
                 server=server, token=token.strip(), machine=ns.name or saved.machine,
                 spool_dir=str(spool_dir or ""),
+                max_upload_kbps=max_upload_kbps, spool_max_mb=ns.spool_max_mb or saved.spool_max_mb,
             ),
             ns.config,
         )  # fmt: skip
@@ -201,6 +246,8 @@ def parse_args(argv: Sequence[str] | None = None) -> RunConfig:
         spool_dir=spool_dir,
         max_steps=ns.max_steps,
         max_sps=ns.max_sps,
+        max_upload_kbps=max_upload_kbps,
+        spool_max_mb=ns.spool_max_mb or saved.spool_max_mb or DEFAULT_SPOOL_MB,
         seed=ns.seed,
         quiet=ns.quiet,
         auto_update=not ns.no_auto_update,

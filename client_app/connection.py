@@ -28,6 +28,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 
 from client_app import __version__
 from client_app import protocol as P
+from client_app.pacing import KB, TokenBucket
 from client_app.protocol import Ack, Error, ModelNotice, Reject, Status, Welcome
 from client_app.spool import Spool
 
@@ -37,6 +38,8 @@ __all__ = ["Connection", "ConnectionState", "FatalError", "HealthProbe", "Welcom
            "stamp_made", "websocket_url"]
 
 HELD_RETRY_S = 10.0
+# The upload cap counts as holding data back for this long after the sender last waited for it.
+CAPPED_FOR_S = 2.0
 
 FATAL_CLOSE_CODES = {
     P.CLOSE_AUTH: "the server refused this machine token",
@@ -144,6 +147,9 @@ class ConnectionState:
     hold_s: float  # back-pressure: seconds the server asked us to hold off, still to go
     last_error: str | None
     fatal: FatalError | None
+    sent_bytes: int = 0  # bytes of the chunk frames sent, resends included
+    upload_kbps: float = 0.0  # the upload cap (--max-upload-kbps); 0: none
+    upload_capped: bool = False  # the cap held a frame back in the last CAPPED_FOR_S seconds
 
     @property
     def connected(self) -> bool:
@@ -165,6 +171,7 @@ class Connection:
         window: int = 16,
         backoff: tuple[float, float] = (1.0, 30.0),
         open_timeout: float = 10.0,
+        max_upload_kbps: float = 0.0,
         on_model: Callable[[ModelNotice], None] | None = None,
         on_evaluate: Callable[[ModelNotice], None] | None = None,
         on_release: Callable[[P.ReleaseNotice], None] | None = None,
@@ -177,12 +184,15 @@ class Connection:
         self.open_timeout = open_timeout
         self.on_model = on_model
         self.on_evaluate = on_evaluate  # the server asks for a greedy evaluation episode of a version
+        self.max_upload_kbps = max_upload_kbps  # average upload at most this many KB/s; 0: no cap
+        self._upload_cap = TokenBucket(max_upload_kbps * KB) if max_upload_kbps > 0 else None
+        self._capped_at = float("-inf")  # time.monotonic() when the cap last held a frame back
         self.on_release = on_release  # the server offers a newer client (client_app.autoupdate)
         self.welcome: Welcome | None = None  # the first welcome: it decides env and spaces
         self._spool: Spool | None = None
         self._lock = threading.Lock()
         self._welcomed = threading.Event()
-        self._counts = {"sent": 0, "acked": 0, "duplicates": 0, "rejected": 0, "reconnects": 0}
+        self._counts = dict.fromkeys(("sent", "sent_bytes", "acked", "duplicates", "rejected", "reconnects"), 0)
         self._state = "connecting"
         self._campaign_status = "running"
         self._server_model_version = 0
@@ -258,6 +268,10 @@ class Connection:
         server's connection looks up until the websocket's ping times out."""
         return max(0.0, time.monotonic() - self._heard_at)
 
+    def upload_capped(self) -> bool:
+        """The upload cap held a frame back in the last CAPPED_FOR_S seconds (a cheap read)."""
+        return time.monotonic() - self._capped_at < CAPPED_FOR_S
+
     def snapshot(self) -> ConnectionState:
         with self._lock:
             return ConnectionState(
@@ -273,6 +287,9 @@ class Connection:
                 hold_s=self.hold_remaining(),
                 last_error=self._last_error,
                 fatal=self._fatal,
+                sent_bytes=self._counts["sent_bytes"],
+                upload_kbps=self.max_upload_kbps,
+                upload_capped=self.upload_capped(),
             )
 
     # -- the connection thread -------------------------------------------------------------------
@@ -549,6 +566,15 @@ class Connection:
                 continue
             if spool.inherited(chunk_id):  # left by an earlier process, perhaps client 0.1.0
                 frame = stamp_made(frame, spool.spooled_at(chunk_id))
+            if self._upload_cap is not None:
+                wait = self._upload_cap.reserve(len(frame))
+                if wait > 0:  # --max-upload-kbps: the frame goes whole, later
+                    self._capped_at = time.monotonic() + wait
+                    await asyncio.sleep(wait)
+                    if self._fatal is not None:
+                        return
             self._in_flight[chunk_id] = time.monotonic()
             await ws.send(frame)
-            self._count("sent")
+            with self._lock:
+                self._counts["sent"] += 1
+                self._counts["sent_bytes"] += len(frame)

@@ -44,6 +44,7 @@ class RunSnapshot:
     last_error: str | None  # the latest problem, as the client would print it
     exit_code: int | None  # set once the run is over
     pause_reasons: tuple[str, ...] = ()  # why the run makes way for the person at the machine (manners)
+    held_back: str | None = None  # why a cap holds data back now (upload cap, spool full), in words
 
 
 def connection_label(state: ConnectionState) -> str:
@@ -130,6 +131,8 @@ def progress_line(
         parts.append(f"{restarts} game restarts")
     if state.rejected:
         parts.append(f"{state.rejected} rejected")
+    if state.upload_capped:
+        parts.append(f"upload capped at {state.upload_kbps:g} KB/s")
     if note:
         parts.append(note)
     return " | ".join(parts)

@@ -38,7 +38,7 @@ from client_app.policy import Policy, RandomPolicy
 from client_app.progress import RecentRate, RunSnapshot, connection_label, progress_line
 from client_app.protocol import Chunk, pack
 from client_app.spaces import action_count
-from client_app.spool import Spool, default_spool_root, spool_key
+from client_app.spool import MB, Spool, default_spool_root, spool_key
 from client_app.watchdog import EnvUnrecoverable, ResilientEnv
 
 EXIT_OK = 0  # finished: --max-steps reached, Ctrl-C, or the campaign was stopped
@@ -49,6 +49,10 @@ EXIT_FATAL = 2  # this client cannot take part: refused token, closed campaign, 
 OFFLINE = "offline: waiting for the server"
 # The phase of a run that makes way for the person at the machine (RunConfig.manners, client_app.manners).
 PAUSED_FOR_YOU = "paused for you"
+DEFAULT_SPOOL_MB = 512  # --spool-max-mb (client_app.spool.DEFAULT_MAX_BYTES)
+# How a cap that holds data back is said (RunSnapshot.held_back starts with one of these).
+UPLOAD_CAPPED = "upload capped"
+SPOOL_FULL = "spool full"
 
 
 @dataclass
@@ -60,7 +64,11 @@ class RunConfig:
     machine: str  # this machine's name, shown to the server
     spool_dir: Path | None = None  # root of the spools; None: the user's cache directory
     max_steps: int | None = None  # stop after this many env steps
-    max_sps: float = 0.0  # env steps per second at most; 0: as fast as the env goes
+    # The CPU cap: env steps per second at most in a simulated fight (arena, gymnasium); 0: as fast as
+    # the env goes. Never applied to a SoulsGym fight: the real game runs at its own pace.
+    max_sps: float = 0.0
+    max_upload_kbps: float = 0.0  # the upload cap: KB/s (KB = 1024 bytes) on average; 0: none
+    spool_max_mb: int = DEFAULT_SPOOL_MB  # the spool's disk cap, MB; play stops while it is full
     seed: int | None = None  # seeds the env and the exploration
     progress_every: float = 5.0  # seconds between progress lines; 0: only at exit
     quiet: bool = False  # print errors only
@@ -106,6 +114,7 @@ class Runner:
             window=config.window,
             on_model=self.fetcher.request,
             on_evaluate=self.evaluations.asked,
+            max_upload_kbps=config.max_upload_kbps,
             on_release=self.updates.offered,
         )
         self.env: Any = None
@@ -117,6 +126,7 @@ class Runner:
         self.chunker: Chunker | None = None
         self.policy: Policy | RandomPolicy | None = None
         self.steps = 0
+        self.max_sps = config.max_sps  # the CPU cap; 0 in a SoulsGym fight (see _setup)
         self.episodes = 0
         self.wins = 0
         self.chunks = 0
@@ -130,6 +140,7 @@ class Runner:
         self.manners: Watcher | None = None  # polls the sources of RunConfig.manners once playing
         self.pause_reasons: tuple[str, ...] = ()  # why the run makes way for the person, while it does
         self.phase = "starting"
+        self.held_back: str | None = None  # why a cap holds data back now, as said (see _hold_back)
         self.last_error: str | None = None  # the error the run ended with
         self.exit_code: int | None = None
         self._lock = threading.Lock()  # the episode figures and the steps/s samples
@@ -188,6 +199,7 @@ class Runner:
             or self.fetcher.last_error
             or self.evaluations.fetcher.last_error,
             exit_code=self.exit_code,
+            held_back=self.held_back,
             pause_reasons=self.pause_reasons,
         )
 
@@ -274,6 +286,9 @@ class Runner:
         except RuntimeError as exc:
             raise ClientError(str(exc)) from None
         if is_soulsgym(env_id):
+            if self.max_sps > 0:  # the CPU cap is for simulated fights only
+                self.say(f"--max-sps {self.max_sps:g} is not applied: the real game plays at its own pace")
+            self.max_sps = 0.0
             self.focus = FocusKeeper(on_lost=self._focus_lost)
         if self.config.manners is not None:
             # In a fight the agent's own key presses are not the person's (client_app.manners.idle).
@@ -286,7 +301,10 @@ class Runner:
         self.evaluations.fetcher.check = self.fetcher.check
         prefix = welcome.machine.get("prefix") or hashlib.sha256(self.config.token.encode()).hexdigest()[:12]
         root = self.config.spool_dir or default_spool_root()
-        self.spool = Spool(Path(root) / spool_key(str(campaign.get("slug") or "campaign"), str(prefix)))
+        self.spool = Spool(
+            Path(root) / spool_key(str(campaign.get("slug") or "campaign"), str(prefix)),
+            max_bytes=self.config.spool_max_mb * MB,
+        )
         self.chunker = Chunker(
             chunk_steps=min(welcome.chunk_steps, 1024), observation_space=obs_space, n_actions=self.n_actions
         )
@@ -387,12 +405,16 @@ class Runner:
                     pace_t0, pace_steps = time.monotonic(), self.steps
                     continue
                 if status == "running" and backlog >= config.offline_backlog + connection.window:
+                    if connection.upload_capped():
+                        self._hold_back(self._upload_capped_words(backlog), UPLOAD_CAPPED)
                     time.sleep(0.02)  # every chunk the server may hold is out: wait for its acks
                     pace_t0, pace_steps = time.monotonic(), self.steps
                     continue
             if self.phase == OFFLINE:
                 self.phase = "playing"
                 self.say("the server is back: playing again")
+            if self.held_back and self.held_back.startswith(UPLOAD_CAPPED) and not connection.upload_capped():
+                self._hold_back(None, "the upload caught up with the play")
             hold = connection.hold_remaining()
             if status != "running" or hold > 0:
                 # Paused by the admins, or back-pressure from the server: keep the episode, wait.
@@ -449,8 +471,8 @@ class Runner:
                 evaluating = self.evaluations.next_episode()
                 if evaluating is None:
                     chunker.start_episode(obs, mask)
-            if config.max_sps > 0:
-                ahead = pace_t0 + (self.steps - pace_steps) / config.max_sps - time.monotonic()
+            if self.max_sps > 0:
+                ahead = pace_t0 + (self.steps - pace_steps) / self.max_sps - time.monotonic()
                 if ahead > 0:
                     time.sleep(ahead)
 
@@ -479,7 +501,13 @@ class Runner:
     def _spool(self, item_id: str, frame: bytes, *, wait: bool = True) -> bool:
         """Put a frame in the spool and wake the sender; waits while the spool is full, unless the run ends."""
         next_report = time.monotonic() + (self.config.progress_every or 5.0)
-        while not self.spool.add(item_id, frame, timeout=0.5 if wait else 0):
+        while True:
+            # Once full, the spool drains to half before play goes on: one line, not one per chunk acked.
+            draining = bool(self.held_back and self.held_back.startswith(SPOOL_FULL)) and not self.spool.drained()
+            if draining:
+                time.sleep(0.1 if wait else 0)
+            elif self.spool.add(item_id, frame, timeout=0.5 if wait else 0):
+                break
             if (
                 not wait
                 or self.connection.fatal is not None
@@ -487,11 +515,42 @@ class Runner:
                 or self._stop_requested.is_set()
             ):
                 return False
+            if not draining:
+                self._hold_back(self._spool_full_words(), SPOOL_FULL)
             if time.monotonic() >= next_report:
-                self.report(note="spool full, waiting for the server")
+                self.report(note=self.held_back)
                 next_report = time.monotonic() + (self.config.progress_every or 5.0)
+        if self.held_back and self.held_back.startswith(SPOOL_FULL):
+            self._hold_back(None, "the spool has room again")
         self.connection.wake()
         return True
+
+    def _spool_full_words(self) -> str:
+        spool = self.spool
+        size, cap, count = spool.size_bytes / MB, spool.max_bytes / MB, len(spool)
+        figures = f"{size:,.0f} MB of {cap:,.0f} MB"
+        if count >= spool.max_chunks:  # the count cap came first
+            figures = f"{count:,} chunks ({figures})"
+        return f"{SPOOL_FULL}: {figures} waiting for the server; not playing until it drains"
+
+    def _upload_capped_words(self, backlog: int) -> str:
+        size = self.spool.size_bytes / MB
+        return (
+            f"{UPLOAD_CAPPED} at {self.config.max_upload_kbps:g} KB/s: {backlog} chunks ({size:,.1f} MB) "
+            "wait to be sent; playing only as fast as they go out"
+        )
+
+    def _hold_back(self, words: str | None, why: str) -> None:
+        """Say once that a cap holds data back (``words``), or that it stopped (``words`` None, ``why``)."""
+        if words is None:
+            if self.held_back is not None:
+                self.held_back = None
+                self.say(f"{why}: playing at full speed again")
+            return
+        kind = words.split(":", 1)[0]
+        if self.held_back is None or not self.held_back.startswith(kind):
+            self.say(words)
+        self.held_back = words
 
     # -- endings -----------------------------------------------------------------------------------
 

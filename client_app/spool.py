@@ -29,8 +29,9 @@ from pathlib import Path
 
 from client_app import folders
 
+MB = 1024 * 1024  # --spool-max-mb counts these
 DEFAULT_MAX_CHUNKS = 1000
-DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+DEFAULT_MAX_BYTES = 512 * MB
 
 _SUFFIX = ".chunk"
 _NAME = re.compile(r"^(\d{12})-[0-9a-f]{8}\.chunk$")
@@ -111,6 +112,11 @@ class Spool:
     def _has_room(self) -> bool:
         # An empty spool always takes one chunk, however large, so a big chunk cannot block forever.
         return not self._files or (len(self._files) < self.max_chunks and self._bytes < self.max_bytes)
+
+    def drained(self) -> bool:
+        """Down to half its caps or less: a producer that found it full plays again (client_app.runner)."""
+        with self._cond:
+            return len(self._files) <= self.max_chunks // 2 and self._bytes <= self.max_bytes // 2
 
     def add(self, chunk_id: str, frame: bytes, *, timeout: float | None = None) -> bool:
         """Store a chunk's frame durably; wait up to ``timeout`` seconds (None: forever) for room.

@@ -40,6 +40,8 @@ class UserConfig:
     machine: str = ""  # the name the server shows for this machine; "" = the host name
     spool_dir: str = ""  # root folder of the spools; "" = the user cache folder
     token_store: str = field(default="", compare=False)  # where the token lives: keyring | file | ""
+    max_upload_kbps: float = 0.0  # the upload cap, KB/s; 0 = none (--max-upload-kbps)
+    spool_max_mb: int = 0  # the spool's disk cap, MB; 0 = the client's default (--spool-max-mb)
 
     @property
     def token_note(self) -> str:
@@ -148,6 +150,8 @@ def load(path: str | os.PathLike | None = None) -> UserConfig:
         server=str(data.get("server") or ""),
         machine=str(data.get("machine") or ""),
         spool_dir=str(data.get("spool_dir") or ""),
+        max_upload_kbps=_number(data.get("max_upload_kbps"), float),
+        spool_max_mb=_number(data.get("spool_max_mb"), int),
     )
     if data.get("token_store") == "keyring":
         config.token = _keyring_get(config.server) or ""
@@ -155,6 +159,15 @@ def load(path: str | os.PathLike | None = None) -> UserConfig:
     elif data.get("token"):
         config.token, config.token_store = str(data["token"]), "file"
     return config
+
+
+def _number(value: Any, kind: type) -> Any:
+    """A cap from the file as ``kind``; 0 (the default) for anything missing, negative or not a number."""
+    try:
+        number = kind(value or 0)
+    except (TypeError, ValueError, OverflowError):
+        return kind(0)
+    return number if number > 0 and number < float("inf") else kind(0)
 
 
 def save(config: UserConfig, path: str | os.PathLike | None = None) -> UserConfig:
@@ -169,6 +182,9 @@ def save(config: UserConfig, path: str | os.PathLike | None = None) -> UserConfi
         "machine": config.machine.strip(),
         "spool_dir": str(config.spool_dir).strip(),
     }
+    for name in ("max_upload_kbps", "spool_max_mb"):  # only when set: 0 means the client's default
+        if getattr(config, name):
+            data[name] = getattr(config, name)
     store = ""
     if token:
         if _keyring_set(data["server"], token):

@@ -78,6 +78,8 @@ def figures_of(snap: ControllerSnapshot, info: dict | None = None) -> dict[str, 
             f"offline: not playing while {run.spool:,} chunks wait for the server; it plays again once the "
             "server is back"
         )
+    if run.held_back:  # a cap of the volunteer's holds data back (upload cap, spool full)
+        values["state"] = run.held_back
     values["connection"] = connection_label_words(run.connection, {**run.campaign, **(info or {})})
     if run.phase == PAUSED_FOR_YOU and snap.state == "running":  # making way for the person (manners)
         values["state"] = "paused for you: " + "; ".join(run.pause_reasons)

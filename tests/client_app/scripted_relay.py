@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -80,6 +81,7 @@ class ScriptedRelay:
         self.stored: dict[str, P.Chunk] = {}
         self.evals: dict[str, P.EvalResult] = {}
         self.rejects: list[dict[str, Any]] = []
+        self.arrivals: list[tuple[float, int]] = []  # (time.monotonic(), bytes) of every frame after the hello
         self.published_version = int(self.model["version"]) if self.model else 0
         self.port = 0
         self._model_sent: dict[int, int] = {}  # connection -> newest model version it was told of
@@ -193,6 +195,7 @@ class ScriptedRelay:
         )
         on_this_connection = 0
         async for frame in ws:
+            self.arrivals.append((time.monotonic(), len(frame)))
             message = P.unpack(frame)
             item_id = message.get("id") if isinstance(message.get("id"), str) else None
             if message["type"] == P.EVAL:

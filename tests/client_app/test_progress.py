@@ -11,7 +11,7 @@ from client_app.progress import RecentRate, connection_label, progress_line
 def state(**changes):
     """The parts of a ConnectionState that the words read."""
     fields = dict(state="connected", campaign_status="running", hold_s=0.0, fatal=None,
-                  server_model_version=0, rejected=0)  # fmt: skip
+                  server_model_version=0, rejected=0, upload_capped=False, upload_kbps=0.0)  # fmt: skip
     return SimpleNamespace(**{**fields, **changes})
 
 
@@ -51,6 +51,8 @@ def test_the_progress_line():
         "connected | model random (no model yet) | 0 steps | 0 episodes | mean return - (last 0) | spool 0"
     )
     assert progress_line(state(state="connecting"), policy=None, **quiet).startswith("connecting | model none |")
+    capped = progress_line(state(upload_capped=True, upload_kbps=40.0), policy=None, **quiet)
+    assert capped.endswith(" | spool 0 | upload capped at 40 KB/s")
 
 
 def test_the_windows_steps_per_second_covers_the_last_five_seconds():
