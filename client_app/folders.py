@@ -52,7 +52,9 @@ def _platform_dirs() -> Any | None:
     except ImportError:
         if not _warned:
             _warned = True
-            log.warning("platformdirs is not installed: using the folders of earlier clients (pip install platformdirs)")
+            log.warning(
+                "platformdirs is not installed: using the folders of earlier clients (pip install platformdirs)"
+            )
         return None
     return Dirs(APP_NAME, appauthor=False)
 
