@@ -42,9 +42,13 @@ def test_wheel_contains_only_the_client(wheel):
         assert "client_app/__init__.py" in names
         # Every module of the client's packages, the protocol package's too: a module missing from
         # the wheel is an ImportError on a volunteer's machine.
-        for package in ("client_app", "client_app/protocol", "client_app/arena", "client_app/gui"):
-            for module in sorted((Path(client_app.__file__).parent.parent / package).glob("*.py")):
-                assert f"{package}/{module.name}" in names, f"{package}/{module.name}"
+        # Every package under client_app/ is found on disk, so a new one cannot be left out of
+        # pyproject's list unnoticed.
+        source = Path(client_app.__file__).parent
+        for module in sorted(source.rglob("*.py")):
+            if "__pycache__" not in module.parts and (module.parent / "__init__.py").exists():
+                name = module.relative_to(source.parent).as_posix()
+                assert name in names, name
         assert all(n.startswith(("client_app/", dist_info)) for n in names), names
         metadata = zf.read(dist_info + "METADATA").decode()
         entry_points = zf.read(dist_info + "entry_points.txt").decode()
