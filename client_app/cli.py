@@ -25,6 +25,7 @@ from pathlib import Path
 
 from client_app import __version__, updater, userconfig
 from client_app.connection import http_url, probe_health, websocket_url
+from client_app.manners import DEFAULT_IDLE_MINUTES, HoursError, MannersConfig, Watcher, parse_hours
 from client_app.protocol import CLOSE_UPGRADE, R_UPGRADE
 from client_app.runner import DEFAULT_SPOOL_MB, EXIT_FAILED, EXIT_FATAL, RunConfig, Runner
 from client_app.spool import default_spool_root
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--seed", metavar="S", type=int, help="seed for the environment and the exploration")
     parser.add_argument("--quiet", action="store_true", help="print errors only, no progress lines")
+    _add_pause_options(parser)
     parser.add_argument(
         "--no-auto-update",
         action="store_true",
@@ -152,6 +154,75 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     return parser
+
+
+PAUSE_DESCRIPTION = """\
+The client makes way for you: it stops playing (the connection stays up and chunks already played
+are still sent) while you use the keyboard or mouse, while a program you name runs, or outside the
+hours you set, and plays again by itself. The window and the progress line say why it is paused.
+--save remembers these too."""
+
+
+def _add_pause_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("pausing for you", PAUSE_DESCRIPTION)
+    group.add_argument(
+        "--pause-on-input",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="pause while you use the keyboard or mouse (X11 on Linux, Windows); in a Dark Souls III fight "
+        "any key or click of yours pauses at once, since you share the game's keyboard (default: on)",
+    )
+    group.add_argument(
+        "--idle-minutes",
+        metavar="M",
+        type=_idle_minutes,
+        default=None,
+        help="after your last input, play again once M minutes pass without any "
+        f"(default: {DEFAULT_IDLE_MINUTES:g})",
+    )
+    group.add_argument(
+        "--pause-while",
+        metavar="PROGRAM",
+        action="append",
+        default=None,
+        help="pause while this program runs, by its process name, e.g. --pause-while eldenring "
+        "(case and .exe do not matter); repeat for several; --pause-while '' forgets the saved ones",
+    )
+    group.add_argument(
+        "--hours",
+        metavar="HH:MM-HH:MM",
+        type=_hours,
+        default=None,
+        help="play only within these hours, local time, e.g. 22:00-08:00 (across midnight) or "
+        "12:00-13:30,22:00-08:00; 'any' forgets saved hours (default: any hour)",
+    )
+
+
+def _idle_minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of minutes, got {text!r}") from None
+    if not 0 < value <= 24 * 60:
+        raise argparse.ArgumentTypeError(f"must be more than 0 and at most 1440 minutes, got {text!r}")
+    return value
+
+
+def _hours(text: str) -> str:
+    if text.strip().lower() == "any":
+        return ""
+    try:
+        return str(parse_hours(text))
+    except HoursError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _given_pause_settings(ns: argparse.Namespace) -> dict:
+    """The pause settings given as flags (userconfig.UserConfig field names); the rest stay as saved."""
+    given = {"pause_on_input": ns.pause_on_input, "idle_minutes": ns.idle_minutes, "hours": ns.hours}
+    if ns.pause_while is not None:
+        given["pause_while"] = tuple(p.strip() for p in ns.pause_while if p.strip())
+    return {key: value for key, value in given.items() if value is not None}
 
 
 def _add_config_option(parser: argparse.ArgumentParser) -> None:
@@ -222,6 +293,8 @@ def parse_args(argv: Sequence[str] | None = None) -> RunConfig:
         websocket_url(server)
     except ValueError as exc:
         parser.error(str(exc))
+    pause_settings = _given_pause_settings(ns)
+    manners = userconfig.manners_config(replace(saved, **pause_settings))
     machine = ns.name or saved.machine or socket.gethostname()
     spool_dir = ns.spool_dir or (Path(saved.spool_dir) if saved.spool_dir else None)
     max_upload_kbps = ns.max_upload_kbps if ns.max_upload_kbps is not None else saved.max_upload_kbps
@@ -229,7 +302,7 @@ def parse_args(argv: Sequence[str] | None = None) -> RunConfig:
         kept = userconfig.save(
             userconfig.UserConfig(
                 server=server, token=token.strip(), machine=ns.name or saved.machine,
-                spool_dir=str(spool_dir or ""),
+                spool_dir=str(spool_dir or ""), **pause_settings,
                 max_upload_kbps=max_upload_kbps, spool_max_mb=ns.spool_max_mb or saved.spool_max_mb,
             ),
             ns.config,
@@ -251,6 +324,7 @@ def parse_args(argv: Sequence[str] | None = None) -> RunConfig:
         seed=ns.seed,
         quiet=ns.quiet,
         auto_update=not ns.no_auto_update,
+        manners=manners,
     )
 
 
@@ -413,6 +487,17 @@ def server_health(server: str, timeout: float = 10.0) -> tuple[bool, str]:
     return probe.status == 200, text.strip() if probe.status >= 400 else text
 
 
+def pause_lines(manners: MannersConfig) -> list[str]:
+    """``status``'s lines on pausing: the settings, and what the sources say on this machine now."""
+    watcher = Watcher(manners, say=lambda text: None, started=float("-inf"))  # any input counts here
+    verdict = watcher.poll()
+    lines = [f"pausing:     {manners.describe()}"]
+    lines += [f"  {text}" for text in watcher.unavailable]
+    if manners.watches_anything:
+        lines.append(f"  now: {'would pause: ' + str(verdict) if verdict.paused else 'would play'}")
+    return lines
+
+
 def status_main(argv: Sequence[str]) -> int:
     """``soulsai-client status``: print the settings, the spools and the server's health."""
     ns = build_status_parser().parse_args(list(argv))
@@ -436,6 +521,7 @@ def status_main(argv: Sequence[str]) -> int:
         lines.append(f"  {name}: {count} chunk{'s' if count != 1 else ''} waiting ({size / 1e6:.1f} MB)")
     if not rows:
         lines.append("  nothing waiting")
+    lines += pause_lines(userconfig.manners_config(saved))
     ok = True
     if server:
         ok, answer = server_health(server)

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from client_app.connection import http_url, websocket_url
 from client_app.doctor import Check
+from client_app.manners import MannersConfig
 from client_app.progress import RunSnapshot
 from client_app.runner import EXIT_FAILED, EXIT_OK, PAUSED_FOR_YOU, RunConfig, Runner
 
@@ -318,13 +319,21 @@ class Controller:
 
 
 def run_config(
-    *, server: str, token: str, machine: str, spool_dir: str | Path | None = None, max_sps: float = 0.0
+    *,
+    server: str,
+    token: str,
+    machine: str,
+    spool_dir: str | Path | None = None,
+    max_sps: float = 0.0,
+    manners: MannersConfig | None = None,
 ) -> RunConfig:
-    """A RunConfig as the window starts it: progress lines every 5 s, run until stopped."""
+    """A RunConfig as the window starts it: progress lines every 5 s, run until stopped; ``manners``: the
+    saved pause settings (userconfig.manners_config)."""
     return RunConfig(
         server_url=server,
         token=token,
         machine=machine,
         spool_dir=Path(spool_dir) if spool_dir else None,
         max_sps=max_sps,
+        manners=manners,
     )

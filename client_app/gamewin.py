@@ -31,6 +31,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Protocol
 
+from client_app.manners.idle import OWN_INPUT, tick_count
+
 log = logging.getLogger(__name__)
 
 GAME_PROCESS = "DarkSoulsIII.exe"
@@ -425,7 +427,11 @@ class _GatedUser32:
         if not self.gate.allows():
             self.gate.dropped += 1
             return 0
-        return self._user32.SendInput(*args)
+        start = tick_count()
+        try:
+            return self._user32.SendInput(*args)
+        finally:  # the agent's own key presses: not the person's input (client_app.manners.idle)
+            OWN_INPUT.note(start, tick_count())
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._user32, name)

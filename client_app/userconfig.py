@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from client_app import folders
+from client_app.manners import DEFAULT_IDLE_MINUTES, HoursError, MannersConfig, parse_hours
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,12 @@ class UserConfig:
     token: str = ""  # the machine token (never written to the file when a keyring holds it)
     machine: str = ""  # the name the server shows for this machine; "" = the host name
     spool_dir: str = ""  # root folder of the spools; "" = the user cache folder
+    # When the client makes way for the person at the machine (client_app.manners); None: not set here,
+    # and saving keeps what the file says (the window saves its own fields only).
+    pause_on_input: bool | None = None  # --[no-]pause-on-input; not set: on
+    idle_minutes: float | None = None  # --idle-minutes; not set: manners.DEFAULT_IDLE_MINUTES
+    pause_while: tuple[str, ...] | None = None  # --pause-while, program names
+    hours: str | None = None  # --hours, e.g. "22:00-08:00"; "" = any hour
     token_store: str = field(default="", compare=False)  # where the token lives: keyring | file | ""
     max_upload_kbps: float = 0.0  # the upload cap, KB/s; 0 = none (--max-upload-kbps)
     spool_max_mb: int = 0  # the spool's disk cap, MB; 0 = the client's default (--spool-max-mb)
@@ -153,6 +160,7 @@ def load(path: str | os.PathLike | None = None) -> UserConfig:
         max_upload_kbps=_number(data.get("max_upload_kbps"), float),
         spool_max_mb=_number(data.get("spool_max_mb"), int),
     )
+    _load_manners(config, data)
     if data.get("token_store") == "keyring":
         config.token = _keyring_get(config.server) or ""
         config.token_store = "keyring" if config.token else ""
@@ -195,10 +203,60 @@ def save(config: UserConfig, path: str | os.PathLike | None = None) -> UserConfi
             data.update(token_store="file", token=token, note=FILE_NOTE)
     else:
         _keyring_delete(data["server"])
+    _save_manners(config, path, data)
     _write_private(path, json.dumps(data, indent=2) + "\n")
     saved = UserConfig(**{**asdict(config), "token": token})
     saved.token_store = store
     return saved
+
+
+MANNERS_KEYS = ("pause_on_input", "idle_minutes", "pause_while", "hours")
+
+
+def _load_manners(config: UserConfig, data: dict[str, Any]) -> None:
+    """The pause settings from the file; a value of the wrong kind is ignored with a warning."""
+    kinds = {"pause_on_input": bool, "idle_minutes": (int, float), "pause_while": list, "hours": str}
+    for key, kind in kinds.items():
+        value = data.get(key)
+        if value is None:
+            continue
+        bad_number = key == "idle_minutes" and (isinstance(value, bool) or not 0 < value <= 24 * 60)
+        if not isinstance(value, kind) or bad_number:
+            log.warning("ignoring %s in the config file: %r", key, value)
+            continue
+        if key == "pause_while":
+            value = tuple(str(v) for v in value if str(v).strip())
+        if key == "hours" and value.strip():
+            try:
+                parse_hours(value)
+            except HoursError as exc:
+                log.warning("ignoring hours in the config file: %s", exc)
+                continue
+        setattr(config, key, value)
+
+
+def _save_manners(config: UserConfig, path: Path, data: dict[str, Any]) -> None:
+    """Write the pause settings that are set; keep the file's for those that are not (None)."""
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        before = {}
+    for key in MANNERS_KEYS:
+        value = getattr(config, key)
+        if value is None and isinstance(before, dict) and key in before:
+            data[key] = before[key]
+        elif value is not None:
+            data[key] = list(value) if key == "pause_while" else value
+
+
+def manners_config(config: UserConfig) -> MannersConfig:
+    """The saved pause settings as the run uses them (the client's defaults where none is saved)."""
+    return MannersConfig(
+        pause_on_input=True if config.pause_on_input is None else config.pause_on_input,
+        idle_minutes=config.idle_minutes or DEFAULT_IDLE_MINUTES,
+        pause_while=tuple(config.pause_while or ()),
+        hours=parse_hours(config.hours) if config.hours else None,
+    )
 
 
 def _write_private(path: Path, text: str) -> None:

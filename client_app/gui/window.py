@@ -344,6 +344,7 @@ class ClientWindow:
                     token=settings.token,
                     machine=settings.machine or socket.gethostname(),
                     spool_dir=settings.spool_dir or None,
+                    manners=userconfig.manners_config(saved),  # set with soulsai-client run --save
                 )
             )
         except StartError as exc:

@@ -60,7 +60,6 @@ class _IOErrors:
 
     def __init__(self) -> None:
         self.ours: set[int] = set()
-        self.broken: set[int] = set()
         self._previous = None
         self._handler = _IO_HANDLER(self._on_error)  # kept for the life of the process
         self._installed = False
@@ -78,7 +77,6 @@ class _IOErrors:
 
     def _on_error(self, dpy: int) -> int:
         if dpy in self.ours:
-            self.broken.add(dpy)
             return 0  # the display's exit handler (X11Idle._broken) runs next and returns too
         if self._previous is not None:
             return self._previous(dpy)
@@ -89,8 +87,7 @@ _IO_ERRORS = _IOErrors()
 
 
 class X11Idle:
-    """The X server's idle time, through one connection kept open (a fresh connection per reading
-    would not do: Xvfb reads as idle for ~0 s right after any client connects).
+    """The X server's idle time, through one connection kept open (one round trip per reading).
 
     Xlib ends the process when a connection breaks (the X server went away): its default I/O error
     handler exits. ``_IO_ERRORS`` installs one for the whole process that lets the client's own

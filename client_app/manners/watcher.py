@@ -45,12 +45,14 @@ class Watcher:
         clock: Callable[[], float] = time.monotonic,
         poll_s: float = 1.0,
         programs_every_s: float = 5.0,
+        started: float | None = None,
     ):
         self.config, self.fight = config, fight
         self.say = say or log.info
         self.minute, self.clock = minute, clock
         self.poll_s, self.programs_every_s = poll_s, programs_every_s
-        self.policy = Policy(config, started=clock())
+        # Input counts from ``started`` on (default: now): the key press that started the client does not.
+        self.policy = Policy(config, started=clock() if started is None else started)
         self.verdict: Verdict = PLAY
         self.unavailable: list[str] = []  # what could not be watched here, and why
         self._inputs, self._programs = inputs, programs

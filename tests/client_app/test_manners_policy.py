@@ -105,3 +105,22 @@ def test_the_clients_own_key_presses_are_told_apart_by_their_time():
     assert not own.is_own(1050) and not own.is_own(900)
     assert own.is_own(1) and own.is_own(2**32 - 10)
     assert not own.is_own(100)
+
+
+def test_the_agents_key_presses_through_soulsgym_are_noted_as_its_own():
+    """SoulsGym presses keys through ``game_input.USER32.SendInput``; the gate notes each call's time."""
+    from types import SimpleNamespace
+
+    from client_app import gamewin
+    from client_app.manners.idle import OWN_INPUT, tick_count
+
+    def send(*args):
+        pressed.append(tick_count())
+        return 1
+
+    pressed: list[int] = []
+    game_input = SimpleNamespace(USER32=SimpleNamespace(SendInput=send))  # as far as the gate goes
+    assert gamewin.InputGate().install(game_input)
+    assert game_input.USER32.SendInput(1, "key", 40) == 1
+    assert OWN_INPUT.is_own(pressed[0], slack_ms=0)
+    assert not OWN_INPUT.is_own(pressed[0] + 10_000)
