@@ -59,7 +59,6 @@ class Watcher:
         self._running: tuple[str, ...] = ()
         self._next_programs = 0.0
         self._stop = threading.Event()
-        self._changed = threading.Event()
         self._thread: threading.Thread | None = None
         self._opened = False
 
@@ -101,9 +100,7 @@ class Watcher:
         verdict = self.policy.decide(
             now, Reading(idle_s=idle, programs=self._running, minute_of_day=self.minute())
         )
-        if verdict != self.verdict:
-            self.verdict = verdict
-            self._changed.set()
+        self.verdict = verdict
         return verdict
 
     # -- the thread --------------------------------------------------------------------------------
@@ -129,9 +126,3 @@ class Watcher:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(5)
-
-    def wait_changed(self, timeout: float) -> bool:
-        """Wait until the verdict changes (tests, and a paused loop that wants to wake at once)."""
-        changed = self._changed.wait(timeout)
-        self._changed.clear()
-        return changed
