@@ -26,7 +26,7 @@ from client_app.connection import http_url, websocket_url
 from client_app.doctor import Check
 from client_app.manners import MannersConfig
 from client_app.progress import RunSnapshot
-from client_app.runner import EXIT_FAILED, EXIT_OK, PAUSED_FOR_YOU, RunConfig, Runner
+from client_app.runner import DEFAULT_SPOOL_MB, EXIT_FAILED, EXIT_OK, PAUSED_FOR_YOU, RunConfig, Runner
 
 log = logging.getLogger(__name__)
 
@@ -326,9 +326,11 @@ def run_config(
     spool_dir: str | Path | None = None,
     max_sps: float = 0.0,
     manners: MannersConfig | None = None,
+    max_upload_kbps: float = 0.0,
+    spool_max_mb: int = 0,
 ) -> RunConfig:
-    """A RunConfig as the window starts it: progress lines every 5 s, run until stopped; ``manners``: the
-    saved pause settings (userconfig.manners_config)."""
+    """A RunConfig as the window starts it: progress lines every 5 s, run until stopped; ``manners``,
+    ``max_upload_kbps`` and ``spool_max_mb``: the saved settings (0: no upload cap, the default spool)."""
     return RunConfig(
         server_url=server,
         token=token,
@@ -336,4 +338,6 @@ def run_config(
         spool_dir=Path(spool_dir) if spool_dir else None,
         max_sps=max_sps,
         manners=manners,
+        max_upload_kbps=max_upload_kbps,
+        spool_max_mb=spool_max_mb or DEFAULT_SPOOL_MB,
     )

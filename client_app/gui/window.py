@@ -309,11 +309,15 @@ class ClientWindow:
     # -- actions -----------------------------------------------------------------------------------
 
     def _settings(self) -> userconfig.UserConfig:
+        # The caps have no fields here (soulsai-client run --save sets them): saving keeps the file's.
+        saved = userconfig.load(self.config_path)
         return userconfig.UserConfig(
             server=self.server_var.get().strip(),
             token=self.token_var.get().strip(),
             machine=self.machine_var.get().strip(),
             spool_dir=self.spool_var.get().strip(),
+            max_upload_kbps=saved.max_upload_kbps,
+            spool_max_mb=saved.spool_max_mb,
         )
 
     def start(self) -> None:
@@ -345,6 +349,8 @@ class ClientWindow:
                     machine=settings.machine or socket.gethostname(),
                     spool_dir=settings.spool_dir or None,
                     manners=userconfig.manners_config(saved),  # set with soulsai-client run --save
+                    max_upload_kbps=saved.max_upload_kbps,
+                    spool_max_mb=saved.spool_max_mb,
                 )
             )
         except StartError as exc:

@@ -160,7 +160,10 @@ def test_the_window_remembers_the_settings(xvfb, tk_root, tmp_path):
 
     config_path = tmp_path / "client.json"
     userconfig.save(
-        userconfig.UserConfig(server="http://127.0.0.1:9", token="sai_remembered", machine="attic"),
+        userconfig.UserConfig(
+            server="http://127.0.0.1:9", token="sai_remembered", machine="attic",
+            max_upload_kbps=40.0, spool_max_mb=64,  # set with run --save: the window has no fields
+        ),
         config_path,
     )
     window = ClientWindow(tk_root, config_path=config_path, open_url=lambda url: None)
@@ -177,6 +180,11 @@ def test_the_window_remembers_the_settings(xvfb, tk_root, tmp_path):
     window.start_button.invoke()
     pump.until(lambda: "does not answer" in figure(window, "error"), 60, "the plain-words error")
     assert figure(window, "connection") in ("retrying", "connecting")
+    # The window's run keeps the saved caps, and saving its own fields did not drop them.
+    run = window.controller._runner.config
+    assert (run.max_upload_kbps, run.spool_max_mb) == (40.0, 64)
+    saved = userconfig.load(config_path)
+    assert (saved.max_upload_kbps, saved.spool_max_mb) == (40.0, 64)
     save_screenshot(xvfb, tk_root, "client-gui-no-server")
     window.stop_button.invoke()
     pump.until(lambda: figure(window, "state") == "stopped", 60, "the stop")
