@@ -6,6 +6,12 @@ while reporting the policy's actions: well-formed chunks within bounds whose act
 their observations. The roll-up flags it from the learner's per-machine statistics, flags no honest
 machine, and voiding it removes every one of its samples from the learner's replay buffer (read from
 the checkpoint the learner writes after the void, which keeps the buffer and its machine ids).
+Beside it, once the poisoner is flagged, a second campaign with five honest clients runs for as long
+(every machine scored, 25 episodes each): nobody is flagged there either.
+
+Both runs share one platform (a module fixture: one Celery worker, the two campaigns overlapping);
+the poisoned run has the platform to itself until the flag, whose episode count the learner's pace
+decides. The fixture records what each run showed; each test asserts on its run's record.
 """
 
 from __future__ import annotations
@@ -13,13 +19,16 @@ from __future__ import annotations
 import io
 import sys
 import time
+from dataclasses import dataclass, field
 
 import pytest
 import torch
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
 
 from harness.processes import LiveProcess
 from portal.campaigns.models import Campaign
-from portal.campaigns.services import campaign_create, campaign_launch
+from portal.campaigns.services import campaign_create, campaign_launch, campaign_stop
 from portal.core.processes import client_argv, client_env
 from portal.core.redis import get_redis
 from portal.machines.models import MachineToken
@@ -28,6 +37,8 @@ from tests.conftest import FAST_DQN, process_env, start_celery_worker, start_cli
 from trainer.keys import CampaignKeys
 from trainer.machine_stats import outlier_scores, parse_sums
 
+# The fixture commits to the test database itself (and flushes it when done); the mark makes
+# pytest-django set the test database up at all.
 pytestmark = [pytest.mark.e2e, pytest.mark.django_db(transaction=True)]
 
 HYPERPARAMS = {**FAST_DQN, "eval_every_samples": 0, "checkpoint_replay": True, "buffer_size": 50_000}
@@ -54,92 +65,126 @@ def honest_scores(keys: CampaignKeys, tokens: list[MachineToken]) -> list[float]
     return [round(scores[t.pk].score, 2) for t in tokens if t.pk in scores]
 
 
-def test_a_poisoning_client_is_flagged_within_50_episodes_and_voiding_it_removes_its_samples(
-    asgi_server, django_user_model, tmp_path, monkeypatch
-):
-    monkeypatch.setenv("SOULSAI_OUTLIER_EVERY", "2")  # as often as the stats roll-up
-    worker = start_celery_worker(tmp_path)
-    clients = []
-    try:
-        user = django_user_model.objects.create_user("volunteer", "v@example.com", "pw-12345678")
-        campaign = campaign_create(
-            slug="poison", name="Poison", env_id="CartPole-v1", hyperparams=HYPERPARAMS, chunk_steps=32
-        )
-        campaign_launch(campaign=campaign)
-        keys = CampaignKeys(campaign.id)
-        honest = [token_create(user=user, campaign=campaign, name=f"honest{i}") for i in range(4)]
-        poisoned, poisoned_raw = token_create(user=user, campaign=campaign, name="poisoned")
-        for i, (_token, raw) in enumerate(honest):
-            clients.append(start_client(asgi_server.url, raw, tmp_path / f"spool{i}", tmp_path, "--max-sps", SPS,
-                                        "--seed", str(i), name=f"honest{i}"))  # fmt: skip
-        argv = client_argv(server=asgi_server.url, spool_dir=tmp_path / "spool-p", extra=("--max-sps", SPS))
-        argv = [sys.executable, "-m", "tests.e2e.poisoned_client", *argv[3:]]  # from the repository root
-        clients.append(LiveProcess("poisoned", argv, client_env(process_env(), token=poisoned_raw), tmp_path))
-        procs = (*clients, worker, asgi_server)
+@dataclass
+class Runs:
+    """What the two runs showed, for the tests to judge."""
 
-        start = time.monotonic()
-        wait_for(lambda: MachineToken.objects.get(pk=poisoned.pk).flagged_at is not None, 120,
-                 "the poisoned machine to be flagged", *procs)  # fmt: skip
-        flagged_after = machine_episodes(keys, poisoned)
-        poisoned.refresh_from_db()
-        evidence = poisoned.outlier_evidence
-        print(f"flagged after {flagged_after} of its episodes, {time.monotonic() - start:.1f} s; evidence {evidence}")
-        assert flagged_after <= 50, evidence
-        # The run goes on until it sent 50 episodes: no honest machine is flagged meanwhile.
-        wait_for(lambda: machine_episodes(keys, poisoned) >= 50, 60, "50 poisoned episodes", *procs)
-        wait_for(lambda: all(machine_episodes(keys, t) >= 10 for t, _ in honest), 60, "honest episodes", *procs)
-        honest_flagged = list(MachineToken.objects.filter(pk__in=[t.pk for t, _ in honest]).flagged())
-        assert honest_flagged == [], [t.outlier_evidence for t in honest_flagged]
-        print(f"honest scores {honest_scores(keys, [t for t, _ in honest])}")
-
-        # Before the void its samples are in the learner's buffer; after it, none are.
-        (before,) = wait_for(
-            lambda: (m := replay_machines(campaign, 0)) is not None and (m == poisoned.pk).sum() > 0 and (m,),
-            60, "a checkpoint with poisoned samples", *procs,
-        )  # fmt: skip
-        assert (before == poisoned.pk).sum() > 0
-        lost = token_void(token=poisoned)
-        assert lost.samples > 0
-        removed = wait_for(lambda: get_redis().hget(keys.voided_removed, poisoned.pk), 30, "the learner's void", *procs)
-        print(f"void: {lost}, the learner removed {int(removed)} samples")
-        voided_at = max(campaign.model_versions.values_list("version", flat=True))
-        (after,) = wait_for(lambda: (m := replay_machines(campaign, voided_at)) is not None and (m,), 60,
-                            "a checkpoint after the void", *procs)  # fmt: skip
-        assert (after == poisoned.pk).sum() == 0
-        assert all((after == t.pk).sum() > 0 for t, _ in honest)
-        print(f"took {time.monotonic() - start:.1f} s")
-    finally:
-        for proc in clients:
-            proc.stop()
-        worker.stop()
+    flagged_after: int = 0  # the poisoner's episodes when the flag was seen
+    evidence: dict = field(default_factory=dict)
+    honest_flagged: list = field(default_factory=list)  # honest machines flagged in the poisoned run
+    before_void: int = 0  # the poisoner's samples in a checkpoint's replay buffer before the void
+    voided_samples: int = 0  # what token_void took back
+    after_void: int = -1  # ... and in the first checkpoint after the learner applied it
+    honest_after_void: list = field(default_factory=list)  # each honest machine's samples there
+    honest_only_flagged: list = field(default_factory=list)  # machines flagged in the honest-only run
 
 
-def test_honest_clients_alone_are_not_flagged(asgi_server, django_user_model, tmp_path, monkeypatch):
+def start_honest(server_url, tokens, tmp_path, prefix: str) -> list[LiveProcess]:
+    return [
+        start_client(server_url, raw, tmp_path / f"spool-{prefix}{i}", tmp_path, "--max-sps", SPS, "--seed", str(i),
+                     name=f"{prefix}{i}")  # fmt: skip
+        for i, (_token, raw) in enumerate(tokens)
+    ]
+
+
+def poisoned_run(runs: Runs, campaign, honest, poisoned, start_honest_only, procs) -> None:
+    keys = CampaignKeys(campaign.id)
+    start = time.monotonic()
+    wait_for(lambda: MachineToken.objects.get(pk=poisoned.pk).flagged_at is not None, 120,
+             "the poisoned machine to be flagged", *procs)  # fmt: skip
+    runs.flagged_after = machine_episodes(keys, poisoned)
+    poisoned.refresh_from_db()
+    runs.evidence = poisoned.outlier_evidence
+    print(f"flagged after {runs.flagged_after} of its episodes, {time.monotonic() - start:.1f} s; evidence {runs.evidence}")
+    procs = (*procs, *start_honest_only())
+    # The run goes on until it sent 50 episodes: no honest machine is flagged meanwhile.
+    wait_for(lambda: machine_episodes(keys, poisoned) >= 50, 60, "50 poisoned episodes", *procs)
+    wait_for(lambda: all(machine_episodes(keys, t) >= 10 for t in honest), 60, "honest episodes", *procs)
+    runs.honest_flagged = [t.outlier_evidence for t in MachineToken.objects.filter(pk__in=[t.pk for t in honest]).flagged()]
+    print(f"honest scores {honest_scores(keys, honest)}")
+
+    # Before the void its samples are in the learner's buffer; after it, none are.
+    (before,) = wait_for(
+        lambda: (m := replay_machines(campaign, 0)) is not None and (m == poisoned.pk).sum() > 0 and (m,),
+        60, "a checkpoint with poisoned samples", *procs,
+    )  # fmt: skip
+    runs.before_void = int((before == poisoned.pk).sum())
+    lost = token_void(token=poisoned)
+    runs.voided_samples = lost.samples
+    removed = wait_for(lambda: get_redis().hget(keys.voided_removed, poisoned.pk), 30, "the learner's void", *procs)
+    print(f"void: {lost}, the learner removed {int(removed)} samples")
+    voided_at = max(campaign.model_versions.values_list("version", flat=True))
+    (after,) = wait_for(lambda: (m := replay_machines(campaign, voided_at)) is not None and (m,), 60,
+                        "a checkpoint after the void", *procs)  # fmt: skip
+    runs.after_void = int((after == poisoned.pk).sum())
+    runs.honest_after_void = [int((after == t.pk).sum()) for t in honest]
+    print(f"poisoned run took {time.monotonic() - start:.1f} s")
+    campaign_stop(campaign=campaign)
+
+
+def honest_only_run(runs: Runs, campaign, tokens, procs) -> None:
+    """Every machine scored (10+ episodes seen by the learner) and 25+ episodes sent: as long as the
+    poisoned run, whose honest clients had about that many when it ended."""
+    keys = CampaignKeys(campaign.id)
+    wait_for(lambda: len(honest_scores(keys, tokens)) == 5, 120, "every machine scored", *procs)
+    wait_for(lambda: all(machine_episodes(keys, t) >= 25 for t in tokens), 120, "25 episodes each", *procs)
+    print(f"honest-only scores {honest_scores(keys, tokens)}")
+    runs.honest_only_flagged = [t.outlier_evidence for t in MachineToken.objects.filter(campaign=campaign).flagged()]
+
+
+@pytest.fixture(scope="module")
+def runs(asgi_server, django_db_blocker, tmp_path_factory) -> Runs:
+    """Both runs on one platform: the poisoned campaign first, the honest-only one from the flag on."""
+    tmp_path = tmp_path_factory.mktemp("poison")
+    runs = Runs()
+    clients: list[LiveProcess] = []
+    with django_db_blocker.unblock():
+        get_redis().flushdb()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("SOULSAI_OUTLIER_EVERY", "2")  # as often as the stats roll-up
+            worker = start_celery_worker(tmp_path)
+        try:
+            user = get_user_model().objects.create_user("volunteer", "v@example.com", "pw-12345678")
+            campaign = campaign_create(
+                slug="poison", name="Poison", env_id="CartPole-v1", hyperparams=HYPERPARAMS, chunk_steps=32
+            )
+            campaign_launch(campaign=campaign)
+            honest = [token_create(user=user, campaign=campaign, name=f"honest{i}") for i in range(4)]
+            poisoned, poisoned_raw = token_create(user=user, campaign=campaign, name="poisoned")
+            clients += start_honest(asgi_server.url, honest, tmp_path, "honest")
+            argv = client_argv(server=asgi_server.url, spool_dir=tmp_path / "spool-p", extra=("--max-sps", SPS))
+            argv = [sys.executable, "-m", "tests.e2e.poisoned_client", *argv[3:]]  # from the repository root
+            clients.append(LiveProcess("poisoned", argv, client_env(process_env(), token=poisoned_raw), tmp_path))
+            alone = campaign_create(
+                slug="honest", name="Honest", env_id="CartPole-v1", hyperparams=HYPERPARAMS, chunk_steps=32
+            )
+            alone_tokens = [token_create(user=user, campaign=alone, name=f"alone{i}") for i in range(5)]
+
+            def start_honest_only() -> list[LiveProcess]:
+                campaign_launch(campaign=alone)
+                started = start_honest(asgi_server.url, alone_tokens, tmp_path, "alone")
+                clients.extend(started)
+                return started
+
+            procs = (*clients, worker, asgi_server)
+            poisoned_run(runs, campaign, [t for t, _ in honest], poisoned, start_honest_only, procs)
+            honest_only_run(runs, alone, [t for t, _ in alone_tokens], (*clients, worker, asgi_server))
+        finally:
+            for proc in clients:
+                proc.stop()
+            worker.stop()
+            call_command("flush", interactive=False, verbosity=0)
+    return runs
+
+
+def test_a_poisoning_client_is_flagged_within_50_episodes_and_voiding_it_removes_its_samples(runs):
+    assert runs.flagged_after <= 50, runs.evidence
+    assert runs.honest_flagged == []
+    assert runs.before_void > 0 and runs.voided_samples > 0
+    assert runs.after_void == 0
+    assert all(samples > 0 for samples in runs.honest_after_void), runs.honest_after_void
+
+
+def test_honest_clients_alone_are_not_flagged(runs):
     """Five honest clients for about as long as the poisoned run: nobody is flagged."""
-    monkeypatch.setenv("SOULSAI_OUTLIER_EVERY", "2")
-    worker = start_celery_worker(tmp_path)
-    clients = []
-    try:
-        user = django_user_model.objects.create_user("volunteer", "v@example.com", "pw-12345678")
-        campaign = campaign_create(
-            slug="honest", name="Honest", env_id="CartPole-v1", hyperparams=HYPERPARAMS, chunk_steps=32
-        )
-        campaign_launch(campaign=campaign)
-        keys = CampaignKeys(campaign.id)
-        tokens = [token_create(user=user, campaign=campaign, name=f"honest{i}") for i in range(5)]
-        for i, (_token, raw) in enumerate(tokens):
-            clients.append(start_client(asgi_server.url, raw, tmp_path / f"spool{i}", tmp_path, "--max-sps", SPS,
-                                        "--seed", str(i), name=f"honest{i}"))  # fmt: skip
-        procs = (*clients, worker, asgi_server)
-        # Every machine scored (10+ episodes seen by the learner) and 25+ episodes sent: as long as the
-        # poisoned run, whose honest clients had about that many when it ended.
-        wait_for(lambda: len(honest_scores(keys, [t for t, _ in tokens])) == 5, 120, "every machine scored", *procs)
-        wait_for(lambda: all(machine_episodes(keys, t) >= 25 for t, _ in tokens), 120, "25 episodes each", *procs)
-        scores = honest_scores(keys, [t for t, _ in tokens])
-        print(f"honest-only scores {scores}")
-        flagged = list(MachineToken.objects.filter(campaign=campaign).flagged())
-        assert flagged == [], [t.outlier_evidence for t in flagged]
-    finally:
-        for proc in clients:
-            proc.stop()
-        worker.stop()
+    assert runs.honest_only_flagged == []
