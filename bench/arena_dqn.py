@@ -13,8 +13,12 @@ Progress goes to stderr; the last line on stdout is JSON: the settings and the e
 [{"env_steps", "win_rate", "return", "boss_hp_left"}], and first_env_steps_to_win_rate (with
 --win-rate: the env steps of the first evaluation at or above it, else null).
 
+A noisy network (hyperparams "noisy": true) plays its training fights with fresh noise per arena and
+step, and its evaluation fights with its mean weights, as clients do.
+
 Example:
   bench/arena_dqn.py --steps 150000
+  bench/arena_dqn.py --boss-damage 0.4 --hyperparams '{"distributional": "qr", "noisy": true, "eps_start": 0, "eps_end": 0}'
   bench/arena_dqn.py --boss-damage 1.0 --hyperparams '{"eps_decay_samples": 100000}'
 """
 
@@ -72,12 +76,25 @@ class Tuner:
         self.chunkers = [Chunker(chunk_steps=128, observation_space=spec, n_actions=n) for _ in self.envs]
         self.next_seed = args.seed * 1_000_000
 
-    def act(self, observations, masks, epsilon: float) -> np.ndarray:
+    def act(self, observations, masks, epsilon: float, *, greedy: bool = False) -> np.ndarray:
         obs = np.asarray(observations, dtype=np.float32)
         if self.agent.normalizer is not None:
             obs = self.agent.normalizer.normalize(obs)
+        net = self.agent.dqn.q
         with torch.no_grad():
-            q = self.agent.dqn.q(torch.as_tensor(obs)).numpy()
+            if greedy or not net.spec.noisy:
+                # Greedy play of a noisy network uses its mean weights (eval mode), as clients do.
+                net.train(not greedy)
+                q = net(torch.as_tensor(obs)).numpy()
+                net.train(True)
+            else:
+                # Training play of a noisy network: each arena its own fresh noise every step, as each
+                # client draws its own (client_app.policy.noisy_params).
+                rows = []
+                for row in obs:
+                    net.reset_noise()
+                    rows.append(net(torch.as_tensor(row[None]))[0])
+                q = torch.stack(rows).numpy()
         actions = np.where(np.asarray(masks), q, -np.inf).argmax(axis=1)
         for i, mask in enumerate(masks):
             if self.rng.random() < epsilon:
@@ -98,7 +115,7 @@ class Tuner:
             obs, info = env.reset(seed=10_000 + k)
             mask, total = action_mask(info, self.n_actions), 0.0
             while True:
-                obs, reward, terminated, truncated, info = env.step(int(self.act([obs], [mask], 0.0)[0]))
+                obs, reward, terminated, truncated, info = env.step(int(self.act([obs], [mask], 0.0, greedy=True)[0]))
                 total += reward
                 mask = action_mask(info, self.n_actions)
                 if terminated or truncated:

@@ -4,7 +4,12 @@ The learner trains the same architectures in PyTorch (``trainer.networks``) with
 names, and publishes weights as safetensors whose metadata carries the architecture, the model
 version and the exploration rate. This module is the single definition of that file format:
 
-- ``mlp_q`` (DQN): ReLU MLP -> Q-values (dueling or plain); clients act epsilon-greedily.
+- ``mlp_q`` (DQN): ReLU MLP -> Q-values (dueling or plain); clients act epsilon-greedily. Two
+  options, recorded in the architecture only when on (a plain network's metadata is unchanged):
+  ``n_quantiles`` > 1, a QR-DQN head of that many quantiles per action (Dabney et al. 2017), whose
+  Q-value is the mean of its quantiles; ``noisy``, NoisyNet layers (Fortunato et al. 2017) whose every
+  weight and bias has a ``<name>_sigma`` twin: training play draws fresh factorised Gaussian noise
+  each step (the exploration), greedy play and evaluation use the mean weights alone.
 - ``mlp_pi`` (PPO): tanh MLP -> action logits; clients sample from the softmax and send the
   log-probability of each action they took (the learner's critic is not published).
 - Optional observation normalisation, the learner's running statistics at publication:
@@ -36,9 +41,17 @@ class QNetworkSpec:
     hidden: tuple[int, ...] = (256, 256)
     dueling: bool = True
     kind: str = "mlp_q"
+    n_quantiles: int = 1  # > 1: QR-DQN, this many quantiles per action (the Q-value is their mean)
+    noisy: bool = False  # NoisyNet layers: weights mean + sigma * factorised noise
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        data = asdict(self)
+        # Written only when on, so that a plain network's metadata stays what it always was.
+        if self.n_quantiles == 1:
+            del data["n_quantiles"]
+        if not self.noisy:
+            del data["noisy"]
+        return json.dumps(data, sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> QNetworkSpec:
@@ -51,12 +64,21 @@ class QNetworkSpec:
         """Names and shapes of every parameter, in the layout of torch.nn.Linear (out, in)."""
         shapes = _mlp_shapes(self.obs_dim, self.hidden)
         width = self.hidden[-1] if self.hidden else self.obs_dim
+        # The head's rows: per action its n_quantiles quantiles, action-major (row a * N + i).
+        n, outputs = self.n_quantiles, self.n_actions * self.n_quantiles
         if self.dueling:
-            shapes["value.weight"], shapes["value.bias"] = (1, width), (1,)
-            shapes["advantage.weight"], shapes["advantage.bias"] = (self.n_actions, width), (self.n_actions,)
+            shapes["value.weight"], shapes["value.bias"] = (n, width), (n,)
+            shapes["advantage.weight"], shapes["advantage.bias"] = (outputs, width), (outputs,)
         else:
-            shapes["head.weight"], shapes["head.bias"] = (self.n_actions, width), (self.n_actions,)
+            shapes["head.weight"], shapes["head.bias"] = (outputs, width), (outputs,)
+        if self.noisy:
+            shapes.update({f"{name}_sigma": shape for name, shape in shapes.items()})
         return shapes
+
+    def linear_names(self) -> list[str]:
+        """The prefixes of the network's linear layers, input first (``layers.0``, ..., the head's)."""
+        heads = ["value", "advantage"] if self.dueling else ["head"]
+        return [f"layers.{i}" for i in range(len(self.hidden))] + heads
 
 
 @dataclass(frozen=True)
@@ -101,22 +123,69 @@ def spec_from_json(text: str) -> NetworkSpec:
         hidden=tuple(int(h) for h in data["hidden"]),
     )
     if kind == "mlp_q":
-        return QNetworkSpec(**common, dueling=bool(data["dueling"]))
+        n_quantiles = int(data.get("n_quantiles", 1))
+        if not 1 <= n_quantiles <= 1024:
+            raise ValueError(f"n_quantiles must be 1 to 1024, got {n_quantiles}")
+        return QNetworkSpec(
+            **common,
+            dueling=bool(data["dueling"]),
+            n_quantiles=n_quantiles,
+            noisy=bool(data.get("noisy", False)),
+        )
     if kind == "mlp_pi":
         return PolicyNetworkSpec(**common)
     raise ValueError(f"unknown network kind {kind!r}; this client may be too old")
 
 
-def q_values(spec: QNetworkSpec, params: dict[str, np.ndarray], obs: np.ndarray) -> np.ndarray:
-    """Q-values for a batch of flat observations, shape (B, obs_dim) -> (B, n_actions)."""
+def noisy_params(
+    spec: QNetworkSpec, params: dict[str, np.ndarray], rng: np.random.Generator
+) -> dict[str, np.ndarray]:
+    """One draw of a noisy network's weights: mean + sigma * factorised Gaussian noise.
+
+    Fortunato et al. 2017, eq. 10-11: per linear layer, eps_in ~ N(0, 1) per input and eps_out per
+    output, f(x) = sign(x) sqrt(|x|); the weight's noise is f(eps_out) f(eps_in)^T, the bias's
+    f(eps_out). The same as ``trainer.networks.NoisyLinear`` in training mode.
+    """
+    drawn: dict[str, np.ndarray] = {}
+    for name in spec.linear_names():
+        weight, bias = params[f"{name}.weight"], params[f"{name}.bias"]
+        eps_in = _scaled_noise(rng, weight.shape[1])
+        eps_out = _scaled_noise(rng, weight.shape[0])
+        drawn[f"{name}.weight"] = weight + params[f"{name}.weight_sigma"] * np.outer(eps_out, eps_in)
+        drawn[f"{name}.bias"] = bias + params[f"{name}.bias_sigma"] * eps_out
+    return drawn
+
+
+def _scaled_noise(rng: np.random.Generator, size: int) -> np.ndarray:
+    x = rng.standard_normal(size).astype(np.float32)
+    return np.sign(x) * np.sqrt(np.abs(x))
+
+
+def quantile_values(spec: QNetworkSpec, params: dict[str, np.ndarray], obs: np.ndarray) -> np.ndarray:
+    """Each action's quantiles for a batch of flat observations, (B, obs_dim) -> (B, n_actions, N).
+
+    N = ``spec.n_quantiles`` (1 for a plain Q-network). A noisy network's ``params`` are its mean
+    weights as published (greedy play), or one draw of ``noisy_params`` (training play).
+    """
     x = np.asarray(obs, dtype=np.float32)
     for i in range(len(spec.hidden)):
         x = np.maximum(x @ params[f"layers.{i}.weight"].T + params[f"layers.{i}.bias"], 0.0)
+    shape = (x.shape[0], spec.n_actions, spec.n_quantiles)
     if not spec.dueling:
-        return x @ params["head.weight"].T + params["head.bias"]
-    value = x @ params["value.weight"].T + params["value.bias"]
-    advantage = x @ params["advantage.weight"].T + params["advantage.bias"]
-    return value + advantage - advantage.mean(axis=-1, keepdims=True)
+        return (x @ params["head.weight"].T + params["head.bias"]).reshape(shape)
+    value = (x @ params["value.weight"].T + params["value.bias"]).reshape(x.shape[0], 1, spec.n_quantiles)
+    advantage = (x @ params["advantage.weight"].T + params["advantage.bias"]).reshape(shape)
+    return value + advantage - advantage.mean(axis=1, keepdims=True)
+
+
+def q_values(spec: QNetworkSpec, params: dict[str, np.ndarray], obs: np.ndarray) -> np.ndarray:
+    """Q-values for a batch of flat observations, shape (B, obs_dim) -> (B, n_actions).
+
+    A QR network's Q-value is the mean of the action's quantiles; a noisy one's, with the mean weights
+    unless ``params`` is a draw of ``noisy_params``.
+    """
+    quantiles = quantile_values(spec, params, obs)
+    return quantiles[..., 0] if spec.n_quantiles == 1 else quantiles.mean(axis=-1)
 
 
 def policy_logits(spec: PolicyNetworkSpec, params: dict[str, np.ndarray], obs: np.ndarray) -> np.ndarray:
@@ -267,20 +336,24 @@ class Policy:
         """Whether actions are sampled from a distribution (their log-probabilities go with chunks)."""
         return isinstance(self.spec, PolicyNetworkSpec)
 
-    def scores(self, obs: np.ndarray) -> np.ndarray:
-        """Q-values or logits for one observation, shape (n_actions,)."""
+    def scores(self, obs: np.ndarray, params: dict[str, np.ndarray] | None = None) -> np.ndarray:
+        """Q-values or logits for one observation, shape (n_actions,); ``params``: other weights of
+        the same network (a noisy network's draw), else the published ones (a noisy network's mean)."""
         x = np.asarray(obs, dtype=np.float32).reshape(1, -1)
         if self.obs_norm is not None:
             x = self.obs_norm(x)
+        params = self.params if params is None else params
         if isinstance(self.spec, PolicyNetworkSpec):
-            return policy_logits(self.spec, self.params, x)[0]
-        return q_values(self.spec, self.params, x)[0]
+            return policy_logits(self.spec, params, x)[0]
+        return q_values(self.spec, params, x)[0]
 
     def greedy(self, obs: np.ndarray, mask: np.ndarray | None = None) -> int:
-        scores = self.scores(obs)
-        if mask is not None:
-            scores = np.where(mask, scores, -np.inf)
-        return int(np.argmax(scores))
+        """The best allowed action; a noisy network's by its mean weights (evaluation plays these)."""
+        return _argmax(self.scores(obs), mask)
+
+    def _greedy_noisy(self, obs: np.ndarray, rng: np.random.Generator, mask: np.ndarray | None) -> int:
+        # Training play of a noisy network: a fresh draw of the noise for every step.
+        return _argmax(self.scores(obs, noisy_params(self.spec, self.params, rng)), mask)
 
     def step(
         self, obs: np.ndarray, rng: np.random.Generator, mask: np.ndarray | None = None
@@ -293,10 +366,18 @@ class Policy:
             return action, float(logp[action])
         if rng.random() < self.epsilon:
             return _uniform(rng, self.spec.n_actions, mask)
+        if self.spec.noisy:
+            return self._greedy_noisy(obs, rng, mask), None
         return self.greedy(obs, mask), None
 
     def act(self, obs: np.ndarray, rng: np.random.Generator, mask: np.ndarray | None = None) -> int:
         return self.step(obs, rng, mask)[0]
+
+
+def _argmax(scores: np.ndarray, mask: np.ndarray | None) -> int:
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    return int(np.argmax(scores))
 
 
 def _uniform(rng: np.random.Generator, n: int, mask: np.ndarray | None) -> tuple[int, float]:

@@ -105,7 +105,14 @@ class DQNAgent(Agent):
 
     def __init__(self, config: DQNConfig, *, obs_dim: int, n_actions: int, action_start: int, device: torch.device):
         super().__init__(config, obs_dim=obs_dim, n_actions=n_actions, action_start=action_start, device=device)
-        self.spec = QNetworkSpec(obs_dim=obs_dim, n_actions=n_actions, hidden=tuple(config.hidden), dueling=config.dueling)
+        self.spec = QNetworkSpec(
+            obs_dim=obs_dim,
+            n_actions=n_actions,
+            hidden=tuple(config.hidden),
+            dueling=config.dueling,
+            n_quantiles=config.quantiles,
+            noisy=config.noisy,
+        )
         self.dqn = DQN(self.spec, config, device=device)
         self.buffer = replay_buffer_for(
             config, obs_dim=obs_dim, action_start=action_start, n_actions=n_actions, pin_memory=self.pin_memory

@@ -27,6 +27,9 @@ class _Config:
             if isinstance(default, bool):
                 if not isinstance(value, bool):
                     raise ValueError(f"{name} must be true or false, got {value!r}")
+            elif isinstance(default, str):
+                if not isinstance(value, str):
+                    raise ValueError(f"{name} must be a string, got {value!r}")
             elif isinstance(default, int):
                 if isinstance(value, bool) or not isinstance(value, int):
                     raise ValueError(f"{name} must be a whole number, got {value!r}")
@@ -69,6 +72,9 @@ class _Config:
         return data
 
 
+DISTRIBUTIONAL = ("none", "qr")
+
+
 @dataclass(frozen=True)
 class DQNConfig(_Config):
     """DQN with double Q-learning, a dueling head, a target network, n-step returns and prioritized replay."""
@@ -106,9 +112,16 @@ class DQNConfig(_Config):
     # this many times batch_size and count as that many updates of the replay ratio: the same
     # transitions replayed per sample, in fewer, larger steps, instead of slowing clients down (1: off).
     large_batch_max: int = 1
+    # "qr": QR-DQN (Dabney et al. 2017), n_quantiles quantiles per action, the quantile Huber loss;
+    # "none": one expected value per action and the Huber TD loss.
+    distributional: str = "none"
+    n_quantiles: int = 16  # quantiles per action with distributional "qr" (the head costs n_actions * N outputs)
+    noisy: bool = False  # NoisyNet layers (Fortunato et al. 2017); explore by noise: eps_start = eps_end = 0 suits
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + [
+            (self.distributional in DISTRIBUTIONAL, f"distributional must be one of {', '.join(DISTRIBUTIONAL)}"),
+            (2 <= self.n_quantiles <= 256, "n_quantiles must be 2 to 256"),
             (1 <= self.large_batch_max <= 64, "large_batch_max must be 1 to 64"),
             (1 <= self.n_step <= 20, "n_step must be 1 to 20"),
             (1 <= self.batch_size <= 65_536, "batch_size must be 1 to 65536"),
@@ -124,6 +137,11 @@ class DQNConfig(_Config):
             (self.per_beta_anneal_updates >= 0, "per_beta_anneal_updates must not be negative"),
             (self.per_eps > 0, "per_eps must be positive"),
         ]
+
+    @property
+    def quantiles(self) -> int:
+        """The network's quantiles per action: n_quantiles for QR-DQN, 1 for an expected-value head."""
+        return self.n_quantiles if self.distributional == "qr" else 1
 
     def epsilon(self, samples: int) -> float:
         """Linear decay from eps_start to eps_end over eps_decay_samples ingested samples."""

@@ -2,7 +2,9 @@
 
 Mnih et al. 2015 (target network, Huber loss), van Hasselt et al. 2016 (double Q-learning),
 Wang et al. 2016 (dueling head, in ``trainer.networks``), Sutton & Barto 2018 ch. 7 (n-step returns,
-computed by ``trainer.replay``), Schaul et al. 2016 (prioritized replay, ``trainer.per``).
+computed by ``trainer.replay``), Schaul et al. 2016 (prioritized replay, ``trainer.per``); opt-in:
+Dabney et al. 2017 (QR-DQN: quantile regression, ``quantile_huber_loss``) and Fortunato et al. 2017
+(NoisyNet, ``trainer.networks.NoisyLinear``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,59 @@ def td_target(
     return returns + discounts * next_value
 
 
+def _best_next(
+    next_values: torch.Tensor, next_q_online: torch.Tensor | None, next_masks: torch.Tensor | None
+) -> torch.Tensor:
+    """a*, (B, 1): the online network's argmax (double Q) or else the target network's own, over the
+    actions allowed at the next observation."""
+    scores = next_values if next_q_online is None else next_q_online
+    if next_masks is not None:
+        scores = scores.masked_fill(~next_masks, torch.finfo(scores.dtype).min)
+    return scores.argmax(dim=1, keepdim=True)
+
+
+def quantile_td_target(
+    returns: torch.Tensor,
+    discounts: torch.Tensor,
+    next_quantiles_target: torch.Tensor,
+    next_q_online: torch.Tensor | None = None,
+    next_masks: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """QR-DQN's target distribution, (B, N): T theta_j = G + discount * theta'_j(s_{t+m}, a*).
+
+    Dabney et al. 2017, algorithm 1, with n-step returns; a* maximises the mean of the quantiles, the
+    Q-value: the online network's Q-values with double Q-learning (``next_q_online``), the target
+    network's own otherwise, over the allowed actions only (``next_masks``), as in ``td_target``.
+    ``next_quantiles_target`` is (B, n_actions, N).
+    """
+    best = _best_next(next_quantiles_target.mean(dim=2), next_q_online, next_masks)
+    n = next_quantiles_target.shape[2]
+    next_theta = next_quantiles_target.gather(1, best.unsqueeze(2).expand(-1, 1, n)).squeeze(1)
+    return returns.unsqueeze(1) + discounts.unsqueeze(1) * next_theta
+
+
+def quantile_midpoints(n: int, *, device: torch.device | str = "cpu") -> torch.Tensor:
+    """tau_hat_i = (2i + 1) / 2N, i = 0..N-1: the quantile levels the N outputs estimate (Dabney et al.
+    2017, lemma 2: the midpoints minimise the 1-Wasserstein distance to the target distribution)."""
+    return (2 * torch.arange(n, device=device, dtype=torch.float32) + 1) / (2 * n)
+
+
+def quantile_huber_loss(
+    quantiles: torch.Tensor, targets: torch.Tensor, taus: torch.Tensor, kappa: float = 1.0
+) -> torch.Tensor:
+    """The quantile Huber loss of each sample, (B,): sum_i mean_j rho^kappa_{tau_i}(T theta_j - theta_i).
+
+    Dabney et al. 2017, eq. 10 and algorithm 1: rho^kappa_tau(u) = |tau - 1{u < 0}| * L_kappa(u) / kappa,
+    L_kappa the Huber loss. ``quantiles`` theta_i (B, N) of the action taken, ``targets`` T theta_j
+    (B, N'), ``taus`` the N levels of theta. The easy-to-miss step: the weight is |tau_i - 1{u < 0}| with
+    u = target - estimate, so an estimate below a target sample is pushed up with weight tau_i.
+    """
+    u = targets.unsqueeze(1) - quantiles.unsqueeze(2)  # (B, N, N'): u_ij = T theta_j - theta_i
+    huber = F.huber_loss(u, torch.zeros_like(u), reduction="none", delta=kappa)
+    weight = (taus.view(1, -1, 1) - (u.detach() < 0).to(u.dtype)).abs()
+    return (weight * huber / kappa).mean(dim=2).sum(dim=1)
+
+
 def updates_allowed(samples: int, config: DQNConfig) -> int:
     """How many gradient updates the replay ratio allows after ``samples`` new samples were ingested.
 
@@ -66,7 +121,9 @@ class Update(NamedTuple):
     """What one gradient step reports: metrics under stable names, and the batch's new TD errors."""
 
     metrics: dict[str, float]
-    td_errors: np.ndarray  # (B,) float32, y - Q(s, a) before the step: the new priorities' source
+    # (B,) float32, the new priorities' source, from before the step: y - Q(s, a); for QR-DQN, each
+    # sample's quantile Huber loss (non-negative), as its TD error has no single value.
+    td_errors: np.ndarray
 
 
 class DQN:
@@ -85,6 +142,7 @@ class DQN:
         # parameter tensor (the same update, up to rounding; about 6x less time on the CPU).
         self.optimizer = torch.optim.Adam(self.params, lr=config.lr, fused=True)
         self.updates = 0
+        self.taus = quantile_midpoints(spec.n_quantiles, device=self.device) if spec.n_quantiles > 1 else None
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(array).to(self.device, non_blocking=True)
@@ -96,15 +154,31 @@ class DQN:
         returns, discounts = self._tensor(batch.returns), self._tensor(batch.discounts)
         weights = self._tensor(batch.weights)
         next_masks = self._tensor(batch.next_masks).bool() if batch.next_masks is not None else None
+        if self.spec.noisy:
+            # Fresh noise for every update, independent in the online and the target network
+            # (Fortunato et al. 2017, algorithm 1; one online draw serves both of its passes here).
+            self.q.reset_noise()
+            self.target.reset_noise()
 
-        with torch.no_grad():
-            next_q_online = self.q(next_obs) if self.config.double_q else None
-            y = td_target(returns, discounts, self.target(next_obs), next_q_online, next_masks)
-        q = self.q(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
-        # Prioritized replay samples high-error transitions more often; the weights undo that bias in
-        # expectation (all 1 for uniform sampling, where this is the plain mean Huber loss).
-        loss = (weights * F.smooth_l1_loss(q, y, reduction="none")).mean()
-        td_errors = (y - q).detach()
+        if self.taus is None:
+            with torch.no_grad():
+                next_q_online = self.q(next_obs) if self.config.double_q else None
+                y = td_target(returns, discounts, self.target(next_obs), next_q_online, next_masks)
+            q = self.q(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
+            # Prioritized replay samples high-error transitions more often; the weights undo that bias
+            # in expectation (all 1 for uniform sampling, where this is the plain mean Huber loss).
+            per_sample = F.smooth_l1_loss(q, y, reduction="none")
+            td_errors = (y - q).detach()
+        else:
+            with torch.no_grad():
+                next_q_online = self.q(next_obs) if self.config.double_q else None
+                y = quantile_td_target(returns, discounts, self.target.quantiles(next_obs), next_q_online, next_masks)
+            n = self.spec.n_quantiles
+            theta = self.q.quantiles(obs).gather(1, actions.view(-1, 1, 1).expand(-1, 1, n)).squeeze(1)
+            per_sample = quantile_huber_loss(theta, y, self.taus)
+            td_errors = per_sample.detach()
+            q = theta.mean(dim=1)
+        loss = (weights * per_sample).mean()
 
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
