@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from harness import AsgiServer, Sandbox  # noqa: E402
+from harness.processes import LiveProcess  # noqa: E402
 
 
 def progress(message: str) -> None:
@@ -24,8 +25,8 @@ def progress(message: str) -> None:
 
 
 class Stack(Sandbox):
-    def __init__(self, *, redis_url: str | None = None, keep: bool = False):
-        super().__init__(redis_url=redis_url, keep=keep)
+    def __init__(self, *, redis_url: str | None = None, keep: bool = False, env: dict[str, str] | None = None):
+        super().__init__(redis_url=redis_url, keep=keep, env=env)
         self.setup_django()
         self.web: AsgiServer | None = None
 
@@ -48,6 +49,7 @@ class Stack(Sandbox):
         hyperparams: dict,
         chunk_steps: int | None = None,
         env_kwargs: dict | None = None,
+        max_policy_lag: int = 0,
     ):
         from portal.campaigns.services import campaign_create, campaign_launch
 
@@ -59,6 +61,7 @@ class Stack(Sandbox):
             hyperparams=hyperparams,
             chunk_steps=chunk_steps,
             env_kwargs=env_kwargs,
+            max_policy_lag=max_policy_lag,
         )
         return campaign_launch(campaign=campaign)
 
@@ -70,11 +73,11 @@ class Stack(Sandbox):
         user, _ = get_user_model().objects.get_or_create(username="bench")
         return [token_create(user=user, campaign=campaign, name=f"bench-{i}")[1] for i in range(count)]
 
-    def start_client(self, token: str, name: str, *, max_sps: float = 0.0, seed: int | None = None) -> None:
+    def start_client(self, token: str, name: str, *, max_sps: float = 0.0, seed: int | None = None) -> LiveProcess:
         """A real client, quiet, optionally paced to ``max_sps`` steps/s and seeded."""
         args = ["--quiet"]
         if max_sps:
             args += ["--max-sps", str(max_sps)]
         if seed is not None:
             args += ["--seed", str(seed)]
-        super().start_client(self.url, token, name, *args)
+        return super().start_client(self.url, token, name, *args)
