@@ -65,14 +65,14 @@ def test_qr_dqn_learns_a_two_state_chain_with_a_known_answer(noisy):
     torch.manual_seed(0)
     config = DQNConfig(
         gamma=0.9,
-        lr=5e-3,
+        lr=1e-2,
         batch_size=32,
         buffer_size=64,
         learning_starts=32,
         hidden=(32,),
-        target_update_every=25,
+        target_update_every=20,
         n_step=1,
-        per_beta_anneal_updates=800,
+        per_beta_anneal_updates=400,
         distributional="qr",
         n_quantiles=8,
         noisy=noisy,
@@ -81,7 +81,7 @@ def test_qr_dqn_learns_a_two_state_chain_with_a_known_answer(noisy):
     spec = QNetworkSpec(obs_dim=2, n_actions=2, hidden=(32,), n_quantiles=config.quantiles, noisy=noisy)
     dqn = DQN(spec, config)
     rng = np.random.default_rng(0)
-    for _ in range(800):
+    for _ in range(400):
         batch = buffer.sample(32, rng, beta=dqn.beta())
         update = dqn.update(batch)
         assert (update.td_errors >= 0).all()  # per-sample quantile losses as priorities
