@@ -9,9 +9,8 @@ the checkpoint the learner writes after the void, which keeps the buffer and its
 Beside it, once the poisoner is flagged, a second campaign with five honest clients runs for as long
 (every machine scored, 25 episodes each): nobody is flagged there either.
 
-Both runs share one platform (a module fixture: one Celery worker, the two campaigns overlapping);
-the poisoned run has the platform to itself until the flag, whose episode count the learner's pace
-decides. The fixture records what each run showed; each test asserts on its run's record.
+Both runs share one platform (a module fixture: one Celery worker, the two campaigns side by side
+from the start). The fixture records what each run showed; each test asserts on its run's record.
 """
 
 from __future__ import annotations
@@ -87,7 +86,7 @@ def start_honest(server_url, tokens, tmp_path, prefix: str) -> list[LiveProcess]
     ]
 
 
-def poisoned_run(runs: Runs, campaign, honest, poisoned, start_honest_only, procs) -> None:
+def poisoned_run(runs: Runs, campaign, honest, poisoned, procs) -> None:
     keys = CampaignKeys(campaign.id)
     start = time.monotonic()
     wait_for(lambda: MachineToken.objects.get(pk=poisoned.pk).flagged_at is not None, 120,
@@ -96,7 +95,6 @@ def poisoned_run(runs: Runs, campaign, honest, poisoned, start_honest_only, proc
     poisoned.refresh_from_db()
     runs.evidence = poisoned.outlier_evidence
     print(f"flagged after {runs.flagged_after} of its episodes, {time.monotonic() - start:.1f} s; evidence {runs.evidence}")
-    procs = (*procs, *start_honest_only())
     # The run goes on until it sent 50 episodes: no honest machine is flagged meanwhile.
     wait_for(lambda: machine_episodes(keys, poisoned) >= 50, 60, "50 poisoned episodes", *procs)
     wait_for(lambda: all(machine_episodes(keys, t) >= 10 for t in honest), 60, "honest episodes", *procs)
@@ -134,7 +132,7 @@ def honest_only_run(runs: Runs, campaign, tokens, procs) -> None:
 
 @pytest.fixture(scope="module")
 def runs(asgi_server, django_db_blocker, tmp_path_factory) -> Runs:
-    """Both runs on one platform: the poisoned campaign first, the honest-only one from the flag on."""
+    """Both runs on one platform, side by side."""
     tmp_path = tmp_path_factory.mktemp("poison")
     runs = Runs()
     clients: list[LiveProcess] = []
@@ -160,14 +158,10 @@ def runs(asgi_server, django_db_blocker, tmp_path_factory) -> Runs:
             )
             alone_tokens = [token_create(user=user, campaign=alone, name=f"alone{i}") for i in range(5)]
 
-            def start_honest_only() -> list[LiveProcess]:
-                campaign_launch(campaign=alone)
-                started = start_honest(asgi_server.url, alone_tokens, tmp_path, "alone")
-                clients.extend(started)
-                return started
-
+            campaign_launch(campaign=alone)
+            clients += start_honest(asgi_server.url, alone_tokens, tmp_path, "alone")
             procs = (*clients, worker, asgi_server)
-            poisoned_run(runs, campaign, [t for t, _ in honest], poisoned, start_honest_only, procs)
+            poisoned_run(runs, campaign, [t for t, _ in honest], poisoned, procs)
             honest_only_run(runs, alone, [t for t, _ in alone_tokens], (*clients, worker, asgi_server))
         finally:
             for proc in clients:
