@@ -1,6 +1,8 @@
 """QR-DQN (Dabney et al. 2017) and NoisyNet (Fortunato et al. 2017): the maths, the config, the
 published weights and how clients act on them (issue 17)."""
 
+import io
+
 import numpy as np
 import pytest
 import torch
@@ -259,3 +261,16 @@ def test_a_client_explores_with_noise_and_plays_greedy_fights_with_the_mean_weig
         "layers.0.weight_sigma"
     ]
     assert np.linalg.matrix_rank(delta) == 1
+
+
+def test_a_resumed_learner_gets_back_the_sigmas_and_the_target_of_a_noisy_qr_network():
+    agent, data = published_agent(noisy=True)
+    raw = io.BytesIO()
+    torch.save(agent.state_dict(), raw)
+    resumed = DQNAgent(agent.config, obs_dim=3, n_actions=4, action_start=0, device=torch.device("cpu"))
+    resumed.load(
+        weights_load(data, spec=resumed.spec), torch.load(io.BytesIO(raw.getvalue()), weights_only=True)
+    )
+    for net, twin in ((agent.dqn.q, resumed.dqn.q), (agent.dqn.target, resumed.dqn.target)):
+        for name, value in net.state_dict().items():
+            torch.testing.assert_close(twin.state_dict()[name], value)
