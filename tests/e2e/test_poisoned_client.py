@@ -6,8 +6,8 @@ while reporting the policy's actions: well-formed chunks within bounds whose act
 their observations. The roll-up flags it from the learner's per-machine statistics, flags no honest
 machine, and voiding it removes every one of its samples from the learner's replay buffer (read from
 the checkpoint the learner writes after the void, which keeps the buffer and its machine ids).
-Beside it, once the poisoner is flagged, a second campaign with five honest clients runs for as long
-(every machine scored, 25 episodes each): nobody is flagged there either.
+Beside it, a second campaign with five honest clients runs for as long (every machine scored, 25
+episodes each): nobody is flagged there either.
 
 Both runs share one platform (a module fixture: one Celery worker, the two campaigns side by side
 from the start). The fixture records what each run showed; each test asserts on its run's record.
