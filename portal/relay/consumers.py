@@ -147,18 +147,35 @@ class ClientConsumer(AsyncWebsocketConsumer):
     joined: bool = False
     frame_gate: services.FrameGate | None = None  # made at the first frame
     counted: bool = False  # in the connected-clients gauge (portal.metrics.relay)
+    seats: Seats | None = None  # the live-connection caps it is counted against (from on_connect)
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         # Channels' own loop (await_many_dispatch) makes a task and an asyncio.wait per message, for
         # several sources; with the layer off there is one, the websocket, read directly here.
         self.scope = scope
         self.channel_layer = None
-        self.base_send = send
+
+        async def send_unless_gone(message: dict[str, Any]) -> None:
+            # A client that has left (killed, its socket reset) is no error of ours: uvicorn raises
+            # ClientDisconnected, an OSError, on a send to it; nothing more is sent, and its disconnect
+            # (or the finally below) gives its seats back.
+            try:
+                await send(message)
+            except OSError:
+                self.closing = True
+
+        self.base_send = send_unless_gone
         try:
             while True:
                 await self.dispatch(await receive())
         except StopConsumer:
             pass
+        finally:
+            # Whatever ended the connection (a send to a socket the client just closed raises out of
+            # a handler, and then no websocket.disconnect is dispatched): give its seats back. A seat
+            # left in this process's registry would be refreshed forever, and two of them lock the
+            # machine's token out of every reconnect ("already has 2 open connections").
+            await self.release_everything()
 
     async def dispatch(self, message: dict[str, Any]) -> None:
         # Channels runs close_old_connections() in the one thread-sensitive executor before *every*
@@ -231,11 +248,16 @@ class ClientConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.greeted:
             log.info("relay: machine %s left (close code %s)", self.token.prefix, code)
+        await self.release_everything()
+
+    async def release_everything(self) -> None:
+        """The connection's seats, gauge and fan-out membership, given back once (idempotent)."""
         if self.counted:
             self.counted = False
             metrics.client_disconnected()
         try:
-            await self.seats.release()
+            if self.seats is not None:
+                await self.seats.release()
         except DEPENDENCY_DOWN:
             pass  # Redis away: the seats' leases lapse on their own (portal.core.clients)
         if self.joined:

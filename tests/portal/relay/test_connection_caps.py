@@ -141,3 +141,33 @@ def test_a_browser_page_elsewhere_cannot_open_the_relay_but_the_client_sends_no_
         ws.send(P.pack(P.hello(client_version=__version__, machine="rig")))
         assert P.unpack(ws.recv(timeout=10))["type"] == P.WELCOME
     assert refused(asgi_server, token[1]) is None  # no Origin at all: the desktop client
+
+
+def test_a_client_that_vanishes_mid_burst_gives_its_seat_back(asgi_server, token, redis_client, log_since):
+    """A client killed while the relay answers its chunks (the socket reset under the relay's sends):
+    its seat is given back all the same, so the machine's next start is let in, not refused with
+    "already has 2 open connections" for as long as the relay process lives (it was: the failed send
+    escaped the consumer, no disconnect ran, and the process kept renewing the dead seat; found by
+    bench/gating.py, whose restarted clients were locked out)."""
+    import socket
+    import struct
+
+    from portal.core.clients import seats_key
+    from tests.portal.relay.test_relay import make_chunk
+
+    key = seats_key("client:token", token[0].id)
+    frames = [P.pack(make_chunk(f"gone-{i}", steps=64).to_message()) for i in range(200)]
+    for attempt in range(12):
+        with open_session(asgi_server, token[1]) as (ws, welcome):
+            assert welcome["type"] == P.WELCOME, welcome
+            for frame in frames:  # a burst: the relay is busy acking when the socket goes
+                ws.send(frame)
+            # RST, not FIN: the relay's next send to this socket fails inside a handler.
+            ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            ws.socket.close()
+    wait_for(lambda: redis_client.zcard(key) == 0, 20, "every vanished connection's seat given back", asgi_server)
+    assert "Traceback" not in log_since(), "a client that left is no server error"
+    with ExitStack() as stack:  # and the machine gets both of its seats
+        for _ in range(2):
+            _, welcome = stack.enter_context(open_session(asgi_server, token[1]))
+            assert welcome["type"] == P.WELCOME, welcome
