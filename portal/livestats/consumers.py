@@ -42,6 +42,21 @@ class CampaignStatsConsumer(AsyncJsonWebsocketConsumer):
     # the disconnect must not send a second close or a message after it (ASGI refuses both, loudly).
     closing: bool = False
 
+    async def __call__(self, scope, receive, send) -> None:
+        async def send_unless_gone(message: dict) -> None:
+            # A page that has gone (tab closed, network lost) is no error: uvicorn raises
+            # ClientDisconnected, an OSError, on a send to it, which would end this consumer without
+            # its disconnect, keeping the address's seat for the life of the process.
+            try:
+                await send(message)
+            except OSError:
+                self.closing = True
+
+        try:
+            await super().__call__(scope, receive, send_unless_gone)
+        finally:
+            await self.disconnect(1006)  # idempotent: seats released once, group left once
+
     async def connect(self) -> None:
         self.seats = Seats()
         limit = settings.SOULSAI_WS_BROWSERS_PER_ADDRESS
@@ -66,8 +81,9 @@ class CampaignStatsConsumer(AsyncJsonWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.seats is not None:
             await self.seats.release()
-        if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+        group, self.group = self.group, None
+        if group is not None:
+            await self.channel_layer.group_discard(group, self.channel_name)
 
     async def close(self, code=None, reason=None) -> None:
         if self.closing:

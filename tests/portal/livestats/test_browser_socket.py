@@ -164,3 +164,44 @@ def test_forwarded_addresses_count_only_behind_a_trusted_proxy(
     assert holds(proxied_server, slug, "2001:db8::1")
     assert holds(proxied_server, slug, "2001:db8::2")
     assert not holds(proxied_server, slug, "2001:db8::ffff")  # one /64: one subscriber
+
+
+def test_pages_that_vanish_while_figures_are_pushed_give_their_seats_back(
+    asgi_server, cartpole_campaign, redis_client, log_since
+):
+    """Tabs killed (their sockets reset) while the server pushes figures to them: each page's seat
+    comes back, so the visitor's address is not locked out of live pages until the server restarts."""
+    import socket
+    import struct
+    import threading
+
+    from portal.core.clients import seats_key
+    from portal.livestats.services import live_push
+
+    key = seats_key("browser:addr", "127.0.0.1")
+    stop = threading.Event()
+
+    def push_figures() -> None:
+        while not stop.is_set():
+            live_push(campaign=cartpole_campaign, snapshot=None)
+
+    pusher = threading.Thread(target=push_figures, daemon=True)
+    pusher.start()
+    try:
+        for _ in range(3):
+            with ExitStack() as stack:
+                pages = [stack.enter_context(page_socket(asgi_server, cartpole_campaign.slug)) for _ in range(20)]
+                for ws in pages:
+                    assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+                for ws in pages:  # RST: the server's next send to each fails
+                    ws.socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    ws.socket.close()
+            wait_for(lambda: redis_client.zcard(key) == 0, 20, "every vanished page's seat given back", asgi_server)
+    finally:
+        stop.set()
+        pusher.join(timeout=10)
+    with ExitStack() as stack:  # the address holds its 20 pages again
+        for _ in range(20):
+            ws = stack.enter_context(page_socket(asgi_server, cartpole_campaign.slug))
+            assert json.loads(ws.recv(timeout=10))["type"] == "hello"
+    assert "Traceback" not in log_since()
