@@ -157,7 +157,7 @@ def test_a_client_that_vanishes_mid_burst_gives_its_seat_back(asgi_server, token
 
     key = seats_key("client:token", token[0].id)
     frames = [P.pack(make_chunk(f"gone-{i}", steps=64).to_message()) for i in range(200)]
-    for attempt in range(12):
+    for _ in range(12):
         with open_session(asgi_server, token[1]) as (ws, welcome):
             assert welcome["type"] == P.WELCOME, welcome
             for frame in frames:  # a burst: the relay is busy acking when the socket goes
