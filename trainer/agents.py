@@ -22,7 +22,7 @@ from trainer.config import AlgorithmConfig, DQNConfig, PPOConfig
 from trainer.dqn import DQN, updates_allowed
 from trainer.networks import export_params, load_params
 from trainer.normalizer import RunningMeanStd
-from trainer.ppo import PPO, Rollout, gae
+from trainer.ppo import PPO, Rollout, gae, vtrace_chunks
 from trainer.replay import pinned, replay_buffer_for
 
 log = logging.getLogger(__name__)
@@ -230,7 +230,7 @@ class PPOAgent(Agent):
         return max(2, -(-self.config.rollout_steps // max(1, chunk_steps)))
 
     def ingest(self, chunk: Chunk, *, current_version: int, machine_id: int = 0) -> int:
-        if chunk.logp is None or chunk.model_version < current_version - self.config.max_staleness:
+        if chunk.logp is None or chunk.model_version < current_version - self.config.staleness_bound:
             # Played by a policy too old for the ratio to correct (or by one that recorded no
             # log-probabilities): learning from it would pull the policy towards stale behaviour.
             self.dropped_samples += chunk.steps
@@ -250,33 +250,55 @@ class PPOAgent(Agent):
         values = self.ppo.values(self._pinned(all_obs))
         parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "actions", "logp", "adv", "ret", "masks")}
         any_masks = any(chunk.masks is not None for chunk, _, _ in self.pending)
+        vtrace = config.off_policy == "vtrace"
         at = 0
         for chunk, _, _ in self.pending:
             steps = chunk.steps
             chunk_obs, chunk_values = all_obs[at : at + steps], values[at : at + steps + 1]
             at += steps + 1
-            advantages, returns = gae(
-                np.asarray(chunk.rewards, dtype=np.float64),
-                chunk_values,
-                terminated=bool(chunk.terminated),
-                gamma=config.gamma,
-                lam=config.gae_lambda,
-            )
+            if not vtrace:
+                advantages, returns = gae(
+                    np.asarray(chunk.rewards, dtype=np.float64),
+                    chunk_values,
+                    terminated=bool(chunk.terminated),
+                    gamma=config.gamma,
+                    lam=config.gae_lambda,
+                )
+                parts["adv"].append(advantages)
+                parts["ret"].append(returns)
             parts["obs"].append(chunk_obs)
             parts["actions"].append(np.asarray(chunk.actions, dtype=np.int64) - self.action_start)
             parts["logp"].append(np.asarray(chunk.logp, dtype=np.float32))
-            parts["adv"].append(advantages)
-            parts["ret"].append(returns)
             if any_masks:
                 masks = chunk.masks if chunk.masks is not None else np.ones((steps + 1, self.n_actions), bool)
                 parts["masks"].append(np.asarray(masks, dtype=bool)[:steps])
+        obs, actions, logp = (np.concatenate(parts[k]) for k in ("obs", "actions", "logp"))
+        masks = np.concatenate(parts["masks"]) if any_masks else None
+        if vtrace:
+            # V-trace with the networks as they stand (pi_old): the surrogate's ratio is then taken
+            # against pi_old, and min(rho_clip, pi_old / mu) rides in the advantage (trainer.ppo).
+            logp_old = self.ppo.log_probs(obs, actions, masks)
+            returns, advantages = vtrace_chunks(
+                np.concatenate([np.asarray(chunk.rewards, dtype=np.float64) for chunk, _, _ in self.pending]),
+                values,
+                logp_old - logp,
+                lengths=np.array([chunk.steps for chunk, _, _ in self.pending]),
+                terminated=np.array([bool(chunk.terminated) for chunk, _, _ in self.pending]),
+                gamma=config.gamma,
+                lam=config.gae_lambda,
+                rho_clip=config.vtrace_rho_clip,
+                c_clip=config.vtrace_c_clip,
+            )
+            logp = logp_old.astype(np.float32)
+        else:
+            advantages, returns = np.concatenate(parts["adv"]), np.concatenate(parts["ret"])
         return Rollout(
-            obs=self._pinned(np.concatenate(parts["obs"]).astype(np.float32)),
-            actions=self._pinned(np.concatenate(parts["actions"])),
-            logp_old=self._pinned(np.concatenate(parts["logp"])),
-            advantages=self._pinned(np.concatenate(parts["adv"])),
-            returns=self._pinned(np.concatenate(parts["ret"])),
-            masks=self._pinned(np.concatenate(parts["masks"])) if any_masks else None,
+            obs=self._pinned(obs.astype(np.float32)),
+            actions=self._pinned(actions),
+            logp_old=self._pinned(logp),
+            advantages=self._pinned(advantages),
+            returns=self._pinned(returns),
+            masks=self._pinned(masks) if masks is not None else None,
         )
 
     def train(self, until: float, publish_due) -> None:

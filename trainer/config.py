@@ -151,6 +151,9 @@ class DQNConfig(_Config):
         return self.eps_start + frac * (self.eps_end - self.eps_start)
 
 
+OFF_POLICY = ("none", "vtrace")
+
+
 @dataclass(frozen=True)
 class PPOConfig(_Config):
     """PPO (Schulman et al. 2017) on whichever clients' sequences arrive, with a staleness bound.
@@ -158,7 +161,9 @@ class PPOConfig(_Config):
     Clients sample actions from the published policy and send each action's log-probability; the
     learner gathers ``rollout_steps`` steps from any clients, computes GAE with its own critic, and
     runs ``epochs`` passes of clipped-surrogate minibatch updates before publishing the next version.
-    A chunk played by a model more than ``max_staleness`` versions old is dropped, not trained on.
+    A chunk played by a model more than ``max_staleness`` versions old is dropped, not trained on;
+    with ``off_policy`` "vtrace" the advantages correct for the version played (V-trace) and the
+    bound is ``vtrace_max_staleness``.
     """
 
     gamma: float = 0.99
@@ -174,6 +179,13 @@ class PPOConfig(_Config):
     max_grad_norm: float = 0.5
     normalize_advantage: bool = True  # per minibatch
     max_staleness: int = 1  # drop chunks played by a model more than this many versions old
+    # "vtrace": off-policy correction of the versions clients played (IMPALA's V-trace, as APPO):
+    # V-trace advantages and critic targets (with gae_lambda as its lambda), chunks kept up to
+    # vtrace_max_staleness versions old; "none": plain PPO with the max_staleness bound.
+    off_policy: str = "none"
+    vtrace_rho_clip: float = 1.0  # rho-bar: truncates pi / mu in the targets and the advantages
+    vtrace_c_clip: float = 1.0  # c-bar: truncates the traces (how far a correction reaches back)
+    vtrace_max_staleness: int = 8  # with "vtrace", drop chunks only past this many versions old
     hidden: tuple[int, ...] = field(default=(64, 64))  # actor and critic MLP widths (tanh)
     publish_min_seconds: float = 0.0  # every update is published (the policy must stay fresh)
     checkpoint_every_versions: int = 20
@@ -194,7 +206,16 @@ class PPOConfig(_Config):
             (self.ent_coef >= 0, "ent_coef must not be negative"),
             (self.vf_coef > 0, "vf_coef must be positive"),
             (0 <= self.max_staleness <= 100, "max_staleness must be 0 to 100"),
+            (self.off_policy in OFF_POLICY, f"off_policy must be one of {', '.join(OFF_POLICY)}"),
+            (0 < self.vtrace_rho_clip <= 100, "vtrace_rho_clip must be in (0, 100]"),
+            (0 < self.vtrace_c_clip <= self.vtrace_rho_clip, "vtrace_c_clip must be in (0, vtrace_rho_clip]"),
+            (0 <= self.vtrace_max_staleness <= 100, "vtrace_max_staleness must be 0 to 100"),
         ]
+
+    @property
+    def staleness_bound(self) -> int:
+        """Versions behind the current model a chunk may have been played at and still train."""
+        return self.vtrace_max_staleness if self.off_policy == "vtrace" else self.max_staleness
 
     def lr_at(self, samples: int) -> float:
         if self.lr_decay_samples == 0:
