@@ -45,7 +45,7 @@ def defaults(algorithm: str, env_id: str) -> list[dict[str, Any]]:
         value = env_defaults.get(f.name, _default(f))
         base = _default(f)
         kind = "bool" if isinstance(base, bool) else "int" if isinstance(base, int) else \
-            "float" if isinstance(base, float) else "list"  # fmt: skip
+            "float" if isinstance(base, float) else "str" if isinstance(base, str) else "list"  # fmt: skip
         rows.append({"name": f.name, "default": list(value) if isinstance(value, tuple) else value,
                      "kind": kind, "help": docs.get(f.name, "")})  # fmt: skip
     return rows

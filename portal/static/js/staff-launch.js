@@ -18,6 +18,7 @@
   function parse(row, text) {
     text = text.trim();
     if (row.kind === "bool") return text === "true";
+    if (row.kind === "str") return text;  /* a name such as "qr": never read as a number */
     if (row.kind === "list") return text.split(/[\s,]+/).filter(Boolean).map(Number);
     var n = Number(text);
     return text === "" || isNaN(n) ? text : n;

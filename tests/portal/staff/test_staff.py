@@ -88,6 +88,13 @@ def test_the_form_lists_every_hyperparameter_with_its_default_per_environment(st
     assert arena["lr"] == 5e-4 and arena["normalize_obs"] is True and pole["normalize_obs"] is False
     assert {row["name"] for row in defaults("ppo", "CartPole-v1")} >= {"rollout_steps", "gae_lambda", "lr"}
     assert next(r for r in defaults("dqn", "CartPole-v1") if r["name"] == "gamma")["help"] == "discount factor"
+    # Each field's kind is what the form's script reads and writes it as: a name such as "qr" is text
+    # (the launch form broke on "distributional", which it took for a list).
+    python_type = {"bool": bool, "int": int, "float": float, "str": str, "list": list}
+    for algorithm, envs in table.items():
+        for rows in envs.values():
+            for row in rows:
+                assert isinstance(row["default"], python_type[row["kind"]]), (algorithm, row)
 
 
 def test_a_draft_and_an_unlisted_campaign(staff_client):
