@@ -39,17 +39,8 @@ def td_target(
     a* is the target network's own argmax (plain DQN, which overestimates). With ``next_masks``, a*
     ranges over the actions allowed at s_{t+m} only: a forbidden action's value is never a target.
     """
-    if next_masks is not None:
-        lowest = torch.finfo(next_q_target.dtype).min
-        next_q_target = next_q_target.masked_fill(~next_masks, lowest)
-        if next_q_online is not None:
-            next_q_online = next_q_online.masked_fill(~next_masks, lowest)
-    if next_q_online is None:
-        next_value = next_q_target.max(dim=1).values
-    else:
-        best = next_q_online.argmax(dim=1, keepdim=True)
-        next_value = next_q_target.gather(1, best).squeeze(1)
-    return returns + discounts * next_value
+    best = _best_next(next_q_target, next_q_online, next_masks)
+    return returns + discounts * next_q_target.gather(1, best).squeeze(1)
 
 
 def _best_next(
