@@ -22,7 +22,7 @@ import ipaddress
 import logging
 import uuid
 import weakref
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import lru_cache
 from typing import Any
 
@@ -184,6 +184,25 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[2])
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return 1
 """
+
+def send_unless_gone(
+    send: Callable[[dict[str, Any]], Awaitable[None]], gone: Callable[[], None]
+) -> Callable[[dict[str, Any]], Awaitable[None]]:
+    """An ASGI ``send`` for a websocket consumer to which a peer that has left is no error.
+
+    uvicorn raises ClientDisconnected, an OSError, on a send to a socket the peer closed or reset;
+    escaping the consumer, it ends it without its disconnect, and the seats it holds would be renewed
+    for the life of the process. Instead the send is dropped and ``gone()`` is called (the consumer
+    marks itself closing; its disconnect follows)."""
+
+    async def guarded(message: dict[str, Any]) -> None:
+        try:
+            await send(message)
+        except OSError:
+            gone()
+
+    return guarded
+
 
 SEATS_PREFIX = "soulsai:seats:"
 REFRESH_BATCH = 500  # seats refreshed per pipeline

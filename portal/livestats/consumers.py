@@ -20,7 +20,7 @@ from django.conf import settings
 
 from client_app.protocol.codes import CLOSE_TOO_MANY
 from portal.campaigns.selectors import campaign_get_public
-from portal.core.clients import Seats, address_bucket, scope_address, seats_key
+from portal.core.clients import Seats, address_bucket, scope_address, seats_key, send_unless_gone
 from portal.core.strictjson import dumps
 from portal.livestats.selectors import live_figures
 from portal.livestats.services import campaign_group
@@ -43,19 +43,14 @@ class CampaignStatsConsumer(AsyncJsonWebsocketConsumer):
     closing: bool = False
 
     async def __call__(self, scope, receive, send) -> None:
-        async def send_unless_gone(message: dict) -> None:
-            # A page that has gone (tab closed, network lost) is no error: uvicorn raises
-            # ClientDisconnected, an OSError, on a send to it, which would end this consumer without
-            # its disconnect, keeping the address's seat for the life of the process.
-            try:
-                await send(message)
-            except OSError:
-                self.closing = True
-
+        # A page that has gone (tab closed, network lost) is no error: nothing more is sent to it.
         try:
-            await super().__call__(scope, receive, send_unless_gone)
+            await super().__call__(scope, receive, send_unless_gone(send, self.mark_closing))
         finally:
             await self.disconnect(1006)  # idempotent: seats released once, group left once
+
+    def mark_closing(self) -> None:
+        self.closing = True
 
     async def connect(self) -> None:
         self.seats = Seats()

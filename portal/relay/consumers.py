@@ -31,7 +31,7 @@ from client_app import protocol as P
 from client_app.protocol.codes import CLOSE_TOO_MANY, CLOSE_TRY_AGAIN
 from portal.campaigns.models import Campaign
 from portal.campaigns.selectors import campaign_status_get
-from portal.core.clients import Seats, address_bucket, scope_address, seats_key
+from portal.core.clients import Seats, address_bucket, scope_address, seats_key, send_unless_gone
 from portal.core.logs import context_set
 from portal.core.redis import get_async_redis
 from portal.machines.models import MachineToken
@@ -154,17 +154,9 @@ class ClientConsumer(AsyncWebsocketConsumer):
         # several sources; with the layer off there is one, the websocket, read directly here.
         self.scope = scope
         self.channel_layer = None
-
-        async def send_unless_gone(message: dict[str, Any]) -> None:
-            # A client that has left (killed, its socket reset) is no error of ours: uvicorn raises
-            # ClientDisconnected, an OSError, on a send to it; nothing more is sent, and its disconnect
-            # (or the finally below) gives its seats back.
-            try:
-                await send(message)
-            except OSError:
-                self.closing = True
-
-        self.base_send = send_unless_gone
+        # A client that has left (killed, its socket reset) is no error: nothing more is sent, and its
+        # disconnect (or the finally below) gives its seats back.
+        self.base_send = send_unless_gone(send, self.mark_closing)
         try:
             while True:
                 await self.dispatch(await receive())
@@ -238,6 +230,9 @@ class ClientConsumer(AsyncWebsocketConsumer):
             await self.too_many(
                 f"this machine token already has {limit} open connections: is the client running twice?"
             )
+
+    def mark_closing(self) -> None:
+        self.closing = True
 
     async def too_many(self, reason: str) -> None:
         """Not fatal: a bare close (4429) that every client retries after its back-off."""
