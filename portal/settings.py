@@ -146,6 +146,13 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
         # rather than hang; 10 s made the cluster's PostgreSQL drill's new connection time out.
         "timeout": 3,
     }
+    # psycopg_pool retries a failed connect after a doubling delay (1, 2, 4, 8, 16 s...): after an
+    # outage of a few seconds its next try could come many seconds after PostgreSQL was back, and
+    # until then every new client was told 1013 (the cluster bench's PostgreSQL drill). One try about
+    # a second instead, for as long as it is down: one refused connect a second per process.
+    from psycopg_pool.base import AttemptWithBackoff
+
+    AttemptWithBackoff.DELAY_BACKOFF = 1.0
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Several processes (ASGI server, Celery worker, beat) share the file: WAL lets readers go on
     # while one writes, IMMEDIATE takes the write lock up front instead of failing mid-transaction.
