@@ -6,8 +6,8 @@ while reporting the policy's actions: well-formed chunks within bounds whose act
 their observations. The roll-up flags it from the learner's per-machine statistics, flags no honest
 machine, and voiding it removes every one of its samples from the learner's replay buffer (read from
 the checkpoint the learner writes after the void, which keeps the buffer and its machine ids).
-Beside it, a second campaign with five honest clients runs for as long (every machine scored, 25
-episodes each): nobody is flagged there either.
+Beside it, a second campaign with five honest clients runs from the same moment for at least as long
+(and until every machine is scored): nobody is flagged there either.
 
 Both runs share one platform (a module fixture: one Celery worker, the two campaigns side by side
 from the start). The fixture records what each run showed; each test asserts on its run's record.
@@ -75,6 +75,8 @@ class Runs:
     voided_samples: int = 0  # what token_void took back
     after_void: int = -1  # ... and in the first checkpoint after the learner applied it
     honest_after_void: list = field(default_factory=list)  # each honest machine's samples there
+    poisoned_s: float = 0.0  # how long each run lasted, from the moment both started
+    honest_only_s: float = 0.0
     honest_only_flagged: list = field(default_factory=list)  # machines flagged in the honest-only run
 
 
@@ -86,9 +88,8 @@ def start_honest(server_url, tokens, tmp_path, prefix: str) -> list[LiveProcess]
     ]
 
 
-def poisoned_run(runs: Runs, campaign, honest, poisoned, procs) -> None:
+def poisoned_run(runs: Runs, campaign, honest, poisoned, procs, start: float) -> None:
     keys = CampaignKeys(campaign.id)
-    start = time.monotonic()
     wait_for(lambda: MachineToken.objects.get(pk=poisoned.pk).flagged_at is not None, 120,
              "the poisoned machine to be flagged", *procs)  # fmt: skip
     runs.flagged_after = machine_episodes(keys, poisoned)
@@ -116,17 +117,20 @@ def poisoned_run(runs: Runs, campaign, honest, poisoned, procs) -> None:
                         "a checkpoint after the void", *procs)  # fmt: skip
     runs.after_void = int((after == poisoned.pk).sum())
     runs.honest_after_void = [int((after == t.pk).sum()) for t in honest]
-    print(f"poisoned run took {time.monotonic() - start:.1f} s")
+    runs.poisoned_s = time.monotonic() - start
+    print(f"poisoned run took {runs.poisoned_s:.1f} s")
     campaign_stop(campaign=campaign)
 
 
-def honest_only_run(runs: Runs, campaign, tokens, procs) -> None:
-    """Every machine scored (10+ episodes seen by the learner) and 25+ episodes sent: as long as the
-    poisoned run, whose honest clients had about that many when it ended."""
+def honest_only_run(runs: Runs, campaign, tokens, procs, start: float) -> None:
+    """Started with the poisoned run, at the same pace; judged once that run has ended (so it lasted at
+    least as long) and every machine is scored (10+ episodes seen by the learner). Its length is
+    time, not episodes: as the policy learns CartPole the episodes grow, so a count of episodes
+    had made this run a minute longer than the other whenever the policy learned early."""
     keys = CampaignKeys(campaign.id)
     wait_for(lambda: len(honest_scores(keys, tokens)) == 5, 120, "every machine scored", *procs)
-    wait_for(lambda: all(machine_episodes(keys, t) >= 25 for t in tokens), 120, "25 episodes each", *procs)
-    print(f"honest-only scores {honest_scores(keys, tokens)}")
+    runs.honest_only_s = time.monotonic() - start
+    print(f"honest-only run took {runs.honest_only_s:.1f} s; scores {honest_scores(keys, tokens)}")
     runs.honest_only_flagged = [t.outlier_evidence for t in MachineToken.objects.filter(campaign=campaign).flagged()]
 
 
@@ -161,8 +165,9 @@ def runs(asgi_server, django_db_blocker, tmp_path_factory) -> Runs:
             campaign_launch(campaign=alone)
             clients += start_honest(asgi_server.url, alone_tokens, tmp_path, "alone")
             procs = (*clients, worker, asgi_server)
-            poisoned_run(runs, campaign, [t for t, _ in honest], poisoned, procs)
-            honest_only_run(runs, alone, [t for t, _ in alone_tokens], (*clients, worker, asgi_server))
+            start = time.monotonic()
+            poisoned_run(runs, campaign, [t for t, _ in honest], poisoned, procs, start)
+            honest_only_run(runs, alone, [t for t, _ in alone_tokens], procs, start)
         finally:
             for proc in clients:
                 proc.stop()
@@ -180,5 +185,6 @@ def test_a_poisoning_client_is_flagged_within_50_episodes_and_voiding_it_removes
 
 
 def test_honest_clients_alone_are_not_flagged(runs):
-    """Five honest clients for about as long as the poisoned run: nobody is flagged."""
+    """Five honest clients for at least as long as the poisoned run: nobody is flagged."""
+    assert runs.honest_only_s >= runs.poisoned_s > 0
     assert runs.honest_only_flagged == []
