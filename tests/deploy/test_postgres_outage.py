@@ -19,6 +19,8 @@ from harness.platform import EmbeddedRedis, start_asgi
 from harness.postgres import postgres_missing, start_postgres
 from harness.processes import ROOT
 
+pytestmark = pytest.mark.own_servers
+
 SETUP = """
 import django
 django.setup()

@@ -10,6 +10,8 @@ import redis
 
 from harness.redis_server import RedisServer, redis_server_missing, start_redis_server
 
+pytestmark = pytest.mark.own_servers
+
 
 @pytest.fixture
 def server(tmp_path):
