@@ -83,6 +83,10 @@ class Agent:
         """Chunks waiting in the stream past which clients should slow down (0: the server's default)."""
         return 0
 
+    def chunks_wanted(self, chunk_steps: int) -> int | None:
+        """How many chunks the next read should take at most (None: the stream's batch)."""
+        return None
+
     def obs_norm(self) -> ObsNorm | None:
         return self.normalizer.published() if self.normalizer is not None else None
 
@@ -228,6 +232,12 @@ class PPOAgent(Agent):
         # About one rollout may wait while an iteration trains: more would be played by a policy
         # older than the staleness bound and dropped, wasting volunteers' game time.
         return max(2, -(-self.config.rollout_steps // max(1, chunk_steps)))
+
+    def chunks_wanted(self, chunk_steps: int) -> int | None:
+        # What fills the rollout, no more: a batch of 16 chunks overshot it (a 256-step rollout
+        # trained on 512 steps or more), and the rollout's last chunks were played by a policy one
+        # iteration older than they had to be.
+        return max(1, -(-(self.config.rollout_steps - self.pending_steps) // max(1, chunk_steps)))
 
     def ingest(self, chunk: Chunk, *, current_version: int, machine_id: int = 0) -> int:
         if chunk.logp is None or chunk.model_version < current_version - self.config.staleness_bound:

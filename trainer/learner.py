@@ -157,6 +157,7 @@ class LearnerRun:
         )
         self.spec = self.agent.spec
         self.high_water = self.agent.stream_high_water(campaign.chunk_steps)
+        self.chunk_steps = campaign.chunk_steps
         consumer = f"{socket.gethostname()}:{os.getpid()}:{lease.token[:8]}"
         self.stream = ExperienceStream(client, self.keys, consumer)
         # Stream entries up to ``covered`` are in the agent state loaded (a checkpoint's); ``held`` are
@@ -467,7 +468,8 @@ class LearnerRun:
             self.train()
             self.maybe_publish()
         else:
-            self.ingest(self.stream.read())
+            wanted = self.agent.chunks_wanted(self.chunk_steps)
+            self.ingest(self.stream.read() if wanted is None else self.stream.read(count=wanted))
 
     def run(self, max_seconds: float | None) -> Outcome:
         start = time.monotonic()

@@ -501,3 +501,26 @@ def test_the_stats_count_samples_by_policy_lag_kept_and_dropped_as_stale(campaig
     assert lags == {"0": [15, 0], "1": [20, 0], "2": [0, 30], "20": [0, 40]}
     assert run.agent.dropped_samples == 70 and run.agent.pending_steps == 35
     lease.release()
+
+
+@pytest.mark.django_db
+def test_a_ppo_learner_reads_what_fills_its_rollout_and_leaves_the_rest_in_the_stream(campaign, keys, redis_client):
+    """A 256-step rollout of 32-step chunks trains on 8 chunks: the rest wait in the stream for the next
+    rollout (they would otherwise be trained on by a policy an iteration older than needed)."""
+    campaign.algorithm = "ppo"
+    campaign.chunk_steps = 32
+    campaign.hyperparams = {"rollout_steps": 256, "minibatch_size": 64, "hidden": [8]}
+    campaign.save(update_fields=["algorithm", "chunk_steps", "hyperparams"])
+    for i in range(40):
+        chunk = dataclasses.replace(make_chunk(32, seed=i), logp=np.zeros(32, np.float32))
+        redis_client.xadd(keys.stream, {"c": pack(chunk.to_message()), "m": "1"})
+    run, lease = new_run(campaign, redis_client, keys)
+    for _ in range(100):  # bounded: a few reads fill it
+        if not run.agent.wants_data():
+            break
+        run.step()
+    assert run.agent.pending_steps == 256
+    assert redis_client.xpending(keys.stream, keys.group)["pending"] == 8  # read; the other 32 unread
+    run.step()  # the iteration
+    assert run.agent.ppo.iterations == 1 and run.agent.pending_steps == 0
+    lease.release()
