@@ -98,6 +98,34 @@ def learner_alive(*, campaign_id: int) -> bool:
     return bool(lease) or recent
 
 
+# Deletes a stopped campaign's stream (its consumer group with it) unless a learner holds the lease:
+# checked and deleted in one step, so no learner starts reading between. Returns the entries deleted,
+# or -1 when a learner holds the lease.
+_RETIRE_STREAM = """
+if redis.call('GET', KEYS[3]) ~= 'stopped' then return -2 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+local left = redis.call('XLEN', KEYS[1])
+redis.call('DEL', KEYS[1])
+return left
+"""
+
+
+def stream_retire(*, campaign_id: int) -> int:
+    """A stopped campaign's experience stream leaves Redis once no learner holds the campaign.
+
+    Stopping is final: no learner trains the campaign again, and the relay stores nothing for it, so
+    what is left in its stream (entries read by the last learner and in no checkpoint, or never read)
+    would stay in Redis's memory for good. Returns the entries deleted (0: none or no stream), or -1
+    while a learner still holds the lease (it writes its final checkpoint, then lets go), -2 when
+    Redis does not say the campaign is stopped.
+    """
+    keys = CampaignKeys(campaign_id)
+    left = int(get_redis().eval(_RETIRE_STREAM, 3, keys.stream, keys.lease, keys.status))
+    if left > 0:
+        log.info("campaign %s: stopped; its stream's last %d entries deleted", campaign_id, left)
+    return left
+
+
 def learner_watch(*, campaign_id: int, running: bool) -> None:
     """The supervisor's note of since when a running campaign has had no learner (cleared otherwise)."""
     client = get_redis()

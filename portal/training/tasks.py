@@ -17,7 +17,13 @@ from portal.campaigns.models import Campaign
 from portal.campaigns.services import campaign_redis_sync
 from portal.core.logs import log_context
 from portal.core.redis import get_redis
-from portal.training.services import RUN_LEARNER_TASK, SUPERVISE_LEARNERS_TASK, learner_ensure, learner_watch
+from portal.training.services import (
+    RUN_LEARNER_TASK,
+    SUPERVISE_LEARNERS_TASK,
+    learner_ensure,
+    learner_watch,
+    stream_retire,
+)
 from trainer.keys import CampaignKeys
 from trainer.shutdown import SHUTDOWN
 
@@ -54,7 +60,8 @@ def run_learner(campaign_id: int) -> str:
 @shared_task(name=SUPERVISE_LEARNERS_TASK, ignore_result=True)
 def supervise_learners() -> None:
     """Beat: repair campaigns' Redis state, restart any running campaign's learner whose lease lapsed,
-    and note since when a running campaign has had no learner (its page says "waiting for a learner")."""
+    note since when a running campaign has had no learner (its page says "waiting for a learner"), and
+    delete a stopped campaign's stream once its learner has let go."""
     close_old_connections()
     try:
         for campaign in Campaign.objects.public():
@@ -64,5 +71,7 @@ def supervise_learners() -> None:
                 if running:
                     learner_ensure(campaign_id=campaign.id)
                 learner_watch(campaign_id=campaign.id, running=running)
+                if campaign.status == Campaign.Status.STOPPED:
+                    stream_retire(campaign_id=campaign.id)
     finally:
         close_old_connections()

@@ -8,6 +8,7 @@ import pytest
 
 from portal.training.services import learner_ensure
 from portal.training.tasks import supervise_learners
+from tests.trainer.helpers import push_chunks
 from trainer.keys import CampaignKeys
 
 LEARNER_QUEUE = b"soulsai:celery:learner"  # the broker's list for the "learner" queue (global_keyprefix)
@@ -58,7 +59,9 @@ def test_supervisor_repairs_redis_and_restarts_missing_learners(cartpole_campaig
     assert len(queued_learners(redis_client)) == 1
 
 
-def test_a_worker_shutdown_makes_the_learner_checkpoint_and_return(transactional_db, cartpole_campaign, redis_client):
+def test_a_worker_shutdown_makes_the_learner_checkpoint_and_return(
+    transactional_db, cartpole_campaign, redis_client
+):
     """Celery's warm shutdown waits for running tasks: the learner must end by itself, leaving its lease."""
     import threading
 
@@ -75,6 +78,7 @@ def test_a_worker_shutdown_makes_the_learner_checkpoint_and_return(transactional
     )
     thread.start()
     try:
+
         def leased() -> bool:
             assert thread.is_alive(), "the learner ended before taking its lease"
             return bool(redis_client.exists(CampaignKeys(cartpole_campaign.id).lease))
@@ -88,3 +92,33 @@ def test_a_worker_shutdown_makes_the_learner_checkpoint_and_return(transactional
     finally:
         SHUTDOWN.clear()
         thread.join(timeout=15)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stopped_campaigns_stream_leaves_redis_once_no_learner_holds_it(cartpole_campaign, redis_client):
+    """Stopping is final: the entries its last learner read but never covered by a checkpoint, and
+    those never read, would otherwise stay in Redis's memory for good. A paused campaign keeps its
+    stream (its learner resumes from it), and so does a stopped one while a learner still holds it."""
+    from portal.campaigns.services import campaign_create, campaign_launch, campaign_pause, campaign_stop
+
+    paused = campaign_pause(
+        campaign=campaign_launch(campaign=campaign_create(slug="p", name="P", env_id="CartPole-v1"))
+    )
+    stopped = campaign_stop(campaign=cartpole_campaign)
+    stopped_keys, paused_keys = CampaignKeys(stopped.id), CampaignKeys(paused.id)
+    for keys in (stopped_keys, paused_keys):
+        push_chunks(redis_client, keys.stream, 6, 8)
+        redis_client.xgroup_create(keys.stream, keys.group, id="0")
+        redis_client.xreadgroup(
+            keys.group, "learner-1", {keys.stream: ">"}, count=4
+        )  # read, in no checkpoint
+    redis_client.set(stopped_keys.lease, "a-learner-writing-its-final-checkpoint")
+
+    supervise_learners()
+    assert redis_client.xlen(stopped_keys.stream) == 6  # its learner still holds it
+
+    redis_client.delete(stopped_keys.lease)  # it let go
+    supervise_learners()
+    assert not redis_client.exists(stopped_keys.stream)
+    assert redis_client.xlen(paused_keys.stream) == 6
+    assert redis_client.xpending(paused_keys.stream, paused_keys.group)["pending"] == 4
