@@ -98,3 +98,18 @@ def test_offers_that_are_not_a_client_wheel_or_not_newer_are_refused(server):
     with pytest.raises(updater.UpdateError, match="answered 404"):
         attempt(url, key, installed)
     assert installed == []
+
+
+def test_a_signed_wheel_that_pip_cannot_install_leaves_this_client_as_it_is_and_says_why(server):
+    """The real pip (this environment's), on a correctly signed file that is no wheel at all: the
+    install fails, nothing restarts, and the error says what pip said."""
+    url, files = server
+    key = Ed25519PrivateKey.generate()
+    offer(files)
+    files[f"/download/{NAME}.sig"] = release.sign(WHEEL, key)
+    restarted: list = []
+    with pytest.raises(updater.UpdateError) as refused:
+        updater.update(url, public_key=key.public_key(), restart=restarted.append)
+    assert restarted == []
+    said, _, pips_words = str(refused.value).partition("): ")
+    assert said.startswith(f"installing {NAME} failed (pip exit ") and pips_words.strip(), str(refused.value)
