@@ -242,6 +242,27 @@ def test_a_token_revoked_while_connected_is_dropped_at_once(asgi_server, campaig
     assert redis_client.xlen(CampaignKeys(campaign.id).stream) == 1
 
 
+def test_a_raised_minimum_client_version_closes_older_connected_clients_only(asgi_server, campaign, token, redis_client):
+    """Staff raise the campaign's minimum (the admin calls campaign_min_client_announce): a connected
+    client that is now too old is told to upgrade and closed, as it would be refused at hello; a
+    minimum it meets leaves it streaming."""
+    from portal.campaigns.services import campaign_min_client_announce
+
+    with open_session(asgi_server, token[1]) as (ws, _):
+        campaign.min_client_version = __version__
+        campaign.save(update_fields=["min_client_version"])
+        campaign_min_client_announce(campaign=campaign)
+        assert send(ws, make_chunk("meets-the-minimum").to_message())["type"] == P.ACK
+        campaign.min_client_version = "9.0.0"
+        campaign.save(update_fields=["min_client_version"])
+        campaign_min_client_announce(campaign=campaign)
+        error = P.unpack(ws.recv(timeout=10))
+        assert error["type"] == P.ERROR and error["code"] == P.R_UPGRADE
+        assert f"now needs SoulsAI client 9.0.0 or newer; this one is {__version__}" in error["message"]
+        assert expect_close(ws) == P.CLOSE_UPGRADE
+    assert redis_client.xlen(CampaignKeys(campaign.id).stream) == 1
+
+
 def test_a_revoked_token_stores_nothing_even_if_its_notice_was_missed(asgi_server, campaign, token, redis_client):
     keys = CampaignKeys(campaign.id)
     with open_session(asgi_server, token[1]) as (ws, _):
