@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from client_app.policy import QNetworkSpec
 from trainer.config import DQNConfig
+from trainer.dqn_grad import HandGradients, supported
 from trainer.networks import build_q_network
 from trainer.per import beta_at
 from trainer.replay import Batch
@@ -134,6 +135,9 @@ class DQN:
         self.optimizer = torch.optim.Adam(self.params, lr=config.lr, fused=True)
         self.updates = 0
         self.taus = quantile_midpoints(spec.n_quantiles, device=self.device) if spec.n_quantiles > 1 else None
+        # The default networks' gradients by hand (trainer.dqn_grad: the same maths, a fraction of the
+        # operations); QR-DQN and NoisyNet go through autograd.
+        self.hand = HandGradients(self.q, self.target, self.params) if supported(spec) else None
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(array).to(self.device, non_blocking=True)
@@ -151,6 +155,19 @@ class DQN:
             self.q.reset_noise()
             self.target.reset_noise()
 
+        if self.hand is not None:
+            loss, q, td_errors, grad_norm = self.hand.step(
+                torch.cat([obs, next_obs]),
+                actions,
+                lambda next_q_target, next_q_online: td_target(
+                    returns, discounts, next_q_target, next_q_online, next_masks
+                ),
+                weights=weights,
+                max_grad_norm=self.config.max_grad_norm,
+                double_q=self.config.double_q,
+            )
+            self.optimizer.step()
+            return self._after_step(loss, q, td_errors, grad_norm)
         if self.taus is None:
             with torch.no_grad():
                 next_q_online = self.q(next_obs) if self.config.double_q else None
@@ -163,7 +180,9 @@ class DQN:
         else:
             with torch.no_grad():
                 next_q_online = self.q(next_obs) if self.config.double_q else None
-                y = quantile_td_target(returns, discounts, self.target.quantiles(next_obs), next_q_online, next_masks)
+                y = quantile_td_target(
+                    returns, discounts, self.target.quantiles(next_obs), next_q_online, next_masks
+                )
             n = self.spec.n_quantiles
             theta = self.q.quantiles(obs).gather(1, actions.view(-1, 1, 1).expand(-1, 1, n)).squeeze(1)
             per_sample = quantile_huber_loss(theta, y, self.taus)
@@ -175,7 +194,11 @@ class DQN:
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm, foreach=True)
         self.optimizer.step()
+        return self._after_step(loss, q, td_errors, grad_norm)
 
+    def _after_step(
+        self, loss: torch.Tensor, q: torch.Tensor, td_errors: torch.Tensor, grad_norm: torch.Tensor
+    ) -> Update:
         self.updates += 1
         if self.updates % self.config.target_update_every == 0:
             self.target.load_state_dict(self.q.state_dict())

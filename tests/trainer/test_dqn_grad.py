@@ -1,0 +1,117 @@
+"""trainer.dqn_grad: the default update's hand-written gradients against autograd's, side by side,
+step by step, on every network shape the hand path covers."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+from client_app.policy import QNetworkSpec
+from trainer.config import DQNConfig
+from trainer.dqn import DQN
+from trainer.dqn_grad import supported
+from trainer.replay import Batch
+
+
+def saved(dqn: DQN) -> dict:
+    """The learner state as a checkpoint carries it (through torch.save: no tensor shared)."""
+    buffer = io.BytesIO()
+    torch.save({"q": dqn.q.state_dict(), "dqn": dqn.state_dict()}, buffer)
+    return torch.load(io.BytesIO(buffer.getvalue()), weights_only=True)
+
+
+def restore(dqn: DQN, state: dict) -> None:
+    dqn.q.load_state_dict(state["q"])
+    dqn.load_state_dict(state["dqn"])
+
+
+def autograd_twin(dqn: DQN) -> DQN:
+    """A DQN of the same config that takes the autograd path (its state is set with ``restore``)."""
+    twin = DQN(dqn.spec, dqn.config)
+    twin.hand = None
+    for p in twin.params:
+        p.grad = None
+    return twin
+
+
+def batch(rng, spec: QNetworkSpec, size: int, *, masks: bool, scale: float) -> Batch:
+    next_masks = None
+    if masks:
+        next_masks = rng.random((size, spec.n_actions)) < 0.5
+        next_masks[:, -1] = True
+    return Batch(
+        obs=rng.normal(size=(size, spec.obs_dim)).astype(np.float32),
+        actions=rng.integers(0, spec.n_actions, size),
+        # Large returns: TD errors past the Huber loss's kink and a gradient norm over the clip.
+        returns=(scale * rng.normal(size=size)).astype(np.float32),
+        next_obs=rng.normal(size=(size, spec.obs_dim)).astype(np.float32),
+        discounts=(0.99 * (rng.random(size) < 0.8)).astype(np.float32),
+        weights=rng.random(size).astype(np.float32),
+        indices=np.arange(size),
+        next_masks=next_masks,
+    )
+
+
+@pytest.mark.parametrize("dueling", [True, False], ids=["dueling", "plain-head"])
+@pytest.mark.parametrize("hidden", [(16,), (32, 24, 8)], ids=["one-layer", "three-layers"])
+@pytest.mark.parametrize("double_q", [True, False], ids=["double-q", "single-q"])
+@pytest.mark.parametrize("masks", [True, False], ids=["masks", "no-masks"])
+@pytest.mark.parametrize("max_grad_norm", [1e-3, 1e3], ids=["clipped", "unclipped"])
+def test_hand_gradients_train_the_network_autograd_trains(dueling, hidden, double_q, masks, max_grad_norm):
+    spec = QNetworkSpec(obs_dim=7, n_actions=5, hidden=hidden, dueling=dueling)
+    config = DQNConfig(lr=3e-3, max_grad_norm=max_grad_norm, target_update_every=4, double_q=double_q)
+    torch.manual_seed(1)
+    hand = DQN(spec, config)
+    assert hand.hand is not None
+    twin = autograd_twin(hand)
+    rng = np.random.default_rng(2)
+    for step in range(12):
+        # Each step from the same state (weights, target, Adam's moments): Adam divides by the
+        # gradients' own size, so a rounding difference in a near-zero gradient would otherwise grow
+        # into a visible one in the weights over the steps, in either path.
+        restore(twin, saved(hand))
+        # Alternately small and large errors (past the Huber loss's kink).
+        b = batch(rng, spec, 48, masks=masks, scale=0.1 if step % 2 else 30.0)
+        ours, theirs = hand.update(b), twin.update(b)
+        for (name, p), q in zip(hand.q.named_parameters(), twin.params, strict=True):
+            torch.testing.assert_close(p.grad, q.grad, rtol=1e-4, atol=1e-7, msg=name)  # clipped, as used
+        for key, value in theirs.metrics.items():
+            assert ours.metrics[key] == pytest.approx(value, rel=1e-4, abs=1e-6), key
+        np.testing.assert_allclose(ours.td_errors, theirs.td_errors, rtol=1e-4, atol=1e-5)
+        for name, value in twin.q.state_dict().items():
+            # At most one Adam step (lr) apart where a gradient is rounding-small, far closer elsewhere.
+            torch.testing.assert_close(hand.q.state_dict()[name], value, rtol=0, atol=config.lr, msg=name)
+        # The clip at work, or idle, as this case means it.
+        assert (theirs.metrics["losses/grad_norm"] > max_grad_norm) == (max_grad_norm < 1)
+    assert hand.updates == twin.updates == 12
+
+
+def test_quantiles_and_noise_keep_autograd():
+    for spec in (
+        QNetworkSpec(obs_dim=4, n_actions=2, hidden=(8,), n_quantiles=8),
+        QNetworkSpec(obs_dim=4, n_actions=2, hidden=(8,), noisy=True),
+    ):
+        assert not supported(spec)
+        assert DQN(spec, DQNConfig()).hand is None
+    assert DQN(QNetworkSpec(obs_dim=4, n_actions=2, hidden=(8,)), DQNConfig()).hand is not None
+
+
+def test_a_checkpointed_optimizer_resumes_on_the_hand_path():
+    """state_dict / load_state_dict round trip: a resumed learner's next step is the uninterrupted one's."""
+    spec = QNetworkSpec(obs_dim=5, n_actions=3, hidden=(16, 16))
+    config = DQNConfig(lr=1e-2)
+    torch.manual_seed(3)
+    first = DQN(spec, config)
+    rng = np.random.default_rng(4)
+    for _ in range(3):
+        first.update(batch(rng, spec, 32, masks=False, scale=1.0))
+    resumed = DQN(spec, config)
+    restore(resumed, saved(first))
+    b = batch(rng, spec, 32, masks=False, scale=1.0)
+    ours, theirs = resumed.update(b), first.update(b)
+    np.testing.assert_allclose(ours.td_errors, theirs.td_errors, rtol=1e-6)
+    for name, value in first.q.state_dict().items():
+        torch.testing.assert_close(resumed.q.state_dict()[name], value, msg=name)

@@ -1,0 +1,126 @@
+"""The default DQN update's gradients, written out by hand (no autograd).
+
+For the networks most campaigns train (``trainer.networks.QNetwork`` with ReLU hidden layers and a
+dueling or plain head, one value per action, no noise) the loss of ``trainer.dqn.DQN.update`` (the
+importance-weighted Huber loss of Q(s, a) against the TD target) has a short closed-form gradient.
+Autograd reaches the same numbers through about a hundred small operations per update, each with its
+bookkeeping; on the CPU that bookkeeping, not the arithmetic, was most of an update's time. Here:
+
+- one forward pass of the online network over the observations and the next observations together
+  (their 2B rows in one matrix product per layer; the next observations' rows serve double Q-learning's
+  argmax), one of the target network over the next observations;
+- the backward pass by hand, for the B rows of the observations only: for the Huber loss,
+  dL/dQ(s, a) = w * clamp(Q(s, a) - y, -1, 1) / B; the dueling head's centring
+  q = v + a - mean(a) passes dv = sum(dq) and da = dq - mean(dq); a ReLU passes the gradient where its
+  output is positive (``threshold_backward``, autograd's own kernel);
+- the gradients written into one flat buffer that the parameters' ``.grad`` are views of, so that the
+  gradient-norm clip is one norm and one multiply.
+
+The same maths as autograd's, up to float rounding (sums in another order):
+``tests/trainer/test_dqn_grad.py`` runs both side by side, step by step, on every supported shape.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from client_app.policy import QNetworkSpec
+from trainer.networks import QNetwork
+
+_relu_backward = torch.ops.aten.threshold_backward
+
+
+def supported(spec: QNetworkSpec) -> bool:
+    """Whether ``HandGradients`` computes this network's update (else autograd does)."""
+    return spec.n_quantiles == 1 and not spec.noisy
+
+
+class HandGradients:
+    """The update's forward and backward passes for one online network, its target and optimizer."""
+
+    def __init__(self, q: QNetwork, target: QNetwork, params: list[torch.nn.Parameter]):
+        if not supported(q.spec):
+            raise ValueError(
+                "hand-written gradients cover plain ReLU Q-networks only (no quantiles, no noise)"
+            )
+        self.q, self.target, self.params = q, target, params
+        self.dueling = q.spec.dueling
+        # One flat gradient buffer; each parameter's .grad is a view of it (never set to None again:
+        # every update overwrites every element).
+        first = params[0]
+        self.flat = torch.zeros(sum(p.numel() for p in params), dtype=first.dtype, device=first.device)
+        at = 0
+        for p in params:
+            p.grad = self.flat[at : at + p.numel()].view_as(p)
+            at += p.numel()
+
+    def _forward(self, net: QNetwork, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(the input and every hidden layer's output, the Q-values): ``QNetwork.forward``'s operations."""
+        acts = [x]
+        for layer in net.layers:
+            x = torch.relu(torch.addmm(layer.bias, x, layer.weight.t()))
+            acts.append(x)
+        if not self.dueling:
+            return acts, torch.addmm(net.head.bias, x, net.head.weight.t())
+        advantage = torch.addmm(net.advantage.bias, x, net.advantage.weight.t())
+        value = torch.addmm(net.value.bias, x, net.value.weight.t())
+        return acts, value + advantage - advantage.mean(dim=-1, keepdim=True)
+
+    @torch.no_grad()
+    def step(
+        self,
+        obs: torch.Tensor,
+        actions: torch.Tensor,
+        td_target,
+        *,
+        weights: torch.Tensor,
+        max_grad_norm: float,
+        double_q: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Fill every parameter's ``.grad`` (clipped to ``max_grad_norm``) for one update.
+
+        ``td_target(next_q_target, next_q_online)`` gives y from the next observations' Q-values (the
+        next observations are the second half of ``obs``'s rows: ``obs`` is the observations and the
+        next observations stacked). Returns (loss, Q(s, a), y - Q(s, a), the gradient norm before
+        clipping), as ``DQN.update`` reports them.
+        """
+        batch = obs.shape[0] // 2
+        acts, q_all = self._forward(self.q, obs)
+        _, next_q_target = self._forward(self.target, obs[batch:])
+        y = td_target(next_q_target, q_all[batch:] if double_q else None)
+        q_values = q_all[:batch]
+        q = q_values.gather(1, actions.unsqueeze(1)).squeeze(1)
+        diff = q - y
+        loss = (weights * F.smooth_l1_loss(q, y, reduction="none")).mean()
+
+        # dL/dQ(s, a) for the mean weighted Huber loss; zero for every other action.
+        grad_q = (weights * diff.clamp(-1.0, 1.0)).div_(batch)
+        dq = torch.zeros_like(q_values).scatter_(1, actions.unsqueeze(1), grad_q.unsqueeze(1))
+        hidden = acts[-1][:batch]
+        if self.dueling:
+            value, advantage = self.q.value, self.q.advantage
+            dv = dq.sum(dim=1, keepdim=True)
+            da = dq - dq.mean(dim=1, keepdim=True)
+            torch.mm(dv.t(), hidden, out=value.weight.grad)
+            torch.sum(dv, dim=0, out=value.bias.grad)
+            torch.mm(da.t(), hidden, out=advantage.weight.grad)
+            torch.sum(da, dim=0, out=advantage.bias.grad)
+            dh = torch.addmm(dv * value.weight, da, advantage.weight)
+        else:
+            head = self.q.head
+            torch.mm(dq.t(), hidden, out=head.weight.grad)
+            torch.sum(dq, dim=0, out=head.bias.grad)
+            dh = dq @ head.weight
+        layers = self.q.layers
+        for i in range(len(layers) - 1, -1, -1):
+            dh = _relu_backward(dh, acts[i + 1][:batch], 0)
+            torch.mm(dh.t(), acts[i][:batch], out=layers[i].weight.grad)
+            torch.sum(dh, dim=0, out=layers[i].bias.grad)
+            if i:
+                dh = dh @ layers[i].weight
+
+        # clip_grad_norm_'s rule: scale by max_norm / (norm + 1e-6) when that is under 1.
+        norm = torch.linalg.vector_norm(self.flat)
+        self.flat.mul_(torch.clamp(max_grad_norm / (norm + 1e-6), max=1.0))
+        return loss, q, -diff, norm
