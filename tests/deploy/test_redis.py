@@ -52,14 +52,17 @@ def test_a_killed_server_comes_back_from_its_append_only_file_with_everything_it
 
     first.kill()  # no shutdown, no final write
     second = first.restart()
-    r = second.client()
-    assert r.get("soulsai:test:key") == b"value"
-    assert r.hgetall("{c1}:stats") == {b"samples": b"1234", b"chunks": b"10"}
-    assert r.get("{c1}:stats:total") == b"7"
-    assert r.xrange("{c1}:stream") == entries
-    assert [e[0] for e in entries] == ids
-    # A learner's entries taken but not acked are still pending: its successor claims them.
-    assert r.xpending("{c1}:stream", "learner")["pending"] == 20
+    try:
+        r = second.client()
+        assert r.get("soulsai:test:key") == b"value"
+        assert r.hgetall("{c1}:stats") == {b"samples": b"1234", b"chunks": b"10"}
+        assert r.get("{c1}:stats:total") == b"7"
+        assert r.xrange("{c1}:stream") == entries
+        assert [e[0] for e in entries] == ids
+        # A learner's entries taken but not acked are still pending: its successor claims them.
+        assert r.xpending("{c1}:stream", "learner")["pending"] == 20
+    finally:
+        second.stop()  # the fixture stops the servers it started; this one came from restart()
 
 
 def test_a_full_server_refuses_writes_and_keeps_everything(server):
