@@ -220,7 +220,10 @@ class Connection:
     def stop(self, timeout: float = 5.0) -> None:
         """Close the session (the spool stays as it is) and wait for the thread to end."""
         if self._loop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
+            try:
+                self._loop.call_soon_threadsafe(self._stop.set)
+            except RuntimeError:  # the thread closed its loop just now (a fatal answer): it is ending
+                pass
             self._thread.join(timeout)
 
     def attach_spool(self, spool: Spool) -> None:
