@@ -59,13 +59,13 @@ class HandGradients:
         """(the input and every hidden layer's output, the Q-values): ``QNetwork.forward``'s operations."""
         acts = [x]
         for layer in net.layers:
-            x = torch.relu(torch.addmm(layer.bias, x, layer.weight.t()))
+            x = F.linear(x, layer.weight, layer.bias).relu_()  # in place: no second (rows, width) array
             acts.append(x)
         if not self.dueling:
-            return acts, torch.addmm(net.head.bias, x, net.head.weight.t())
-        advantage = torch.addmm(net.advantage.bias, x, net.advantage.weight.t())
-        value = torch.addmm(net.value.bias, x, net.value.weight.t())
-        return acts, value + advantage - advantage.mean(dim=-1, keepdim=True)
+            return acts, F.linear(x, net.head.weight, net.head.bias)
+        advantage = F.linear(x, net.advantage.weight, net.advantage.bias)
+        value = F.linear(x, net.value.weight, net.value.bias)
+        return acts, (advantage - advantage.mean(dim=-1, keepdim=True)).add_(value)
 
     @torch.no_grad()
     def step(
