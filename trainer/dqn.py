@@ -202,7 +202,7 @@ class DQN:
 
         The hand path's ``.grad`` are fixed views of one buffer and Adam's state tensors are fixed once
         created, so the fused kernel's argument lists are gathered once (at the first step, which goes
-        through ``optimizer.step()`` and creates the state) and reused: the same two calls that
+        through ``optimizer.step()`` and creates the state) and reused: the calls that
         ``torch.optim.Adam(fused=True)`` makes (the step counters, then ``_fused_adam_``), the same
         numbers, minus about 0.15 ms of Python per update. ``load_state_dict`` replaces the state, and
         with it these lists.

@@ -119,9 +119,15 @@ class WideSumTree:
     def find(self, prefix: np.ndarray) -> np.ndarray:
         """For each value v in [0, total), the leaf i with sum(p[:i]) <= v < sum(p[:i+1])."""
         value = np.array(prefix, dtype=np.float64)
-        node = np.zeros(value.shape, dtype=np.int64)
+        # Level 1: every path starts at the root, so its F children are one row for the whole batch:
+        # one cumulative sum and a binary search instead of a (B, F) gather (the same rule as below).
+        children = self.levels[1]
+        ends = np.cumsum(children)
+        np.minimum(value, np.nextafter(ends[-1], 0.0), out=value)
+        node = np.searchsorted(ends, value, side="right")
+        value -= ends[node] - children[node]
         rows = np.arange(value.shape[0])
-        for level in range(1, self.depth + 1):
+        for level in range(2, self.depth + 1):
             children = self.levels[level].reshape(-1, self.fan_out)[node]  # (B, F)
             ends = np.cumsum(children, axis=1)  # each child's prefix-sum end within its siblings
             # A v rounded a hair past the siblings' sum is brought back below it, onto the last
