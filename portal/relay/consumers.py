@@ -243,6 +243,14 @@ class ClientConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.greeted:
             log.info("relay: machine %s left (close code %s)", self.token.prefix, code)
+            try:
+                released = await evaluation.eval_release(
+                    client=get_async_redis(), campaign_id=self.campaign.id, machine_id=self.token.id
+                )
+            except DEPENDENCY_DOWN:
+                released = 0  # Redis away: the learner's evaluation timeout covers these episodes
+            if released:
+                log.info("relay: %s evaluation episode(s) of machine %s handed out again", released, self.token.prefix)
         await self.release_everything()
 
     async def release_everything(self) -> None:

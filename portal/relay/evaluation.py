@@ -8,6 +8,8 @@ the server-side owner: when to ask, the request, the roll-up of results into a c
   counts one more in ``assigned`` and returns its ``version``, ``url`` and ``sha256``; ``ask_notice``
   turns them into the ack's ``evaluate`` field.
   The script also counts the hand-out per machine in ``{c<id>}:eval_handed`` ("<version>:<machine>").
+  When a machine's connection closes, ``eval_release`` gives back the episodes of the current request
+  handed to it and not yet played, so that they are handed out again.
 - **Result**: ``eval_store`` records an ``eval`` message exactly once (the client resends it until
   acked; ids are per machine, apart from chunk ids) into ``{c<id>}:eval:<version>`` and counts
   ``eval_episodes`` and ``eval_steps`` in the campaign's stats, after the gate chunks pass (revoked
@@ -139,6 +141,36 @@ async def eval_store(
     )
     outcome, flagged = await run_script(client, STORE_EVAL_LUA, keys=call.key_list(), args=call.args())
     return StoreOutcome(int(outcome)), bool(flagged)
+
+
+# Give back the evaluation episodes of the current request that were handed to a machine whose
+# connection closed before it sent their results: the request counts them as unassigned again, so the
+# next episode ends hand them to whoever plays on. Without it, a client that quit or crashed
+# mid-evaluation left its episodes unplayed: the checkpoint's evaluation never completed and the
+# learner's next one waited out its timeout (trainer.evaluation.TIMEOUT_S). A machine that comes back
+# and sends such a result after all is refused (not_requested): the episode was handed out anew. A
+# machine with two connections open loses the other one's hand-outs with it, which costs at most those
+# fights. KEYS: the request, the hand-out counts; ARGV: the machine. Returns how many were given back.
+RELEASE_EVAL_LUA = """
+local version = redis.call('HGET', KEYS[1], 'version')
+if not version then return 0 end
+local handed = version .. ':' .. ARGV[1]
+local n = tonumber(redis.call('HGET', KEYS[2], handed) or '0')
+if n < 1 then return 0 end
+redis.call('HDEL', KEYS[2], handed)
+local assigned = tonumber(redis.call('HGET', KEYS[1], 'assigned') or '0')
+redis.call('HSET', KEYS[1], 'assigned', math.max(0, assigned - n))
+return n
+"""
+
+
+async def eval_release(*, client: aioredis.Redis, campaign_id: int, machine_id: int) -> int:
+    """Give back the current request's episodes handed to ``machine_id`` and not yet played (its
+    connection closed); returns how many."""
+    keys = CampaignKeys(campaign_id)
+    return int(
+        await run_script(client, RELEASE_EVAL_LUA, keys=[keys.eval_request, keys.eval_handed], args=[str(machine_id)])
+    )
 
 
 def ask_notice(version: int, url: str, sha256: str) -> ModelNotice | None:

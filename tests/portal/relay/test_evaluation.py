@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -106,6 +108,36 @@ def test_evaluation_results_are_stored_once_and_reach_the_checkpoint(asgi_server
     assert (campaign.eval_version, campaign.eval_return) == (2, 450.0)
     assert (campaign.eval_boss_hp_left, campaign.eval_player_hp_left) == (None, None)
     assert int(redis_client.hget(CampaignKeys(campaign.id).stats, "eval_steps")) == 900
+
+
+def test_episodes_of_a_machine_that_left_mid_evaluation_are_handed_to_another(asgi_server, campaign, token, volunteer, redis_client):
+    """A client that took evaluation episodes and quit (or crashed) before playing them: the relay
+    gives them back when its connection closes, another machine plays them and the checkpoint's
+    evaluation completes (before, it stayed at 0 of 2 for good)."""
+    publish_models(campaign, 1)
+    notice = ask_for_evaluation(redis_client, campaign, 1, episodes=2)
+    keys = CampaignKeys(campaign.id)
+    with open_session(asgi_server, token[1]) as (ws, _):
+        assert hand_out(ws, 2, prefix="gone", version=1) == [notice, notice]
+        assert int(redis_client.hget(keys.eval_request, "assigned")) == 2
+    deadline = time.monotonic() + 10
+    while int(redis_client.hget(keys.eval_request, "assigned")) != 0:  # the relay handles the close
+        assert time.monotonic() < deadline, "the episodes of the machine that left were not given back"
+        time.sleep(0.02)
+    other = token_create(user=volunteer, campaign=campaign, name="second-rig")
+    with open_session(asgi_server, other[1]) as (ws, _):
+        assert hand_out(ws, 2, prefix="stays", version=1) == [notice, notice]
+        for i, r in enumerate((300.0, 500.0)):
+            ack = send(ws, P.EvalResult(id=f"stays-e{i}", model_version=1, episode_return=r, episode_length=int(r)).to_message())
+            assert (ack["type"], ack["duplicate"]) == (P.ACK, False), ack
+    with open_session(asgi_server, token[1]) as (ws, _):
+        # The first machine comes back with a result for an episode it had been handed: played anew.
+        late = send(ws, P.EvalResult(id="gone-e0", model_version=1, episode_return=9.0, episode_length=9).to_message())
+    assert (late["type"], late["code"]) == (P.REJECT, P.R_NOT_REQUESTED)
+    campaign = stats_sync_campaign(campaign=Campaign.objects.get(pk=campaign.pk))
+    checkpoint = ModelVersion.objects.get(campaign=campaign, version=1)
+    assert (checkpoint.eval_episodes, checkpoint.eval_return) == (2, 400.0)
+    assert (campaign.eval_version, campaign.eval_return) == (1, 400.0)
 
 
 def test_boss_fight_outcomes_count_wins_per_campaign_and_machine(asgi_server, arena, redis_client):
