@@ -231,13 +231,13 @@ class PPOAgent(Agent):
     def stream_high_water(self, chunk_steps: int) -> int:
         # About one rollout may wait while an iteration trains: more would be played by a policy
         # older than the staleness bound and dropped, wasting volunteers' game time.
-        return max(2, -(-self.config.rollout_steps // max(1, chunk_steps)))
+        return max(2, _chunks_for(self.config.rollout_steps, chunk_steps))
 
     def chunks_wanted(self, chunk_steps: int) -> int | None:
         # What fills the rollout, no more: a batch of 16 chunks overshot it (a 256-step rollout
         # trained on 512 steps or more), and the rollout's last chunks were played by a policy one
         # iteration older than they had to be.
-        return max(1, -(-(self.config.rollout_steps - self.pending_steps) // max(1, chunk_steps)))
+        return max(1, _chunks_for(self.config.rollout_steps - self.pending_steps, chunk_steps))
 
     def ingest(self, chunk: Chunk, *, current_version: int, machine_id: int = 0) -> int:
         if chunk.logp is None or chunk.model_version < current_version - self.config.staleness_bound:
@@ -358,6 +358,11 @@ class PPOAgent(Agent):
             if f"losses/{key}" in self.metrics:
                 stats[key] = round(self.metrics[f"losses/{key}"], 5)
         return stats
+
+
+def _chunks_for(steps: int, chunk_steps: int) -> int:
+    """How many chunks of ``chunk_steps`` hold ``steps`` steps (rounded up)."""
+    return -(-steps // max(1, chunk_steps))
 
 
 def agent_for(
