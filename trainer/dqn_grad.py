@@ -65,7 +65,7 @@ class HandGradients:
             return acts, F.linear(x, net.head.weight, net.head.bias)
         advantage = F.linear(x, net.advantage.weight, net.advantage.bias)
         value = F.linear(x, net.value.weight, net.value.bias)
-        return acts, (advantage - advantage.mean(dim=-1, keepdim=True)).add_(value)
+        return acts, (value + advantage).sub_(advantage.mean(dim=-1, keepdim=True))
 
     @torch.no_grad()
     def step(
