@@ -96,8 +96,10 @@ def poisoned_run(runs: Runs, campaign, honest, poisoned, procs, start: float) ->
     poisoned.refresh_from_db()
     runs.evidence = poisoned.outlier_evidence
     print(f"flagged after {runs.flagged_after} of its episodes, {time.monotonic() - start:.1f} s; evidence {runs.evidence}")
-    # The run goes on until it sent 50 episodes: no honest machine is flagged meanwhile.
-    wait_for(lambda: machine_episodes(keys, poisoned) >= 50, 60, "50 poisoned episodes", *procs)
+    # The run goes on until it sent 50 episodes: no honest machine is flagged meanwhile. Flagged, it
+    # is held to the flagged rate limit (a few steps/s: "server busy"), so the episodes it still owes
+    # after an early flag (seen: 21 after 29) can take over a minute to arrive.
+    wait_for(lambda: machine_episodes(keys, poisoned) >= 50, 180, "50 poisoned episodes", *procs)
     wait_for(lambda: all(machine_episodes(keys, t) >= 10 for t in honest), 60, "honest episodes", *procs)
     runs.honest_flagged = [t.outlier_evidence for t in MachineToken.objects.filter(pk__in=[t.pk for t in honest]).flagged()]
     print(f"honest scores {honest_scores(keys, honest)}")
