@@ -1,25 +1,30 @@
 #!/usr/bin/env python
-"""DQN on the Iudex arena in one process: the learner's own agent, without the stack, for tuning.
+"""DQN in one process: the learner's own agent, without the stack, for tuning (the Iudex arena by
+default; any client env with --env).
 
-The trainer's DQNAgent (the campaign defaults for soulsai/IudexArena-v0, then --hyperparams) learns
-from chunks that the client's own Chunker cuts from --envs arenas played epsilon-greedily with masks,
-as clients play them, but with the agent's current network instead of published versions. Every
---eval-every env steps it plays --eval-episodes greedy fights (seeds 10000 and up) and reports the win
-rate. No servers and no publishing: it starts in a second and runs on one core, so two settings of
-the hyperparameters or of the arena's boss_damage can be compared side by side on a 2-core machine
-before a run through the real stack (bench/learning.py) confirms the better one.
+The trainer's DQNAgent (the campaign defaults for --env, then --hyperparams) learns from chunks that
+the client's own Chunker cuts (128 steps, as campaigns cut them) from --envs copies of the env played
+epsilon-greedily with masks, as clients play them, but with the agent's current network instead of
+published versions. Every --eval-every env steps it plays --eval-episodes greedy episodes (seeds
+10000 and up) and reports their mean return, and for a boss fight the win rate. No servers and no
+publishing: it starts in a second and runs on one core, so two settings can be compared side by side
+on a 2-core machine before a run through the real stack (bench/learning.py, which runs the same
+agent behind the relay with real clients) confirms the better one, and so the stack's cost in
+samples can be read off against it.
 
 Progress goes to stderr; the last line on stdout is JSON: the settings and the evaluation history
-[{"env_steps", "win_rate", "return", "boss_hp_left"}], and first_env_steps_to_win_rate (with
---win-rate: the env steps of the first evaluation at or above it, else null).
+[{"env_steps", "return", "episodes"} and, for a boss fight, "win_rate" and "boss_hp_left"],
+first_env_steps_to_win_rate (with --win-rate: the env steps of the first evaluation at or above it,
+else null) and first_env_steps_to_target (with --target: the same for the mean return).
 
-A noisy network (hyperparams "noisy": true) plays its training fights with fresh noise per arena and
-step, and its evaluation fights with its mean weights, as clients do.
+A noisy network (hyperparams "noisy": true) plays its training episodes with fresh noise per env and
+step, and its evaluation episodes with its mean weights, as clients do.
 
 Example:
   bench/arena_dqn.py --steps 150000
   bench/arena_dqn.py --boss-damage 0.4 --hyperparams '{"distributional": "qr", "noisy": true, "eps_start": 0, "eps_end": 0}'
   bench/arena_dqn.py --boss-damage 1.0 --hyperparams '{"eps_decay_samples": 100000}'
+  bench/arena_dqn.py --env LunarLander-v2 --envs 2 --steps 100000 --eval-every 10000 --eval-episodes 100 --target 200
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ import torch  # noqa: E402
 from client_app import iudex  # noqa: E402
 from client_app.arena.rules import BOSS_DAMAGE  # noqa: E402
 from client_app.chunker import Chunker  # noqa: E402
-from client_app.envs import make_env  # noqa: E402
+from client_app.envs import is_iudex, make_env  # noqa: E402
 from client_app.masks import action_mask, episode_outcome  # noqa: E402
 from client_app.spaces import space_to_spec  # noqa: E402
 from trainer.agents import DQNAgent  # noqa: E402
@@ -47,16 +52,27 @@ from trainer.config import config_for  # noqa: E402
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default=iudex.ARENA_ID, help=f"gymnasium id (default {iudex.ARENA_ID})")
     parser.add_argument("--steps", type=int, default=150_000, help="env steps to train for (default 150000)")
-    parser.add_argument("--envs", type=int, default=4, help="arenas played side by side (default 4)")
-    parser.add_argument("--hyperparams", default="{}", help="JSON overrides of the arena's DQN defaults")
+    parser.add_argument("--envs", type=int, default=4, help="envs played side by side (default 4)")
+    parser.add_argument("--hyperparams", default="{}", help="JSON overrides of the env's DQN defaults")
+    parser.add_argument("--env-kwargs", default=None,
+                        help="JSON env settings (default for the arena: {\"boss_damage\": --boss-damage})")
     parser.add_argument("--boss-damage", type=float, default=BOSS_DAMAGE,
                         help=f"the arena's boss_damage (default {BOSS_DAMAGE})")
     parser.add_argument("--eval-every", type=int, default=25_000, help="env steps between evaluations (default 25000)")
-    parser.add_argument("--eval-episodes", type=int, default=20, help="greedy fights per evaluation (default 20)")
+    parser.add_argument("--eval-episodes", type=int, default=20, help="greedy episodes per evaluation (default 20)")
     parser.add_argument("--win-rate", type=float, help="stop at the first evaluation at or above this win rate")
+    parser.add_argument("--target", type=float, help="stop at the first evaluation whose mean return reaches this")
     parser.add_argument("--seed", type=int, default=0)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    try:
+        args.env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs is not None else (
+            {"boss_damage": args.boss_damage} if is_iudex(args.env) else {})
+        json.loads(args.hyperparams)
+    except json.JSONDecodeError as exc:
+        parser.error(f"--env-kwargs and --hyperparams take JSON objects: {exc}")
+    return args
 
 
 class Tuner:
@@ -64,9 +80,10 @@ class Tuner:
         torch.set_num_threads(1)
         torch.manual_seed(args.seed)
         self.args = args
-        self.kwargs = {"boss_damage": args.boss_damage}
-        self.config = config_for(iudex.ARENA_ID, json.loads(args.hyperparams))
-        self.envs = [make_env(iudex.ARENA_ID, self.kwargs) for _ in range(args.envs)]
+        self.kwargs = args.env_kwargs
+        self.boss = is_iudex(args.env)
+        self.config = config_for(args.env, json.loads(args.hyperparams))
+        self.envs = [make_env(args.env, self.kwargs) for _ in range(args.envs)]
         spec = space_to_spec(self.envs[0].observation_space)
         n = self.envs[0].action_space.n
         self.agent = DQNAgent(self.config, obs_dim=spec["shape"][0], n_actions=n, action_start=0,
@@ -95,8 +112,9 @@ class Tuner:
                     net.reset_noise()
                     rows.append(net(torch.as_tensor(row[None]))[0])
                 q = torch.stack(rows).numpy()
-        actions = np.where(np.asarray(masks), q, -np.inf).argmax(axis=1)
-        for i, mask in enumerate(masks):
+        allowed = np.asarray([np.ones(self.n_actions, bool) if m is None else m for m in masks])
+        actions = np.where(allowed, q, -np.inf).argmax(axis=1)
+        for i, mask in enumerate(allowed):
             if self.rng.random() < epsilon:
                 actions[i] = self.rng.choice(np.flatnonzero(mask))
         return actions
@@ -109,7 +127,7 @@ class Tuner:
         return obs, mask
 
     def evaluate(self) -> dict:
-        env = make_env(iudex.ARENA_ID, self.kwargs)
+        env = make_env(self.args.env, self.kwargs)
         wins, returns, boss_left = 0, [], []
         for k in range(self.args.eval_episodes):
             obs, info = env.reset(seed=10_000 + k)
@@ -120,19 +138,22 @@ class Tuner:
                 mask = action_mask(info, self.n_actions)
                 if terminated or truncated:
                     break
-            outcome = episode_outcome(info)  # the encoder reports it on every ending, the 3000-step cut too
-            wins += outcome["win"]
-            boss_left.append(outcome["boss_hp"])
             returns.append(total)
+            if self.boss:
+                outcome = episode_outcome(info)  # the encoder reports it on every ending, the 3000-step cut too
+                wins += outcome["win"]
+                boss_left.append(outcome["boss_hp"])
         n = self.args.eval_episodes
-        return {"win_rate": wins / n, "return": round(float(np.mean(returns)), 3),
-                "boss_hp_left": round(float(np.mean(boss_left)), 3)}
+        figures = {"return": round(float(np.mean(returns)), 3), "episodes": n}
+        if self.boss:
+            figures.update(win_rate=wins / n, boss_hp_left=round(float(np.mean(boss_left)), 3))
+        return figures
 
     def run(self) -> dict:
         args, agent = self.args, self.agent
         state = [self.reset(i) for i in range(len(self.envs))]
         samples, next_eval, history, start = 0, args.eval_every, [], time.monotonic()
-        reached = None
+        reached = target_reached = None
         while samples < args.steps:
             actions = self.act([s[0] for s in state], [s[1] for s in state], agent.exploration())
             for i, env in enumerate(self.envs):
@@ -151,17 +172,27 @@ class Tuner:
                 next_eval += args.eval_every
                 figures = {"env_steps": samples, **self.evaluate()}
                 history.append(figures)
+                line = f"return {figures['return']:+.3f} over {args.eval_episodes}"
+                if self.boss:
+                    line = (f"won {figures['win_rate']:.0%} of {args.eval_episodes}  return {figures['return']:+.3f}  "
+                            f"boss HP left {figures['boss_hp_left']:.0%}")
                 print(f"{time.monotonic() - start:6.0f} s  {samples:,} env steps  epsilon {agent.exploration():.3f}  "
-                      f"won {figures['win_rate']:.0%} of {args.eval_episodes}  return {figures['return']:+.3f}  "
-                      f"boss HP left {figures['boss_hp_left']:.0%}", file=sys.stderr, flush=True)
-                if args.win_rate is not None and figures["win_rate"] >= args.win_rate:
+                      f"{line}", file=sys.stderr, flush=True)
+                if args.target is not None and target_reached is None and figures["return"] >= args.target:
+                    target_reached = samples
+                if args.win_rate is not None and self.boss and figures["win_rate"] >= args.win_rate:
                     reached = samples
+                if (args.win_rate is not None and reached) or (args.target is not None and target_reached):
                     break
-        return {
-            "boss_damage": args.boss_damage, "hyperparams": json.loads(args.hyperparams), "envs": args.envs,
-            "seed": args.seed, "first_env_steps_to_win_rate": reached, "wall_s": round(time.monotonic() - start, 1),
-            "evaluations": history,
+        result = {
+            "env": args.env, "env_kwargs": self.kwargs, "hyperparams": json.loads(args.hyperparams),
+            "envs": args.envs, "seed": args.seed, "first_env_steps_to_win_rate": reached,
+            "first_env_steps_to_target": target_reached, "target": args.target,
+            "wall_s": round(time.monotonic() - start, 1), "evaluations": history,
         }
+        if self.boss:
+            result["boss_damage"] = self.kwargs.get("boss_damage", BOSS_DAMAGE)
+        return result
 
 
 def main(argv=None) -> int:

@@ -23,6 +23,14 @@ process (fresh seeds, the campaign's env settings; no volunteer's time), and its
 ``attacks``: per Iudex attack, how many he started (``seen``), how many the agent came out of without
 losing HP (``avoided``) and after how many Iudex lost HP before his next attack or within
 PUNISH_WINDOW_S of its end (``punished``). That shows progress before the first wins.
+
+A lucky evaluation does not count with ``--confirm-episodes N``: a checkpoint whose evaluation reached
+the target is played again here, in this process, greedily on N fresh seeds (from 20000; the
+campaign's env settings), and the run ends only at a checkpoint that reaches the target (or
+--win-rate) there too. Its figures are ``confirmed_return`` (and ``confirmed_win_rate``) and each
+checked entry of the history gets ``confirmed``; ``reached`` is then true only for a confirmed one.
+Fix the schedule before the run (``--hyperparams '{"eval_every_samples": 10000, "eval_max_share": 1.0}'``):
+the learner then evaluates every 10,000 samples whatever the evaluations cost.
 """
 
 from __future__ import annotations
@@ -67,6 +75,13 @@ def parse_args(argv=None):
         type=int,
         default=10,
         help="arena: greedy fights per evaluated checkpoint played here for the per-attack figures (0: none)",
+    )
+    parser.add_argument(
+        "--confirm-episodes",
+        type=int,
+        default=0,
+        help="re-play a checkpoint that reached the target on this many fresh-seed greedy episodes here, "
+        "and end only at one that reaches it there too (0: the run's evaluation decides)",
     )
     parser.add_argument("--chunk-steps", type=int, help="steps per chunk (default: the campaign default)")
     parser.add_argument("--redis-url", help="use this Redis (its database is flushed) instead of an embedded one")
@@ -151,6 +166,34 @@ def attack_outcomes(weights: bytes, env_kwargs: dict, fights: int, seed: int = 1
     return counts
 
 
+def replay_checkpoint(weights: bytes, env_id: str, env_kwargs: dict, episodes: int, seed: int = 20_000) -> dict:
+    """A checkpoint's greedy play on ``episodes`` fresh seeds: mean return, and for a boss fight the win rate."""
+    from client_app.envs import is_iudex, make_env
+    from client_app.masks import action_mask, episode_outcome
+    from client_app.policy import Policy
+
+    policy = Policy.from_bytes(weights)
+    env = make_env(env_id, env_kwargs)
+    n_actions = env.action_space.n
+    start = int(getattr(env.action_space, "start", 0))
+    returns, wins = [], 0
+    for k in range(episodes):
+        obs, info = env.reset(seed=seed + k)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(policy.greedy(obs, action_mask(info, n_actions)) + start)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+        if is_iudex(env_id):
+            wins += bool(episode_outcome(info)["win"])
+    env.close()
+    figures = {"episodes": episodes, "return": round(sum(returns) / episodes, 2)}
+    if is_iudex(env_id):
+        figures["win_rate"] = round(wins / episodes, 3)
+    return figures
+
+
 def run(args, stack: Stack) -> dict:
     from portal.campaigns.models import Campaign
     from trainer.config import config_for
@@ -170,6 +213,25 @@ def run(args, stack: Stack) -> dict:
     for i, token in enumerate(tokens):
         stack.start_client(token, f"client-{i}", max_sps=args.max_sps, seed=i)
     progress(f"{args.env} {args.algo}: {args.clients} clients, target {target}, at most {max_steps:,} env steps")
+    confirmed: dict[int, dict] = {}  # version -> its re-play on fresh seeds
+
+    def meets(figures: dict) -> bool:
+        if args.win_rate is not None:
+            return figures.get("win_rate", -1) >= args.win_rate
+        return figures["return"] >= target
+
+    def confirm(campaign, entry: dict) -> dict:
+        from portal.campaigns.models import ModelVersion
+
+        model = ModelVersion.objects.get(campaign=campaign, version=entry["version"])
+        with model.weights.open("rb") as f:
+            figures = replay_checkpoint(f.read(), args.env, env_kwargs, args.confirm_episodes)
+        progress(
+            f"v{entry['version']} @ {entry['samples']:,} reached {entry['return']} over {entry['episodes']} "
+            f"episodes; on {args.confirm_episodes} fresh seeds: {figures['return']}"
+            + (f" (won {figures['win_rate']:.0%})" if "win_rate" in figures else "")
+        )
+        return figures
     result: dict = {"reached": False}
     next_line = 0.0
     while True:
@@ -178,12 +240,12 @@ def run(args, stack: Stack) -> dict:
         campaign = Campaign.objects.get(pk=campaign.pk)
         wall = time.monotonic() - start
         history = evaluations(campaign)
-        reached = [
-            e for e in history
-            if e["episodes"] >= wanted and (
-                e.get("win_rate", -1) >= args.win_rate if args.win_rate is not None else e["return"] >= target
-            )
-        ]
+        reached = [e for e in history if e["episodes"] >= wanted and meets(e)]
+        if args.confirm_episodes > 0:
+            for entry in reached:
+                if entry["version"] not in confirmed:
+                    confirmed[entry["version"]] = confirm(campaign, entry)
+            reached = [e for e in reached if meets(confirmed[e["version"]])]
         if wall >= next_line:
             latest = history[-1] if history else None
             progress(
@@ -199,6 +261,10 @@ def run(args, stack: Stack) -> dict:
                       "eval_return": first["return"], "eval_version": first["version"]}
             if "win_rate" in first:
                 result["eval_win_rate"] = first["win_rate"]
+            if first["version"] in confirmed:
+                result["confirmed_return"] = confirmed[first["version"]]["return"]
+                if "win_rate" in confirmed[first["version"]]:
+                    result["confirmed_win_rate"] = confirmed[first["version"]]["win_rate"]
             break
         learned = history[-1]["samples"] if history else 0
         if max(learned, campaign.samples_total) >= max_steps or wall >= args.timeout:
@@ -223,6 +289,9 @@ def run(args, stack: Stack) -> dict:
             with model.weights.open("rb") as f:
                 entry["attacks"] = attack_outcomes(f.read(), env_kwargs, args.attack_fights)
             progress(f"v{entry['version']} @ {entry['samples']:,}: {entry['attacks']}")
+    for entry in history:
+        if entry["version"] in confirmed:
+            entry["confirmed"] = confirmed[entry["version"]]
     result.update(
         env=args.env, algo=args.algo, clients=args.clients, target=target, max_sps=args.max_sps,
         env_kwargs=env_kwargs, samples_accepted=campaign.samples_total, eval_steps=eval_steps,

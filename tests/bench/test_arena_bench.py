@@ -41,3 +41,17 @@ def test_arena_dqn_bench_trains_the_learners_agent_and_evaluates_greedy_fights()
     for evaluation in result["evaluations"]:
         assert 0.0 <= evaluation["win_rate"] <= 1.0 and 0.0 <= evaluation["boss_hp_left"] <= 1.0
     assert result["first_env_steps_to_win_rate"] is None  # no --win-rate asked
+
+
+def test_the_one_process_bench_takes_any_env_and_stops_at_a_target_return():
+    # Every CartPole episode is worth at least 8: the first evaluation reaches a target of 5, and the run
+    # stops there instead of training on to --steps.
+    result = _run(
+        "bench/arena_dqn.py", "--env", "CartPole-v1", "--envs", "1", "--steps", "5000", "--eval-every", "1200",
+        "--eval-episodes", "2", "--target", "5", "--hyperparams", json.dumps({"learning_starts": 256, "hidden": [16]}),
+    )
+    assert result["env"] == "CartPole-v1" and result["env_kwargs"] == {} and "boss_damage" not in result
+    (evaluation,) = result["evaluations"]
+    assert evaluation["episodes"] == 2 and evaluation["return"] >= 8 and "win_rate" not in evaluation
+    assert result["first_env_steps_to_target"] == evaluation["env_steps"] >= 1200
+    assert result["first_env_steps_to_win_rate"] is None
