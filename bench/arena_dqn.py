@@ -33,6 +33,7 @@ import argparse
 import json
 import sys
 import time
+from collections import deque
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -64,6 +65,11 @@ def parse_args(argv=None):
     parser.add_argument("--eval-episodes", type=int, default=20, help="greedy episodes per evaluation (default 20)")
     parser.add_argument("--win-rate", type=float, help="stop at the first evaluation at or above this win rate")
     parser.add_argument("--target", type=float, help="stop at the first evaluation whose mean return reaches this")
+    parser.add_argument(
+        "--backlog-chunks", type=int, default=0,
+        help="chunks that wait, played and not yet trained on, as in the stack's stream when the learner "
+        "is the limit (default 0: each chunk is trained on as soon as it is cut)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
@@ -154,6 +160,7 @@ class Tuner:
         state = [self.reset(i) for i in range(len(self.envs))]
         samples, next_eval, history, start = 0, args.eval_every, [], time.monotonic()
         reached = target_reached = None
+        waiting: deque = deque()  # chunks played and not yet ingested (--backlog-chunks)
         while samples < args.steps:
             actions = self.act([s[0] for s in state], [s[1] for s in state], agent.exploration())
             for i, env in enumerate(self.envs):
@@ -165,8 +172,10 @@ class Tuner:
                     outcome=episode_outcome(info) if done else None,
                 )
                 if chunk is not None:
-                    samples += agent.ingest(chunk, current_version=1)
-                    agent.train(time.monotonic() + 60, lambda: False)
+                    waiting.append(chunk)
+                    while len(waiting) > args.backlog_chunks:
+                        samples += agent.ingest(waiting.popleft(), current_version=1)
+                        agent.train(time.monotonic() + 60, lambda: False)
                 state[i] = self.reset(i) if done else (obs, action_mask(info, self.n_actions))
             if samples >= next_eval:
                 next_eval += args.eval_every
@@ -186,7 +195,7 @@ class Tuner:
                     break
         result = {
             "env": args.env, "env_kwargs": self.kwargs, "hyperparams": json.loads(args.hyperparams),
-            "envs": args.envs, "seed": args.seed, "first_env_steps_to_win_rate": reached,
+            "envs": args.envs, "backlog_chunks": args.backlog_chunks, "seed": args.seed, "first_env_steps_to_win_rate": reached,
             "first_env_steps_to_target": target_reached, "target": args.target,
             "wall_s": round(time.monotonic() - start, 1), "evaluations": history,
         }

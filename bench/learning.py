@@ -12,7 +12,9 @@ learner has taken --max-steps env steps, or after --timeout seconds.
 that reached the target (for PPO including steps it dropped as stale); ``samples_accepted`` is what
 the relay had stored when the result came in, and ``eval_steps`` the steps of the evaluation
 episodes (played greedily, never trained on), and ``eval_share`` their share of all client steps
-(the learner keeps it near ``eval_max_share``, 10% by default). ``--env-kwargs`` are the campaign's
+(the learner keeps it near ``eval_max_share``, 10% by default); ``policy_lag_versions`` is the mean
+number of model versions by which the policy that played a trained-on sample was behind the learner's
+(``policy_lag_samples``: the learner's distribution, versions behind -> [samples kept, dropped]). ``--env-kwargs`` are the campaign's
 env settings (the arena's ``{"boss_damage": 1.0}``: Iudex at full strength). Progress goes to
 stderr; the last line of stdout is JSON: reached, env_steps, wall_s, eval_return, eval_version, and
 the evaluation history, one entry per evaluated checkpoint with the number of ``episodes`` (for a
@@ -267,7 +269,9 @@ def run(args, stack: Stack) -> dict:
                     result["confirmed_win_rate"] = confirmed[first["version"]]["win_rate"]
             break
         learned = history[-1]["samples"] if history else 0
-        if max(learned, campaign.samples_total) >= max_steps or wall >= args.timeout:
+        # A checkpoint within the budget whose evaluation is still being played may yet reach the target.
+        unfinished = bool(history) and history[-1]["episodes"] < wanted and learned <= max_steps
+        if (max(learned, campaign.samples_total) >= max_steps and not unfinished) or wall >= args.timeout:
             best = max(history, key=lambda e: e["return"]) if history else None
             result = {"reached": False, "env_steps": campaign.samples_total, "wall_s": round(wall, 1),
                       "eval_return": best["return"] if best else None,
@@ -280,6 +284,11 @@ def run(args, stack: Stack) -> dict:
     campaign = stats_sync_campaign(campaign=Campaign.objects.get(pk=campaign.pk))
     stats = get_redis().hgetall(CampaignKeys(campaign.pk).stats)
     eval_steps = int(stats.get(b"eval_steps", 0))
+    # How old the policies were that played what the learner trained on: model versions behind the
+    # learner's at ingestion, weighted by the samples kept (the learner's whole-run distribution).
+    lag_rows = json.loads(get_redis().hget(CampaignKeys(campaign.pk).learner, "policy_lag_samples") or "{}")
+    kept = {int(lag): row[0] for lag, row in lag_rows.items()}
+    policy_lag = round(sum(lag * n for lag, n in kept.items()) / max(1, sum(kept.values())), 2)
     history = evaluations(campaign)
     if args.env == "soulsai/IudexArena-v0" and args.attack_fights > 0:
         from portal.campaigns.models import ModelVersion
@@ -295,6 +304,7 @@ def run(args, stack: Stack) -> dict:
     result.update(
         env=args.env, algo=args.algo, clients=args.clients, target=target, max_sps=args.max_sps,
         env_kwargs=env_kwargs, samples_accepted=campaign.samples_total, eval_steps=eval_steps,
+        policy_lag_versions=policy_lag, policy_lag_samples=lag_rows,
         eval_share=round(eval_steps / max(1, eval_steps + campaign.samples_total), 4),
         evaluations=history,
     )

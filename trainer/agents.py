@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 # Unread chunks past which a DQN learner in large-batch mode doubles its batch (about half the relay's
 # default high-water mark, SOULSAI_STREAM_HIGH_WATER = 64: the batch grows before clients are slowed).
 LARGE_BATCH_BACKLOG = 32
+DQN_WAITING_SAMPLES = 1024  # the backlog a DQN learner names as its stream mark (DQNAgent.stream_high_water)
 
 
 class Agent:
@@ -133,6 +134,16 @@ class DQNAgent(Agent):
         # Replay ratio both ways: learn while behind it, read only once caught up. Unread chunks then
         # wait in the stream, whose length is the relay's back-pressure signal.
         return self.run_updates >= updates_allowed(self.run_samples, self.config)
+
+    def stream_high_water(self, chunk_steps: int) -> int:
+        # Every sample waiting unread is one the clients' policy has not learnt from yet: on
+        # LunarLander in one process (bench/arena_dqn.py, seeds 0 and 1), a 64-chunk backlog (the
+        # server's mark) delayed a greedy 200 from 30k and 60k env steps to 80k and past 90k. About
+        # 1,024 samples may wait (8 chunks of 128): enough to keep the learner fed between reads.
+        # Large-batch mode lets chunks pile up instead (past LARGE_BATCH_BACKLOG), on the server's mark.
+        if self.config.large_batch_max > 1:
+            return 0
+        return max(2, _chunks_for(DQN_WAITING_SAMPLES, chunk_steps))
 
     def ingest(self, chunk: Chunk, *, current_version: int, machine_id: int = 0) -> int:
         self._observe(chunk)

@@ -85,8 +85,17 @@ def backoff_ms(backlog: int, high_water: int = 0) -> int:
     name its own mark (``high_water`` > 0): PPO wants about one rollout waiting, since data that
     waits longer is played by a policy too old to learn from.
     """
-    excess = backlog - (high_water if high_water > 0 else settings.SOULSAI_STREAM_HIGH_WATER)
-    return 0 if excess <= 0 else min(2000, 25 * excess)
+    default = settings.SOULSAI_STREAM_HIGH_WATER
+    mark = high_water if high_water > 0 else default
+    excess = backlog - mark
+    if excess <= 0:
+        return 0
+    # 25 ms per chunk past the server's mark. A learner that names a tighter mark gets a slope as much
+    # steeper, so that the backlog settles as close to its mark, relative to it, as to the server's:
+    # the backlog clients fill in the time the learner needs to train on a chunk is what sets the wait,
+    # and at 25 ms a chunk two unpaced clients kept about 60 chunks past any mark.
+    per_chunk = 25.0 * max(1.0, default / mark)
+    return min(2000, round(per_chunk * excess))
 
 
 async def chunk_store(

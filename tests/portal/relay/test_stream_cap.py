@@ -87,3 +87,14 @@ def test_entries_the_learner_holds_are_not_backlog_but_count_toward_the_cap(cart
     # Held entries are still in Redis: with them the stream is at its cap of six entries.
     assert store(cartpole_campaign.id, "h-5").outcome == StoreOutcome.STORED
     assert store(cartpole_campaign.id, "h-6").outcome == StoreOutcome.FULL
+
+
+def test_a_learner_that_names_a_tighter_mark_gets_a_steeper_slow_down(settings):
+    settings.SOULSAI_STREAM_HIGH_WATER = 64
+    # The server's mark: 25 ms a chunk past it, at most 2 s.
+    assert [services.backoff_ms(b) for b in (64, 65, 68, 200)] == [0, 25, 100, 2000]
+    # A DQN learner's mark of 8 chunks: 8 times steeper (200 ms a chunk), so clients that outpace the
+    # learner settle a few chunks past 8, not some 60 past it.
+    assert [services.backoff_ms(b, 8) for b in (8, 9, 12, 30)] == [0, 200, 800, 2000]
+    # A mark above the server's keeps the server's slope.
+    assert services.backoff_ms(130, 128) == 50
