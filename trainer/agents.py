@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 # Unread chunks past which a DQN learner in large-batch mode doubles its batch (about half the relay's
 # default high-water mark, SOULSAI_STREAM_HIGH_WATER = 64: the batch grows before clients are slowed).
 LARGE_BATCH_BACKLOG = 32
-DQN_WAITING_SAMPLES = 1024  # the backlog a DQN learner names as its stream mark (DQNAgent.stream_high_water)
+DQN_WAITING_SAMPLES = 256  # the backlog a DQN learner names as its stream mark (DQNAgent.stream_high_water)
 
 
 class Agent:
@@ -139,7 +139,10 @@ class DQNAgent(Agent):
         # Every sample waiting unread is one the clients' policy has not learnt from yet: on
         # LunarLander in one process (bench/arena_dqn.py, seeds 0 and 1), a 64-chunk backlog (the
         # server's mark) delayed a greedy 200 from 30k and 60k env steps to 80k and past 90k. About
-        # 1,024 samples may wait (8 chunks of 128): enough to keep the learner fed between reads.
+        # 256 samples may wait (2 chunks of 128, never fewer than 2): enough to keep the learner fed
+        # between reads. Through the stack (2 unpaced LunarLander clients, versions every 0.25 s) the
+        # samples trained on were then 3.8-3.9 versions (about 350 samples) behind; with 1,024
+        # samples and a version a second, 6 versions (about 1,500 samples).
         # Large-batch mode lets chunks pile up instead (past LARGE_BATCH_BACKLOG), on the server's mark.
         if self.config.large_batch_max > 1:
             return 0

@@ -262,6 +262,10 @@ DEFAULTS_BY_ENV: dict[str, dict[str, Any]] = {
         "prioritized": True,
         "eps_end": 0.1,
         "eps_decay_samples": 12_000,
+        # Clients play LunarLander unpaced, some 300 samples a second for the learner: a version a
+        # second left the samples it trained on about 6 versions (1,500 samples) behind the learner
+        # through the stack, a version every 0.25 s (and a 256-sample stream mark) 3.8 (350).
+        "publish_min_seconds": 0.25,
     },
 }
 

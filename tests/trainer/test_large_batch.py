@@ -44,9 +44,11 @@ def test_off_by_default():
 
 
 def test_a_dqn_learner_asks_clients_to_slow_down_early_unless_large_batches_may_absorb_a_backlog():
-    # About 1,024 samples may wait unread: 8 chunks of 128 steps, 2 of 1,024 (never under 2). A
-    # large-batch learner leaves the server's mark (0), so chunks pile up to where its batch grows.
-    assert agent_with(1).stream_high_water(128) == 8
-    assert agent_with(1).stream_high_water(100) == 11
+    # About 256 samples may wait unread: 8 chunks of 32 steps, 3 of 100, 2 of 128 or 1,024 (never
+    # under 2). A large-batch learner leaves the server's mark (0), so chunks pile up to where its
+    # batch grows.
+    assert agent_with(1).stream_high_water(32) == 8
+    assert agent_with(1).stream_high_water(100) == 3
+    assert agent_with(1).stream_high_water(128) == 2
     assert agent_with(1).stream_high_water(1024) == 2
     assert agent_with(4).stream_high_water(128) == 0
