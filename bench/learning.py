@@ -288,10 +288,10 @@ def run(args, stack: Stack) -> dict:
     eval_steps = int(stats.get(b"eval_steps", 0))
     # How old the policies were that played what the learner trained on: model versions behind the
     # learner's at ingestion, weighted by the samples kept (the learner's whole-run distribution).
-    lag_rows = json.loads(get_redis().hget(CampaignKeys(campaign.pk).learner, "policy_lag_samples") or "{}")
+    learner = get_redis().hgetall(CampaignKeys(campaign.pk).learner)
+    lag_rows = json.loads(learner.get(b"policy_lag_samples") or "{}")
     kept = {int(lag): row[0] for lag, row in lag_rows.items()}
     policy_lag = round(sum(lag * n for lag, n in kept.items()) / max(1, sum(kept.values())), 2)
-    learner = get_redis().hgetall(CampaignKeys(campaign.pk).learner)
     updates, ingested = int(learner.get(b"updates", 0)), int(learner.get(b"samples_ingested", 0))
     history = evaluations(campaign)
     if args.env == "soulsai/IudexArena-v0" and args.attack_fights > 0:
