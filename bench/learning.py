@@ -35,6 +35,15 @@ campaign's env settings), and the run ends only at a checkpoint that reaches the
 checked entry of the history gets ``confirmed``; ``reached`` is then true only for a confirmed one.
 Fix the schedule before the run (``--hyperparams '{"eval_every_samples": 10000, "eval_max_share": 1.0}'``):
 the learner then evaluates every 10,000 samples whatever the evaluations cost.
+
+The campaign's own evaluations are volunteers' game time, held to ``eval_max_share`` (10%) of client
+steps: CartPole's 500-step episodes then get evaluated once in some 45,000 samples, too coarse to time
+when an agent learned. ``--probe-every N`` measures learning speed apart from that budget: each time
+the learner passes another N samples, the first model version published past the mark is played
+here, greedily, on ``--probe-episodes`` fresh seeds (from 30000, the campaign's env settings; no
+volunteer's time), and the run ends at the first probe that reaches the target (confirmed with
+``--confirm-episodes`` as above). Those runs report ``probes`` (version, samples, episodes, return)
+and ``reached_by`` "probe"; the campaign's own evaluations and ``eval_share`` are reported as always.
 """
 
 from __future__ import annotations
@@ -87,6 +96,14 @@ def parse_args(argv=None):
         help="re-play a checkpoint that reached the target on this many fresh-seed greedy episodes here, "
         "and end only at one that reaches it there too (0: the run's evaluation decides)",
     )
+    parser.add_argument(
+        "--probe-every",
+        type=int,
+        default=0,
+        help="play the model published past every N samples here, greedily, and end at the first that "
+        "reaches the target (0: the campaign's evaluations decide)",
+    )
+    parser.add_argument("--probe-episodes", type=int, default=10, help="greedy episodes per probe (default 10)")
     parser.add_argument("--chunk-steps", type=int, help="steps per chunk (default: the campaign default)")
     parser.add_argument("--redis-url", help="use this Redis (its database is flushed) instead of an embedded one")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, database)")
@@ -236,6 +253,25 @@ def run(args, stack: Stack) -> dict:
             + (f" (won {figures['win_rate']:.0%})" if "win_rate" in figures else "")
         )
         return figures
+    probes: list[dict] = []
+
+    def probe(campaign) -> None:
+        """Play the first version published past the next probe mark (the newest, if pruned)."""
+        from portal.campaigns.models import ModelVersion
+
+        mark = (len(probes) + 1) * args.probe_every
+        if campaign.samples_total < mark:
+            return
+        versions = ModelVersion.objects.filter(campaign=campaign)
+        model = versions.filter(samples_total__gte=mark).order_by("version").first()
+        if model is None or not model.weights:
+            return
+        with model.weights.open("rb") as f:
+            figures = replay_checkpoint(f.read(), args.env, env_kwargs, args.probe_episodes, seed=30_000)
+        probes.append({"version": model.version, "samples": model.samples_total, **figures})
+        progress(f"probe v{model.version} @ {model.samples_total:,}: {figures['return']}"
+                 + (f" (won {figures['win_rate']:.0%})" if "win_rate" in figures else ""))
+
     result: dict = {"reached": False}
     next_line = 0.0
     while True:
@@ -244,7 +280,11 @@ def run(args, stack: Stack) -> dict:
         campaign = Campaign.objects.get(pk=campaign.pk)
         wall = time.monotonic() - start
         history = evaluations(campaign)
-        reached = [e for e in history if e["episodes"] >= wanted and meets(e)]
+        if args.probe_every > 0:
+            probe(campaign)
+            reached = [e for e in probes if meets(e)]
+        else:
+            reached = [e for e in history if e["episodes"] >= wanted and meets(e)]
         if args.confirm_episodes > 0:
             for entry in reached:
                 if entry["version"] not in confirmed:
@@ -273,6 +313,9 @@ def run(args, stack: Stack) -> dict:
         learned = history[-1]["samples"] if history else 0
         # A checkpoint within the budget whose evaluation is still being played may yet reach the target.
         unfinished = bool(history) and history[-1]["episodes"] < wanted and learned <= max_steps
+        if args.probe_every > 0:  # the probes decide: one still due within the budget may yet reach it
+            learned = probes[-1]["samples"] if probes else 0
+            unfinished = (len(probes) + 1) * args.probe_every <= max_steps
         if (max(learned, campaign.samples_total) >= max_steps and not unfinished) or wall >= args.timeout:
             best = max(history, key=lambda e: e["return"]) if history else None
             result = {"reached": False, "env_steps": campaign.samples_total, "wall_s": round(wall, 1),
@@ -313,6 +356,8 @@ def run(args, stack: Stack) -> dict:
         eval_share=round(eval_steps / max(1, eval_steps + campaign.samples_total), 4),
         evaluations=history,
     )
+    if args.probe_every > 0:
+        result.update(reached_by="probe", probe_every=args.probe_every, probes=probes)
     return result
 
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -36,6 +37,8 @@ from trainer.keys import CampaignKeys
 
 REQUEST_TTL_S = 3600  # an evaluation nobody finished stops being handed out after this long
 TIMEOUT_S = 120.0  # a new evaluation waits for the last one to finish, at most this long
+TRAIL_EPISODES = 20  # training episodes behind the trailing return and length the budgeted schedule reads
+PLATEAU_SPACINGS = 4  # a budgeted schedule evaluates at least this many spacings apart, improving or not
 
 #: ``{c<id>}:eval_request``: the checkpoint's notice (version, url, sha256, as the ack's ``evaluate``),
 #: the episodes wanted, and how many the relay has handed out.
@@ -68,6 +71,12 @@ class EvaluationSchedule:
     of the steps trained on plus those. Short episodes (an agent that still loses fast) are evaluated
     every ``every_samples``; long ones (CartPole's 500-step episodes, a long boss fight) further
     apart, by themselves (docs/trainer.md, "Evaluation").
+
+    Under a budget (``max_share`` < 1) the schedule also reads the training episodes the learner
+    ingests (``observe``): the next evaluation's cost is forecast from their current length (not
+    only from the last evaluation's, which an improving agent outgrows), and a due evaluation waits
+    while the trailing training return is below the one at the last evaluation (an agent that got
+    no better since is not worth the budget), for at most ``PLATEAU_SPACINGS`` spacings.
     """
 
     def __init__(
@@ -81,6 +90,25 @@ class EvaluationSchedule:
         self.next_at = every_samples  # samples_total of the next evaluation
         self.pending: tuple[int, float] | None = None  # (version, monotonic time asked) in progress
         self.last_cost = 0  # env steps the last finished evaluation took
+        self.trail: deque[tuple[float, int]] = deque(maxlen=TRAIL_EPISODES)  # training (return, length)
+        self.trail_at_request: float | None = None  # trailing training return when the last was asked
+        self.requested_at = 0  # samples_total of the last request
+
+    def observe(self, episode_return: float, length: int) -> None:
+        """A training episode the learner ingested ended with this return after this many steps."""
+        self.trail.append((float(episode_return), int(length)))
+
+    def trailing_return(self) -> float | None:
+        return sum(r for r, _ in self.trail) / len(self.trail) if self.trail else None
+
+    def forecast_cost(self) -> int:
+        """Env steps the next evaluation will likely take: the last one's, or more when the training
+        episodes have grown longer since (the agent improved: CartPole's greedy episodes go from 20
+        to 500 steps between two evaluations)."""
+        if not self.trail:
+            return self.last_cost
+        mean_length = sum(n for _, n in self.trail) / len(self.trail)
+        return max(self.last_cost, round(self.episodes * mean_length))
 
     def schedule_after(self, samples_total: int) -> None:
         """The next evaluation comes at the next multiple of ``every_samples`` past the sample count."""
@@ -100,20 +128,35 @@ class EvaluationSchedule:
                 return False
             self.pending = None
             self.last_cost = int(steps or 0)
-        return self.within_budget(samples_total)
+        return self.within_budget(samples_total) and self.improving(samples_total)
 
     def within_budget(self, samples_total: int) -> bool:
-        """Another evaluation as costly as the last keeps evaluation within ``max_share`` of all steps."""
+        """Another evaluation as costly as forecast keeps evaluation within ``max_share`` of all steps
+        (the first one always goes: nothing is spent yet)."""
         if self.max_share >= 1.0:
             return True
         spent = int(self.client.hget(self.keys.stats, "eval_steps") or 0)
-        return spent + self.last_cost <= self.max_share * (samples_total + spent + self.last_cost)
+        if not spent and not self.last_cost:
+            return True
+        cost = self.forecast_cost()
+        return spent + cost <= self.max_share * (samples_total + spent + cost)
+
+    def improving(self, samples_total: int) -> bool:
+        """Under a budget: the agent plays at least as well as when the last evaluation was asked for
+        (trailing training return), or ``PLATEAU_SPACINGS`` spacings have passed since."""
+        if self.max_share >= 1.0 or self.trail_at_request is None or not self.trail:
+            return True
+        if samples_total - self.requested_at >= PLATEAU_SPACINGS * self.every_samples:
+            return True
+        return self.trailing_return() >= self.trail_at_request
 
     def request(self, model: PublishedModel, *, samples_total: int) -> None:
         """Ask for this checkpoint's episodes (the relay hands them out one at a time, with the ack of
         an episode's last chunk: docs/protocol.md, "Evaluation episodes"), and schedule the next."""
         evaluation_request(self.client, self.keys, model=model, episodes=self.episodes)
         self.schedule_after(samples_total)
+        self.requested_at = samples_total
+        self.trail_at_request = self.trailing_return()
         self.pending = (int(model["version"]), time.monotonic())
 
 

@@ -365,6 +365,8 @@ class LearnerRun:
                 chunk = decode_stored_chunk(fields[b"c"])
                 kept = self.agent.ingest(chunk, current_version=self.version, machine_id=machine_id)
                 self.machine_stats.add(machine_id, chunk)
+                if chunk.episode_return is not None and chunk.episode_length is not None:
+                    self.evaluations.observe(chunk.episode_return, chunk.episode_length)
             except (KeyError, TypeError, ValueError) as exc:
                 # The relay validated it, so this is a bug or a foreign writer: drop it rather than
                 # crash-loop on it forever.

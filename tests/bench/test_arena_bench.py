@@ -55,3 +55,19 @@ def test_the_one_process_bench_takes_any_env_and_stops_at_a_target_return():
     assert evaluation["episodes"] == 2 and evaluation["return"] >= 8 and "win_rate" not in evaluation
     assert result["first_env_steps_to_target"] == evaluation["env_steps"] >= 1200
     assert result["first_env_steps_to_win_rate"] is None
+
+
+def test_the_one_process_ppo_bench_plays_the_newest_model_and_evaluates_it_greedily():
+    result = _run(
+        "bench/arena_ppo.py", "--env", "CartPole-v1", "--envs", "2", "--steps", "3000", "--eval-every", "1000",
+        "--eval-episodes", "2", "--chunk-steps", "64", "--hyperparams", json.dumps({"rollout_steps": 256, "hidden": [16]}),
+    )
+    assert result["env"] == "CartPole-v1" and result["hyperparams"]["hidden"] == [16]
+    steps = [e["env_steps"] for e in result["evaluations"]]
+    assert len(steps) == 3 and 1000 <= steps[0] < steps[1] < steps[2]
+    assert all(e["episodes"] == 2 and e["return"] >= 8 for e in result["evaluations"])
+    # About one iteration per 256-step rollout, each followed by a new model; nothing was played by a
+    # model old enough to be dropped.
+    assert 8 <= result["iterations"] <= 12
+    assert result["dropped_samples"] == 0
+    assert result["first_env_steps_to_target"] is None  # no --target asked

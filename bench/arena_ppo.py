@@ -1,0 +1,178 @@
+#!/usr/bin/env python
+"""PPO in one process: the learner's own agent, without the stack (bench/arena_dqn.py's counterpart
+for the actor-critic).
+
+The trainer's PPOAgent (the campaign's PPO defaults for --env, then --hyperparams) learns from chunks
+that the client's own Chunker cuts (--chunk-steps, 128 as campaigns cut them) from --envs copies of
+the env, played as clients play them (the published model's ``Policy``: actions sampled with their
+log-probabilities, masks applied), but always with the newest weights: the model is re-made after
+every PPO iteration, and nothing is stale. Every --eval-every env steps it plays --eval-episodes
+greedy episodes (seeds 10000 and up) and reports their mean return, and for a boss fight the win
+rate. Against bench/learning.py --algo ppo (the same agent behind the relay, with real clients
+playing published versions while the learner trains), it reads off what the stack costs in samples.
+
+Progress goes to stderr; the last line on stdout is JSON: the settings, the evaluation history
+[{"env_steps", "return", "episodes"} and, for a boss fight, "win_rate"], and
+first_env_steps_to_target (with --target: the env steps of the first evaluation whose mean return
+reaches it, else null), iterations (PPO updates, each followed by a new model) and dropped_samples
+(samples too stale to learn from: none here, where every chunk is played by the newest model or the
+one before it).
+
+Example:
+  bench/arena_ppo.py --env CartPole-v1 --envs 2 --steps 200000 --eval-every 5000 --eval-episodes 10 --target 475
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from client_app.chunker import Chunker  # noqa: E402
+from client_app.envs import is_iudex, make_env  # noqa: E402
+from client_app.masks import action_mask, episode_outcome  # noqa: E402
+from client_app.policy import Policy, save_model  # noqa: E402
+from client_app.spaces import space_to_spec  # noqa: E402
+from trainer.agents import PPOAgent  # noqa: E402
+from trainer.config import config_for  # noqa: E402
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", default="CartPole-v1", help="gymnasium id (default CartPole-v1)")
+    parser.add_argument("--steps", type=int, default=200_000, help="env steps to train for (default 200000)")
+    parser.add_argument("--envs", type=int, default=2, help="envs played side by side (default 2)")
+    parser.add_argument("--hyperparams", default="{}", help="JSON overrides of the env's PPO defaults")
+    parser.add_argument("--env-kwargs", default="{}", help="JSON env settings")
+    parser.add_argument("--chunk-steps", type=int, default=128, help="steps per chunk (default 128, the campaign default)")
+    parser.add_argument("--eval-every", type=int, default=5_000, help="env steps between evaluations (default 5000)")
+    parser.add_argument("--eval-episodes", type=int, default=10, help="greedy episodes per evaluation (default 10)")
+    parser.add_argument("--target", type=float, help="stop at the first evaluation whose mean return reaches this")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    try:
+        args.env_kwargs = json.loads(args.env_kwargs)
+        json.loads(args.hyperparams)
+    except json.JSONDecodeError as exc:
+        parser.error(f"--env-kwargs and --hyperparams take JSON objects: {exc}")
+    if args.envs < 1 or args.chunk_steps < 1 or args.eval_every < 1 or args.eval_episodes < 1:
+        parser.error("--envs, --chunk-steps, --eval-every and --eval-episodes must be positive")
+    return args
+
+
+class OneProcessPPO:
+    def __init__(self, args):
+        torch.set_num_threads(1)
+        torch.manual_seed(args.seed)
+        self.args = args
+        self.boss = is_iudex(args.env)
+        self.config = config_for(args.env, json.loads(args.hyperparams), algorithm="ppo")
+        self.envs = [make_env(args.env, args.env_kwargs) for _ in range(args.envs)]
+        spec = space_to_spec(self.envs[0].observation_space)
+        self.n_actions = int(self.envs[0].action_space.n)
+        self.start = int(getattr(self.envs[0].action_space, "start", 0))
+        self.agent = PPOAgent(self.config, obs_dim=int(spec["shape"][0]), n_actions=self.n_actions,
+                              action_start=self.start, device=torch.device("cpu"))
+        self.rng = np.random.default_rng(args.seed)
+        self.chunkers = [Chunker(chunk_steps=args.chunk_steps, observation_space=spec, n_actions=self.n_actions)
+                         for _ in self.envs]
+        self.next_seed = args.seed * 1_000_000
+        self.version = 0
+        self.policy = self.publish()
+
+    def publish(self) -> Policy:
+        """The newest weights as clients would receive them (the same bytes a campaign publishes)."""
+        self.version += 1
+        data = save_model(self.agent.spec, self.agent.params(), version=self.version, obs_norm=self.agent.obs_norm())
+        return Policy.from_bytes(data)
+
+    def reset(self, i: int):
+        obs, info = self.envs[i].reset(seed=self.next_seed)
+        self.next_seed += 1
+        mask = action_mask(info, self.n_actions)
+        self.chunkers[i].start_episode(obs, mask)
+        return obs, mask
+
+    def evaluate(self) -> dict:
+        env = make_env(self.args.env, self.args.env_kwargs)
+        wins, returns = 0, []
+        for k in range(self.args.eval_episodes):
+            obs, info = env.reset(seed=10_000 + k)
+            total, done = 0.0, False
+            while not done:
+                action = self.policy.greedy(obs, action_mask(info, self.n_actions))
+                obs, reward, terminated, truncated, info = env.step(action + self.start)
+                total += float(reward)
+                done = terminated or truncated
+            returns.append(total)
+            if self.boss:
+                wins += bool(episode_outcome(info)["win"])
+        env.close()
+        figures = {"return": round(float(np.mean(returns)), 3), "episodes": self.args.eval_episodes}
+        if self.boss:
+            figures["win_rate"] = wins / self.args.eval_episodes
+        return figures
+
+    def run(self) -> dict:
+        args, agent = self.args, self.agent
+        state = [self.reset(i) for i in range(len(self.envs))]
+        samples, next_eval, history, start = 0, args.eval_every, [], time.monotonic()
+        reached = None
+        while samples < args.steps:
+            for i, env in enumerate(self.envs):
+                obs, mask = state[i]
+                action, logp = self.policy.step(obs, self.rng, mask)
+                obs, reward, terminated, truncated, info = env.step(action + self.start)
+                done = terminated or truncated
+                chunk = self.chunkers[i].step(
+                    action + self.start, reward, obs, terminated, truncated, model_version=self.version,
+                    mask=None if done else action_mask(info, self.n_actions), logp=logp,
+                    outcome=episode_outcome(info) if done else None,
+                )
+                if chunk is not None:
+                    samples += int(agent.ingest(chunk, current_version=self.version))
+                    if not agent.wants_data():
+                        agent.train(time.monotonic() + 60, lambda: False)
+                        self.policy = self.publish()
+                        # A chunk never mixes two versions: the partial ones go in now, as clients send them.
+                        for chunker in self.chunkers:
+                            partial = chunker.flush()
+                            if partial is not None:
+                                samples += int(agent.ingest(partial, current_version=self.version))
+                state[i] = self.reset(i) if done else (obs, action_mask(info, self.n_actions))
+            if samples >= next_eval:
+                next_eval += args.eval_every
+                figures = {"env_steps": samples, **self.evaluate()}
+                history.append(figures)
+                line = f"return {figures['return']:+.3f} over {args.eval_episodes}"
+                if self.boss:
+                    line = f"won {figures['win_rate']:.0%} of {args.eval_episodes}  " + line
+                print(f"{time.monotonic() - start:6.0f} s  {samples:,} env steps  v{self.version}  {line}",
+                      file=sys.stderr, flush=True)
+                if args.target is not None and figures["return"] >= args.target:
+                    reached = samples
+                    break
+        return {
+            "env": args.env, "env_kwargs": args.env_kwargs, "hyperparams": json.loads(args.hyperparams),
+            "envs": args.envs, "chunk_steps": args.chunk_steps, "seed": args.seed, "target": args.target,
+            "first_env_steps_to_target": reached, "wall_s": round(time.monotonic() - start, 1),
+            "iterations": self.version - 1, "dropped_samples": agent.dropped_samples,
+            "evaluations": history,
+        }
+
+
+def main(argv=None) -> int:
+    result = OneProcessPPO(parse_args(argv)).run()
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
