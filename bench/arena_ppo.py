@@ -12,9 +12,10 @@ rate. Against bench/learning.py --algo ppo (the same agent behind the relay, wit
 playing published versions while the learner trains), it reads off what the stack costs in samples.
 
 Progress goes to stderr; the last line on stdout is JSON: the settings, the evaluation history
-[{"env_steps", "return", "episodes"} and, for a boss fight, "win_rate"], and
+[{"env_steps", "return", "episodes"} and, for a boss fight, "win_rate" and "boss_hp_left"], and
 first_env_steps_to_target (with --target: the env steps of the first evaluation whose mean return
-reaches it, else null), iterations (PPO updates, each followed by a new model) and dropped_samples
+reaches it, else null), first_env_steps_to_win_rate (the same with --win-rate), iterations (PPO
+updates, each followed by a new model) and dropped_samples
 (samples too stale to learn from: none here, where every chunk is played by the newest model or the
 one before it).
 
@@ -55,6 +56,7 @@ def parse_args(argv=None):
     parser.add_argument("--eval-every", type=int, default=5_000, help="env steps between evaluations (default 5000)")
     parser.add_argument("--eval-episodes", type=int, default=10, help="greedy episodes per evaluation (default 10)")
     parser.add_argument("--target", type=float, help="stop at the first evaluation whose mean return reaches this")
+    parser.add_argument("--win-rate", type=float, help="boss fights: stop at the first evaluation at or above this win rate")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     try:
@@ -102,7 +104,7 @@ class OneProcessPPO:
 
     def evaluate(self) -> dict:
         env = make_env(self.args.env, self.args.env_kwargs)
-        wins, returns = 0, []
+        wins, returns, boss_left = 0, [], []
         for k in range(self.args.eval_episodes):
             obs, info = env.reset(seed=10_000 + k)
             total, done = 0.0, False
@@ -113,18 +115,20 @@ class OneProcessPPO:
                 done = terminated or truncated
             returns.append(total)
             if self.boss:
-                wins += bool(episode_outcome(info)["win"])
+                outcome = episode_outcome(info)
+                wins += bool(outcome["win"])
+                boss_left.append(outcome["boss_hp"])
         env.close()
         figures = {"return": round(float(np.mean(returns)), 3), "episodes": self.args.eval_episodes}
         if self.boss:
-            figures["win_rate"] = wins / self.args.eval_episodes
+            figures.update(win_rate=wins / self.args.eval_episodes, boss_hp_left=round(float(np.mean(boss_left)), 3))
         return figures
 
     def run(self) -> dict:
         args, agent = self.args, self.agent
         state = [self.reset(i) for i in range(len(self.envs))]
         samples, next_eval, history, start = 0, args.eval_every, [], time.monotonic()
-        reached = None
+        reached = reached_win_rate = None
         while samples < args.steps:
             for i, env in enumerate(self.envs):
                 obs, mask = state[i]
@@ -153,16 +157,21 @@ class OneProcessPPO:
                 history.append(figures)
                 line = f"return {figures['return']:+.3f} over {args.eval_episodes}"
                 if self.boss:
-                    line = f"won {figures['win_rate']:.0%} of {args.eval_episodes}  " + line
+                    line = (f"won {figures['win_rate']:.0%} of {args.eval_episodes}  " + line
+                            + f"  boss HP left {figures['boss_hp_left']:.0%}")
                 print(f"{time.monotonic() - start:6.0f} s  {samples:,} env steps  v{self.version}  {line}",
                       file=sys.stderr, flush=True)
                 if args.target is not None and figures["return"] >= args.target:
                     reached = samples
+                if args.win_rate is not None and self.boss and figures["win_rate"] >= args.win_rate:
+                    reached_win_rate = samples
+                if reached or reached_win_rate:
                     break
         return {
             "env": args.env, "env_kwargs": args.env_kwargs, "hyperparams": json.loads(args.hyperparams),
             "envs": args.envs, "chunk_steps": args.chunk_steps, "seed": args.seed, "target": args.target,
-            "first_env_steps_to_target": reached, "wall_s": round(time.monotonic() - start, 1),
+            "first_env_steps_to_target": reached, "first_env_steps_to_win_rate": reached_win_rate,
+            "wall_s": round(time.monotonic() - start, 1),
             "iterations": self.version - 1, "dropped_samples": agent.dropped_samples,
             "evaluations": history,
         }
