@@ -14,7 +14,8 @@ the relay had stored when the result came in, and ``eval_steps`` the steps of th
 episodes (played greedily, never trained on), and ``eval_share`` their share of all client steps
 (the learner keeps it near ``eval_max_share``, 10% by default); ``policy_lag_versions`` is the mean
 number of model versions by which the policy that played a trained-on sample was behind the learner's
-(``policy_lag_samples``: the learner's distribution, versions behind -> [samples kept, dropped]);
+(``policy_lag_samples``: the learner's distribution, versions behind -> [samples kept, dropped];
+``chunk_age_samples``: samples by seconds from their chunk's cut to its ingestion, "<1" to ">=60");
 ``updates`` the learner's gradient updates and ``updates_per_sample`` their ratio to the samples it
 ingested (DQN: 1 / ``samples_per_update`` once ``learning_starts`` is past). ``--env-kwargs`` are the campaign's
 env settings (the arena's ``{"boss_damage": 1.0}``: Iudex at full strength). Progress goes to
@@ -336,6 +337,7 @@ def run(args, stack: Stack) -> dict:
     kept = {int(lag): row[0] for lag, row in lag_rows.items()}
     policy_lag = round(sum(lag * n for lag, n in kept.items()) / max(1, sum(kept.values())), 2)
     updates, ingested = int(learner.get(b"updates", 0)), int(learner.get(b"samples_ingested", 0))
+    chunk_ages = json.loads(learner.get(b"chunk_age_samples") or "{}")
     history = evaluations(campaign)
     if args.env == "soulsai/IudexArena-v0" and args.attack_fights > 0:
         from portal.campaigns.models import ModelVersion
@@ -351,7 +353,7 @@ def run(args, stack: Stack) -> dict:
     result.update(
         env=args.env, algo=args.algo, clients=args.clients, target=target, max_sps=args.max_sps,
         env_kwargs=env_kwargs, samples_accepted=campaign.samples_total, eval_steps=eval_steps,
-        policy_lag_versions=policy_lag, policy_lag_samples=lag_rows,
+        policy_lag_versions=policy_lag, policy_lag_samples=lag_rows, chunk_age_samples=chunk_ages,
         updates=updates, updates_per_sample=round(updates / max(1, ingested), 3),
         eval_share=round(eval_steps / max(1, eval_steps + campaign.samples_total), 4),
         evaluations=history,

@@ -10,6 +10,7 @@ docs/trainer.md for the data flow.
 
 from __future__ import annotations
 
+import bisect
 import json
 import logging
 import os
@@ -56,6 +57,9 @@ HOUSEKEEPING_SECONDS = 1.0  # status check and stats hash
 LEARNER_ERROR_FIELDS = ("error", "error_at")
 LOG_SECONDS = 10.0
 LAG_CAP = 20  # policy_lag_samples counts chunks this many or more versions behind together
+#: chunk_age_samples: seconds from a chunk's cut (its ``made``, the client's clock) to its ingestion,
+#: counted in these buckets (under 1 s, 1-2 s, ..., and 60 s or more): where a lag of versions comes from.
+AGE_BUCKETS_S = (1, 2, 5, 10, 20, 60)
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,15 @@ def _cuda_missing_reason() -> str:
     if visible is not None:
         return f"PyTorch is built for CUDA {torch.version.cuda}; CUDA_VISIBLE_DEVICES={visible!r} hides the GPUs"
     return f"PyTorch is built for CUDA {torch.version.cuda}, but the driver offers no usable device"
+
+
+def age_bucket_name(bucket: int) -> str:
+    """The label of ``AGE_BUCKETS_S`` bucket ``bucket``: "<1", "1-2", ..., ">=60"."""
+    if bucket == 0:
+        return f"<{AGE_BUCKETS_S[0]}"
+    if bucket >= len(AGE_BUCKETS_S):
+        return f">={AGE_BUCKETS_S[-1]}"
+    return f"{AGE_BUCKETS_S[bucket - 1]}-{AGE_BUCKETS_S[bucket]}"
 
 
 def _machine_id(fields: dict[bytes, bytes]) -> int:
@@ -182,6 +195,7 @@ class LearnerRun:
         self.policy_lag = 0.0  # mean model versions behind, of the chunks ingested last
         # versions behind (LAG_CAP: that many or more) -> [samples kept, samples dropped as stale], this run
         self.lag_samples: dict[int, list[int]] = {}
+        self.age_samples: dict[int, int] = {}  # AGE_BUCKETS_S index (len: the last, open one) -> samples
         self.recoveries = 0  # times the network diverged (non-finite weights) and was reloaded
         self.voided: set[int] = set()  # machines whose data staff voided, applied to the agent
         self.machine_stats = MachineStats()  # per-machine sums, flushed to Redis at housekeeping
@@ -355,7 +369,7 @@ class LearnerRun:
         if covered:
             self.stream.done(covered)
             entries = [entry for entry in entries if StreamPosition.parse(entry[0]) > self.covered]
-        samples_before, lags = self.agent.samples_total, []
+        samples_before, lags, now = self.agent.samples_total, [], time.time()
         for entry_id, fields in entries:
             self.held.append(entry_id)
             machine_id = _machine_id(fields)
@@ -376,6 +390,8 @@ class LearnerRun:
             row = self.lag_samples.setdefault(min(lags[-1], LAG_CAP), [0, 0])
             row[0] += kept
             row[1] += chunk.steps - kept
+            bucket = bisect.bisect_right(AGE_BUCKETS_S, now - chunk.made)
+            self.age_samples[bucket] = self.age_samples.get(bucket, 0) + chunk.steps
         if lags:
             self.policy_lag = sum(lags) / len(lags)
         metrics.ingested(
@@ -428,6 +444,10 @@ class LearnerRun:
             "policy_lag": round(self.policy_lag, 2),
             # JSON {"<versions behind>": [kept, dropped]}: the whole run's lag distribution, in samples
             "policy_lag_samples": json.dumps({str(lag): row for lag, row in sorted(self.lag_samples.items())}),
+            # JSON {"<1": samples, "1-2": ..., ">=60": ...}: how long after their cut chunks were ingested
+            "chunk_age_samples": json.dumps(
+                {age_bucket_name(k): n for k, n in sorted(self.age_samples.items())}
+            ),
             **self.agent.stats(),
         }
         self.client.hset(self.keys.learner, mapping=stats)

@@ -482,16 +482,20 @@ def test_a_voided_machine_leaves_the_buffer_and_its_later_entries_are_skipped(ca
 
 
 @pytest.mark.django_db
-def test_the_stats_count_samples_by_policy_lag_kept_and_dropped_as_stale(campaign, keys, redis_client):
+def test_the_stats_count_samples_by_policy_lag_kept_and_dropped_as_stale_and_by_age(campaign, keys, redis_client):
     campaign.algorithm = "ppo"
     campaign.hyperparams = {"rollout_steps": 1024, "minibatch_size": 64, "max_staleness": 1, "hidden": [8]}
     campaign.save(update_fields=["algorithm", "hyperparams"])
     run, lease = new_run(campaign, redis_client, keys)
     run.version = 30  # as if 30 versions were out: no rollout fills up here, so none is published
     played = [(30, 10), (29, 20), (28, 30), (30, 5), (2, 40)]  # (model version, steps)
+    cut_ago = [0, 3, 3, 30, 100_000]  # seconds before now each chunk was cut
     entries = []
     for i, (version, steps) in enumerate(played):
-        chunk = dataclasses.replace(make_chunk(steps, seed=i), model_version=version, logp=np.zeros(steps, np.float32))
+        chunk = dataclasses.replace(
+            make_chunk(steps, seed=i), model_version=version, logp=np.zeros(steps, np.float32),
+            made=int(time.time()) - cut_ago[i],
+        )
         entries.append((f"{i + 1}-0".encode(), {b"c": pack(chunk.to_message()), b"m": b"1"}))
     run.ingest(entries)
     run.write_stats()
@@ -499,6 +503,10 @@ def test_the_stats_count_samples_by_policy_lag_kept_and_dropped_as_stale(campaig
     # counted with the LAG_CAP (20) or more.
     lags = json.loads(learner_stats(keys)["policy_lag_samples"])
     assert lags == {"0": [15, 0], "1": [20, 0], "2": [0, 30], "20": [0, 40]}
+    # And by how long after their cut they were ingested (whole seconds: the first may straddle one).
+    ages = json.loads(learner_stats(keys)["chunk_age_samples"])
+    assert ages.pop("<1", 0) + ages.pop("1-2", 0) == 10
+    assert ages == {"2-5": 50, "20-60": 5, ">=60": 40}
     assert run.agent.dropped_samples == 70 and run.agent.pending_steps == 35
     lease.release()
 
