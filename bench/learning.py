@@ -255,18 +255,21 @@ def run(args, stack: Stack) -> dict:
         )
         return figures
     probes: list[dict] = []
+    next_probe = [args.probe_every]  # samples of the next probe mark
 
     def probe(campaign) -> None:
-        """Play the first version published past the next probe mark (the newest, if pruned)."""
+        """Play the first version published past the next probe mark (once: a version published past
+        two marks, as PPO's long rollouts are, is probed for the first)."""
         from portal.campaigns.models import ModelVersion
 
-        mark = (len(probes) + 1) * args.probe_every
-        if campaign.samples_total < mark:
+        if campaign.samples_total < next_probe[0]:
             return
         versions = ModelVersion.objects.filter(campaign=campaign)
-        model = versions.filter(samples_total__gte=mark).order_by("version").first()
+        model = versions.filter(samples_total__gte=next_probe[0]).order_by("version").first()
         if model is None or not model.weights:
             return
+        while next_probe[0] <= model.samples_total:
+            next_probe[0] += args.probe_every
         with model.weights.open("rb") as f:
             figures = replay_checkpoint(f.read(), args.env, env_kwargs, args.probe_episodes, seed=30_000)
         probes.append({"version": model.version, "samples": model.samples_total, **figures})
@@ -316,7 +319,7 @@ def run(args, stack: Stack) -> dict:
         unfinished = bool(history) and history[-1]["episodes"] < wanted and learned <= max_steps
         if args.probe_every > 0:  # the probes decide: one still due within the budget may yet reach it
             learned = probes[-1]["samples"] if probes else 0
-            unfinished = (len(probes) + 1) * args.probe_every <= max_steps
+            unfinished = next_probe[0] <= max_steps
         if (max(learned, campaign.samples_total) >= max_steps and not unfinished) or wall >= args.timeout:
             best = max(history, key=lambda e: e["return"]) if history else None
             result = {"reached": False, "env_steps": campaign.samples_total, "wall_s": round(wall, 1),
