@@ -15,7 +15,8 @@ episodes (played greedily, never trained on), and ``eval_share`` their share of 
 (the learner keeps it near ``eval_max_share``, 10% by default); ``policy_lag_versions`` is the mean
 number of model versions by which the policy that played a trained-on sample was behind the learner's
 (``policy_lag_samples``: the learner's distribution, versions behind -> [samples kept, dropped];
-``chunk_age_samples``: samples by seconds from their chunk's cut to its ingestion, "<1" to ">=60");
+``chunk_age_samples``: samples by seconds from their chunk's cut to its ingestion, "<1" to ">=60",
+and ``stream_age_samples`` the part of it spent in the stream);
 ``updates`` the learner's gradient updates and ``updates_per_sample`` their ratio to the samples it
 ingested (DQN: 1 / ``samples_per_update`` once ``learning_starts`` is past). ``--env-kwargs`` are the campaign's
 env settings (the arena's ``{"boss_damage": 1.0}``: Iudex at full strength). Progress goes to
@@ -341,6 +342,7 @@ def run(args, stack: Stack) -> dict:
     policy_lag = round(sum(lag * n for lag, n in kept.items()) / max(1, sum(kept.values())), 2)
     updates, ingested = int(learner.get(b"updates", 0)), int(learner.get(b"samples_ingested", 0))
     chunk_ages = json.loads(learner.get(b"chunk_age_samples") or "{}")
+    stream_ages = json.loads(learner.get(b"stream_age_samples") or "{}")
     history = evaluations(campaign)
     if args.env == "soulsai/IudexArena-v0" and args.attack_fights > 0:
         from portal.campaigns.models import ModelVersion
@@ -357,6 +359,7 @@ def run(args, stack: Stack) -> dict:
         env=args.env, algo=args.algo, clients=args.clients, target=target, max_sps=args.max_sps,
         env_kwargs=env_kwargs, samples_accepted=campaign.samples_total, eval_steps=eval_steps,
         policy_lag_versions=policy_lag, policy_lag_samples=lag_rows, chunk_age_samples=chunk_ages,
+        stream_age_samples=stream_ages,
         updates=updates, updates_per_sample=round(updates / max(1, ingested), 3),
         eval_share=round(eval_steps / max(1, eval_steps + campaign.samples_total), 4),
         evaluations=history,

@@ -58,7 +58,9 @@ LEARNER_ERROR_FIELDS = ("error", "error_at")
 LOG_SECONDS = 10.0
 LAG_CAP = 20  # policy_lag_samples counts chunks this many or more versions behind together
 #: chunk_age_samples: seconds from a chunk's cut (its ``made``, the client's clock) to its ingestion,
-#: counted in these buckets (under 1 s, 1-2 s, ..., and 60 s or more): where a lag of versions comes from.
+#: counted in these buckets (under 1 s, 1-2 s, ..., and 60 s or more): where a lag of versions comes
+#: from; stream_age_samples: the part of it spent in the stream (from the relay's XADD, the entry id's
+#: milliseconds, to the ingestion), the rest being the client's spool and the way to the relay.
 AGE_BUCKETS_S = (1, 2, 5, 10, 20, 60)
 
 
@@ -196,6 +198,7 @@ class LearnerRun:
         # versions behind (LAG_CAP: that many or more) -> [samples kept, samples dropped as stale], this run
         self.lag_samples: dict[int, list[int]] = {}
         self.age_samples: dict[int, int] = {}  # AGE_BUCKETS_S index (len: the last, open one) -> samples
+        self.stream_age_samples: dict[int, int] = {}  # the same, from the relay's XADD
         self.recoveries = 0  # times the network diverged (non-finite weights) and was reloaded
         self.voided: set[int] = set()  # machines whose data staff voided, applied to the agent
         self.machine_stats = MachineStats()  # per-machine sums, flushed to Redis at housekeeping
@@ -392,6 +395,8 @@ class LearnerRun:
             row[1] += chunk.steps - kept
             bucket = bisect.bisect_right(AGE_BUCKETS_S, now - chunk.made)
             self.age_samples[bucket] = self.age_samples.get(bucket, 0) + chunk.steps
+            bucket = bisect.bisect_right(AGE_BUCKETS_S, now - StreamPosition.parse(entry_id).ms / 1000)
+            self.stream_age_samples[bucket] = self.stream_age_samples.get(bucket, 0) + chunk.steps
         if lags:
             self.policy_lag = sum(lags) / len(lags)
         metrics.ingested(
@@ -445,8 +450,9 @@ class LearnerRun:
             # JSON {"<versions behind>": [kept, dropped]}: the whole run's lag distribution, in samples
             "policy_lag_samples": json.dumps({str(lag): row for lag, row in sorted(self.lag_samples.items())}),
             # JSON {"<1": samples, "1-2": ..., ">=60": ...}: how long after their cut chunks were ingested
-            "chunk_age_samples": json.dumps(
-                {age_bucket_name(k): n for k, n in sorted(self.age_samples.items())}
+            "chunk_age_samples": json.dumps({age_bucket_name(k): n for k, n in sorted(self.age_samples.items())}),
+            "stream_age_samples": json.dumps(
+                {age_bucket_name(k): n for k, n in sorted(self.stream_age_samples.items())}
             ),
             **self.agent.stats(),
         }

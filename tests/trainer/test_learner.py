@@ -490,13 +490,16 @@ def test_the_stats_count_samples_by_policy_lag_kept_and_dropped_as_stale_and_by_
     run.version = 30  # as if 30 versions were out: no rollout fills up here, so none is published
     played = [(30, 10), (29, 20), (28, 30), (30, 5), (2, 40)]  # (model version, steps)
     cut_ago = [0, 3, 3, 30, 100_000]  # seconds before now each chunk was cut
+    stored_ago = [0, 0, 3, 3, 100]  # and stored in the stream by the relay (the entry id's milliseconds)
+    now_ms = int(time.time() * 1000)
     entries = []
     for i, (version, steps) in enumerate(played):
         chunk = dataclasses.replace(
             make_chunk(steps, seed=i), model_version=version, logp=np.zeros(steps, np.float32),
             made=int(time.time()) - cut_ago[i],
         )
-        entries.append((f"{i + 1}-0".encode(), {b"c": pack(chunk.to_message()), b"m": b"1"}))
+        entry_id = f"{now_ms - 1000 * stored_ago[i]}-{i}".encode()
+        entries.append((entry_id, {b"c": pack(chunk.to_message()), b"m": b"1"}))
     run.ingest(entries)
     run.write_stats()
     # Versions behind -> [kept, dropped]: PPO keeps 0 and 1 behind (max_staleness 1); 28 behind is
@@ -507,6 +510,10 @@ def test_the_stats_count_samples_by_policy_lag_kept_and_dropped_as_stale_and_by_
     ages = json.loads(learner_stats(keys)["chunk_age_samples"])
     assert ages.pop("<1", 0) + ages.pop("1-2", 0) == 10
     assert ages == {"2-5": 50, "20-60": 5, ">=60": 40}
+    # Of which in the stream: the second chunk waited on the client's side, the fourth mostly there.
+    in_stream = json.loads(learner_stats(keys)["stream_age_samples"])
+    assert in_stream.pop("<1", 0) + in_stream.pop("1-2", 0) == 30
+    assert in_stream == {"2-5": 35, ">=60": 40}
     assert run.agent.dropped_samples == 70 and run.agent.pending_steps == 35
     lease.release()
 
