@@ -40,13 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from one_process import OneProcess  # noqa: E402  (bench/, on the path as this script's folder)
 
 from client_app import iudex  # noqa: E402
 from client_app.arena.rules import BOSS_DAMAGE  # noqa: E402
-from client_app.chunker import Chunker  # noqa: E402
-from client_app.envs import is_iudex, make_env  # noqa: E402
+from client_app.envs import is_iudex  # noqa: E402
 from client_app.masks import action_mask, episode_outcome  # noqa: E402
-from client_app.spaces import space_to_spec  # noqa: E402
 from trainer.agents import DQNAgent  # noqa: E402
 from trainer.config import config_for  # noqa: E402
 
@@ -81,23 +80,15 @@ def parse_args(argv=None):
     return args
 
 
-class Tuner:
+class Tuner(OneProcess):
     def __init__(self, args):
         torch.set_num_threads(1)
         torch.manual_seed(args.seed)
-        self.args = args
-        self.kwargs = args.env_kwargs
-        self.boss = is_iudex(args.env)
+        super().__init__(args, chunk_steps=128)
         self.config = config_for(args.env, json.loads(args.hyperparams))
-        self.envs = [make_env(args.env, self.kwargs) for _ in range(args.envs)]
-        spec = space_to_spec(self.envs[0].observation_space)
-        n = self.envs[0].action_space.n
-        self.agent = DQNAgent(self.config, obs_dim=spec["shape"][0], n_actions=n, action_start=0,
+        self.agent = DQNAgent(self.config, obs_dim=self.obs_dim, n_actions=self.n_actions, action_start=0,
                               device=torch.device("cpu"))
-        self.n_actions = n
         self.rng = np.random.default_rng(args.seed)
-        self.chunkers = [Chunker(chunk_steps=128, observation_space=spec, n_actions=n) for _ in self.envs]
-        self.next_seed = args.seed * 1_000_000
 
     def act(self, observations, masks, epsilon: float, *, greedy: bool = False) -> np.ndarray:
         obs = np.asarray(observations, dtype=np.float32)
@@ -125,35 +116,8 @@ class Tuner:
                 actions[i] = self.rng.choice(np.flatnonzero(mask))
         return actions
 
-    def reset(self, i: int):
-        obs, info = self.envs[i].reset(seed=self.next_seed)
-        self.next_seed += 1
-        mask = action_mask(info, self.n_actions)
-        self.chunkers[i].start_episode(obs, mask)
-        return obs, mask
-
-    def evaluate(self) -> dict:
-        env = make_env(self.args.env, self.kwargs)
-        wins, returns, boss_left = 0, [], []
-        for k in range(self.args.eval_episodes):
-            obs, info = env.reset(seed=10_000 + k)
-            mask, total = action_mask(info, self.n_actions), 0.0
-            while True:
-                obs, reward, terminated, truncated, info = env.step(int(self.act([obs], [mask], 0.0, greedy=True)[0]))
-                total += reward
-                mask = action_mask(info, self.n_actions)
-                if terminated or truncated:
-                    break
-            returns.append(total)
-            if self.boss:
-                outcome = episode_outcome(info)  # the encoder reports it on every ending, the 3000-step cut too
-                wins += outcome["win"]
-                boss_left.append(outcome["boss_hp"])
-        n = self.args.eval_episodes
-        figures = {"return": round(float(np.mean(returns)), 3), "episodes": n}
-        if self.boss:
-            figures.update(win_rate=wins / n, boss_hp_left=round(float(np.mean(boss_left)), 3))
-        return figures
+    def greedy(self, obs, mask) -> int:
+        return int(self.act([obs], [mask], 0.0, greedy=True)[0])
 
     def run(self) -> dict:
         args, agent = self.args, self.agent
@@ -181,12 +145,8 @@ class Tuner:
                 next_eval += args.eval_every
                 figures = {"env_steps": samples, **self.evaluate()}
                 history.append(figures)
-                line = f"return {figures['return']:+.3f} over {args.eval_episodes}"
-                if self.boss:
-                    line = (f"won {figures['win_rate']:.0%} of {args.eval_episodes}  return {figures['return']:+.3f}  "
-                            f"boss HP left {figures['boss_hp_left']:.0%}")
                 print(f"{time.monotonic() - start:6.0f} s  {samples:,} env steps  epsilon {agent.exploration():.3f}  "
-                      f"{line}", file=sys.stderr, flush=True)
+                      f"{self.describe(figures)}", file=sys.stderr, flush=True)
                 if args.target is not None and target_reached is None and figures["return"] >= args.target:
                     target_reached = samples
                 if args.win_rate is not None and self.boss and figures["win_rate"] >= args.win_rate:

@@ -35,12 +35,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from one_process import OneProcess  # noqa: E402  (bench/, on the path as this script's folder)
 
-from client_app.chunker import Chunker  # noqa: E402
-from client_app.envs import is_iudex, make_env  # noqa: E402
 from client_app.masks import action_mask, episode_outcome  # noqa: E402
 from client_app.policy import Policy, save_model  # noqa: E402
-from client_app.spaces import space_to_spec  # noqa: E402
 from trainer.agents import PPOAgent  # noqa: E402
 from trainer.config import config_for  # noqa: E402
 
@@ -69,23 +67,15 @@ def parse_args(argv=None):
     return args
 
 
-class OneProcessPPO:
+class OneProcessPPO(OneProcess):
     def __init__(self, args):
         torch.set_num_threads(1)
         torch.manual_seed(args.seed)
-        self.args = args
-        self.boss = is_iudex(args.env)
+        super().__init__(args, chunk_steps=args.chunk_steps)
         self.config = config_for(args.env, json.loads(args.hyperparams), algorithm="ppo")
-        self.envs = [make_env(args.env, args.env_kwargs) for _ in range(args.envs)]
-        spec = space_to_spec(self.envs[0].observation_space)
-        self.n_actions = int(self.envs[0].action_space.n)
-        self.start = int(getattr(self.envs[0].action_space, "start", 0))
-        self.agent = PPOAgent(self.config, obs_dim=int(spec["shape"][0]), n_actions=self.n_actions,
+        self.agent = PPOAgent(self.config, obs_dim=self.obs_dim, n_actions=self.n_actions,
                               action_start=self.start, device=torch.device("cpu"))
         self.rng = np.random.default_rng(args.seed)
-        self.chunkers = [Chunker(chunk_steps=args.chunk_steps, observation_space=spec, n_actions=self.n_actions)
-                         for _ in self.envs]
-        self.next_seed = args.seed * 1_000_000
         self.version = 0
         self.policy = self.publish()
 
@@ -95,34 +85,8 @@ class OneProcessPPO:
         data = save_model(self.agent.spec, self.agent.params(), version=self.version, obs_norm=self.agent.obs_norm())
         return Policy.from_bytes(data)
 
-    def reset(self, i: int):
-        obs, info = self.envs[i].reset(seed=self.next_seed)
-        self.next_seed += 1
-        mask = action_mask(info, self.n_actions)
-        self.chunkers[i].start_episode(obs, mask)
-        return obs, mask
-
-    def evaluate(self) -> dict:
-        env = make_env(self.args.env, self.args.env_kwargs)
-        wins, returns, boss_left = 0, [], []
-        for k in range(self.args.eval_episodes):
-            obs, info = env.reset(seed=10_000 + k)
-            total, done = 0.0, False
-            while not done:
-                action = self.policy.greedy(obs, action_mask(info, self.n_actions))
-                obs, reward, terminated, truncated, info = env.step(action + self.start)
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
-            if self.boss:
-                outcome = episode_outcome(info)
-                wins += bool(outcome["win"])
-                boss_left.append(outcome["boss_hp"])
-        env.close()
-        figures = {"return": round(float(np.mean(returns)), 3), "episodes": self.args.eval_episodes}
-        if self.boss:
-            figures.update(win_rate=wins / self.args.eval_episodes, boss_hp_left=round(float(np.mean(boss_left)), 3))
-        return figures
+    def greedy(self, obs, mask) -> int:
+        return self.policy.greedy(obs, mask)
 
     def run(self) -> dict:
         args, agent = self.args, self.agent
@@ -155,12 +119,8 @@ class OneProcessPPO:
                 next_eval += args.eval_every
                 figures = {"env_steps": samples, **self.evaluate()}
                 history.append(figures)
-                line = f"return {figures['return']:+.3f} over {args.eval_episodes}"
-                if self.boss:
-                    line = (f"won {figures['win_rate']:.0%} of {args.eval_episodes}  " + line
-                            + f"  boss HP left {figures['boss_hp_left']:.0%}")
-                print(f"{time.monotonic() - start:6.0f} s  {samples:,} env steps  v{self.version}  {line}",
-                      file=sys.stderr, flush=True)
+                print(f"{time.monotonic() - start:6.0f} s  {samples:,} env steps  v{self.version}  "
+                      f"{self.describe(figures)}", file=sys.stderr, flush=True)
                 if args.target is not None and figures["return"] >= args.target:
                     reached = samples
                 if args.win_rate is not None and self.boss and figures["win_rate"] >= args.win_rate:
@@ -168,7 +128,7 @@ class OneProcessPPO:
                 if reached or reached_win_rate:
                     break
         return {
-            "env": args.env, "env_kwargs": args.env_kwargs, "hyperparams": json.loads(args.hyperparams),
+            "env": args.env, "env_kwargs": self.kwargs, "hyperparams": json.loads(args.hyperparams),
             "envs": args.envs, "chunk_steps": args.chunk_steps, "seed": args.seed, "target": args.target,
             "first_env_steps_to_target": reached, "first_env_steps_to_win_rate": reached_win_rate,
             "wall_s": round(time.monotonic() - start, 1),
