@@ -191,26 +191,13 @@ def attack_outcomes(weights: bytes, env_kwargs: dict, fights: int, seed: int = 1
 
 def replay_checkpoint(weights: bytes, env_id: str, env_kwargs: dict, episodes: int, seed: int = 20_000) -> dict:
     """A checkpoint's greedy play on ``episodes`` fresh seeds: mean return, and for a boss fight the win rate."""
-    from client_app.envs import is_iudex, make_env
-    from client_app.masks import action_mask, episode_outcome
+    from one_process import greedy_episodes
+
+    from client_app.envs import is_iudex
     from client_app.policy import Policy
 
-    policy = Policy.from_bytes(weights)
-    env = make_env(env_id, env_kwargs)
-    n_actions = env.action_space.n
-    start = int(getattr(env.action_space, "start", 0))
-    returns, wins = [], 0
-    for k in range(episodes):
-        obs, info = env.reset(seed=seed + k)
-        total, done = 0.0, False
-        while not done:
-            obs, reward, terminated, truncated, info = env.step(policy.greedy(obs, action_mask(info, n_actions)) + start)
-            total += float(reward)
-            done = terminated or truncated
-        returns.append(total)
-        if is_iudex(env_id):
-            wins += bool(episode_outcome(info)["win"])
-    env.close()
+    returns, outcomes = greedy_episodes(env_id, env_kwargs, episodes, seed=seed, act=Policy.from_bytes(weights).greedy)
+    wins = sum(bool(o["win"]) for o in outcomes)
     figures = {"episodes": episodes, "return": round(sum(returns) / episodes, 2)}
     if is_iudex(env_id):
         figures["win_rate"] = round(wins / episodes, 3)
@@ -256,21 +243,22 @@ def run(args, stack: Stack) -> dict:
         )
         return figures
     probes: list[dict] = []
-    next_probe = [args.probe_every]  # samples of the next probe mark
+    next_probe = args.probe_every  # samples of the next probe mark
 
     def probe(campaign) -> None:
         """Play the first version published past the next probe mark (once: a version published past
         two marks, as PPO's long rollouts are, is probed for the first)."""
         from portal.campaigns.models import ModelVersion
 
-        if campaign.samples_total < next_probe[0]:
+        nonlocal next_probe
+        if campaign.samples_total < next_probe:
             return
         versions = ModelVersion.objects.filter(campaign=campaign)
-        model = versions.filter(samples_total__gte=next_probe[0]).order_by("version").first()
+        model = versions.filter(samples_total__gte=next_probe).order_by("version").first()
         if model is None or not model.weights:
             return
-        while next_probe[0] <= model.samples_total:
-            next_probe[0] += args.probe_every
+        while next_probe <= model.samples_total:
+            next_probe += args.probe_every
         with model.weights.open("rb") as f:
             figures = replay_checkpoint(f.read(), args.env, env_kwargs, args.probe_episodes, seed=30_000)
         probes.append({"version": model.version, "samples": model.samples_total, **figures})
@@ -320,7 +308,7 @@ def run(args, stack: Stack) -> dict:
         unfinished = bool(history) and history[-1]["episodes"] < wanted and learned <= max_steps
         if args.probe_every > 0:  # the probes decide: one still due within the budget may yet reach it
             learned = probes[-1]["samples"] if probes else 0
-            unfinished = next_probe[0] <= max_steps
+            unfinished = next_probe <= max_steps
         if (max(learned, campaign.samples_total) >= max_steps and not unfinished) or wall >= args.timeout:
             best = max(history, key=lambda e: e["return"]) if history else None
             result = {"reached": False, "env_steps": campaign.samples_total, "wall_s": round(wall, 1),

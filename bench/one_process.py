@@ -13,6 +13,27 @@ from client_app.spaces import space_to_spec
 EVAL_SEED = 10_000  # evaluation episode k plays seed EVAL_SEED + k: every evaluation the same fights
 
 
+def greedy_episodes(env_id: str, env_kwargs: dict, episodes: int, *, seed: int, act) -> tuple[list[float], list[dict]]:
+    """Play ``episodes`` episodes of a fresh env (seeds ``seed`` and up) with ``act(obs, mask)``, an
+    action index from 0: (their returns, and for a boss fight each one's outcome, else empty)."""
+    env = make_env(env_id, env_kwargs)
+    n_actions = int(env.action_space.n)
+    start = int(getattr(env.action_space, "start", 0))
+    returns, outcomes = [], []
+    for k in range(episodes):
+        obs, info = env.reset(seed=seed + k)
+        total, done = 0.0, False
+        while not done:
+            obs, reward, terminated, truncated, info = env.step(act(obs, action_mask(info, n_actions)) + start)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+        if is_iudex(env_id):
+            outcomes.append(episode_outcome(info))  # the encoder reports it on every ending, the 3000-step cut too
+    env.close()
+    return returns, outcomes
+
+
 class OneProcess:
     """``args.envs`` copies of ``args.env`` (settings ``args.env_kwargs``), a Chunker each; a subclass
     gives ``greedy(obs, mask)``, the action its evaluation episodes play (an index from 0)."""
@@ -44,27 +65,13 @@ class OneProcess:
 
     def evaluate(self) -> dict:
         """``args.eval_episodes`` greedy episodes: mean return, and for a boss fight the win rate and the
-        boss's HP left (the encoder reports them on every ending, the 3000-step cut too)."""
-        env = make_env(self.args.env, self.kwargs)
-        wins, returns, boss_left = 0, [], []
-        for k in range(self.args.eval_episodes):
-            obs, info = env.reset(seed=EVAL_SEED + k)
-            total, done = 0.0, False
-            while not done:
-                action = self.greedy(obs, action_mask(info, self.n_actions))
-                obs, reward, terminated, truncated, info = env.step(action + self.start)
-                total += float(reward)
-                done = terminated or truncated
-            returns.append(total)
-            if self.boss:
-                outcome = episode_outcome(info)
-                wins += bool(outcome["win"])
-                boss_left.append(outcome["boss_hp"])
-        env.close()
+        boss's HP left."""
         n = self.args.eval_episodes
+        returns, outcomes = greedy_episodes(self.args.env, self.kwargs, n, seed=EVAL_SEED, act=self.greedy)
         figures = {"return": round(float(np.mean(returns)), 3), "episodes": n}
         if self.boss:
-            figures.update(win_rate=wins / n, boss_hp_left=round(float(np.mean(boss_left)), 3))
+            wins = sum(bool(o["win"]) for o in outcomes)
+            figures.update(win_rate=wins / n, boss_hp_left=round(float(np.mean([o["boss_hp"] for o in outcomes])), 3))
         return figures
 
     def describe(self, figures: dict) -> str:
