@@ -133,6 +133,17 @@ def age_bucket_name(bucket: int) -> str:
     return f"{AGE_BUCKETS_S[bucket - 1]}-{AGE_BUCKETS_S[bucket]}"
 
 
+def _count_age(counts: dict[int, int], seconds: float, samples: int) -> None:
+    """Add ``samples`` to the ``AGE_BUCKETS_S`` bucket of an age of ``seconds``."""
+    bucket = bisect.bisect_right(AGE_BUCKETS_S, seconds)
+    counts[bucket] = counts.get(bucket, 0) + samples
+
+
+def _age_json(counts: dict[int, int]) -> str:
+    """An age histogram for the stats hash: JSON {"<1": samples, "1-2": ..., ">=60": ...}."""
+    return json.dumps({age_bucket_name(k): n for k, n in sorted(counts.items())})
+
+
 def _machine_id(fields: dict[bytes, bytes]) -> int:
     """The token id of the machine that sent a stream entry (the relay's field "m"); 0 if unknown."""
     try:
@@ -393,10 +404,8 @@ class LearnerRun:
             row = self.lag_samples.setdefault(min(lags[-1], LAG_CAP), [0, 0])
             row[0] += kept
             row[1] += chunk.steps - kept
-            bucket = bisect.bisect_right(AGE_BUCKETS_S, now - chunk.made)
-            self.age_samples[bucket] = self.age_samples.get(bucket, 0) + chunk.steps
-            bucket = bisect.bisect_right(AGE_BUCKETS_S, now - StreamPosition.parse(entry_id).ms / 1000)
-            self.stream_age_samples[bucket] = self.stream_age_samples.get(bucket, 0) + chunk.steps
+            _count_age(self.age_samples, now - chunk.made, chunk.steps)
+            _count_age(self.stream_age_samples, now - StreamPosition.parse(entry_id).ms / 1000, chunk.steps)
         if lags:
             self.policy_lag = sum(lags) / len(lags)
         metrics.ingested(
@@ -449,11 +458,9 @@ class LearnerRun:
             "policy_lag": round(self.policy_lag, 2),
             # JSON {"<versions behind>": [kept, dropped]}: the whole run's lag distribution, in samples
             "policy_lag_samples": json.dumps({str(lag): row for lag, row in sorted(self.lag_samples.items())}),
-            # JSON {"<1": samples, "1-2": ..., ">=60": ...}: how long after their cut chunks were ingested
-            "chunk_age_samples": json.dumps({age_bucket_name(k): n for k, n in sorted(self.age_samples.items())}),
-            "stream_age_samples": json.dumps(
-                {age_bucket_name(k): n for k, n in sorted(self.stream_age_samples.items())}
-            ),
+            # How long after their cut chunks were ingested, and how much of it in the stream
+            "chunk_age_samples": _age_json(self.age_samples),
+            "stream_age_samples": _age_json(self.stream_age_samples),
             **self.agent.stats(),
         }
         self.client.hset(self.keys.learner, mapping=stats)
