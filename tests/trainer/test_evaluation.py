@@ -1,6 +1,6 @@
 """The learner's evaluation schedule: spacing, and the budget that keeps evaluation a small share of steps."""
 
-from trainer.evaluation import EvaluationSchedule
+from trainer.evaluation import TRAIL_EPISODES, EvaluationSchedule
 from trainer.keys import CampaignKeys
 
 KEYS = CampaignKeys(7)
@@ -15,6 +15,12 @@ def play(client, version: int, *, episodes: int, steps: int) -> None:
     client.hincrby(KEYS.evals(version), "episodes", episodes)
     client.hincrby(KEYS.evals(version), "steps", steps)
     client.hincrby(KEYS.stats, "eval_steps", steps)
+
+
+def train(schedule: EvaluationSchedule, episode_return: float, length: int) -> None:
+    """Training episodes the learner ingests, enough to fill the schedule's trailing window."""
+    for _ in range(TRAIL_EPISODES):
+        schedule.observe(episode_return, length)
 
 
 def test_long_evaluations_are_spaced_out_to_a_tenth_of_client_steps(redis_client):
@@ -63,8 +69,7 @@ def test_an_improving_agent_is_forecast_at_its_current_episode_length_not_its_la
     schedule = EvaluationSchedule(redis_client, KEYS, every_samples=1_000, episodes=2, max_share=0.1)
     schedule.request(model(1), samples_total=1_000)
     play(redis_client, 1, episodes=2, steps=40)  # it still lost fast then
-    for _ in range(20):
-        schedule.observe(500.0, 500)  # now it balances the whole 500 steps: 1,000 per evaluation
+    train(schedule, 500.0, 500)  # now it balances the whole 500 steps: 1,000 per evaluation
     # The last evaluation's 40 steps would fit at 2,000 samples; two 500-step episodes fit only
     # once 1,040 <= 0.1 * (samples + 1,040), i.e. from 9,360 samples on.
     assert schedule.forecast_cost() == 1_000
@@ -75,26 +80,21 @@ def test_an_improving_agent_is_forecast_at_its_current_episode_length_not_its_la
 
 def test_under_a_budget_an_agent_that_got_worse_waits_until_it_recovers_or_a_plateau_passes(redis_client):
     schedule = EvaluationSchedule(redis_client, KEYS, every_samples=1_000, episodes=2, max_share=0.1)
-    for _ in range(20):
-        schedule.observe(100.0, 10)
+    train(schedule, 100.0, 10)
     schedule.request(model(1), samples_total=1_000)
     play(redis_client, 1, episodes=2, steps=20)
-    for _ in range(20):
-        schedule.observe(50.0, 10)  # training returns fell since: not worth the budget
+    train(schedule, 50.0, 10)  # training returns fell since: not worth the budget
     assert not schedule.due(2_000)
     assert not schedule.due(4_999)
     assert schedule.due(5_000)  # four spacings on, it is evaluated anyway: progress stays visible
-    for _ in range(20):
-        schedule.observe(120.0, 10)  # it recovered: evaluated on the spacing again
+    train(schedule, 120.0, 10)  # it recovered: evaluated on the spacing again
     assert schedule.due(2_000)
 
 
 def test_without_a_budget_the_training_returns_do_not_hold_evaluations_back(redis_client):
     schedule = EvaluationSchedule(redis_client, KEYS, every_samples=1_000, episodes=2, max_share=1.0)
-    for _ in range(20):
-        schedule.observe(100.0, 10)
+    train(schedule, 100.0, 10)
     schedule.request(model(1), samples_total=1_000)
     play(redis_client, 1, episodes=2, steps=20)
-    for _ in range(20):
-        schedule.observe(-50.0, 400)
+    train(schedule, -50.0, 400)
     assert schedule.due(2_000)
