@@ -18,7 +18,7 @@ import torch
 
 from client_app.policy import ObsNorm, Policy, PolicyNetworkSpec, QNetworkSpec
 from client_app.protocol import Chunk
-from trainer.config import AlgorithmConfig, DQNConfig, PPOConfig
+from trainer.config import AlgorithmConfig, DQNConfig, PPOConfig, chunks_for
 from trainer.dqn import DQN, updates_allowed
 from trainer.networks import export_params, load_params
 from trainer.normalizer import RunningMeanStd
@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 # Unread chunks past which a DQN learner in large-batch mode doubles its batch (about half the relay's
 # default high-water mark, SOULSAI_STREAM_HIGH_WATER = 64: the batch grows before clients are slowed).
 LARGE_BATCH_BACKLOG = 32
-DQN_WAITING_SAMPLES = 256  # the backlog a DQN learner names as its stream mark (DQNAgent.stream_high_water)
 
 
 class Agent:
@@ -79,10 +78,6 @@ class Agent:
         data); returns how many. The observation statistics keep what they saw: one machine's share of
         a running mean, within the campaign's bounds, fades as data comes in."""
         raise NotImplementedError
-
-    def stream_high_water(self, chunk_steps: int) -> int:
-        """Chunks waiting in the stream past which clients should slow down (0: the server's default)."""
-        return 0
 
     def chunks_wanted(self, chunk_steps: int) -> int | None:
         """How many chunks the next read should take at most (None: the stream's batch)."""
@@ -134,19 +129,6 @@ class DQNAgent(Agent):
         # Replay ratio both ways: learn while behind it, read only once caught up. Unread chunks then
         # wait in the stream, whose length is the relay's back-pressure signal.
         return self.run_updates >= updates_allowed(self.run_samples, self.config)
-
-    def stream_high_water(self, chunk_steps: int) -> int:
-        # Every sample waiting unread is one the clients' policy has not learnt from yet: on
-        # LunarLander in one process (bench/arena_dqn.py, seeds 0 and 1), a 64-chunk backlog (the
-        # server's mark) delayed a greedy 200 from 30k and 60k env steps to 80k and past 90k. About
-        # 256 samples may wait (2 chunks of 128, never fewer than 2): enough to keep the learner fed
-        # between reads. Through the stack (2 unpaced LunarLander clients, versions every 0.25 s) the
-        # samples trained on were then 3.8-3.9 versions (about 350 samples) behind; with 1,024
-        # samples and a version a second, 6 versions (about 1,500 samples).
-        # Large-batch mode lets chunks pile up instead (past LARGE_BATCH_BACKLOG), on the server's mark.
-        if self.config.large_batch_max > 1:
-            return 0
-        return max(2, _chunks_for(DQN_WAITING_SAMPLES, chunk_steps))
 
     def ingest(self, chunk: Chunk, *, current_version: int, machine_id: int = 0) -> int:
         self._observe(chunk)
@@ -242,16 +224,11 @@ class PPOAgent(Agent):
     def wants_data(self) -> bool:
         return self.pending_steps < self.config.rollout_steps
 
-    def stream_high_water(self, chunk_steps: int) -> int:
-        # About one rollout may wait while an iteration trains: more would be played by a policy
-        # older than the staleness bound and dropped, wasting volunteers' game time.
-        return max(2, _chunks_for(self.config.rollout_steps, chunk_steps))
-
     def chunks_wanted(self, chunk_steps: int) -> int | None:
         # What fills the rollout, no more: a batch of 16 chunks overshot it (a 256-step rollout
         # trained on 512 steps or more), and the rollout's last chunks were played by a policy one
         # iteration older than they had to be.
-        return max(1, _chunks_for(self.config.rollout_steps - self.pending_steps, chunk_steps))
+        return max(1, chunks_for(self.config.rollout_steps - self.pending_steps, chunk_steps))
 
     def ingest(self, chunk: Chunk, *, current_version: int, machine_id: int = 0) -> int:
         if chunk.logp is None or chunk.model_version < current_version - self.config.staleness_bound:
@@ -372,11 +349,6 @@ class PPOAgent(Agent):
             if f"losses/{key}" in self.metrics:
                 stats[key] = round(self.metrics[f"losses/{key}"], 5)
         return stats
-
-
-def _chunks_for(steps: int, chunk_steps: int) -> int:
-    """How many chunks of ``chunk_steps`` hold ``steps`` steps (rounded up)."""
-    return -(-steps // max(1, chunk_steps))
 
 
 def agent_for(

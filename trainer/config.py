@@ -8,6 +8,13 @@ from typing import Any
 
 from client_app.iudex import IUDEX_ENV_IDS
 
+DQN_WAITING_SAMPLES = 256  # the backlog a DQN learner names as its stream mark (DQNConfig.stream_high_water)
+
+
+def chunks_for(steps: int, chunk_steps: int) -> int:
+    """How many chunks of ``chunk_steps`` hold ``steps`` steps (rounded up)."""
+    return -(-steps // max(1, chunk_steps))
+
 
 class _Config:
     """Shared by the algorithms' configs: building from a campaign's JSON overrides, with clear errors."""
@@ -138,6 +145,22 @@ class DQNConfig(_Config):
             (self.per_eps > 0, "per_eps must be positive"),
         ]
 
+    def stream_high_water(self, chunk_steps: int) -> int:
+        """Chunks waiting in the stream past which clients should slow down (0: the server's default).
+
+        The learner names it in its stats hash as it starts, before it builds its agent."""
+        # Every sample waiting unread is one the clients' policy has not learnt from yet: on
+        # LunarLander in one process (bench/arena_dqn.py, seeds 0 and 1), a 64-chunk backlog (the
+        # server's mark) delayed a greedy 200 from 30k and 60k env steps to 80k and past 90k. About
+        # 256 samples may wait (2 chunks of 128, never fewer than 2): enough to keep the learner fed
+        # between reads. Through the stack (2 unpaced LunarLander clients, versions every 0.25 s) the
+        # samples trained on were then 3.8-3.9 versions (about 350 samples) behind; with 1,024
+        # samples and a version a second, 6 versions (about 1,500 samples).
+        # Large-batch mode lets chunks pile up instead (past LARGE_BATCH_BACKLOG), on the server's mark.
+        if self.large_batch_max > 1:
+            return 0
+        return max(2, chunks_for(DQN_WAITING_SAMPLES, chunk_steps))
+
     @property
     def quantiles(self) -> int:
         """The network's quantiles per action: n_quantiles for QR-DQN, 1 for an expected-value head."""
@@ -216,6 +239,12 @@ class PPOConfig(_Config):
     def staleness_bound(self) -> int:
         """Versions behind the current model a chunk may have been played at and still train."""
         return self.vtrace_max_staleness if self.off_policy == "vtrace" else self.max_staleness
+
+    def stream_high_water(self, chunk_steps: int) -> int:
+        """Chunks waiting in the stream past which clients should slow down (see DQNConfig's)."""
+        # About one rollout may wait while an iteration trains: more would be played by a policy
+        # older than the staleness bound and dropped, wasting volunteers' game time.
+        return max(2, chunks_for(self.rollout_steps, chunk_steps))
 
     def lr_at(self, samples: int) -> float:
         if self.lr_decay_samples == 0:

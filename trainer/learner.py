@@ -171,6 +171,11 @@ class LearnerRun:
         self.keys = CampaignKeys(campaign.campaign_id)
         self.algorithm = campaign.algorithm
         self.config = config_for(campaign.env_id, campaign.hyperparams, algorithm=campaign.algorithm)
+        # The stream mark, named before the agent is built (seconds, on a loaded host): until then the
+        # relay lets clients fill the stream up to the server's looser mark (64 chunks), a start-up
+        # backlog its first minute of training reached late (docs/trainer.md, "What the stack costs").
+        self.high_water = self.config.stream_high_water(campaign.chunk_steps)
+        client.hset(self.keys.learner, "high_water", self.high_water)
         self.device = learner_device(settings)
         self.device_name = device_name(self.device)
         self.agent = agent_for(
@@ -182,7 +187,6 @@ class LearnerRun:
             device=self.device,
         )
         self.spec = self.agent.spec
-        self.high_water = self.agent.stream_high_water(campaign.chunk_steps)
         self.chunk_steps = campaign.chunk_steps
         consumer = f"{socket.gethostname()}:{os.getpid()}:{lease.token[:8]}"
         self.stream = ExperienceStream(client, self.keys, consumer)

@@ -454,7 +454,7 @@ class ClientConsumer(AsyncWebsocketConsumer):
                 id=chunk.id,
                 duplicate=result.outcome is StoreOutcome.DUPLICATE,
                 model_version=result.model_version,
-                wait_ms=services.backoff_ms(result.backlog, result.high_water) + extra_ms,
+                wait_ms=result.wait_ms + extra_ms,
                 # The learner asks for greedy episodes of a checkpoint: this client plays one next.
                 evaluate=result.eval_notice,
             )

@@ -166,8 +166,12 @@ def outcome_entry(outcome: dict | None) -> str:
     return " ".join(filter(None, (win_flag(outcome), boss_hp, player_hp)))
 
 
+# A learner writes its heartbeat about every second (trainer.learner); one this many seconds old is
+# not live, and the relay holds clients no longer than 2 s an ack (portal.relay.services.backoff_ms).
+LEARNER_LIVE_S = 10
+
 # Store one validated chunk, exactly once, and count it: all or nothing, in one round trip. Returns
-# {outcome, model_version, backlog, flagged[, evaluate, high_water[, url, sha256]]} with the
+# {outcome, model_version, backlog, flagged[, evaluate, high_water, url, sha256, live]} with the
 # outcomes of StoreOutcome. ``flagged`` is 1 when staff-visible bad-data flagging throttles this
 # machine. A stored chunk that ends an episode also records a boss fight (ARGV[14]: its entry for the
 # outcomes list, '' when not a boss fight; it starts with '1' when won, see CampaignKeys.outcomes) and,
@@ -176,11 +180,17 @@ def outcome_entry(outcome: dict | None) -> str:
 # is then the version to evaluate (0: none), and the 7th and 8th its model's url and sha256 (so the
 # ack carries the request without another round trip; see portal.relay.evaluation). Chunk ids are
 # the machine's own (KEYS[1]; KEYS[18] is the id as relays before that stored it). The 6th is the
-# backlog (in chunks) past which the learner wants clients to slow down (0: the server's default).
+# backlog (in chunks) past which the learner wants clients to slow down (0: the server's default), and
+# the 9th 1 while a learner is live (its heartbeat at most ARGV[19] seconds old).
 # KEYS and ARGV: StoreChunkCall below names each one.
 STORE_CHUNK_LUA = """
 local mv = tonumber(redis.call('HGET', KEYS[9], 'version') or '0')
-local hw = tonumber(redis.call('HGET', KEYS[16], 'high_water') or '0')
+local learner = redis.call('HMGET', KEYS[16], 'high_water', 'heartbeat')
+local hw = tonumber(learner[1] or '0')
+-- A learner is live while its heartbeat is at most ARGV[19] seconds old: only then may the relay hold
+-- clients past 2 s an ack (a campaign without one keeps taking chunks for the next, see backoff_ms).
+local live = 0
+if tonumber(ARGV[6]) - tonumber(learner[2] or '0') <= tonumber(ARGV[19]) then live = 1 end
 if redis.call('SISMEMBER', KEYS[12], ARGV[2]) == 1 then return {-5, mv, 0, 0} end
 local flagged = redis.call('HEXISTS', KEYS[11], ARGV[2])
 local status = redis.call('GET', KEYS[8])
@@ -205,7 +215,7 @@ if stored > 0 then
   if type(pending) == 'table' and pending.err == nil then backlog = stored - pending[1] end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[18]) == 1 then
-  return {0, mv, backlog, flagged, 0, hw}
+  return {0, mv, backlog, flagged, 0, hw, false, false, live}
 end
 -- At the hard caps (entries, bytes: held entries count, they are in Redis too), refuse (the client
 -- keeps the chunk) before the id is marked as stored; acked entries are never trimmed. MEMORY USAGE
@@ -242,10 +252,10 @@ if ARGV[4] == '1' then
     -- Recorded per machine: an evaluation result is taken only for an episode handed to its machine.
     redis.call('HINCRBY', KEYS[17], ask[1] .. ':' .. ARGV[2], 1)
     redis.call('EXPIRE', KEYS[17], ARGV[16])
-    return {1, mv, backlog + 1, flagged, tonumber(ask[1]), hw, ask[2], ask[3]}
+    return {1, mv, backlog + 1, flagged, tonumber(ask[1]), hw, ask[2], ask[3], live}
   end
 end
-return {1, mv, backlog + 1, flagged, 0, hw}
+return {1, mv, backlog + 1, flagged, 0, hw, false, false, live}
 """
 
 
@@ -272,6 +282,7 @@ class StoreChunkCall:
     returns_kept: int = RETURNS_KEPT
     handed_ttl: int = EVAL_HANDED_TTL_S
     board_win_max_lag: int = BOARD_WIN_MAX_LAG
+    learner_live_s: int = LEARNER_LIVE_S
 
     def key_list(self) -> list[str]:
         k = self.keys
@@ -316,6 +327,7 @@ class StoreChunkCall:
             self.handed_ttl,  # 16
             self.keys.group,  # 17: the learner's consumer group (its pending entries are not backlog)
             self.board_win_max_lag,  # 18
+            self.learner_live_s,  # 19: a learner whose heartbeat is older is not live
         ]
 
 

@@ -47,8 +47,8 @@ def test_a_dqn_learner_asks_clients_to_slow_down_early_unless_large_batches_may_
     # About 256 samples may wait unread: 8 chunks of 32 steps, 3 of 100, 2 of 128 or 1,024 (never
     # under 2). A large-batch learner leaves the server's mark (0), so chunks pile up to where its
     # batch grows.
-    assert agent_with(1).stream_high_water(32) == 8
-    assert agent_with(1).stream_high_water(100) == 3
-    assert agent_with(1).stream_high_water(128) == 2
-    assert agent_with(1).stream_high_water(1024) == 2
-    assert agent_with(4).stream_high_water(128) == 0
+    assert agent_with(1).config.stream_high_water(32) == 8
+    assert agent_with(1).config.stream_high_water(100) == 3
+    assert agent_with(1).config.stream_high_water(128) == 2
+    assert agent_with(1).config.stream_high_water(1024) == 2
+    assert agent_with(4).config.stream_high_water(128) == 0

@@ -65,7 +65,8 @@ def when(keys: CampaignKeys, ready: Callable[[dict[str, str]], bool], action: Ca
         if done.is_set():
             return True
         stats = learner_stats(keys)
-        return bool(stats) and ready(stats)
+        # The learner's stats (it names its stream mark there before the rest, while it starts).
+        return "heartbeat" in stats and ready(stats)
 
     def watch():
         try:

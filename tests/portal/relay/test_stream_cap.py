@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import time
 
 import numpy as np
 import pytest
 
 from client_app import protocol as P
+from client_app.protocol.codes import MAX_WAIT_MS
 from portal.core.redis import get_async_redis
 from portal.relay import services
 from portal.relay.store import StoreOutcome
@@ -91,10 +94,57 @@ def test_entries_the_learner_holds_are_not_backlog_but_count_toward_the_cap(cart
 
 def test_a_learner_that_names_a_tighter_mark_gets_a_steeper_slow_down(settings):
     settings.SOULSAI_STREAM_HIGH_WATER = 64
-    # The server's mark: 25 ms a chunk past it, at most 2 s.
-    assert [services.backoff_ms(b) for b in (64, 65, 68, 200)] == [0, 25, 100, 2000]
+    # The server's mark: 25 ms a chunk past it, up to 2 s at 80 chunks past it.
+    assert [services.backoff_ms(b) for b in (64, 65, 68, 144)] == [0, 25, 100, 2000]
     # A DQN learner's mark of 8 chunks: 8 times steeper (200 ms a chunk), so clients that outpace the
     # learner settle a few chunks past 8, not some 60 past it.
-    assert [services.backoff_ms(b, 8) for b in (8, 9, 12, 30)] == [0, 200, 800, 2000]
+    assert [services.backoff_ms(b, 8) for b in (8, 9, 12, 18)] == [0, 200, 800, 2000]
     # A mark above the server's keeps the server's slope.
     assert services.backoff_ms(130, 128) == 50
+
+
+def test_past_two_seconds_the_wait_doubles_every_few_chunks_up_to_what_clients_honour(settings):
+    """Clients that outrun the learner even at 2 s an ack (eight unpaced ones on a slow learner) are
+    slowed further, so the backlog stays within reach of the mark instead of growing to the hard cap."""
+    settings.SOULSAI_STREAM_HIGH_WATER = 64
+    # The server's mark: doubling every 16 chunks past the 2 s point (a fifth of its 80-chunk ramp).
+    live = functools.partial(services.backoff_ms, learner_live=True)
+    assert [live(b) for b in (160, 176, 192, 200)] == [4000, 8000, 16000, 22627]
+    # A mark of 8: the ramp is 10 chunks, so the wait doubles every 2.
+    assert [live(b, 8) for b in (19, 20, 22)] == [2828, 4000, 8000]
+    # Never more than the client accepts (MAX_WAIT_MS, 60 s), however long the backlog.
+    assert live(224) == live(20_000) == MAX_WAIT_MS == 60_000
+    assert live(10**9, 2) == MAX_WAIT_MS
+    # Without a live learner (starting, or a standby about to take over) clients keep playing at 2 s
+    # an ack: their chunks wait in the stream for the next learner.
+    assert services.backoff_ms(200) == services.backoff_ms(20_000, 2) == 2000
+    # Never shorter for a longer backlog, on either side of where the ramp ends.
+    waits = [live(b, mark) for mark in (2, 8, 64, 128) for b in range(mark, mark + 400)]
+    for mark in range(4):
+        run = waits[mark * 400 : (mark + 1) * 400]
+        assert run == sorted(run)
+
+
+@pytest.mark.django_db
+def test_acks_hold_clients_past_two_seconds_only_while_the_learner_beats(
+    cartpole_campaign, redis_client, settings
+):
+    """The store script reads the learner's heartbeat: a live learner that clients outrun gets them
+    slowed past 2 s an ack; a campaign whose learner is starting or gone keeps taking chunks."""
+    settings.SOULSAI_STREAM_HIGH_WATER = 64
+    keys = CampaignKeys(cartpole_campaign.id)
+    redis_client.hset(keys.learner, "high_water", 2)  # a DQN learner's mark: 800 ms a chunk past 2
+    results = [store(cartpole_campaign.id, f"l-{i}") for i in range(6)]
+    assert [r.wait_ms for r in results] == [0, 0, 800, 1600, 2000, 2000]
+    assert not any(r.learner_live for r in results)
+
+    redis_client.hset(keys.learner, "heartbeat", time.time())
+    beating = store(cartpole_campaign.id, "l-6")
+    assert beating.learner_live and beating.backlog == 7 and beating.wait_ms == 11314  # 2 s × 2^2.5
+    # A resend is answered with the same back-pressure.
+    again = store(cartpole_campaign.id, "l-6")
+    assert again.outcome == StoreOutcome.DUPLICATE and again.learner_live and again.wait_ms == 11314
+
+    redis_client.hset(keys.learner, "heartbeat", time.time() - 60)  # its host died a minute ago
+    orphan = store(cartpole_campaign.id, "l-7")
+    assert not orphan.learner_live and orphan.wait_ms == 2000
