@@ -58,6 +58,7 @@ class Chunker:
         self._t = 0  # steps in the current chunk
         self._model_version = 0
         self._in_episode = False
+        self.guided = False  # the current episode is played by a guided campaign's guide
         self._episode_return = 0.0
         self._episode_length = 0
         self.seq = 0  # chunks made so far
@@ -77,8 +78,10 @@ class Chunker:
             self._masks[row] = mask
             self._has_masks = True
 
-    def start_episode(self, obs: Any, mask: np.ndarray | None = None) -> None:
-        """Begin an episode at its first observation (a partial chunk of the last one is dropped)."""
+    def start_episode(self, obs: Any, mask: np.ndarray | None = None, *, guided: bool = False) -> None:
+        """Begin an episode at its first observation (a partial chunk of the last one is dropped);
+        ``guided``: a guided campaign's guide plays it (its chunks say so)."""
+        self.guided = guided
         self._obs[0] = np.asarray(obs, dtype=self.obs_dtype).reshape(self.obs_shape)
         self._has_masks = False
         self._set_mask(0, mask)
@@ -154,6 +157,7 @@ class Chunker:
             masks=self._masks[: t + 1].copy() if self._has_masks else None,
             logp=self._logp[:t].copy() if self._has_logp else None,
             outcome=outcome if done else None,
+            guided=self.guided,
         )
         self.seq += 1
         # The next chunk of this episode starts from the observation this one ended on.

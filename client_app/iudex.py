@@ -262,6 +262,9 @@ PLAYER_ANIM_SLICE = slice(
 BOSS_ANIM_SLICE = slice(_INDEX["boss_animation=unknown"], _INDEX["boss_animation=unknown"] + _N_BOSS_ANIM)
 _P_DUR = _INDEX["player_animation_duration"]
 _B_DUR = _INDEX["boss_animation_duration"]
+# Where the scripted player's inputs sit in the encoded vector (client_app.arena.scripted).
+DISTANCE_INDEX = _INDEX["distance"]
+PLAYER_DURATION_INDEX, BOSS_DURATION_INDEX = _P_DUR, _B_DUR
 _LOCK = _INDEX["lock_on"]
 _POSE_SPAN = [(COORD_HIGH[i] - COORD_LOW[i]) / 2 for i in range(3)]
 _POSE_MID = [(COORD_HIGH[i] + COORD_LOW[i]) / 2 for i in range(3)]
@@ -358,8 +361,9 @@ class IudexEncoder(gym.Wrapper):
 
     Each step's info also gets ``info["outcome"]`` (see ``outcome``) when the episode ends, by a
     kill, a death or the 3000-step cut, so that clients report wins and HP left, and
-    ``info[RAW_OBS]``, the observation dict before encoding (a reference, no copy): an evaluation
-    episode records its fight trace from it (``client_app.protocol.trace.fight_frame``).
+    ``info[RAW_OBS]`` (at reset too), the observation dict before encoding (a reference, no copy): an
+    evaluation episode records its fight trace from it (``client_app.protocol.trace.fight_frame``),
+    and a guided training episode's scripted player reads it.
     """
 
     def __init__(self, env: gym.Env):
@@ -368,7 +372,7 @@ class IudexEncoder(gym.Wrapper):
 
     def reset(self, **kwargs: Any):
         obs, info = self.env.reset(**kwargs)
-        return encode(obs), info
+        return encode(obs), {**info, RAW_OBS: obs}
 
     def step(self, action: Any):
         obs, reward, terminated, truncated, info = self.env.step(action)

@@ -255,9 +255,15 @@ def save_model(
     version: int,
     epsilon: float = 0.0,
     obs_norm: ObsNorm | None = None,
+    guide_share: float = 0.0,
+    guide_epsilon: float = 0.0,
 ) -> bytes:
-    """Serialise a model as safetensors bytes with its architecture, exploration rate and normaliser."""
+    """Serialise a model as safetensors bytes with its architecture, exploration rate and normaliser,
+    and for a guided campaign the share of training episodes its guide plays (``Policy.guide_share``)."""
     metadata = {"arch": spec.to_json(), "version": str(int(version)), "epsilon": repr(float(epsilon))}
+    if guide_share > 0:
+        metadata["guide_share"] = repr(float(guide_share))
+        metadata["guide_epsilon"] = repr(float(guide_epsilon))
     tensors = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in params.items()}
     if obs_norm is not None:
         metadata["obs_norm_clip"] = repr(float(obs_norm.clip))
@@ -281,6 +287,8 @@ class Policy:
         version: int,
         epsilon: float = 0.0,
         obs_norm: ObsNorm | None = None,
+        guide_share: float = 0.0,
+        guide_epsilon: float = 0.0,
     ):
         expected = spec.parameter_shapes()
         if set(params) != set(expected):
@@ -295,9 +303,11 @@ class Policy:
                 f"parameter {broken[0]} holds NaN or infinite values, or values beyond ±{MAX_ABS_PARAM:g}: "
                 "the model is broken"
             )
-        epsilon = float(epsilon)
-        if not 0.0 <= epsilon <= 1.0:  # NaN included
-            raise ValueError(f"the exploration rate must be in [0, 1], got {epsilon!r}")
+        epsilon, guide_share, guide_epsilon = float(epsilon), float(guide_share), float(guide_epsilon)
+        for name, value in (("exploration rate", epsilon), ("guide's share", guide_share),
+                            ("guide's exploration rate", guide_epsilon)):
+            if not 0.0 <= value <= 1.0:  # NaN included
+                raise ValueError(f"the {name} must be in [0, 1], got {value!r}")
         if obs_norm is not None:
             for name, value in (("mean", obs_norm.mean), ("std", obs_norm.std)):
                 if value.shape != (spec.obs_dim,) or not np.isfinite(value).all():
@@ -311,6 +321,10 @@ class Policy:
         self.version = version
         self.epsilon = epsilon
         self.obs_norm = obs_norm
+        # A guided campaign's: the share of training episodes the scripted player plays (an Iudex
+        # fight's client only), with guide_epsilon of its actions at random (trainer.config.DQNConfig).
+        self.guide_share = guide_share
+        self.guide_epsilon = guide_epsilon
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Policy:
@@ -319,6 +333,8 @@ class Policy:
             spec = spec_from_json(metadata["arch"])
             version = int(metadata["version"])
             epsilon = float(metadata.get("epsilon", "0"))
+            guide_share = float(metadata.get("guide_share", "0"))
+            guide_epsilon = float(metadata.get("guide_epsilon", "0"))
             clip = float(metadata["obs_norm_clip"]) if "obs_norm_clip" in metadata else None
         except (KeyError, ValueError, TypeError) as exc:
             raise ValueError(f"model file lacks valid metadata: {exc}") from None
@@ -329,7 +345,10 @@ class Policy:
                 obs_norm = ObsNorm(tensors.pop("obs_norm.mean"), tensors.pop("obs_norm.std"), clip)
             except KeyError as exc:
                 raise ValueError(f"model file lacks its normaliser tensor {exc}") from None
-        return cls(spec, tensors, version=version, epsilon=epsilon, obs_norm=obs_norm)
+        return cls(
+            spec, tensors, version=version, epsilon=epsilon, obs_norm=obs_norm, guide_share=guide_share,
+            guide_epsilon=guide_epsilon,
+        )
 
     @property
     def stochastic(self) -> bool:
@@ -392,6 +411,7 @@ class RandomPolicy:
 
     version = 0
     epsilon = 1.0
+    guide_share = guide_epsilon = 0.0
     stochastic = True  # uniform over the allowed actions: its log-probabilities are exact
 
     def __init__(self, n_actions: int):

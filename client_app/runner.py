@@ -24,11 +24,12 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from client_app import iudex
 from client_app.autoupdate import UpdateWatcher
 from client_app.chunker import Chunker
 from client_app.compat import ClientError, check_env_spaces, policy_mismatch
 from client_app.connection import Connection, Welcome, http_url
-from client_app.envs import is_soulsgym, make_env, watchdog_settings
+from client_app.envs import is_iudex, is_soulsgym, make_env, watchdog_settings
 from client_app.evaluation import EvalEpisode, Evaluations
 from client_app.fetcher import ModelFetcher
 from client_app.gamewin import FocusKeeper
@@ -297,6 +298,8 @@ class Runner:
         check_env_spaces(self.env, welcome)
         obs_space, act_space = welcome.observation_space, welcome.action_space
         self.n_actions = action_count(act_space)
+        # A guided campaign's guide knows the Iudex fight only (trainer.config.DQNConfig.guide).
+        self.guidable = is_iudex(env_id)
         self.fetcher.check = lambda policy: policy_mismatch(policy, obs_space, act_space)
         self.evaluations.fetcher.check = self.fetcher.check
         prefix = welcome.machine.get("prefix") or hashlib.sha256(self.config.token.encode()).hexdigest()[:12]
@@ -328,7 +331,7 @@ class Runner:
             return "requested"
         obs, info = self.env.reset(seed=config.seed)
         mask = action_mask(info, self.n_actions)
-        chunker.start_episode(obs, mask)
+        chunker.start_episode(obs, mask, guided=self._guided(rng))
         evaluating: EvalEpisode | None = None  # the checkpoint this episode evaluates (not sent as chunks)
         pace_t0, pace_steps = time.monotonic(), 0
         next_report = time.monotonic() + config.progress_every
@@ -431,6 +434,8 @@ class Runner:
 
             if evaluating is not None:
                 action, logp = evaluating.act(obs, mask), None
+            elif chunker.guided:
+                action, logp = self._guide_action(info, mask, rng), None
             else:
                 action, logp = self.policy.step(obs, rng, mask)
             obs, reward, terminated, truncated, info = self.env.step(action + action_start)
@@ -470,11 +475,27 @@ class Runner:
                 # Between episodes: play the next one greedily if the server asked for an evaluation.
                 evaluating = self.evaluations.next_episode()
                 if evaluating is None:
-                    chunker.start_episode(obs, mask)
+                    chunker.start_episode(obs, mask, guided=self._guided(rng))
             if self.max_sps > 0:
                 ahead = pace_t0 + (self.steps - pace_steps) / self.max_sps - time.monotonic()
                 if ahead > 0:
                     time.sleep(ahead)
+
+    def _guided(self, rng: np.random.Generator) -> bool:
+        """Whether the guide plays the next training episode: the model's ``guide_share`` of them."""
+        share = self.policy.guide_share
+        return self.guidable and share > 0 and not self.policy.stochastic and rng.random() < share
+
+    def _guide_action(self, info: dict[str, Any], mask: np.ndarray | None, rng: np.random.Generator) -> int:
+        """The scripted player's action (``guide_epsilon`` of them at random among the allowed)."""
+        from client_app.arena.scripted import scripted_action
+
+        raw = info.get(iudex.RAW_OBS)
+        allowed = np.flatnonzero(mask) if mask is not None else np.arange(self.n_actions)
+        if raw is None or rng.random() < self.policy.guide_epsilon:
+            return int(allowed[rng.integers(allowed.size)])
+        action = int(scripted_action(raw))
+        return action if mask is None or mask[action] else int(allowed[rng.integers(allowed.size)])
 
     def _wait_for_focus(self) -> bool:
         """Before a reset (SoulsGym presses keys there too): the game in front; False when stopped."""

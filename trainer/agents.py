@@ -73,6 +73,10 @@ class Agent:
         """``array`` in pinned host memory when training on CUDA (the copy to the GPU does not block)."""
         return pinned(array) if self.pin_memory else array
 
+    def guide(self) -> dict[str, float]:
+        """What a published model tells clients of a guide (save_model's keywords; none by default)."""
+        return {}
+
     def void(self, machine_id: int) -> int:
         """Drop every sample machine ``machine_id`` sent that the agent still holds (staff voided its
         data); returns how many. The observation statistics keep what they saw: one machine's share of
@@ -117,6 +121,8 @@ class DQNAgent(Agent):
         self.buffer = replay_buffer_for(
             config, obs_dim=obs_dim, action_start=action_start, n_actions=n_actions, pin_memory=self.pin_memory
         )
+        self.action_start = action_start
+        self.guided_samples = 0  # ingested from episodes the guide played (this run)
         self.run_samples = 0  # ingested by this run (drives the replay ratio with run_updates)
         self.run_updates = 0  # in batch_size units: a large-batch update counts as batch_scale of them
         self.batch_scale = 1  # large-batch mode: batch_size times this per update (config.large_batch_max)
@@ -131,11 +137,28 @@ class DQNAgent(Agent):
         return self.run_updates >= updates_allowed(self.run_samples, self.config)
 
     def ingest(self, chunk: Chunk, *, current_version: int, machine_id: int = 0) -> int:
-        self._observe(chunk)
-        steps = self.buffer.add_chunk(chunk, machine_id=machine_id)
+        obs = self._observe(chunk)
+        steps = self.buffer.add_chunk(chunk, machine_id=machine_id, demo=self._guided_steps(chunk, obs))
         self.run_samples += steps
         self.samples_total += steps
+        self.guided_samples += steps if chunk.guided else 0
         return steps
+
+    def _guided_steps(self, chunk: Chunk, obs: np.ndarray) -> np.ndarray | None:
+        """Of a chunk its client says the guide played, the steps whose action is the guide's, checked
+        here from the observations (the scripted player reads nothing else): a client that lies about
+        it can teach the margin loss nothing the guide would not. None when nothing is guided."""
+        if not (chunk.guided and self.config.guide == "scripted" and self.config.demo_margin > 0):
+            return None
+        from client_app.arena.scripted import guide_actions
+
+        actions = np.asarray(chunk.actions, dtype=np.int64) - self.action_start
+        return guide_actions(obs[:-1]) == actions
+
+    def guide(self) -> dict[str, float]:
+        """What a published model tells clients of the guide: its share of episodes and its epsilon."""
+        share = self.config.guide_share_at(self.samples_total)
+        return {"guide_share": share, "guide_epsilon": self.config.guide_epsilon} if share > 0 else {}
 
     def void(self, machine_id: int) -> int:
         return self.buffer.void(machine_id)
@@ -200,6 +223,11 @@ class DQNAgent(Agent):
             stats["batch_size"] = self.batch_scale * self.config.batch_size
         if "losses/td_loss" in self.metrics:
             stats["td_loss"] = self.metrics["losses/td_loss"]
+        if self.config.guide != "none":
+            stats["guide_share"] = round(self.config.guide_share_at(self.samples_total), 4)
+            stats["guided_samples"] = self.guided_samples
+            if "losses/margin_loss" in self.metrics:
+                stats["margin_loss"] = self.metrics["losses/margin_loss"]
         return stats
 
 

@@ -80,6 +80,7 @@ class _Config:
 
 
 DISTRIBUTIONAL = ("none", "qr")
+GUIDES = ("none", "scripted")
 
 
 @dataclass(frozen=True)
@@ -124,9 +125,25 @@ class DQNConfig(_Config):
     distributional: str = "none"
     n_quantiles: int = 16  # quantiles per action with distributional "qr" (the head costs n_actions * N outputs)
     noisy: bool = False  # NoisyNet layers (Fortunato et al. 2017); explore by noise: eps_start = eps_end = 0 suits
+    # "scripted": clients play guide_share of their training episodes with the scripted Iudex player
+    # (client_app.arena.scripted_action, guide_epsilon of its actions at random), and the learner adds
+    # DQfD's large-margin loss (Hester et al. 2018) on the steps where the action was the guide's;
+    # "none": no guide. Iudex fights only.
+    guide: str = "none"
+    guide_share: float = 0.5  # share of training episodes the guide plays...
+    guide_decay_samples: int = 0  # ...falling linearly to 0 over this many samples (0: constant)
+    guide_epsilon: float = 0.05  # random actions in a guided episode (at most the agent's epsilon)
+    demo_margin: float = 0.1  # the guide's action must beat every other Q-value by this much...
+    demo_weight: float = 1.0  # ...with this weight of the margin loss next to the TD loss
 
     def checks(self) -> list[tuple[bool, str]]:
         return super().checks() + [
+            (self.guide in GUIDES, f"guide must be one of {', '.join(GUIDES)}"),
+            (0 <= self.guide_share <= 1, "guide_share must be in [0, 1]"),
+            (self.guide_decay_samples >= 0, "guide_decay_samples must not be negative"),
+            (0 <= self.guide_epsilon <= 1, "guide_epsilon must be in [0, 1]"),
+            (0 <= self.demo_margin <= 100, "demo_margin must be 0 to 100"),
+            (0 <= self.demo_weight <= 100, "demo_weight must be 0 to 100"),
             (self.distributional in DISTRIBUTIONAL, f"distributional must be one of {', '.join(DISTRIBUTIONAL)}"),
             (2 <= self.n_quantiles <= 256, "n_quantiles must be 2 to 256"),
             (1 <= self.large_batch_max <= 64, "large_batch_max must be 1 to 64"),
@@ -165,6 +182,14 @@ class DQNConfig(_Config):
     def quantiles(self) -> int:
         """The network's quantiles per action: n_quantiles for QR-DQN, 1 for an expected-value head."""
         return self.n_quantiles if self.distributional == "qr" else 1
+
+    def guide_share_at(self, samples: int) -> float:
+        """The share of training episodes the guide plays after ``samples`` samples (0 without one)."""
+        if self.guide == "none":
+            return 0.0
+        if self.guide_decay_samples == 0:
+            return self.guide_share
+        return self.guide_share * max(0.0, 1.0 - samples / self.guide_decay_samples)
 
     def epsilon(self, samples: int) -> float:
         """Linear decay from eps_start to eps_end over eps_decay_samples ingested samples."""
@@ -376,4 +401,7 @@ def config_for(env_id: str, overrides: dict[str, Any] | None = None, *, algorith
         raise ValueError(f"hyperparameters must be a JSON object, got {type(overrides).__name__}")
     values = dict(DEFAULTS[algorithm].get(env_id, {}))
     values.update(overrides or {})
-    return CONFIGS[algorithm].from_dict(values)
+    config = CONFIGS[algorithm].from_dict(values)
+    if getattr(config, "guide", "none") != "none" and env_id not in IUDEX_ENV_IDS:
+        raise ValueError(f"guide {config.guide!r} plays Iudex fights only, not {env_id}")
+    return config

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from client_app.policy import QNetworkSpec
 from trainer.config import DQNConfig
-from trainer.dqn_grad import HandGradients, supported
+from trainer.dqn_grad import HandGradients, large_margin, supported
 from trainer.networks import build_q_network
 from trainer.per import beta_at
 from trainer.replay import Batch
@@ -150,6 +150,10 @@ class DQN:
         returns, discounts = self._tensor(batch.returns), self._tensor(batch.discounts)
         weights = self._tensor(batch.weights)
         next_masks = self._tensor(batch.next_masks).bool() if batch.next_masks is not None else None
+        # A guided campaign's steps where the guide played: the large-margin loss (DQfD) on those.
+        demo = None
+        if batch.demo is not None and self.config.demo_margin > 0 and self.config.demo_weight > 0:
+            demo = self._tensor(batch.demo).float()
         if self.spec.noisy:
             # Fresh noise for every update, independent in the online and the target network
             # (Fortunato et al. 2017, algorithm 1; one online draw serves both of its passes here).
@@ -157,7 +161,7 @@ class DQN:
             self.target.reset_noise()
 
         if self.hand is not None:
-            loss, q, td_errors, grad_norm = self.hand.step(
+            loss, q, td_errors, grad_norm, margin_loss = self.hand.step(
                 torch.cat([obs, next_obs]),
                 actions,
                 lambda next_q_target, next_q_online: td_target(
@@ -166,14 +170,18 @@ class DQN:
                 weights=weights,
                 max_grad_norm=self.config.max_grad_norm,
                 double_q=self.config.double_q,
+                demo=demo,
+                margin=self.config.demo_margin,
+                demo_weight=self.config.demo_weight,
             )
             self._adam_step()
-            return self._after_step(loss, q, td_errors, grad_norm)
+            return self._after_step(loss, q, td_errors, grad_norm, margin_loss)
         if self.taus is None:
             with torch.no_grad():
                 next_q_online = self.q(next_obs) if self.config.double_q else None
                 y = td_target(returns, discounts, self.target(next_obs), next_q_online, next_masks)
-            q = self.q(obs).gather(1, actions.unsqueeze(1)).squeeze(1)
+            q_values = self.q(obs)
+            q = q_values.gather(1, actions.unsqueeze(1)).squeeze(1)
             # Prioritized replay samples high-error transitions more often; the weights undo that bias
             # in expectation (all 1 for uniform sampling, where this is the plain mean Huber loss).
             per_sample = F.smooth_l1_loss(q, y, reduction="none")
@@ -185,17 +193,22 @@ class DQN:
                     returns, discounts, self.target.quantiles(next_obs), next_q_online, next_masks
                 )
             n = self.spec.n_quantiles
-            theta = self.q.quantiles(obs).gather(1, actions.view(-1, 1, 1).expand(-1, 1, n)).squeeze(1)
+            theta_all = self.q.quantiles(obs)
+            q_values = theta_all.mean(dim=2)
+            theta = theta_all.gather(1, actions.view(-1, 1, 1).expand(-1, 1, n)).squeeze(1)
             per_sample = quantile_huber_loss(theta, y, self.taus)
             td_errors = per_sample.detach()
             q = theta.mean(dim=1)
         loss = (weights * per_sample).mean()
+        margin_loss = None
+        if demo is not None:
+            margin_loss = large_margin(q_values, actions, demo, self.config.demo_margin)[0].mean() * self.config.demo_weight
 
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if margin_loss is None else loss + margin_loss).backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm, foreach=True)
         self.optimizer.step()
-        return self._after_step(loss, q, td_errors, grad_norm)
+        return self._after_step(loss, q, td_errors, grad_norm, margin_loss)
 
     def _adam_step(self) -> None:
         """``self.optimizer.step()`` on the hand path, without its per-call bookkeeping.
@@ -241,14 +254,24 @@ class DQN:
         )
 
     def _after_step(
-        self, loss: torch.Tensor, q: torch.Tensor, td_errors: torch.Tensor, grad_norm: torch.Tensor
+        self,
+        loss: torch.Tensor,
+        q: torch.Tensor,
+        td_errors: torch.Tensor,
+        grad_norm: torch.Tensor,
+        margin_loss: torch.Tensor | None = None,
     ) -> Update:
         self.updates += 1
         if self.updates % self.config.target_update_every == 0:
             self.target.load_state_dict(self.q.state_dict())
         # One device-to-host read for the metrics and one for the TD errors (each is a sync on CUDA).
-        td_loss, q_mean, norm = torch.stack([loss.detach(), q.detach().mean(), grad_norm]).tolist()
+        figures = [loss.detach(), q.detach().mean(), grad_norm]
+        if margin_loss is not None:
+            figures.append(margin_loss.detach())
+        td_loss, q_mean, norm, *margin = torch.stack(figures).tolist()
         metrics = {"losses/td_loss": td_loss, "losses/q_mean": q_mean, "losses/grad_norm": norm}
+        if margin:
+            metrics["losses/margin_loss"] = margin[0]
         return Update(metrics, td_errors.cpu().numpy())
 
     def beta(self) -> float:

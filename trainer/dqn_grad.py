@@ -36,6 +36,19 @@ def supported(spec: QNetworkSpec) -> bool:
     return spec.n_quantiles == 1 and not spec.noisy
 
 
+def large_margin(q_values: torch.Tensor, actions: torch.Tensor, demo: torch.Tensor, margin: float):
+    """DQfD's large-margin loss per sample (Hester et al. 2018): max_a [Q(s, a) + margin * (a != a_E)]
+    - Q(s, a_E), where the guide played a_E (``demo`` 1), else 0; and the maximising action (B,).
+
+    Zero once the guide's action beats every other by the margin: it teaches the greedy policy the
+    guide's choice where the guide played, without touching Q's scale elsewhere."""
+    margins = torch.full_like(q_values, margin).scatter_(1, actions.unsqueeze(1), 0.0)
+    best = (q_values + margins).argmax(dim=1)
+    chosen = q_values.gather(1, actions.unsqueeze(1)).squeeze(1)
+    beaten = (q_values + margins).gather(1, best.unsqueeze(1)).squeeze(1)
+    return demo * (beaten - chosen), best
+
+
 class HandGradients:
     """The update's forward and backward passes for one online network, its target and optimizer."""
 
@@ -77,13 +90,17 @@ class HandGradients:
         weights: torch.Tensor,
         max_grad_norm: float,
         double_q: bool,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        demo: torch.Tensor | None = None,
+        margin: float = 0.0,
+        demo_weight: float = 0.0,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """Fill every parameter's ``.grad`` (clipped to ``max_grad_norm``) for one update.
 
         ``td_target(next_q_target, next_q_online)`` gives y from the next observations' Q-values (the
         next observations are the second half of ``obs``'s rows: ``obs`` is the observations and the
         next observations stacked). Returns (loss, Q(s, a), y - Q(s, a), the gradient norm before
-        clipping), as ``DQN.update`` reports them.
+        clipping), as ``DQN.update`` reports them, and the large-margin loss added to it with ``demo``
+        (``demo_weight`` times ``large_margin``'s mean; None without).
         """
         batch = obs.shape[0] // 2
         acts, q_all = self._forward(self.q, obs)
@@ -97,6 +114,13 @@ class HandGradients:
         # dL/dQ(s, a) for the mean weighted Huber loss; zero for every other action.
         grad_q = (weights * diff.clamp(-1.0, 1.0)).div_(batch)
         dq = torch.zeros_like(q_values).scatter_(1, actions.unsqueeze(1), grad_q.unsqueeze(1))
+        margin_loss = None
+        if demo is not None:
+            # d/dQ of demo_weight * mean(large margin): +1 at the maximising action, -1 at the guide's.
+            per_sample, best = large_margin(q_values, actions, demo, margin)
+            margin_loss = per_sample.mean() * demo_weight
+            g = (demo * (demo_weight / batch)).unsqueeze(1)
+            dq.scatter_add_(1, best.unsqueeze(1), g).scatter_add_(1, actions.unsqueeze(1), -g)
         hidden = acts[-1][:batch]
         if self.dueling:
             value, advantage = self.q.value, self.q.advantage
@@ -123,4 +147,4 @@ class HandGradients:
         # clip_grad_norm_'s rule: scale by max_norm / (norm + 1e-6) when that is under 1.
         norm = torch.linalg.vector_norm(self.flat)
         self.flat.mul_(torch.clamp(max_grad_norm / (norm + 1e-6), max=1.0))
-        return loss, q, -diff, norm
+        return loss, q, -diff, norm, margin_loss

@@ -321,7 +321,8 @@ class LearnerRun:
         evaluate = self.evaluations.due(self.agent.samples_total)
         checkpoint = checkpoint or evaluate
         weights = save_model(
-            self.spec, params, version=version, epsilon=self.agent.exploration(), obs_norm=obs_norm
+            self.spec, params, version=version, epsilon=self.agent.exploration(), obs_norm=obs_norm,
+            **self.agent.guide(),
         )
         covering = list(self.held) if checkpoint else []  # what the state written now holds
         position = self.stream_position()

@@ -26,6 +26,7 @@ class Batch(NamedTuple):
     weights: np.ndarray  # (B,) float32, importance-sampling weights of the loss (all 1 when uniform)
     indices: np.ndarray  # (B,) int64, buffer slots, to hand new priorities back
     next_masks: np.ndarray | None = None  # (B, n_actions) bool: actions allowed at next_obs (None: all)
+    demo: np.ndarray | None = None  # (B,) bool: the guide's action (the margin loss); None: no guide
 
 
 def pinned(array: np.ndarray) -> np.ndarray:
@@ -105,6 +106,10 @@ class ReplayBuffer:
         # Which machine (token id) sent each transition, so that staff can void a machine's data (0:
         # unknown, from a stream entry or a checkpoint without one).
         self.machines = np.zeros(capacity, dtype=np.int64)
+        # Whether each transition's action was a guide's (a guided campaign's margin loss), and whether
+        # any ever was: batches carry the flags only then.
+        self.demo = np.zeros(capacity, dtype=bool)
+        self.guided = False
         # The action mask at each next observation, kept once any chunk brought masks (the targets'
         # argmax must not pick an action the game would not allow there).
         self.n_actions = n_actions
@@ -115,7 +120,7 @@ class ReplayBuffer:
     def __len__(self) -> int:
         return self.size
 
-    def add_chunk(self, chunk: Chunk, *, machine_id: int = 0) -> int:
+    def add_chunk(self, chunk: Chunk, *, machine_id: int = 0, demo: np.ndarray | None = None) -> int:
         """Insert the chunk's T n-step transitions, sent by machine ``machine_id``, and return T.
 
         Transition t is (obs[t], a[t], G_t, obs[t+m], discount) with m = min(n, T - t): near the end
@@ -149,6 +154,11 @@ class ReplayBuffer:
         self.returns[idx] = returns[first:]
         self.discounts[idx] = discounts[first:]
         self.machines[idx] = machine_id
+        if demo is not None:
+            self.guided = True
+            self.demo[idx] = np.asarray(demo, dtype=bool)[first:]
+        else:
+            self.demo[idx] = False
         if chunk.masks is not None and self.next_masks is None and self.n_actions:
             self.next_masks = np.ones((self.capacity, self.n_actions), dtype=bool)
         if self.next_masks is not None:
@@ -161,7 +171,7 @@ class ReplayBuffer:
         self._stored(idx)
         return steps
 
-    _ARRAYS = ("obs", "next_obs", "actions", "returns", "discounts", "machines")
+    _ARRAYS = ("obs", "next_obs", "actions", "returns", "discounts", "machines", "demo")
 
     def void(self, machine_id: int) -> int:
         """Remove every transition machine ``machine_id`` sent; returns how many left the buffer.
@@ -214,12 +224,13 @@ class ReplayBuffer:
         order = (np.arange(n) + (int(state["pos"]) if n == capacity else 0)) % n
         order = order[n - keep :]
         for name in self._ARRAYS:
-            if name in state:  # checkpoints before per-sample machine ids have none: 0, unknown
+            if name in state:  # checkpoints before per-sample machine ids (guide flags) have none: 0 (False)
                 getattr(self, name)[:keep] = state[name].numpy()[order]
         if "next_masks" in state and self.n_actions:
             self.next_masks = np.ones((self.capacity, self.n_actions), dtype=bool)
             self.next_masks[:keep] = state["next_masks"].numpy()[order]
         self.size, self.pos = keep, keep % self.capacity
+        self.guided = bool(self.demo[:keep].any())
         self._stored(np.arange(keep))
 
     def _stored(self, idx: np.ndarray) -> None:
@@ -235,6 +246,7 @@ class ReplayBuffer:
             weights=weights.astype(np.float32),
             indices=idx,  # stays on the host: priorities are updated here
             next_masks=self.next_masks[idx] if self.next_masks is not None else None,
+            demo=self.demo[idx] if self.guided else None,
         )
         if not self.pin_memory:
             return batch

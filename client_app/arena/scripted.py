@@ -78,3 +78,32 @@ def scripted_action(obs: dict[str, Any]) -> int:
     if dist > REACH - 0.4 and 0 in allowed:
         return 0
     return I.NOOP
+
+
+def observation_from_encoded(v: np.ndarray) -> dict[str, Any]:
+    """What ``scripted_action`` reads, recovered from an encoded observation (``iudex.encode``).
+
+    The learner holds only encoded observations: this is how it checks that a step a client says its
+    guide played is the guide's action (``guide_actions``). Poses come back as a distance on the x
+    axis; a value the encoding clipped (a distance past 30 m, a duration past 10 s) comes back at the
+    bound, where the player's choice no longer depends on it.
+    """
+    v = np.asarray(v, dtype=np.float32)
+    player = int(np.argmax(v[I.PLAYER_ANIM_SLICE])) - 1  # slot 0 is "unknown": -1
+    boss = int(np.argmax(v[I.BOSS_ANIM_SLICE])) - 1
+    return {
+        "player_pose": (0.0, 0.0, 0.0, 0.0),
+        "boss_pose": (float(v[I.DISTANCE_INDEX]) * I.DISTANCE_SCALE, 0.0, 0.0, 0.0),
+        "boss_animation": boss,
+        "boss_animation_duration": float(v[I.BOSS_DURATION_INDEX]) * I.DURATION_SCALE,
+        "player_sp": float(v[2]) * I.PLAYER_MAX_SP,
+        "player_animation": player,
+        "player_animation_duration": float(v[I.PLAYER_DURATION_INDEX]) * I.DURATION_SCALE,
+    }
+
+
+def guide_actions(obs: np.ndarray) -> np.ndarray:
+    """The scripted player's action at each encoded observation of ``obs`` (rows), int64."""
+    return np.fromiter(
+        (scripted_action(observation_from_encoded(row)) for row in np.asarray(obs)), dtype=np.int64, count=len(obs)
+    )

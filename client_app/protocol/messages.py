@@ -116,6 +116,9 @@ class Chunk:
     # requires it and refuses (``expired``) a chunk older than its de-duplication window, so a resend
     # after the window is never counted twice. None only for one read back without it.
     made: int | None = field(default_factory=lambda: int(time.time()))
+    # A guided campaign's: the client's guide (the scripted player), not its model, played this
+    # episode (the learner checks each step against the guide before it teaches the margin loss).
+    guided: bool = False
 
     @property
     def steps(self) -> int:
@@ -147,6 +150,8 @@ class Chunk:
             message["logp"] = np.asarray(self.logp, dtype=np.float32)
         if self.made is not None:
             message["made"] = int(self.made)
+        if self.guided:
+            message["guided"] = True
         return message
 
     to_message = to_wire  # the name callers used before every message had a to_wire

@@ -328,6 +328,9 @@ def decode_chunk(
 
     masks = _decode_masks(message.get("masks"), actions, steps, low, n)
     logp = _decode_logp(message.get("logp"), steps)
+    guided = message.get("guided", False)
+    if not isinstance(guided, bool):
+        raise ProtocolError(R_SCHEMA, f"'guided' must be true or false, got {type(guided).__name__}")
 
     episode = message.get("episode")
     episode_return = episode_length = outcome = None
@@ -357,6 +360,7 @@ def decode_chunk(
         logp=logp,
         outcome=outcome,
         made=made,
+        guided=guided,
     )
 
 
@@ -410,4 +414,5 @@ def decode_stored_chunk(frame: bytes) -> Chunk:
         logp=decode_array(message["logp"], "logp") if message.get("logp") is not None else None,
         outcome=(message.get("episode") or {}).get("outcome"),
         made=message.get("made"),
+        guided=bool(message.get("guided", False)),
     )
