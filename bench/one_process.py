@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from client_app import iudex
 from client_app.chunker import Chunker
 from client_app.envs import is_iudex, make_env
 from client_app.masks import action_mask, episode_outcome
@@ -51,6 +52,7 @@ class OneProcess:
             Chunker(chunk_steps=chunk_steps, observation_space=self.spec, n_actions=self.n_actions) for _ in self.envs
         ]
         self.next_seed = args.seed * 1_000_000
+        self.raw_obs: dict[int, dict] = {}  # env -> its last reset's observation dict, for an Iudex fight
 
     def greedy(self, obs, mask) -> int:
         raise NotImplementedError
@@ -59,6 +61,8 @@ class OneProcess:
         """Start env ``i``'s next episode (a fresh seed) and its chunker's: (observation, mask)."""
         obs, info = self.envs[i].reset(seed=self.next_seed)
         self.next_seed += 1
+        if self.boss:
+            self.raw_obs[i] = info[iudex.RAW_OBS]
         mask = action_mask(info, self.n_actions)
         self.chunkers[i].start_episode(obs, mask)
         return obs, mask
