@@ -40,7 +40,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from one_process import OneProcess  # noqa: E402  (bench/, on the path as this script's folder)
 
 from client_app import iudex  # noqa: E402
@@ -50,7 +49,6 @@ from client_app.envs import is_iudex  # noqa: E402
 from client_app.masks import action_mask, episode_outcome  # noqa: E402
 from trainer.agents import DQNAgent  # noqa: E402
 from trainer.config import config_for  # noqa: E402
-from trainer.dqn import td_target  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -72,39 +70,8 @@ def parse_args(argv=None):
         help="chunks that wait, played and not yet trained on, as in the stack's stream when the learner "
         "is the limit (default 0: each chunk is trained on as soon as it is cut)",
     )
-    parser.add_argument(
-        "--guide-share",
-        type=float,
-        default=0.0,
-        help="share of training episodes played by the scripted player (client_app.arena.scripted_action, "
-        "with the agent's epsilon on top) instead of the agent, an Iudex fight only (default 0)",
-    )
-    parser.add_argument(
-        "--guide-epsilon",
-        type=float,
-        default=0.05,
-        help="the random actions' share in a guided episode, at most the agent's (default 0.05)",
-    )
-    parser.add_argument(
-        "--guide-decay-samples",
-        type=int,
-        default=0,
-        help="the guide's share falls linearly to 0 over this many samples (default 0: constant)",
-    )
-    parser.add_argument(
-        "--demo-margin",
-        type=float,
-        default=0.0,
-        help="with --guide-share: DQfD's large-margin loss (Hester et al. 2018) on the guided samples, "
-        "max_a [Q(s, a) + margin * (a != a_guide)] - Q(s, a_guide), at this margin (default 0: off)",
-    )
-    parser.add_argument("--demo-weight", type=float, default=1.0, help="the margin loss's weight (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    if not 0 <= args.guide_share <= 1:
-        parser.error("--guide-share must be in [0, 1]")
-    if args.guide_share and not is_iudex(args.env):
-        parser.error("--guide-share needs an Iudex fight: the scripted player knows only Iudex")
     try:
         args.env_kwargs = json.loads(args.env_kwargs) if args.env_kwargs is not None else (
             {"boss_damage": args.boss_damage} if is_iudex(args.env) else {})
@@ -123,46 +90,6 @@ class Tuner(OneProcess):
         self.agent = DQNAgent(self.config, obs_dim=self.obs_dim, n_actions=self.n_actions, action_start=0,
                               device=torch.device("cpu"))
         self.rng = np.random.default_rng(args.seed)
-        if args.demo_margin > 0:
-            if self.agent.dqn.spec.n_quantiles > 1 or self.agent.dqn.spec.noisy:
-                raise SystemExit("--demo-margin is written for the expected-value network (no qr, no noisy)")
-            self.agent.dqn.hand = None  # the autograd path, with the margin term added
-            self.agent.dqn.update = self.margin_update
-
-    def margin_update(self, batch):
-        """DQN's expected-value update plus the large-margin loss on guided samples (the buffer's
-        machine id 1 marks them), as in DQfD: the guide's action must beat the others by the margin."""
-        dqn, args = self.agent.dqn, self.args
-        obs, next_obs = torch.as_tensor(batch.obs), torch.as_tensor(batch.next_obs)
-        actions = torch.as_tensor(batch.actions).long()
-        next_masks = torch.as_tensor(batch.next_masks).bool() if batch.next_masks is not None else None
-        with torch.no_grad():
-            y = td_target(
-                torch.as_tensor(batch.returns),
-                torch.as_tensor(batch.discounts),
-                dqn.target(next_obs),
-                dqn.q(next_obs) if dqn.config.double_q else None,
-                next_masks,
-            )
-        q_all = dqn.q(obs)
-        q = q_all.gather(1, actions.unsqueeze(1)).squeeze(1)
-        per_sample = F.smooth_l1_loss(q, y, reduction="none")
-        loss = (torch.as_tensor(batch.weights) * per_sample).mean()
-        demo = torch.as_tensor(self.agent.buffer.machines[batch.indices] == 1)
-        if bool(demo.any()):
-            margins = torch.full_like(q_all, args.demo_margin)
-            margins.scatter_(1, actions.unsqueeze(1), 0.0)
-            large_margin = (q_all + margins).max(dim=1).values - q
-            loss = loss + args.demo_weight * (large_margin * demo).sum() / len(q)
-        dqn.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(dqn.params, dqn.config.max_grad_norm, foreach=True)
-        dqn.optimizer.step()
-        return dqn._after_step(loss, q, (y - q).detach(), grad_norm)
-
-    def guide_share(self, samples: int) -> float:
-        decay = self.args.guide_decay_samples
-        return self.args.guide_share * (max(0.0, 1.0 - samples / decay) if decay else 1.0)
 
     def act(
         self, observations, masks, epsilon: float, *, greedy: bool = False, guided=None, raw=None
@@ -191,7 +118,7 @@ class Tuner(OneProcess):
         for i in np.flatnonzero(guided):
             actions[i] = scripted_action(raw[i])
         for i, mask in enumerate(allowed):
-            if self.rng.random() < (min(epsilon, self.args.guide_epsilon) if guided[i] else epsilon):
+            if self.rng.random() < (min(epsilon, self.config.guide_epsilon) if guided[i] else epsilon):
                 actions[i] = self.rng.choice(np.flatnonzero(mask))
         return actions
 
@@ -200,10 +127,10 @@ class Tuner(OneProcess):
 
     def run(self) -> dict:
         args, agent = self.args, self.agent
-        state = [self.reset(i) for i in range(len(self.envs))]
+        # Which envs' episodes a guided campaign's scripted player plays (config.guide_share_at).
+        guided = [bool(self.rng.random() < self.config.guide_share_at(0)) for _ in self.envs]
+        state = [self.reset(i, guided=guided[i]) for i in range(len(self.envs))]
         samples, next_eval, history, start = 0, args.eval_every, [], time.monotonic()
-        # Which envs' episodes the scripted player plays (--guide-share), and their raw observations.
-        guided = [self.rng.random() < self.guide_share(0) for _ in self.envs]
         raw = [self.raw_obs.get(i) for i in range(len(self.envs))]
         guided_episodes = guided_wins = episodes = 0
         reached = target_reached = None
@@ -221,17 +148,16 @@ class Tuner(OneProcess):
                     outcome=episode_outcome(info) if done else None,
                 )
                 if chunk is not None:
-                    waiting.append((chunk, guided[i]))
+                    waiting.append(chunk)
                     while len(waiting) > args.backlog_chunks:
-                        played, was_guided = waiting.popleft()
-                        samples += agent.ingest(played, current_version=1, machine_id=int(was_guided))
+                        samples += agent.ingest(waiting.popleft(), current_version=1)
                         agent.train(time.monotonic() + 60, lambda: False)
                 if done:
                     episodes += 1
                     guided_episodes += guided[i]
                     guided_wins += bool(guided[i] and (info.get("outcome") or {}).get("win"))
-                    state[i] = self.reset(i)
-                    guided[i] = bool(self.rng.random() < self.guide_share(samples))
+                    guided[i] = bool(self.rng.random() < self.config.guide_share_at(samples))
+                    state[i] = self.reset(i, guided=guided[i])
                     raw[i] = self.raw_obs.get(i)
                 else:
                     state[i] = (obs, action_mask(info, self.n_actions))
@@ -251,9 +177,7 @@ class Tuner(OneProcess):
         result = {
             "env": args.env, "env_kwargs": self.kwargs, "hyperparams": json.loads(args.hyperparams),
             "envs": args.envs, "backlog_chunks": args.backlog_chunks, "seed": args.seed,
-            "guide_share": args.guide_share, "guide_decay_samples": args.guide_decay_samples,
-            "guide_epsilon": args.guide_epsilon, "episodes": episodes, "guided_episodes": guided_episodes,
-            "guided_wins": guided_wins, "demo_margin": args.demo_margin, "demo_weight": args.demo_weight,
+            "episodes": episodes, "guided_episodes": guided_episodes, "guided_wins": guided_wins,
             "first_env_steps_to_win_rate": reached, "first_env_steps_to_target": target_reached, "target": args.target,
             "wall_s": round(time.monotonic() - start, 1), "evaluations": history,
         }

@@ -57,14 +57,15 @@ class OneProcess:
     def greedy(self, obs, mask) -> int:
         raise NotImplementedError
 
-    def reset(self, i: int):
-        """Start env ``i``'s next episode (a fresh seed) and its chunker's: (observation, mask)."""
+    def reset(self, i: int, *, guided: bool = False):
+        """Start env ``i``'s next episode (a fresh seed) and its chunker's (``guided``: a guided
+        campaign's guide plays it): (observation, mask)."""
         obs, info = self.envs[i].reset(seed=self.next_seed)
         self.next_seed += 1
         if self.boss:
             self.raw_obs[i] = info[iudex.RAW_OBS]
         mask = action_mask(info, self.n_actions)
-        self.chunkers[i].start_episode(obs, mask)
+        self.chunkers[i].start_episode(obs, mask, guided=guided)
         return obs, mask
 
     def evaluate(self) -> dict:

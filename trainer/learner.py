@@ -53,6 +53,7 @@ Outcome = Literal[
 
 UPDATE_SLICE_SECONDS = 0.1  # longest run of gradient updates between two looks at the clock
 HOUSEKEEPING_SECONDS = 1.0  # status check and stats hash
+DRAIN_MIN_BUSY_S = 0.5  # seconds of work the drain rate is measured over (shorter windows are noise)
 # Fields of the stats hash ({c<id>}:learner) that a learner which could not start leaves for staff.
 LEARNER_ERROR_FIELDS = ("error", "error_at")
 LOG_SECONDS = 10.0
@@ -209,6 +210,13 @@ class LearnerRun:
         self.published_at = time.monotonic()
         self._stats_at = (time.monotonic(), 0)
         self.updates_per_s = 0.0
+        # What the learner can take when it never waits for chunks: chunks read per second of its own
+        # work (reading, training, publishing). The relay holds clients for as long as the learner needs
+        # to work through the backlog past its mark (portal.relay.services.backoff_ms).
+        self.busy_s = 0.0
+        self.chunks_taken = 0
+        self._drain_at = (0.0, 0)
+        self.drain_rate = 0.0
         self.policy_lag = 0.0  # mean model versions behind, of the chunks ingested last
         # versions behind (LAG_CAP: that many or more) -> [samples kept, samples dropped as stale], this run
         self.lag_samples: dict[int, list[int]] = {}
@@ -447,6 +455,11 @@ class LearnerRun:
         rate = (self.agent.updates - updates_then) / max(now - then, 1e-6)
         self._stats_at = (now, self.agent.updates)
         self.updates_per_s = rate
+        busy_then, chunks_then = self._drain_at
+        if self.busy_s - busy_then >= DRAIN_MIN_BUSY_S:
+            measured = (self.chunks_taken - chunks_then) / (self.busy_s - busy_then)
+            self.drain_rate = measured if self.drain_rate == 0 else (self.drain_rate + measured) / 2
+            self._drain_at = (self.busy_s, self.chunks_taken)
         stats: dict[str, Any] = {
             "algorithm": self.algorithm,
             "updates": self.agent.updates,
@@ -458,6 +471,7 @@ class LearnerRun:
             "host": socket.gethostname(),
             "version": self.version,
             "high_water": self.high_water,
+            "drain_chunks_per_s": round(self.drain_rate, 3),  # 0: not measured yet
             "recoveries": self.recoveries,
             "held": len(self.held),  # stream entries read and in no checkpoint yet
             "policy_lag": round(self.policy_lag, 2),
@@ -500,6 +514,7 @@ class LearnerRun:
         read only otherwise. Unread chunks wait in the stream, whose unread part is the relay's
         back-pressure signal.
         """
+        start = time.monotonic()
         if self.publish_due():
             self.maybe_publish()
         elif self.release_due():
@@ -509,7 +524,11 @@ class LearnerRun:
             self.maybe_publish()
         else:
             wanted = self.agent.chunks_wanted(self.chunk_steps)
-            self.ingest(self.stream.read() if wanted is None else self.stream.read(count=wanted))
+            entries = self.stream.read() if wanted is None else self.stream.read(count=wanted)
+            start = time.monotonic()  # waiting for chunks is not work: the drain rate counts work only
+            self.ingest(entries)
+            self.chunks_taken += len(entries)
+        self.busy_s += time.monotonic() - start
 
     def run(self, max_seconds: float | None) -> Outcome:
         start = time.monotonic()

@@ -50,12 +50,12 @@ class StoreResult:
     high_water: int = 0  # the backlog (chunks) past which the learner wants clients slower (0: default)
     evaluate_url: str = ""  # the url and sha256 of that version's model file
     evaluate_sha256: str = ""
-    learner_live: bool = False  # a learner's heartbeat is fresh (store.LEARNER_LIVE_S)
+    drain_per_s: float = 0.0  # the live learner's chunks per second of work (0: none live, or unmeasured)
 
     @property
     def wait_ms(self) -> int:
         """The back-pressure this ack asks for (without a flagged machine's extra hold)."""
-        return backoff_ms(self.backlog, self.high_water, learner_live=self.learner_live)
+        return backoff_ms(self.backlog, self.high_water, drain_per_s=self.drain_per_s)
 
     @property
     def eval_notice(self) -> ModelNotice | None:
@@ -84,25 +84,24 @@ def flag_wait_ms(flagged: bool) -> int:
     return settings.SOULSAI_FLAG_WAIT_MS if flagged else 0
 
 
-RAMP_MS = 2000  # the wait at the end of the backoff's linear ramp
-# Past the ramp the wait doubles every fifth of the ramp's length, up to what the client honours:
-# a learner that 8 unpaced clients outran at 2 s an ack (LunarLander DQN, QR) saw the stream grow by
-# some 72,000 samples, 94% of them a minute old or more when it trained on them.
-DOUBLINGS_PER_RAMP = 5
+RAMP_MS = 2000  # the longest wait without a live learner's drain rate
 
 
-def backoff_ms(backlog: int, high_water: int = 0, *, learner_live: bool = False) -> int:
+def backoff_ms(backlog: int, high_water: int = 0, *, drain_per_s: float = 0.0) -> int:
     """How long a client should hold back when the learner is behind (0 when it keeps up).
 
-    Proportional to how far the stream is past its high-water mark up to 2 s per ack, so that clients
+    Proportional to how far the stream is past its high-water mark, up to 2 s per ack, so that clients
     slow down smoothly instead of the stream dropping data at its hard cap. The learner may name its
     own mark (``high_water`` > 0): PPO wants about one rollout waiting, since data that waits longer
-    is played by a policy too old to learn from. While a learner is live and clients still outrun it
-    at 2 s an ack, the wait doubles every few chunks past that, up to the client's own limit
-    (``MAX_WAIT_MS``, 60 s), so that however many clients join, the backlog stays within a few dozen
-    chunks of the mark instead of growing until the hard cap. Without a live learner (it is starting,
-    or its host died and a standby takes over) clients keep playing at 2 s an ack: their chunks wait
-    for the next learner, which the stream's hard cap bounds.
+    is played by a policy too old to learn from.
+
+    While a learner is live and has measured how many chunks a second of its work takes
+    (``drain_per_s``), the wait is at least the time it needs to work through the chunks past its mark,
+    up to the client's own limit (``MAX_WAIT_MS``, 60 s). Clients that outrun it even at 2 s an ack
+    (eight unpaced ones on a slow learner) are then held to its rate, with a backlog of about one
+    chunk per client past the mark, and none is held longer than the learner needs: it is not left
+    idle while clients wait. Without a live learner (starting, or its host died and a standby takes
+    over) clients keep playing at 2 s an ack: their chunks wait for the next learner.
     """
     default = settings.SOULSAI_STREAM_HIGH_WATER
     mark = high_water if high_water > 0 else default
@@ -113,12 +112,10 @@ def backoff_ms(backlog: int, high_water: int = 0, *, learner_live: bool = False)
     # steeper, so that the backlog settles as close to its mark, relative to it, as to the server's:
     # the backlog clients fill in the time the learner needs to train on a chunk is what sets the wait,
     # and at 25 ms a chunk two unpaced clients kept about 60 chunks past any mark.
-    per_chunk = 25.0 * max(1.0, default / mark)
-    ramp = RAMP_MS / per_chunk  # chunks past the mark where the ramp ends
-    if excess <= ramp or not learner_live:
-        return round(min(RAMP_MS, per_chunk * excess))
-    doublings = (excess - ramp) / max(1.0, ramp / DOUBLINGS_PER_RAMP)
-    return round(min(MAX_WAIT_MS, RAMP_MS * 2.0 ** min(doublings, 64.0)))
+    ramp = min(RAMP_MS, round(25.0 * max(1.0, default / mark) * excess))
+    if drain_per_s <= 0:
+        return ramp
+    return max(ramp, min(MAX_WAIT_MS, round(1000.0 * excess / drain_per_s)))
 
 
 async def chunk_store(
@@ -157,10 +154,10 @@ async def chunk_store(
     outcome, model_version, backlog, flagged, *rest = await run_script(
         client, STORE_CHUNK_LUA, keys=call.key_list(), args=call.args()
     )
-    evaluate, high_water, url, sha256, live = (rest + [0, 0, None, None, 0])[:5]
+    evaluate, high_water, url, sha256, drain = (rest + [0, 0, None, None, 0])[:5]
     return StoreResult(
         StoreOutcome(int(outcome)), int(model_version), int(backlog), bool(flagged), int(evaluate),
-        int(high_water), (url or b"").decode(), (sha256 or b"").decode(), bool(live),
+        int(high_water), (url or b"").decode(), (sha256 or b"").decode(), int(drain) / 1000,
     )
 
 

@@ -171,7 +171,7 @@ def outcome_entry(outcome: dict | None) -> str:
 LEARNER_LIVE_S = 10
 
 # Store one validated chunk, exactly once, and count it: all or nothing, in one round trip. Returns
-# {outcome, model_version, backlog, flagged[, evaluate, high_water, url, sha256, live]} with the
+# {outcome, model_version, backlog, flagged[, evaluate, high_water, url, sha256, drain]} with the
 # outcomes of StoreOutcome. ``flagged`` is 1 when staff-visible bad-data flagging throttles this
 # machine. A stored chunk that ends an episode also records a boss fight (ARGV[14]: its entry for the
 # outcomes list, '' when not a boss fight; it starts with '1' when won, see CampaignKeys.outcomes) and,
@@ -181,16 +181,20 @@ LEARNER_LIVE_S = 10
 # ack carries the request without another round trip; see portal.relay.evaluation). Chunk ids are
 # the machine's own (KEYS[1]; KEYS[18] is the id as relays before that stored it). The 6th is the
 # backlog (in chunks) past which the learner wants clients to slow down (0: the server's default), and
-# the 9th 1 while a learner is live (its heartbeat at most ARGV[19] seconds old).
+# the 9th the live learner's drain rate in chunks per 1,000 s of its work (0: none live, or not
+# measured yet; live: its heartbeat at most ARGV[19] seconds old).
 # KEYS and ARGV: StoreChunkCall below names each one.
 STORE_CHUNK_LUA = """
 local mv = tonumber(redis.call('HGET', KEYS[9], 'version') or '0')
-local learner = redis.call('HMGET', KEYS[16], 'high_water', 'heartbeat')
+local learner = redis.call('HMGET', KEYS[16], 'high_water', 'heartbeat', 'drain_chunks_per_s')
 local hw = tonumber(learner[1] or '0')
--- A learner is live while its heartbeat is at most ARGV[19] seconds old: only then may the relay hold
+-- The live learner's drain rate (chunks a second of its work, in thousandths; 0 without one): a
+-- learner is live while its heartbeat is at most ARGV[19] seconds old. Only then may the relay hold
 -- clients past 2 s an ack (a campaign without one keeps taking chunks for the next, see backoff_ms).
-local live = 0
-if tonumber(ARGV[6]) - tonumber(learner[2] or '0') <= tonumber(ARGV[19]) then live = 1 end
+local drain = 0
+if tonumber(ARGV[6]) - tonumber(learner[2] or '0') <= tonumber(ARGV[19]) then
+  drain = math.floor(1000 * (tonumber(learner[3] or '0') or 0))
+end
 if redis.call('SISMEMBER', KEYS[12], ARGV[2]) == 1 then return {-5, mv, 0, 0} end
 local flagged = redis.call('HEXISTS', KEYS[11], ARGV[2])
 local status = redis.call('GET', KEYS[8])
@@ -215,7 +219,7 @@ if stored > 0 then
   if type(pending) == 'table' and pending.err == nil then backlog = stored - pending[1] end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[18]) == 1 then
-  return {0, mv, backlog, flagged, 0, hw, false, false, live}
+  return {0, mv, backlog, flagged, 0, hw, false, false, drain}
 end
 -- At the hard caps (entries, bytes: held entries count, they are in Redis too), refuse (the client
 -- keeps the chunk) before the id is marked as stored; acked entries are never trimmed. MEMORY USAGE
@@ -252,10 +256,10 @@ if ARGV[4] == '1' then
     -- Recorded per machine: an evaluation result is taken only for an episode handed to its machine.
     redis.call('HINCRBY', KEYS[17], ask[1] .. ':' .. ARGV[2], 1)
     redis.call('EXPIRE', KEYS[17], ARGV[16])
-    return {1, mv, backlog + 1, flagged, tonumber(ask[1]), hw, ask[2], ask[3], live}
+    return {1, mv, backlog + 1, flagged, tonumber(ask[1]), hw, ask[2], ask[3], drain}
   end
 end
-return {1, mv, backlog + 1, flagged, 0, hw, false, false, live}
+return {1, mv, backlog + 1, flagged, 0, hw, false, false, drain}
 """
 
 

@@ -55,6 +55,8 @@ def test_clients_play_the_guides_share_and_the_learner_trains_the_margin_on_its_
         assert float(stats[b"guide_share"]) == 1.0
         assert int(stats[b"guided_samples"]) <= int(stats[b"samples_ingested"])
         assert float(stats[b"margin_loss"]) >= 0.0
+        # It measured how many chunks a second of its work takes: the relay's back-pressure reads it.
+        assert float(stats[b"drain_chunks_per_s"]) > 0
     finally:
         client.stop()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 
 import numpy as np
@@ -103,48 +102,45 @@ def test_a_learner_that_names_a_tighter_mark_gets_a_steeper_slow_down(settings):
     assert services.backoff_ms(130, 128) == 50
 
 
-def test_past_two_seconds_the_wait_doubles_every_few_chunks_up_to_what_clients_honour(settings):
-    """Clients that outrun the learner even at 2 s an ack (eight unpaced ones on a slow learner) are
-    slowed further, so the backlog stays within reach of the mark instead of growing to the hard cap."""
+def test_a_live_learner_gets_clients_held_as_long_as_it_needs_to_work_through_the_backlog(settings):
+    """Clients that outrun the learner even at 2 s an ack (eight unpaced ones on a slow learner) wait
+    for as long as the learner needs to take the chunks past its mark, and no longer."""
     settings.SOULSAI_STREAM_HIGH_WATER = 64
-    # The server's mark: doubling every 16 chunks past the 2 s point (a fifth of its 80-chunk ramp).
-    live = functools.partial(services.backoff_ms, learner_live=True)
-    assert [live(b) for b in (160, 176, 192, 200)] == [4000, 8000, 16000, 22627]
-    # A mark of 8: the ramp is 10 chunks, so the wait doubles every 2.
-    assert [live(b, 8) for b in (19, 20, 22)] == [2828, 4000, 8000]
-    # Never more than the client accepts (MAX_WAIT_MS, 60 s), however long the backlog.
-    assert live(224) == live(20_000) == MAX_WAIT_MS == 60_000
-    assert live(10**9, 2) == MAX_WAIT_MS
-    # Without a live learner (starting, or a standby about to take over) clients keep playing at 2 s
-    # an ack: their chunks wait in the stream for the next learner.
+    # A learner that takes 4 chunks a second of its work, 2 chunks' mark: 40 chunks past it take 10 s.
+    assert services.backoff_ms(42, 2, drain_per_s=4.0) == 10_000
+    assert services.backoff_ms(402, 2, drain_per_s=4.0) == MAX_WAIT_MS == 60_000  # what clients honour
+    # A fast learner: the ramp's wait when that is the longer one, nothing at or under the mark.
+    assert services.backoff_ms(68, drain_per_s=1000.0) == 100
+    assert services.backoff_ms(64, drain_per_s=0.5) == 0
+    # Without a live learner's rate (starting, or a standby about to take over) clients keep playing
+    # at 2 s an ack: their chunks wait in the stream for the next learner.
     assert services.backoff_ms(200) == services.backoff_ms(20_000, 2) == 2000
-    # Never shorter for a longer backlog, on either side of where the ramp ends.
-    waits = [live(b, mark) for mark in (2, 8, 64, 128) for b in range(mark, mark + 400)]
-    for mark in range(4):
-        run = waits[mark * 400 : (mark + 1) * 400]
-        assert run == sorted(run)
+    # Never shorter for a longer backlog.
+    for mark, rate in ((2, 4.0), (8, 0.5), (64, 30.0), (128, 0.0)):
+        waits = [services.backoff_ms(b, mark, drain_per_s=rate) for b in range(mark, mark + 400)]
+        assert waits == sorted(waits)
 
 
 @pytest.mark.django_db
-def test_acks_hold_clients_past_two_seconds_only_while_the_learner_beats(
-    cartpole_campaign, redis_client, settings
-):
-    """The store script reads the learner's heartbeat: a live learner that clients outrun gets them
-    slowed past 2 s an ack; a campaign whose learner is starting or gone keeps taking chunks."""
+def test_acks_hold_clients_by_the_drain_rate_only_while_the_learner_beats(cartpole_campaign, redis_client, settings):
+    """The store script reads the learner's heartbeat and drain rate: a live learner that clients
+    outrun gets them held past 2 s an ack; a campaign whose learner is starting or gone keeps taking
+    chunks."""
     settings.SOULSAI_STREAM_HIGH_WATER = 64
     keys = CampaignKeys(cartpole_campaign.id)
-    redis_client.hset(keys.learner, "high_water", 2)  # a DQN learner's mark: 800 ms a chunk past 2
+    # A DQN learner's mark (800 ms a chunk past 2) and its measured rate: 0.25 chunks a second.
+    redis_client.hset(keys.learner, mapping={"high_water": 2, "drain_chunks_per_s": 0.25})
     results = [store(cartpole_campaign.id, f"l-{i}") for i in range(6)]
     assert [r.wait_ms for r in results] == [0, 0, 800, 1600, 2000, 2000]
-    assert not any(r.learner_live for r in results)
+    assert not any(r.drain_per_s for r in results)  # no heartbeat: not live
 
     redis_client.hset(keys.learner, "heartbeat", time.time())
     beating = store(cartpole_campaign.id, "l-6")
-    assert beating.learner_live and beating.backlog == 7 and beating.wait_ms == 11314  # 2 s × 2^2.5
+    assert beating.drain_per_s == 0.25 and beating.backlog == 7 and beating.wait_ms == 20_000  # 5 chunks
     # A resend is answered with the same back-pressure.
     again = store(cartpole_campaign.id, "l-6")
-    assert again.outcome == StoreOutcome.DUPLICATE and again.learner_live and again.wait_ms == 11314
+    assert again.outcome == StoreOutcome.DUPLICATE and again.wait_ms == 20_000
 
     redis_client.hset(keys.learner, "heartbeat", time.time() - 60)  # its host died a minute ago
     orphan = store(cartpole_campaign.id, "l-7")
-    assert not orphan.learner_live and orphan.wait_ms == 2000
+    assert orphan.drain_per_s == 0 and orphan.wait_ms == 2000
