@@ -4,7 +4,9 @@
 "Fed through Redis" is the real learner path: an embedded Redis (or --redis-url), a throw-away SQLite
 database and media folder, a running DQN campaign on --env (default CartPole-v1) with that env's
 default config, a feeder process that XADDs packed chunks (played in the real env with random allowed
-actions, as a client records them) into the campaign's stream as the relay does (keeping a backlog,
+actions, as a client records them; for a guided campaign, as the Iudex defaults are, the guide's share
+of the episodes played by the scripted player and flagged ``guided``, so that the learner's check of
+them and its margin loss count) into the campaign's stream as the relay does (keeping a backlog,
 so the learner is never starved), and
 ``portal.training.runner.learner_run(campaign_id=C, max_seconds=D)``. Its rate is read from the learner's
 stats hash (``updates`` and ``heartbeat``, written about once a second), from its first update to its time
@@ -52,8 +54,12 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def make_chunks(env_id: str, total_steps: int, chunk_steps: int, seed: int = 0) -> list:
-    """Chunks of ``env_id`` played with uniformly random allowed actions, cut as a client cuts them."""
+def make_chunks(env_id: str, total_steps: int, chunk_steps: int, seed: int = 0, guide_share: float = 0.0) -> list:
+    """Chunks of ``env_id`` played with uniformly random allowed actions, cut as a client cuts them;
+    ``guide_share`` of the episodes (a guided Iudex campaign's) played by the scripted player instead,
+    and flagged ``guided``, as clients play them (the learner then trains its margin loss on them)."""
+    from client_app import iudex
+    from client_app.arena.scripted import scripted_action
     from client_app.chunker import Chunker
     from client_app.envs import declared_spaces, make_env
     from client_app.masks import action_mask
@@ -65,11 +71,14 @@ def make_chunks(env_id: str, total_steps: int, chunk_steps: int, seed: int = 0) 
     chunker = Chunker(chunk_steps=chunk_steps, observation_space=observation_space, n_actions=n_actions)
     rng = np.random.default_rng(seed)
     obs, info = env.reset(seed=seed)
-    chunker.start_episode(obs, action_mask(info, n_actions))
+    chunker.start_episode(obs, action_mask(info, n_actions), guided=bool(rng.random() < guide_share))
     chunks, played = [], 0
     while played < total_steps:
         mask = action_mask(info, n_actions)
-        action = int(rng.choice(np.flatnonzero(mask) if mask is not None else n_actions)) + start
+        if chunker.guided:
+            action = int(scripted_action(info[iudex.RAW_OBS]))
+        else:
+            action = int(rng.choice(np.flatnonzero(mask) if mask is not None else n_actions)) + start
         obs, reward, terminated, truncated, info = env.step(action)
         played += 1
         chunk = chunker.step(
@@ -85,26 +94,31 @@ def make_chunks(env_id: str, total_steps: int, chunk_steps: int, seed: int = 0) 
             chunks.append(chunk)
         if terminated or truncated:
             obs, info = env.reset()
-            chunker.start_episode(obs, action_mask(info, n_actions))
+            chunker.start_episode(obs, action_mask(info, n_actions), guided=bool(rng.random() < guide_share))
     env.close()
     return chunks
 
 
-def make_frames(env_id: str, total_steps: int, chunk_steps: int, seed: int = 0) -> list[bytes]:
+def make_frames(env_id: str, total_steps: int, chunk_steps: int, seed: int = 0, guide_share: float = 0.0) -> list[bytes]:
     """The same chunks packed, as the relay stores them."""
     from client_app.protocol import pack
 
-    return [pack(chunk.to_message()) for chunk in make_chunks(env_id, total_steps, chunk_steps, seed)]
+    return [pack(c.to_message()) for c in make_chunks(env_id, total_steps, chunk_steps, seed, guide_share)]
 
 
 def feed(
-    redis_url: str, stream: str, env_id: str, steps: int, stop: multiprocessing.synchronize.Event
+    redis_url: str,
+    stream: str,
+    env_id: str,
+    steps: int,
+    stop: multiprocessing.synchronize.Event,
+    guide_share: float = 0.0,
 ) -> None:
     """The feeder process: top the stream up to BACKLOG_CHUNKS unread entries, every 20 ms."""
     import redis
 
     client = redis.Redis.from_url(redis_url)
-    frames = make_frames(env_id, 32 * steps, steps)
+    frames = make_frames(env_id, 32 * steps, steps, guide_share=guide_share)
     i = 0
     while not stop.is_set():
         missing = BACKLOG_CHUNKS - client.xlen(stream)
@@ -264,10 +278,15 @@ def main() -> None:
 
     stop = multiprocessing.get_context("spawn").Event()
     feeder = multiprocessing.get_context("spawn").Process(
-        target=feed, args=(redis_url, CampaignKeys(campaign.id).stream, env_id, args.steps, stop), daemon=True
+        target=feed,
+        args=(redis_url, CampaignKeys(campaign.id).stream, env_id, args.steps, stop, config.guide_share_at(0)),
+        daemon=True,
     )
     feeder.start()
-    chunks = make_chunks(env_id, 2 * config.learning_starts + args.steps, args.steps, seed=1)
+    # A guided campaign's chunks (the Iudex default) are guided in its share: the margin loss's cost counts.
+    chunks = make_chunks(
+        env_id, 2 * config.learning_starts + args.steps, args.steps, seed=1, guide_share=config.guide_share_at(0)
+    )
     learner_rates, baseline_rates, baseline_cpu_rates = [], [], []
     try:
         for i in range(args.repeats):

@@ -354,6 +354,13 @@ _IUDEX_DQN = {
     "normalize_obs": True,
     "eval_every_samples": 25_000,
     "eval_episodes": 20,
+    # The scripted player plays half the training episodes, and the margin loss teaches its choices
+    # where it played (docs/trainer.md, "A guide for the Iudex fight"). At full strength, one process,
+    # seed 0 (bench/arena_dqn.py): without a guide 0% at every evaluation to 300k; half the episodes
+    # guided but no margin, still 0% to 300k (boss HP left 89-98%); with the margin 10, 15, 45, 40,
+    # 55% at 25k-125k and 75-80% at 175k-250k. Through the stack (4 clients, bench/learning.py, Dec 2,
+    # two runs): 70% and 50% of 20 fights at 75k, 55% and 56% of 200 fresh-seed fights.
+    "guide": "scripted",
 }
 DEFAULTS_BY_ENV.update({env_id: _IUDEX_DQN for env_id in IUDEX_ENV_IDS})
 

@@ -24,7 +24,10 @@ from trainer.networks import build_q_network, export_params
 def test_a_guide_plays_iudex_only_and_its_share_can_fall_over_the_samples():
     config = config_for(iudex.ARENA_ID, {"guide": "scripted", "guide_share": 0.6, "guide_decay_samples": 1000})
     assert [config.guide_share_at(n) for n in (0, 500, 1000, 5000)] == pytest.approx([0.6, 0.3, 0.0, 0.0])
-    assert config_for(iudex.ARENA_ID).guide_share_at(0) == 0.0  # no guide unless the campaign names one
+    # The Iudex fights' default: half the episodes, constant; a campaign may turn it off.
+    assert config_for(iudex.ARENA_ID).guide_share_at(10**6) == 0.5
+    assert config_for(iudex.ARENA_ID, {"guide": "none"}).guide_share_at(0) == 0.0
+    assert config_for("CartPole-v1").guide == "none"
     with pytest.raises(ValueError, match="guide 'scripted' plays Iudex fights only, not CartPole-v1"):
         config_for("CartPole-v1", {"guide": "scripted"})
     with pytest.raises(ValueError, match="guide must be one of none, scripted"):
@@ -98,7 +101,7 @@ def test_the_learner_marks_only_the_steps_where_the_action_is_the_guides_own():
     agent.train(float("inf"), lambda: False)
     assert agent.metrics["losses/margin_loss"] >= 0.0
     # A campaign without a guide marks nothing, whatever a chunk claims.
-    plain = DQNAgent(config_for(iudex.ARENA_ID, {"hidden": [16]}), obs_dim=iudex.ENCODED_DIM,
+    plain = DQNAgent(config_for(iudex.ARENA_ID, {"hidden": [16], "guide": "none"}), obs_dim=iudex.ENCODED_DIM,
                      n_actions=iudex.N_ACTIONS, action_start=0, device=torch.device("cpu"))
     plain.ingest(chunk, current_version=1)
     assert not plain.buffer.guided and plain.guide() == {}
