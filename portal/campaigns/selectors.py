@@ -229,6 +229,7 @@ class CampaignDict(FiguresDict):
     win_rate_then: float | None  # boss fights: win_rate_recent about a day ago (FightSummary.then_rate)
     win_rate_then_at: str | None  # when win_rate_then was the figure
     win_rate_trend: str  # "up", "down", "flat" against win_rate_then; "" without one
+    boss_strength: float | None  # boss fights: the share of his damage the boss deals (1.0: full strength)
 
 
 class CheckpointDict(TypedDict):
@@ -288,7 +289,22 @@ def campaign_api_dict(campaign: Campaign, request: HttpRequest) -> CampaignDict:
         win_rate_then_at=_iso(fight.then_at) if fight is not None else None,
         win_rate_trend=fight.trend if fight is not None else "",
         agent_version=campaign.agent_version,
+        boss_strength=boss_strength(campaign),
     )
+
+
+def boss_strength(campaign: Campaign) -> float | None:
+    """The share of his attacks' damage a boss fight's boss deals: 1.0 in the real game and in the
+    arena by default (full strength), its ``boss_damage`` setting otherwise; None outside boss fights."""
+    from client_app import iudex
+    from client_app.arena.rules import BOSS_DAMAGE
+    from client_app.envs import is_iudex
+
+    if not is_iudex(campaign.env_id):
+        return None
+    if campaign.env_id != iudex.ARENA_ID:
+        return 1.0
+    return float((campaign.env_kwargs or {}).get("boss_damage", BOSS_DAMAGE))
 
 
 def checkpoint_api_dict(model: ModelVersion, request: HttpRequest) -> CheckpointDict:

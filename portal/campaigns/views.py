@@ -77,6 +77,7 @@ def _render_detail(
 ) -> HttpResponse:
     context = {
         "campaign": campaign,
+        "boss_strength": selectors.boss_strength(campaign),
         "checkpoints": selectors.checkpoint_list(campaign=campaign, limit=RECENT_CHECKPOINTS_SHOWN),
         "form": form,
         "can_join": campaign.status != Campaign.Status.STOPPED,

@@ -82,9 +82,18 @@ def test_a_boss_fight_campaign_shows_win_rates_next_to_returns(client):
     assert "37" in html
     data = client.get("/api/campaigns/arena/").json()
     assert (data["win_rate_recent"], data["wins_total"], data["eval_win_rate"]) == (0.25, 37, 0.6)
+    # Its figures are against Iudex at full strength (the arena's default), and the page and API say so.
+    assert "Boss strength" in html and "full strength, as in the game" in html and data["boss_strength"] == 1.0
+    easy = campaign_launch(campaign=campaign_create(
+        slug="easy", name="Easy", env_id="soulsai/IudexArena-v0", env_kwargs={"boss_damage": 0.4}
+    ))  # fmt: skip
+    assert "40% of his damage" in client.get(easy.get_absolute_url()).content.decode()
+    assert client.get("/api/campaigns/easy/").json()["boss_strength"] == 0.4
     # CartPole is no boss fight: no win rates there.
     other = campaign_launch(campaign=campaign_create(slug="pole", name="Pole", env_id="CartPole-v1"))
     assert "Recent win rate" not in client.get(other.get_absolute_url()).content.decode()
+    assert "Boss strength" not in client.get(other.get_absolute_url()).content.decode()
+    assert client.get("/api/campaigns/pole/").json()["boss_strength"] is None
 
 
 def test_a_boss_fight_campaign_shows_hp_left_next_to_its_win_rates(client):
