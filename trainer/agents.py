@@ -122,7 +122,8 @@ class DQNAgent(Agent):
             config, obs_dim=obs_dim, action_start=action_start, n_actions=n_actions, pin_memory=self.pin_memory
         )
         self.action_start = action_start
-        self.guided_samples = 0  # ingested from episodes the guide played (this run)
+        self.guided_samples = 0  # ingested from episodes the guide played (this run)...
+        self.guide_checked = 0  # ...and of those, the steps whose action is the guide's (the margin's)
         self.run_samples = 0  # ingested by this run (drives the replay ratio with run_updates)
         self.run_updates = 0  # in batch_size units: a large-batch update counts as batch_scale of them
         self.batch_scale = 1  # large-batch mode: batch_size times this per update (config.large_batch_max)
@@ -153,7 +154,9 @@ class DQNAgent(Agent):
         from client_app.arena.scripted import guide_actions
 
         actions = np.asarray(chunk.actions, dtype=np.int64) - self.action_start
-        return guide_actions(obs[:-1]) == actions
+        checked = guide_actions(obs[:-1]) == actions
+        self.guide_checked += int(checked.sum())
+        return checked
 
     def guide(self) -> dict[str, float]:
         """What a published model tells clients of the guide: its share of episodes and its epsilon."""
@@ -226,6 +229,7 @@ class DQNAgent(Agent):
         if self.config.guide != "none":
             stats["guide_share"] = round(self.config.guide_share_at(self.samples_total), 4)
             stats["guided_samples"] = self.guided_samples
+            stats["guide_checked"] = self.guide_checked
             if "losses/margin_loss" in self.metrics:
                 stats["margin_loss"] = self.metrics["losses/margin_loss"]
         return stats

@@ -54,6 +54,8 @@ def test_clients_play_the_guides_share_and_the_learner_trains_the_margin_on_its_
         )
         assert float(stats[b"guide_share"]) == 1.0
         assert int(stats[b"guided_samples"]) <= int(stats[b"samples_ingested"])
+        # The client played the scripted player: all but its random 5% of the steps are the guide's.
+        assert int(stats[b"guide_checked"]) >= 0.9 * int(stats[b"guided_samples"])
         assert float(stats[b"margin_loss"]) >= 0.0
         # It measured how many chunks a second of its work takes: the relay's back-pressure reads it.
         assert float(stats[b"drain_chunks_per_s"]) > 0

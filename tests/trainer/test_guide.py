@@ -97,6 +97,7 @@ def test_the_learner_marks_only_the_steps_where_the_action_is_the_guides_own():
     assert demo[n : 2 * n].all() and not demo[2 * n :].any()
     assert agent.guided_samples == 2 * n
     assert agent.stats()["guided_samples"] == 2 * n and agent.stats()["guide_share"] == 0.5
+    assert agent.stats()["guide_checked"] == n + n // 2
     # Its batches carry the flags, and an update trains the margin on them.
     agent.train(float("inf"), lambda: False)
     assert agent.metrics["losses/margin_loss"] >= 0.0
