@@ -202,7 +202,7 @@ class DQN:
         loss = (weights * per_sample).mean()
         margin_loss = None
         if demo is not None:
-            margin_loss = large_margin(q_values, actions, demo, self.config.demo_margin)[0].mean() * self.config.demo_weight
+            margin_loss = large_margin(q_values, actions, demo, self.config.demo_margin, chosen=q)[0].mean() * self.config.demo_weight
 
         self.optimizer.zero_grad(set_to_none=True)
         (loss if margin_loss is None else loss + margin_loss).backward()

@@ -36,16 +36,20 @@ def supported(spec: QNetworkSpec) -> bool:
     return spec.n_quantiles == 1 and not spec.noisy
 
 
-def large_margin(q_values: torch.Tensor, actions: torch.Tensor, demo: torch.Tensor, margin: float):
+def large_margin(
+    q_values: torch.Tensor, actions: torch.Tensor, demo: torch.Tensor, margin: float, chosen: torch.Tensor | None = None
+):
     """DQfD's large-margin loss per sample (Hester et al. 2018): max_a [Q(s, a) + margin * (a != a_E)]
     - Q(s, a_E), where the guide played a_E (``demo`` 1), else 0; and the maximising action (B,).
+    ``chosen``: Q(s, a_E) when the caller has it already.
 
     Zero once the guide's action beats every other by the margin: it teaches the greedy policy the
     guide's choice where the guide played, without touching Q's scale elsewhere."""
-    margins = torch.full_like(q_values, margin).scatter_(1, actions.unsqueeze(1), 0.0)
-    best = (q_values + margins).argmax(dim=1)
-    chosen = q_values.gather(1, actions.unsqueeze(1)).squeeze(1)
-    beaten = (q_values + margins).gather(1, best.unsqueeze(1)).squeeze(1)
+    if chosen is None:
+        chosen = q_values.gather(1, actions.unsqueeze(1)).squeeze(1)
+    # Every action's value plus the margin, the guide's own without it: one max finds both.
+    shifted = (q_values + margin).scatter_(1, actions.unsqueeze(1), chosen.unsqueeze(1))
+    beaten, best = shifted.max(dim=1)
     return demo * (beaten - chosen), best
 
 
@@ -113,14 +117,16 @@ class HandGradients:
 
         # dL/dQ(s, a) for the mean weighted Huber loss; zero for every other action.
         grad_q = (weights * diff.clamp(-1.0, 1.0)).div_(batch)
-        dq = torch.zeros_like(q_values).scatter_(1, actions.unsqueeze(1), grad_q.unsqueeze(1))
-        margin_loss = None
+        margin_loss = best = g = None
         if demo is not None:
             # d/dQ of demo_weight * mean(large margin): +1 at the maximising action, -1 at the guide's.
-            per_sample, best = large_margin(q_values, actions, demo, margin)
+            per_sample, best = large_margin(q_values, actions, demo, margin, chosen=q)
             margin_loss = per_sample.mean() * demo_weight
-            g = (demo * (demo_weight / batch)).unsqueeze(1)
-            dq.scatter_add_(1, best.unsqueeze(1), g).scatter_add_(1, actions.unsqueeze(1), -g)
+            g = demo * (demo_weight / batch)
+            grad_q = grad_q - g
+        dq = torch.zeros_like(q_values).scatter_(1, actions.unsqueeze(1), grad_q.unsqueeze(1))
+        if best is not None:
+            dq.scatter_add_(1, best.unsqueeze(1), g.unsqueeze(1))
         hidden = acts[-1][:batch]
         if self.dueling:
             value, advantage = self.q.value, self.q.advantage
