@@ -95,9 +95,9 @@ def backoff_ms(backlog: int, high_water: int = 0, *, drain_per_s: float = 0.0) -
     own mark (``high_water`` > 0): PPO wants about one rollout waiting, since data that waits longer
     is played by a policy too old to learn from.
 
-    While a learner is live and has measured how many chunks a second of its work takes
-    (``drain_per_s``), the wait is at least the time it needs to work through the chunks past its mark,
-    up to the client's own limit (``MAX_WAIT_MS``, 60 s). Clients that outrun it even at 2 s an ack
+    Once the ramp is at its 2 s, while a learner is live and has measured how many chunks a second of
+    its work takes (``drain_per_s``), the wait is the time it needs to work through the chunks past its
+    mark, up to the client's own limit (``MAX_WAIT_MS``, 60 s). Clients that outrun it even at 2 s an ack
     (eight unpaced ones on a slow learner) are then held to its rate, with a backlog of about one
     chunk per client past the mark, and none is held longer than the learner needs: it is not left
     idle while clients wait. Without a live learner (starting, or its host died and a standby takes
@@ -112,10 +112,13 @@ def backoff_ms(backlog: int, high_water: int = 0, *, drain_per_s: float = 0.0) -
     # steeper, so that the backlog settles as close to its mark, relative to it, as to the server's:
     # the backlog clients fill in the time the learner needs to train on a chunk is what sets the wait,
     # and at 25 ms a chunk two unpaced clients kept about 60 chunks past any mark.
-    ramp = min(RAMP_MS, round(25.0 * max(1.0, default / mark) * excess))
-    if drain_per_s <= 0:
-        return ramp
-    return max(ramp, min(MAX_WAIT_MS, round(1000.0 * excess / drain_per_s)))
+    ramp = round(25.0 * max(1.0, default / mark) * excess)
+    if ramp < RAMP_MS or drain_per_s <= 0:
+        return min(RAMP_MS, ramp)
+    # Past the ramp's 2 s: clients outrun the learner even so. The wait the learner needs to work
+    # through the backlog, never less than the ramp's (below it the ramp alone held two unpaced
+    # LunarLander clients to a DQN learner, 3 of 3 runs to 200 within 100k env steps).
+    return min(MAX_WAIT_MS, max(RAMP_MS, round(1000.0 * excess / drain_per_s)))
 
 
 async def chunk_store(

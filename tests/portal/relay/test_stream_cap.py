@@ -109,8 +109,13 @@ def test_a_live_learner_gets_clients_held_as_long_as_it_needs_to_work_through_th
     # A learner that takes 4 chunks a second of its work, 2 chunks' mark: 40 chunks past it take 10 s.
     assert services.backoff_ms(42, 2, drain_per_s=4.0) == 10_000
     assert services.backoff_ms(402, 2, drain_per_s=4.0) == MAX_WAIT_MS == 60_000  # what clients honour
-    # A fast learner: the ramp's wait when that is the longer one, nothing at or under the mark.
+    # Below the ramp's 2 s the ramp alone holds clients, however slow the learner: 2 chunks past a
+    # mark of 2 wait 1.6 s (4 s of the learner's work), 3 chunks past it the learner's 6 s.
+    assert services.backoff_ms(4, 2, drain_per_s=0.5) == 1600
+    assert services.backoff_ms(5, 2, drain_per_s=0.5) == 6000
+    # A fast learner: the ramp's 2 s at its end, nothing at or under the mark.
     assert services.backoff_ms(68, drain_per_s=1000.0) == 100
+    assert services.backoff_ms(144, drain_per_s=1000.0) == 2000
     assert services.backoff_ms(64, drain_per_s=0.5) == 0
     # Without a live learner's rate (starting, or a standby about to take over) clients keep playing
     # at 2 s an ack: their chunks wait in the stream for the next learner.
