@@ -165,7 +165,7 @@ class DQNConfig(_Config):
     def stream_high_water(self, chunk_steps: int) -> int:
         """Chunks waiting in the stream past which clients should slow down (0: the server's default).
 
-        The learner names it in its stats hash as it starts, before it builds its agent."""
+        The learner names it in its stats hash."""
         # Every sample waiting unread is one the clients' policy has not learnt from yet: on
         # LunarLander in one process (bench/arena_dqn.py, seeds 0 and 1), a 64-chunk backlog (the
         # server's mark) delayed a greedy 200 from 30k and 60k env steps to 80k and past 90k. About
