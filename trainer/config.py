@@ -359,7 +359,8 @@ _IUDEX_DQN = {
     # seed 0 (bench/arena_dqn.py): without a guide 0% at every evaluation to 300k; half the episodes
     # guided but no margin, still 0% to 300k (boss HP left 89-98%); with the margin 10, 15, 45, 40,
     # 55% at 25k-125k and 75-80% at 175k-250k. Through the stack (4 clients, bench/learning.py, Dec 2,
-    # two runs): 70% and 50% of 20 fights at 75k, 55% and 56% of 200 fresh-seed fights.
+    # three runs): 70%, 50% and 50% of 20 fights at 75k, 75k and 100k; 55%, 56% and 66% of 200
+    # fresh-seed fights.
     "guide": "scripted",
 }
 DEFAULTS_BY_ENV.update({env_id: _IUDEX_DQN for env_id in IUDEX_ENV_IDS})
