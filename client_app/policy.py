@@ -384,7 +384,7 @@ class Policy:
             action = int(rng.choice(probs.shape[0], p=probs / probs.sum()))
             return action, float(logp[action])
         if rng.random() < self.epsilon:
-            return _uniform(rng, self.spec.n_actions, mask)
+            return uniform_action(rng, self.spec.n_actions, mask)
         if self.spec.noisy:
             return self._greedy_noisy(obs, rng, mask), None
         return self.greedy(obs, mask), None
@@ -399,7 +399,8 @@ def _argmax(scores: np.ndarray, mask: np.ndarray | None) -> int:
     return int(np.argmax(scores))
 
 
-def _uniform(rng: np.random.Generator, n: int, mask: np.ndarray | None) -> tuple[int, float]:
+def uniform_action(rng: np.random.Generator, n: int, mask: np.ndarray | None) -> tuple[int, float]:
+    """A uniformly random allowed action (an index from 0) and its log-probability."""
     allowed = np.flatnonzero(mask) if mask is not None else None
     if allowed is None or allowed.size == 0:
         return int(rng.integers(n)), -math.log(n)
@@ -420,7 +421,7 @@ class RandomPolicy:
     def step(
         self, obs: np.ndarray, rng: np.random.Generator, mask: np.ndarray | None = None
     ) -> tuple[int, float | None]:
-        return _uniform(rng, self.n_actions, mask)
+        return uniform_action(rng, self.n_actions, mask)
 
     def act(self, obs: np.ndarray, rng: np.random.Generator, mask: np.ndarray | None = None) -> int:
         return self.step(obs, rng, mask)[0]

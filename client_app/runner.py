@@ -35,7 +35,7 @@ from client_app.fetcher import ModelFetcher
 from client_app.gamewin import FocusKeeper
 from client_app.manners import MannersConfig, Watcher
 from client_app.masks import action_mask, episode_outcome
-from client_app.policy import Policy, RandomPolicy
+from client_app.policy import Policy, RandomPolicy, uniform_action
 from client_app.progress import RecentRate, RunSnapshot, connection_label, progress_line
 from client_app.protocol import Chunk, pack
 from client_app.spaces import action_count
@@ -491,11 +491,10 @@ class Runner:
         from client_app.arena.scripted import scripted_action
 
         raw = info.get(iudex.RAW_OBS)
-        allowed = np.flatnonzero(mask) if mask is not None else np.arange(self.n_actions)
         if raw is None or rng.random() < self.policy.guide_epsilon:
-            return int(allowed[rng.integers(allowed.size)])
+            return uniform_action(rng, self.n_actions, mask)[0]
         action = int(scripted_action(raw))
-        return action if mask is None or mask[action] else int(allowed[rng.integers(allowed.size)])
+        return action if mask is None or mask[action] else uniform_action(rng, self.n_actions, mask)[0]
 
     def _wait_for_focus(self) -> bool:
         """Before a reset (SoulsGym presses keys there too): the game in front; False when stopped."""

@@ -121,7 +121,6 @@ class DQNAgent(Agent):
         self.buffer = replay_buffer_for(
             config, obs_dim=obs_dim, action_start=action_start, n_actions=n_actions, pin_memory=self.pin_memory
         )
-        self.action_start = action_start
         self.guided_samples = 0  # ingested from episodes the guide played (this run)...
         self.guide_checked = 0  # ...and of those, the steps whose action is the guide's (the margin's)
         self.run_samples = 0  # ingested by this run (drives the replay ratio with run_updates)
@@ -153,7 +152,7 @@ class DQNAgent(Agent):
             return None
         from client_app.arena.scripted import guide_actions
 
-        actions = np.asarray(chunk.actions, dtype=np.int64) - self.action_start
+        actions = np.asarray(chunk.actions, dtype=np.int64) - self.buffer.action_start
         checked = guide_actions(obs[:-1]) == actions
         self.guide_checked += int(checked.sum())
         return checked
