@@ -18,7 +18,7 @@ import os
 for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 
 def _register_envs() -> None:

@@ -21,7 +21,7 @@ from trainer.config import DQNConfig
 from trainer.dqn_grad import HandGradients, large_margin, supported
 from trainer.networks import build_q_network
 from trainer.per import beta_at
-from trainer.replay import Batch
+from trainer.replay import Batch, stacked_obs
 
 STATE_FORMAT = 1
 
@@ -145,7 +145,6 @@ class DQN:
 
     def update(self, batch: Batch) -> Update:
         """One gradient step on a minibatch, its Huber loss weighted by the batch's IS weights."""
-        obs, next_obs = self._tensor(batch.obs), self._tensor(batch.next_obs)
         actions = self._tensor(batch.actions).long()
         returns, discounts = self._tensor(batch.returns), self._tensor(batch.discounts)
         weights = self._tensor(batch.weights)
@@ -161,8 +160,8 @@ class DQN:
             self.target.reset_noise()
 
         if self.hand is not None:
-            loss, q, td_errors, grad_norm, margin_loss = self.hand.step(
-                torch.cat([obs, next_obs]),
+            per_sample, q, td_errors, grad_norm, margin_loss = self.hand.step(
+                self._tensor(stacked_obs(batch.obs, batch.next_obs)),
                 actions,
                 lambda next_q_target, next_q_online: td_target(
                     returns, discounts, next_q_target, next_q_online, next_masks
@@ -175,7 +174,11 @@ class DQN:
                 demo_weight=self.config.demo_weight,
             )
             self._adam_step()
-            return self._after_step(loss, q, td_errors, grad_norm, margin_loss)
+            # The means of the loss, Q(s, a) and the margin loss in one reduction, then one read.
+            rows = [per_sample, q] if margin_loss is None else [per_sample, q, margin_loss]
+            means = torch.stack(rows).mean(dim=1)
+            return self._after_step(torch.cat([means, grad_norm.view(1)]), td_errors)
+        obs, next_obs = self._tensor(batch.obs), self._tensor(batch.next_obs)
         if self.taus is None:
             with torch.no_grad():
                 next_q_online = self.q(next_obs) if self.config.double_q else None
@@ -208,7 +211,10 @@ class DQN:
         (loss if margin_loss is None else loss + margin_loss).backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.params, self.config.max_grad_norm, foreach=True)
         self.optimizer.step()
-        return self._after_step(loss, q, td_errors, grad_norm, margin_loss)
+        figures = [loss.detach(), q.detach().mean()]
+        if margin_loss is not None:
+            figures.append(margin_loss.detach())
+        return self._after_step(torch.stack([*figures, grad_norm]), td_errors)
 
     def _adam_step(self) -> None:
         """``self.optimizer.step()`` on the hand path, without its per-call bookkeeping.
@@ -224,17 +230,22 @@ class DQN:
             self.optimizer.step()
             (group,) = self.optimizer.param_groups
             states = [self.optimizer.state[p] for p in self.params]
+            # Every parameter's step count is the same: from here on they are one shared tensor, raised
+            # by one add instead of a foreach over 8 (only this method steps a hand-path optimizer).
+            counter = states[0]["step"]
+            for state in states:
+                state["step"] = counter
             self._adam = (
                 [p.grad for p in self.params],
                 [s["exp_avg"] for s in states],
                 [s["exp_avg_sq"] for s in states],
-                [s["step"] for s in states],
+                [counter] * len(states),
                 group,
             )
             return
         grads, exp_avgs, exp_avg_sqs, steps, group = self._adam
         beta1, beta2 = group["betas"]
-        torch._foreach_add_(steps, 1)
+        steps[0].add_(1)
         torch._fused_adam_(
             self.params,
             grads,
@@ -253,22 +264,13 @@ class DQN:
             found_inf=None,
         )
 
-    def _after_step(
-        self,
-        loss: torch.Tensor,
-        q: torch.Tensor,
-        td_errors: torch.Tensor,
-        grad_norm: torch.Tensor,
-        margin_loss: torch.Tensor | None = None,
-    ) -> Update:
+    def _after_step(self, figures: torch.Tensor, td_errors: torch.Tensor) -> Update:
+        """``figures``: the TD loss, the mean Q(s, a), (the margin loss,) the gradient norm."""
         self.updates += 1
         if self.updates % self.config.target_update_every == 0:
             self.target.load_state_dict(self.q.state_dict())
         # One device-to-host read for the metrics and one for the TD errors (each is a sync on CUDA).
-        figures = [loss.detach(), q.detach().mean(), grad_norm]
-        if margin_loss is not None:
-            figures.append(margin_loss.detach())
-        td_loss, q_mean, norm, *margin = torch.stack(figures).tolist()
+        td_loss, q_mean, *margin, norm = figures.tolist()
         metrics = {"losses/td_loss": td_loss, "losses/q_mean": q_mean, "losses/grad_norm": norm}
         if margin:
             metrics["losses/margin_loss"] = margin[0]
@@ -292,6 +294,10 @@ class DQN:
             raise ValueError(f"unknown learner state format {state.get('format')!r}")
         self.target.load_state_dict(state["target"])
         self.optimizer.load_state_dict(state["optimizer"])
+        # A state saved after ``_adam_step`` holds one step tensor shared by every parameter (torch.save
+        # keeps the sharing): each gets its own again, or the library's step would raise it 8 times.
+        for param_state in self.optimizer.state.values():
+            param_state["step"] = param_state["step"].clone()
         self._adam = None
         for group in self.optimizer.param_groups:
             # A checkpoint written before the fused kernel would otherwise bring back the slow one.

@@ -63,6 +63,23 @@ class HandGradients:
             )
         self.q, self.target, self.params = q, target, params
         self.dueling = q.spec.dueling
+        # The parameters, gathered once: the optimizer and load_state_dict change them in place, so
+        # these stay the network's (and the module attribute lookups leave the update's path).
+        self.layers = [(layer.weight, layer.bias) for layer in q.layers]
+        self.target_layers = [(layer.weight, layer.bias) for layer in target.layers]
+        if self.dueling:
+            self.head = (q.advantage.weight, q.advantage.bias, q.value.weight, q.value.bias)
+            self.target_head = (target.advantage.weight, target.advantage.bias, target.value.weight, target.value.bias)
+            # The centring C = I - 1/n: q = v + a - mean(a) = h (C Wa + Wv)^T + C ba + bv (Wv, bv
+            # broadcast to every action), so the dueling head is one (n, width) layer.
+            n = q.spec.n_actions
+            first = params[0]
+            self.centre = torch.eye(n, dtype=first.dtype, device=first.device) - 1.0 / n
+        else:
+            self.head = (q.head.weight, q.head.bias)
+            self.target_head = (target.head.weight, target.head.bias)
+        # The target's head layer, folded once per target copy (its tensors' versions tell).
+        self._folded_target: tuple[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] | None = None
         # One flat gradient buffer; each parameter's .grad is a view of it (never set to None again:
         # every update overwrites every element).
         first = params[0]
@@ -72,17 +89,30 @@ class HandGradients:
             p.grad = self.flat[at : at + p.numel()].view_as(p)
             at += p.numel()
 
-    def _forward(self, net: QNetwork, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """(the input and every hidden layer's output, the Q-values): ``QNetwork.forward``'s operations."""
-        acts = [x]
-        for layer in net.layers:
-            x = F.linear(x, layer.weight, layer.bias).relu_()  # in place: no second (rows, width) array
-            acts.append(x)
+    def _fold(self, head: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Q-values' layer (weight, bias): the plain head's, or the dueling head folded into one."""
         if not self.dueling:
-            return acts, F.linear(x, net.head.weight, net.head.bias)
-        advantage = F.linear(x, net.advantage.weight, net.advantage.bias)
-        value = F.linear(x, net.value.weight, net.value.bias)
-        return acts, (value + advantage).sub_(advantage.mean(dim=-1, keepdim=True))
+            return head[0], head[1]
+        adv_w, adv_b, value_w, value_b = head
+        return torch.addmm(value_w, self.centre, adv_w), torch.addmv(value_b, self.centre, adv_b)
+
+    def _target_fold(self) -> tuple[torch.Tensor, torch.Tensor]:
+        versions = tuple(t._version for t in self.target_head)
+        if self._folded_target is None or self._folded_target[0] != versions:
+            self._folded_target = (versions, self._fold(self.target_head))
+        return self._folded_target[1]
+
+    @staticmethod
+    def _forward(
+        layers: list[tuple[torch.Tensor, torch.Tensor]], head: tuple[torch.Tensor, torch.Tensor], x: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """(the input and every hidden layer's output, the Q-values): ``QNetwork.forward``'s maths, with
+        the dueling head folded into one layer (``_fold``)."""
+        acts = [x]
+        for weight, bias in layers:
+            x = F.linear(x, weight, bias).relu_()  # in place: no second (rows, width) array
+            acts.append(x)
+        return acts, F.linear(x, head[0], head[1])
 
     @torch.no_grad()
     def step(
@@ -102,26 +132,28 @@ class HandGradients:
 
         ``td_target(next_q_target, next_q_online)`` gives y from the next observations' Q-values (the
         next observations are the second half of ``obs``'s rows: ``obs`` is the observations and the
-        next observations stacked). Returns (loss, Q(s, a), y - Q(s, a), the gradient norm before
-        clipping), as ``DQN.update`` reports them, and the large-margin loss added to it with ``demo``
-        (``demo_weight`` times ``large_margin``'s mean; None without).
+        next observations stacked). Returns, per sample, the weighted Huber loss (``DQN.update``'s
+        loss is its mean), Q(s, a) and y - Q(s, a); the gradient norm before clipping; and with
+        ``demo`` the large-margin loss per sample times ``demo_weight`` (its mean is added to the
+        loss; None without). The means are left to the caller, which reads all its figures at once.
         """
         batch = obs.shape[0] // 2
-        acts, q_all = self._forward(self.q, obs)
-        _, next_q_target = self._forward(self.target, obs[batch:])
+        head = self._fold(self.head)
+        acts, q_all = self._forward(self.layers, head, obs)
+        _, next_q_target = self._forward(self.target_layers, self._target_fold(), obs[batch:])
         y = td_target(next_q_target, q_all[batch:] if double_q else None)
         q_values = q_all[:batch]
         q = q_values.gather(1, actions.unsqueeze(1)).squeeze(1)
         diff = q - y
-        loss = (weights * F.smooth_l1_loss(q, y, reduction="none")).mean()
+        per_sample = weights * F.smooth_l1_loss(q, y, reduction="none")
 
         # dL/dQ(s, a) for the mean weighted Huber loss; zero for every other action.
         grad_q = (weights * diff.clamp(-1.0, 1.0)).div_(batch)
         margin_loss = best = g = None
         if demo is not None:
             # d/dQ of demo_weight * mean(large margin): +1 at the maximising action, -1 at the guide's.
-            per_sample, best = large_margin(q_values, actions, demo, margin, chosen=q)
-            margin_loss = per_sample.mean() * demo_weight
+            margin_loss, best = large_margin(q_values, actions, demo, margin, chosen=q)
+            margin_loss = margin_loss.mul_(demo_weight)
             g = demo * (demo_weight / batch)
             grad_q = grad_q - g
         dq = torch.zeros_like(q_values).scatter_(1, actions.unsqueeze(1), grad_q.unsqueeze(1))
@@ -129,28 +161,30 @@ class HandGradients:
             dq.scatter_add_(1, best.unsqueeze(1), g.unsqueeze(1))
         hidden = acts[-1][:batch]
         if self.dueling:
-            value, advantage = self.q.value, self.q.advantage
-            dv = dq.sum(dim=1, keepdim=True)
-            da = dq - dq.mean(dim=1, keepdim=True)
-            torch.mm(dv.t(), hidden, out=value.weight.grad)
-            torch.sum(dv, dim=0, out=value.bias.grad)
-            torch.mm(da.t(), hidden, out=advantage.weight.grad)
-            torch.sum(da, dim=0, out=advantage.bias.grad)
-            dh = torch.addmm(dv * value.weight, da, advantage.weight)
+            # G = dq^T h is the folded layer's weight gradient: Wa gets C G (C is symmetric), Wv the
+            # sum of G's rows; likewise the biases from g = the column sums of dq.
+            adv_w, adv_b, value_w, value_b = self.head
+            grad_w = torch.mm(dq.t(), hidden)
+            grad_b = dq.sum(dim=0)
+            torch.mm(self.centre, grad_w, out=adv_w.grad)
+            torch.sum(grad_w, dim=0, keepdim=True, out=value_w.grad)
+            torch.mv(self.centre, grad_b, out=adv_b.grad)
+            torch.sum(grad_b, dim=0, keepdim=True, out=value_b.grad)
         else:
-            head = self.q.head
-            torch.mm(dq.t(), hidden, out=head.weight.grad)
-            torch.sum(dq, dim=0, out=head.bias.grad)
-            dh = dq @ head.weight
-        layers = self.q.layers
+            head_w, head_b = self.head
+            torch.mm(dq.t(), hidden, out=head_w.grad)
+            torch.sum(dq, dim=0, out=head_b.grad)
+        dh = dq @ head[0]
+        layers = self.layers
         for i in range(len(layers) - 1, -1, -1):
+            weight, bias = layers[i]
             dh = _relu_backward(dh, acts[i + 1][:batch], 0)
-            torch.mm(dh.t(), acts[i][:batch], out=layers[i].weight.grad)
-            torch.sum(dh, dim=0, out=layers[i].bias.grad)
+            torch.mm(dh.t(), acts[i][:batch], out=weight.grad)
+            torch.sum(dh, dim=0, out=bias.grad)
             if i:
-                dh = dh @ layers[i].weight
+                dh = dh @ weight
 
         # clip_grad_norm_'s rule: scale by max_norm / (norm + 1e-6) when that is under 1.
         norm = torch.linalg.vector_norm(self.flat)
         self.flat.mul_(torch.clamp(max_grad_norm / (norm + 1e-6), max=1.0))
-        return loss, q, -diff, norm, margin_loss
+        return per_sample, q, -diff, norm, margin_loss

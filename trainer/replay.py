@@ -29,6 +29,22 @@ class Batch(NamedTuple):
     demo: np.ndarray | None = None  # (B,) bool: the guide's action (the margin loss); None: no guide
 
 
+def stacked_obs(obs: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
+    """``obs`` and ``next_obs`` (B, d) as one (2B, d) array: a view when they are the two halves of one
+    C-contiguous array, as ``ReplayBuffer.sample`` hands them out (the learner then normalises both in
+    one call and its networks take them as one matrix, with no copy), else their concatenation."""
+    if (
+        obs.flags.c_contiguous
+        and next_obs.flags.c_contiguous
+        and obs.dtype == next_obs.dtype
+        and obs.shape == next_obs.shape
+        and obs.ndim == 2
+        and next_obs.ctypes.data == obs.ctypes.data + obs.nbytes
+    ):
+        return np.lib.stride_tricks.as_strided(obs, shape=(2 * obs.shape[0], obs.shape[1]))
+    return np.concatenate([obs, next_obs])
+
+
 def pinned(array: np.ndarray) -> np.ndarray:
     """A copy of ``array`` in page-locked (pinned) host memory, still a NumPy array.
 
@@ -237,11 +253,17 @@ class ReplayBuffer:
         """Hook: slots ``idx`` now hold new transitions."""
 
     def _batch(self, idx: np.ndarray, weights: np.ndarray) -> Batch:
+        n = idx.shape[0]
+        pair = np.empty((2 * n, self.obs.shape[1]), dtype=self.obs.dtype)
+        # One array, obs then next_obs (``stacked_obs``); mode "wrap" takes without a buffered copy
+        # (idx is always in range).
+        np.take(self.obs, idx, axis=0, out=pair[:n], mode="wrap")
+        np.take(self.next_obs, idx, axis=0, out=pair[n:], mode="wrap")
         batch = Batch(
-            obs=self.obs[idx],
+            obs=pair[:n],
             actions=self.actions[idx],
             returns=self.returns[idx],
-            next_obs=self.next_obs[idx],
+            next_obs=pair[n:],
             discounts=self.discounts[idx],
             weights=weights.astype(np.float32),
             indices=idx,  # stays on the host: priorities are updated here
@@ -250,13 +272,15 @@ class ReplayBuffer:
         )
         if not self.pin_memory:
             return batch
-        return batch._replace(
+        batch = batch._replace(
             **{
                 name: pinned(value)
                 for name, value in batch._asdict().items()
-                if name != "indices" and value is not None
+                if name not in ("indices", "obs", "next_obs") and value is not None
             }
         )
+        pair = pinned(pair)
+        return batch._replace(obs=pair[:n], next_obs=pair[n:])
 
     def sample(self, batch_size: int, rng: np.random.Generator, *, beta: float = 1.0) -> Batch:
         """Uniformly sample ``batch_size`` transitions (with replacement); ``beta`` is unused here."""

@@ -2,7 +2,7 @@
 the release key signed, and keeps streaming after the restart.
 
 The old client is the project's wheel built with version 0.1.9 and a throwaway release public key (a
-test cannot hold the maintainers' private key); the portal serves its real 0.2.0 wheel, signed with
+test cannot hold the maintainers' private key); the portal serves its real current wheel, signed with
 the throwaway key (or, in the refusal test, with another key).
 """
 

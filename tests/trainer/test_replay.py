@@ -3,7 +3,14 @@ import pytest
 
 from client_app.protocol import Chunk
 from trainer.config import DQNConfig
-from trainer.replay import Batch, PrioritizedReplayBuffer, ReplayBuffer, n_step_targets, replay_buffer_for
+from trainer.replay import (
+    Batch,
+    PrioritizedReplayBuffer,
+    ReplayBuffer,
+    n_step_targets,
+    replay_buffer_for,
+    stacked_obs,
+)
 
 
 def chunk(obs_rows, actions, rewards, *, terminated=False, truncated=False):
@@ -154,6 +161,23 @@ def test_sample_returns_a_typed_batch_of_real_transitions(prioritized):
     np.testing.assert_allclose(batch.discounts, np.where(batch.obs[:, 0] == 49, 0.0, 0.99))
     # All priorities are equal before any update, so every weight is 1.
     np.testing.assert_array_equal(batch.weights, 1.0)
+    # obs and next_obs are the halves of one array: the learner normalises and multiplies them as one.
+    pair = stacked_obs(batch.obs, batch.next_obs)
+    assert pair.shape == (64, 1) and np.shares_memory(pair, batch.obs) and np.shares_memory(pair, batch.next_obs)
+    np.testing.assert_array_equal(pair, np.concatenate([batch.obs, batch.next_obs]))
+
+
+def test_stacked_obs_copies_only_what_is_not_one_array_already():
+    rng = np.random.default_rng(0)
+    whole = rng.normal(size=(8, 3)).astype(np.float32)
+    view = stacked_obs(whole[:4], whole[4:])
+    assert np.shares_memory(view, whole)
+    np.testing.assert_array_equal(view, whole)
+    # Two separate arrays, the halves in the wrong order, or a strided half: a concatenation.
+    for obs, next_obs in ((whole[:4].copy(), whole[4:].copy()), (whole[4:], whole[:4]), (whole[::2], whole[1::2])):
+        pair = stacked_obs(obs, next_obs)
+        assert not np.shares_memory(pair, whole)
+        np.testing.assert_array_equal(pair, np.concatenate([obs, next_obs]))
 
 
 def test_the_buffer_round_trips_through_a_checkpoint_keeping_the_newest_when_smaller():
