@@ -18,7 +18,9 @@ number of model versions by which the policy that played a trained-on sample was
 ``chunk_age_samples``: samples by seconds from their chunk's cut to its ingestion, "<1" to ">=60",
 and ``stream_age_samples`` the part of it spent in the stream);
 ``updates`` the learner's gradient updates and ``updates_per_sample`` their ratio to the samples it
-ingested (DQN: 1 / ``samples_per_update`` once ``learning_starts`` is past). ``--env-kwargs`` are the campaign's
+ingested (DQN: 1 / ``samples_per_update`` once ``learning_starts`` is past; in large-batch mode,
+``large_batch_max`` > 1, a batch k times larger is one of them, and ``batch_size_seconds`` counts the
+seconds the learner spent at each batch size). ``--env-kwargs`` are the campaign's
 env settings (the arena's ``{"boss_damage": 1.0}``: Iudex at full strength). Progress goes to
 stderr; the last line of stdout is JSON: reached, env_steps, wall_s, eval_return, eval_version, and
 the evaluation history, one entry per evaluated checkpoint with the number of ``episodes`` (for a
@@ -265,13 +267,21 @@ def run(args, stack: Stack) -> dict:
         progress(f"probe v{model.version} @ {model.samples_total:,}: {figures['return']}"
                  + (f" (won {figures['win_rate']:.0%})" if "win_rate" in figures else ""))
 
+    from portal.core.redis import get_redis
+    from trainer.keys import CampaignKeys
+
     result: dict = {"reached": False}
     next_line = 0.0
+    # Large-batch mode (large_batch_max > 1): seconds the learner spent at each batch size.
+    batch_seconds: dict[str, int] = {}
     while True:
         time.sleep(1.0)
         stack.check_alive()
         campaign = Campaign.objects.get(pk=campaign.pk)
         wall = time.monotonic() - start
+        in_use = get_redis().hget(CampaignKeys(campaign.pk).learner, "batch_size")
+        if in_use is not None:
+            batch_seconds[in_use.decode()] = batch_seconds.get(in_use.decode(), 0) + 1
         history = evaluations(campaign)
         if args.probe_every > 0:
             probe(campaign)
@@ -316,8 +326,6 @@ def run(args, stack: Stack) -> dict:
                       "eval_version": best["version"] if best else None}
             break
     from portal.campaigns.tasks import stats_sync_campaign
-    from portal.core.redis import get_redis
-    from trainer.keys import CampaignKeys
 
     campaign = stats_sync_campaign(campaign=Campaign.objects.get(pk=campaign.pk))
     stats = get_redis().hgetall(CampaignKeys(campaign.pk).stats)
@@ -352,6 +360,8 @@ def run(args, stack: Stack) -> dict:
         eval_share=round(eval_steps / max(1, eval_steps + campaign.samples_total), 4),
         evaluations=history,
     )
+    if batch_seconds:
+        result["batch_size_seconds"] = dict(sorted(batch_seconds.items(), key=lambda kv: int(kv[0])))
     if args.probe_every > 0:
         result.update(reached_by="probe", probe_every=args.probe_every, probes=probes)
     return result
