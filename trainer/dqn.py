@@ -145,14 +145,30 @@ class DQN:
 
     def update(self, batch: Batch) -> Update:
         """One gradient step on a minibatch, its Huber loss weighted by the batch's IS weights."""
+        # A guided campaign's steps where the guide played: the large-margin loss (DQfD) on those.
+        guided = batch.demo is not None and self.config.demo_margin > 0 and self.config.demo_weight > 0
+        if self.hand is not None and self.hand.host:
+            # On the CPU the batch's arrays go straight to the compiled loops (no tensors made).
+            figures, td_errors = self.hand.step_host(
+                stacked_obs(batch.obs, batch.next_obs),
+                batch.actions,
+                batch.returns,
+                batch.discounts,
+                batch.weights,
+                batch.next_masks,
+                batch.demo if guided else None,
+                max_grad_norm=self.config.max_grad_norm,
+                double_q=self.config.double_q,
+                margin=self.config.demo_margin,
+                demo_weight=self.config.demo_weight,
+            )
+            self._adam_step()
+            return self._report(figures, td_errors)
         actions = self._tensor(batch.actions).long()
         returns, discounts = self._tensor(batch.returns), self._tensor(batch.discounts)
         weights = self._tensor(batch.weights)
         next_masks = self._tensor(batch.next_masks).bool() if batch.next_masks is not None else None
-        # A guided campaign's steps where the guide played: the large-margin loss (DQfD) on those.
-        demo = None
-        if batch.demo is not None and self.config.demo_margin > 0 and self.config.demo_weight > 0:
-            demo = self._tensor(batch.demo).float()
+        demo = self._tensor(batch.demo).float() if guided else None
         if self.spec.noisy:
             # Fresh noise for every update, independent in the online and the target network
             # (Fortunato et al. 2017, algorithm 1; one online draw serves both of its passes here).
@@ -266,15 +282,19 @@ class DQN:
 
     def _after_step(self, figures: torch.Tensor, td_errors: torch.Tensor) -> Update:
         """``figures``: the TD loss, the mean Q(s, a), (the margin loss,) the gradient norm."""
+        # One device-to-host read for the metrics and one for the TD errors (each is a sync on CUDA).
+        return self._report(figures.tolist(), td_errors.cpu().numpy())
+
+    def _report(self, figures: list[float], td_errors: np.ndarray) -> Update:
+        """The step counted (the target copied when due) and reported; ``figures`` as ``_after_step``'s."""
         self.updates += 1
         if self.updates % self.config.target_update_every == 0:
             self.target.load_state_dict(self.q.state_dict())
-        # One device-to-host read for the metrics and one for the TD errors (each is a sync on CUDA).
-        td_loss, q_mean, *margin, norm = figures.tolist()
+        td_loss, q_mean, *margin, norm = figures
         metrics = {"losses/td_loss": td_loss, "losses/q_mean": q_mean, "losses/grad_norm": norm}
         if margin:
             metrics["losses/margin_loss"] = margin[0]
-        return Update(metrics, td_errors.cpu().numpy())
+        return Update(metrics, td_errors)
 
     def beta(self) -> float:
         """The importance-sampling exponent for the next update (annealed with the update count)."""

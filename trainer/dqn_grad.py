@@ -22,10 +22,14 @@ The same maths as autograd's, up to float rounding (sums in another order):
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from client_app.policy import QNetworkSpec
+from trainer import dqn_kernels as kernels
 from trainer.networks import QNetwork
 
 _relu_backward = torch.ops.aten.threshold_backward
@@ -53,8 +57,31 @@ def large_margin(
     return demo * (beaten - chosen), best
 
 
+class Scratch(NamedTuple):
+    """``HandGradients.step_host``'s arrays for one batch size, allocated once (tensors, and NumPy
+    views of the same memory for the compiled loops)."""
+
+    acts: list[torch.Tensor]  # (2B, width) per hidden layer: the online network's outputs
+    target_acts: list[torch.Tensor]  # (B, width) per hidden layer: the target network's
+    q_all: torch.Tensor  # (2B, n): Q(s, .) then Q(s', .)
+    next_q_target: torch.Tensor  # (B, n): Q'(s', .)
+    dq: torch.Tensor  # (B, n): dL/dQ
+    dh: list[torch.Tensor]  # (B, width) per hidden layer: dL/d(its output), through its ReLU
+    np_acts: list[np.ndarray]  # views: each hidden layer's outputs for the B observations
+    np_dq: np.ndarray
+    np_dh: list[np.ndarray]
+    grad_w: np.ndarray  # (n, width): the folded head's weight gradient (the dueling head's split of it)
+    grad_b: np.ndarray  # (n,)
+    no_masks: np.ndarray  # (0, n) bool: every action allowed
+    no_demo: np.ndarray  # (0,) bool: no margin loss
+
+
 class HandGradients:
-    """The update's forward and backward passes for one online network, its target and optimizer."""
+    """The update's forward and backward passes for one online network, its target and optimizer.
+
+    On the CPU (``host``) the element-wise work between the matrix products is compiled loops
+    (``trainer.dqn_kernels``, ``step_host``); elsewhere (CUDA) it is PyTorch operations (``step``). The
+    same maths, up to float rounding."""
 
     def __init__(self, q: QNetwork, target: QNetwork, params: list[torch.nn.Parameter]):
         if not supported(q.spec):
@@ -88,6 +115,22 @@ class HandGradients:
         for p in params:
             p.grad = self.flat[at : at + p.numel()].view_as(p)
             at += p.numel()
+        # The compiled loops need float32 host memory; a test may turn them off to run ``step``'s path.
+        self.host = first.device.type == "cpu" and first.dtype == torch.float32
+        self._scratch: dict[int, Scratch] = {}
+        if first.device.type == "cpu":
+            # NumPy views of the tensors the compiled loops read and write, and the transposed weights
+            # the products take, made once (the optimizer and load_state_dict write in place).
+            self._np_head = [t.detach().numpy() for t in self.head]
+            self._np_head_grads = [t.grad.numpy() for t in self.head]
+            self._np_bias_grads = [bias.grad.numpy() for _, bias in self.layers]
+            self._np_flat = self.flat.numpy()
+            self._layers_t = [(weight.t(), bias) for weight, bias in self.layers]
+            self._target_layers_t = [(weight.t(), bias) for weight, bias in self.target_layers]
+            if self.dueling:
+                n, width = self.head[0].shape
+                self._host_fold = (torch.zeros(n, width), torch.zeros(n))
+                self._np_host_fold = [t.numpy() for t in self._host_fold]
 
     def _fold(self, head: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         """The Q-values' layer (weight, bias): the plain head's, or the dueling head folded into one."""
@@ -188,3 +231,102 @@ class HandGradients:
         norm = torch.linalg.vector_norm(self.flat)
         self.flat.mul_(torch.clamp(max_grad_norm / (norm + 1e-6), max=1.0))
         return per_sample, q, -diff, norm, margin_loss
+
+    def _scratch_for(self, batch: int) -> Scratch:
+        scratch = self._scratch.get(batch)
+        if scratch is None:
+            widths = [weight.shape[0] for weight, _ in self.layers]
+            n = self.q.spec.n_actions
+            empty = lambda *shape: torch.zeros(shape, dtype=torch.float32)  # noqa: E731
+            acts = [empty(2 * batch, w) for w in widths]
+            dq, dh = empty(batch, n), [empty(batch, w) for w in widths]
+            scratch = self._scratch[batch] = Scratch(
+                acts=acts,
+                target_acts=[empty(batch, w) for w in widths],
+                q_all=empty(2 * batch, n),
+                next_q_target=empty(batch, n),
+                dq=dq,
+                dh=dh,
+                np_acts=[a[:batch].numpy() for a in acts],
+                np_dq=dq.numpy(),
+                np_dh=[d.numpy() for d in dh],
+                grad_w=np.zeros((n, widths[-1]), dtype=np.float32),
+                grad_b=np.zeros(n, dtype=np.float32),
+                no_masks=np.zeros((0, n), dtype=bool),
+                no_demo=np.zeros(0, dtype=bool),
+            )
+        return scratch
+
+    @staticmethod
+    def _host_forward(layers_t, head, x: torch.Tensor, acts: list[torch.Tensor], q: torch.Tensor) -> None:
+        """``_forward`` into ``acts`` and ``q`` (``layers_t``: (weight^T, bias) per layer): each layer
+        one addmm and one in-place ReLU."""
+        for (weight_t, bias), out in zip(layers_t, acts, strict=True):
+            torch.addmm(bias, x, weight_t, out=out).relu_()
+            x = out
+        torch.addmm(head[1], x, head[0].t(), out=q)
+
+    @torch.no_grad()
+    def step_host(
+        self,
+        obs: np.ndarray,
+        actions: np.ndarray,
+        returns: np.ndarray,
+        discounts: np.ndarray,
+        weights: np.ndarray,
+        next_masks: np.ndarray | None,
+        demo: np.ndarray | None,
+        *,
+        max_grad_norm: float,
+        double_q: bool,
+        margin: float = 0.0,
+        demo_weight: float = 0.0,
+    ) -> tuple[list[float], np.ndarray]:
+        """``step`` on the CPU from the batch's NumPy arrays: the matrix products are PyTorch's, the
+        rest five compiled loops. ``obs`` (2B, d) is the observations and the next observations
+        stacked; ``demo`` None: no margin loss. Returns ([the mean weighted Huber loss, the mean
+        Q(s, a), (with ``demo``) the mean margin loss times ``demo_weight``, the gradient norm before
+        clipping], y - Q(s, a) per sample)."""
+        batch = obs.shape[0] // 2
+        s = self._scratch_for(batch)
+        x = torch.from_numpy(np.ascontiguousarray(obs, dtype=np.float32))
+        if self.dueling:
+            kernels.fold_dueling(*self._np_head, *self._np_host_fold)
+            head, np_head_w = self._host_fold, self._np_host_fold[0]
+        else:
+            head, np_head_w = self.head, self._np_head[0]
+        self._host_forward(self._layers_t, head, x, s.acts, s.q_all)
+        self._host_forward(self._target_layers_t, self._target_fold(), x[batch:], s.target_acts, s.next_q_target)
+
+        td_errors = np.empty(batch, dtype=np.float32)
+        loss, q_mean, margin_loss = kernels.td_loss_grad(
+            s.q_all.numpy(),
+            s.next_q_target.numpy(),
+            np.asarray(actions, dtype=np.int64),
+            np.asarray(returns, dtype=np.float32),
+            np.asarray(discounts, dtype=np.float32),
+            np.asarray(weights, dtype=np.float32),
+            s.no_masks if next_masks is None else np.asarray(next_masks, dtype=bool),
+            s.no_demo if demo is None else np.asarray(demo, dtype=bool),
+            double_q,
+            margin,
+            demo_weight,
+            s.np_dq,
+            td_errors,
+        )
+        last = len(self.layers) - 1
+        grad_w, grad_b = (s.grad_w, s.grad_b) if self.dueling else self._np_head_grads
+        kernels.head_backward(
+            s.np_dq, s.np_acts[last], np_head_w, grad_w, grad_b, s.np_dh[last], self._np_bias_grads[last]
+        )
+        if self.dueling:
+            kernels.dueling_grads(grad_w, grad_b, *self._np_head_grads)
+        for i in range(last, -1, -1):
+            weight = self.layers[i][0]
+            torch.mm(s.dh[i].t(), s.acts[i - 1][:batch] if i else x[:batch], out=weight.grad)
+            if i:
+                torch.mm(s.dh[i], weight, out=s.dh[i - 1])
+                kernels.relu_backward(s.np_dh[i - 1], s.np_acts[i - 1], self._np_bias_grads[i - 1])
+        norm = kernels.clip_norm(self._np_flat, max_grad_norm)
+        figures = [loss, q_mean] + ([margin_loss] if demo is not None else []) + [norm]
+        return figures, td_errors

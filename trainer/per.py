@@ -15,8 +15,9 @@ up"). Both map every prefix sum to the same leaf, up to rounding at a boundary b
 
 from __future__ import annotations
 
-import numba
 import numpy as np
+
+from trainer.compiled import compiled
 
 
 class SumTree:
@@ -77,16 +78,7 @@ class SumTree:
         return self.find((np.arange(batch_size) + rng.random(batch_size)) * segment)
 
 
-def _compiled(function):
-    """``numba.njit``: machine code cached beside this file (or in ``NUMBA_CACHE_DIR``) where one of
-    them is writable, else compiled afresh in each process (about a second, once)."""
-    try:
-        return numba.njit(cache=True, nogil=True)(function)
-    except RuntimeError:  # "no locator available": a read-only install and no writable cache folder
-        return numba.njit(nogil=True)(function)
-
-
-@_compiled
+@compiled
 def _wide_update(tree: np.ndarray, offsets: np.ndarray, fan_out: int, index: np.ndarray, priority: np.ndarray) -> None:
     """``WideSumTree.update``'s loop, compiled: each leaf set in order (a repeated leaf keeps its last
     value), then every ancestor of each recomputed from all its children (no deltas: repeated nodes are
@@ -105,7 +97,7 @@ def _wide_update(tree: np.ndarray, offsets: np.ndarray, fan_out: int, index: np.
             tree[offsets[level - 1] + node] = total
 
 
-@_compiled
+@compiled
 def _wide_find(tree: np.ndarray, offsets: np.ndarray, fan_out: int, values: np.ndarray) -> np.ndarray:
     """``WideSumTree.find``'s walk, compiled: per value, per level, a running sum along the F siblings."""
     depth = offsets.shape[0] - 2

@@ -60,12 +60,15 @@ def batch(rng, spec: QNetworkSpec, size: int, *, masks: bool, scale: float) -> B
 @pytest.mark.parametrize("double_q", [True, False], ids=["double-q", "single-q"])
 @pytest.mark.parametrize("masks", [True, False], ids=["masks", "no-masks"])
 @pytest.mark.parametrize("max_grad_norm", [1e-3, 1e3], ids=["clipped", "unclipped"])
-def test_hand_gradients_train_the_network_autograd_trains(dueling, hidden, double_q, masks, max_grad_norm):
+@pytest.mark.parametrize("host", [True, False], ids=["compiled", "torch-ops"])
+def test_hand_gradients_train_the_network_autograd_trains(dueling, hidden, double_q, masks, max_grad_norm, host):
+    """Both hand paths: the CPU's compiled loops (``step_host``) and the PyTorch operations CUDA runs."""
     spec = QNetworkSpec(obs_dim=7, n_actions=5, hidden=hidden, dueling=dueling)
     config = DQNConfig(lr=3e-3, max_grad_norm=max_grad_norm, target_update_every=4, double_q=double_q)
     torch.manual_seed(1)
     hand = DQN(spec, config)
-    assert hand.hand is not None
+    assert hand.hand is not None and hand.hand.host
+    hand.hand.host = host
     twin = autograd_twin(hand)
     rng = np.random.default_rng(2)
     for step in range(12):
@@ -145,11 +148,13 @@ def test_the_direct_adam_call_steps_as_the_optimizer_does():
 
 @pytest.mark.parametrize("dueling", [True, False], ids=["dueling", "plain-head"])
 @pytest.mark.parametrize("max_grad_norm", [1e-3, 1e3], ids=["clipped", "unclipped"])
-def test_the_margin_loss_of_guided_steps_has_the_same_gradients_by_hand(dueling, max_grad_norm):
+@pytest.mark.parametrize("host", [True, False], ids=["compiled", "torch-ops"])
+def test_the_margin_loss_of_guided_steps_has_the_same_gradients_by_hand(dueling, max_grad_norm, host):
     spec = QNetworkSpec(obs_dim=7, n_actions=5, hidden=(32, 24), dueling=dueling)
     config = DQNConfig(lr=3e-3, max_grad_norm=max_grad_norm, guide="scripted", demo_margin=0.5, demo_weight=2.0)
     torch.manual_seed(1)
     hand = DQN(spec, config)
+    hand.hand.host = host
     twin = autograd_twin(hand)
     rng = np.random.default_rng(3)
     for step in range(6):

@@ -1,0 +1,16 @@
+"""``compiled``: the learner's hot loops as machine code (Numba), for the sum-tree's walks
+(``trainer.per``) and the update's element-wise work on the CPU (``trainer.dqn_kernels``)."""
+
+from __future__ import annotations
+
+import numba
+
+
+def compiled(function):
+    """``numba.njit`` (releasing the GIL): machine code cached beside the module (or in
+    ``NUMBA_CACHE_DIR``) where one of them is writable, else compiled afresh in each process (about a
+    second per function, once)."""
+    try:
+        return numba.njit(cache=True, nogil=True)(function)
+    except RuntimeError:  # "no locator available": a read-only install and no writable cache folder
+        return numba.njit(nogil=True)(function)
