@@ -23,7 +23,7 @@ from trainer.dqn import DQN, updates_allowed
 from trainer.networks import export_params, load_params
 from trainer.normalizer import RunningMeanStd
 from trainer.ppo import PPO, Rollout, gae, vtrace_chunks
-from trainer.replay import pinned, replay_buffer_for, stacked_obs
+from trainer.replay import pinned, replay_buffer_for
 
 log = logging.getLogger(__name__)
 
@@ -177,12 +177,9 @@ class DQNAgent(Agent):
         """Gradient updates until the replay ratio is met, a model is due or ``until`` (monotonic)."""
         while self.run_updates < updates_allowed(self.run_samples, self.config):
             scale = self.batch_scale
-            batch = self.buffer.sample(scale * self.config.batch_size, self.rng, beta=self.dqn.beta())
-            if self.normalizer is not None:
-                # The observations and next observations in one call, and kept as halves of one array.
-                pair = self._pinned(self._normalize(stacked_obs(batch.obs, batch.next_obs)))
-                n = batch.actions.shape[0]
-                batch = batch._replace(obs=pair[:n], next_obs=pair[n:])
+            # The observations and next observations come normalised, as halves of one array.
+            norm = self.normalizer.published() if self.normalizer is not None else None
+            batch = self.buffer.sample(scale * self.config.batch_size, self.rng, beta=self.dqn.beta(), norm=norm)
             update = self.dqn.update(batch)
             if not (np.isfinite(update.td_errors).all() and math.isfinite(update.metrics["losses/td_loss"])):
                 self.diverged = "the TD errors"  # stop here: as priorities they would poison the buffer

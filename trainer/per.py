@@ -128,6 +128,36 @@ def _wide_find(tree: np.ndarray, offsets: np.ndarray, fan_out: int, values: np.n
     return leaves
 
 
+@compiled
+def _wide_sample(
+    tree: np.ndarray, offsets: np.ndarray, fan_out: int, values: np.ndarray, size: int, beta: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """``_wide_find`` and the leaves' ``importance_weights`` (float32) in one call."""
+    leaves = _wide_find(tree, offsets, fan_out, values)
+    first_leaf = offsets[offsets.shape[0] - 2]
+    total = tree[0]
+    weights = np.empty(leaves.shape[0], dtype=np.float64)
+    largest = 0.0
+    for i in range(leaves.shape[0]):
+        weights[i] = (size * (tree[first_leaf + leaves[i]] / total)) ** -beta
+        largest = max(largest, weights[i])
+    return leaves, (weights / largest).astype(np.float32)
+
+
+@compiled
+def _wide_set_errors(
+    tree: np.ndarray, offsets: np.ndarray, fan_out: int, index: np.ndarray, td_errors: np.ndarray, alpha: float, eps: float
+) -> float:
+    """``priority`` of each TD error into ``_wide_update``; returns the largest priority set."""
+    priorities = np.empty(index.shape[0], dtype=np.float64)
+    largest = 0.0
+    for i in range(index.shape[0]):
+        priorities[i] = (abs(np.float64(td_errors[i])) + eps) ** alpha
+        largest = max(largest, priorities[i])
+    _wide_update(tree, offsets, fan_out, index, priorities)
+    return largest
+
+
 class WideSumTree:
     """A sum-tree with ``fan_out`` children per node: the same answers as ``SumTree``, fewer levels.
 
@@ -166,11 +196,35 @@ class WideSumTree:
 
     def update(self, index: np.ndarray | int, priority: np.ndarray | float) -> None:
         """Set the priorities of leaves ``index`` (a repeated leaf takes the last of its values)."""
+        node = self._leaves(index)
+        values = np.ascontiguousarray(np.broadcast_to(np.asarray(priority, dtype=np.float64), node.shape))
+        _wide_update(self.tree, self.offsets, self.fan_out, node, values)
+
+    def _leaves(self, index: np.ndarray | int) -> np.ndarray:
         node = np.ascontiguousarray(np.atleast_1d(np.asarray(index, dtype=np.int64)))
         if node.size and (node.min() < 0 or node.max() >= self.levels[-1].shape[0]):
             raise IndexError(f"leaf index out of range 0..{self.levels[-1].shape[0] - 1}")
-        values = np.ascontiguousarray(np.broadcast_to(np.asarray(priority, dtype=np.float64), node.shape))
-        _wide_update(self.tree, self.offsets, self.fan_out, node, values)
+        return node
+
+    def update_errors(self, index: np.ndarray, td_errors: np.ndarray, alpha: float, eps: float) -> float:
+        """``update(index, priority(td_errors, alpha, eps))`` in one compiled call; returns the largest
+        of those priorities (0 for none)."""
+        node = self._leaves(index)
+        errors = np.ascontiguousarray(td_errors)
+        if errors.shape != node.shape:
+            raise ValueError(f"{errors.shape[0] if errors.ndim else 1} TD errors for {node.shape[0]} leaves")
+        return _wide_set_errors(self.tree, self.offsets, self.fan_out, node, errors, float(alpha), float(eps))
+
+    def sample_weighted(
+        self, batch_size: int, rng: np.random.Generator, size: int, beta: float
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``sample`` (the same leaves for the same random numbers) and the leaves' importance-sampling
+        weights, ``importance_weights(P(i), size, beta)`` as float32, in one compiled call."""
+        total = self.total
+        if total <= 0:
+            raise ValueError("cannot sample from a sum-tree whose priorities are all zero")
+        values = (np.arange(batch_size) + rng.random(batch_size)) * (total / batch_size)
+        return _wide_sample(self.tree, self.offsets, self.fan_out, values, size, float(beta))
 
     def find(self, prefix: np.ndarray) -> np.ndarray:
         """For each value v in [0, total), the leaf i with sum(p[:i]) <= v < sum(p[:i+1])."""

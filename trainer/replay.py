@@ -10,9 +10,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from client_app.policy import ObsNorm
 from client_app.protocol import Chunk
+from trainer.compiled import compiled
 from trainer.config import DQNConfig
-from trainer.per import WideSumTree, importance_weights, priority
+from trainer.per import WideSumTree
 
 
 class Batch(NamedTuple):
@@ -43,6 +45,28 @@ def stacked_obs(obs: np.ndarray, next_obs: np.ndarray) -> np.ndarray:
     ):
         return np.lib.stride_tricks.as_strided(obs, shape=(2 * obs.shape[0], obs.shape[1]))
     return np.concatenate([obs, next_obs])
+
+
+@compiled
+def _gather_normalized(
+    obs: np.ndarray,
+    next_obs: np.ndarray,
+    idx: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    clip: np.float32,
+    out: np.ndarray,
+) -> None:
+    """Rows ``idx`` of ``obs`` then of ``next_obs`` into ``out`` (2B, d), normalised as
+    ``ObsNorm.__call__`` does, element by element in float32: clip((x - mean) / std, -clip, clip)."""
+    n, d = idx.shape[0], obs.shape[1]
+    for half in range(2):
+        source = obs if half == 0 else next_obs
+        for i in range(n):
+            row = idx[i]
+            for j in range(d):
+                value = (source[row, j] - mean[j]) / std[j]
+                out[half * n + i, j] = min(max(value, -clip), clip)
 
 
 def pinned(array: np.ndarray) -> np.ndarray:
@@ -252,13 +276,16 @@ class ReplayBuffer:
     def _stored(self, idx: np.ndarray) -> None:
         """Hook: slots ``idx`` now hold new transitions."""
 
-    def _batch(self, idx: np.ndarray, weights: np.ndarray) -> Batch:
+    def _batch(self, idx: np.ndarray, weights: np.ndarray, norm: ObsNorm | None = None) -> Batch:
         n = idx.shape[0]
         pair = np.empty((2 * n, self.obs.shape[1]), dtype=self.obs.dtype)
-        # One array, obs then next_obs (``stacked_obs``); mode "wrap" takes without a buffered copy
-        # (idx is always in range).
-        np.take(self.obs, idx, axis=0, out=pair[:n], mode="wrap")
-        np.take(self.next_obs, idx, axis=0, out=pair[n:], mode="wrap")
+        # One array, obs then next_obs (``stacked_obs``).
+        if norm is not None:
+            _gather_normalized(self.obs, self.next_obs, idx, norm.mean, norm.std, np.float32(norm.clip), pair)
+        else:
+            # mode "wrap" takes without a buffered copy (idx is always in range).
+            np.take(self.obs, idx, axis=0, out=pair[:n], mode="wrap")
+            np.take(self.next_obs, idx, axis=0, out=pair[n:], mode="wrap")
         batch = Batch(
             obs=pair[:n],
             actions=self.actions[idx],
@@ -282,12 +309,15 @@ class ReplayBuffer:
         pair = pinned(pair)
         return batch._replace(obs=pair[:n], next_obs=pair[n:])
 
-    def sample(self, batch_size: int, rng: np.random.Generator, *, beta: float = 1.0) -> Batch:
-        """Uniformly sample ``batch_size`` transitions (with replacement); ``beta`` is unused here."""
+    def sample(
+        self, batch_size: int, rng: np.random.Generator, *, beta: float = 1.0, norm: ObsNorm | None = None
+    ) -> Batch:
+        """Uniformly sample ``batch_size`` transitions (with replacement); ``beta`` is unused here.
+        With ``norm`` the observations come normalised by it (gathered and normalised in one pass)."""
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
         idx = rng.integers(0, self.size, size=batch_size)
-        return self._batch(idx, np.ones(batch_size, dtype=np.float32))
+        return self._batch(idx, np.ones(batch_size, dtype=np.float32), norm)
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
         """New TD errors of sampled transitions: nothing to do for uniform sampling."""
@@ -340,18 +370,20 @@ class PrioritizedReplayBuffer(ReplayBuffer):
         if old_size > kept:
             self.tree.update(np.arange(kept, old_size), 0.0)  # never sampled until written again
 
-    def sample(self, batch_size: int, rng: np.random.Generator, *, beta: float = 1.0) -> Batch:
-        """Sample proportionally to priority; ``weights`` are the normalised IS weights for ``beta``."""
+    def sample(
+        self, batch_size: int, rng: np.random.Generator, *, beta: float = 1.0, norm: ObsNorm | None = None
+    ) -> Batch:
+        """Sample proportionally to priority; ``weights`` are the normalised IS weights for ``beta``
+        (``importance_weights``, computed with the walk in one compiled call)."""
         if self.size == 0:
             raise ValueError("cannot sample from an empty replay buffer")
-        idx = self.tree.sample(batch_size, rng)
-        probabilities = self.tree[idx] / self.tree.total
-        return self._batch(idx, importance_weights(probabilities, self.size, beta))
+        idx, weights = self.tree.sample_weighted(batch_size, rng, self.size, beta)
+        return self._batch(idx, weights, norm)
 
     def update_priorities(self, indices: np.ndarray, td_errors: np.ndarray) -> None:
-        priorities = priority(td_errors, self.alpha, self.eps)
-        self.tree.update(indices, priorities)
-        self.max_priority = max(self.max_priority, float(priorities.max()))
+        """Each sampled transition's new priority, ``priority(td_error, alpha, eps)``."""
+        largest = self.tree.update_errors(indices, td_errors, self.alpha, self.eps)
+        self.max_priority = max(self.max_priority, largest)
 
 
 def replay_buffer_for(

@@ -164,3 +164,32 @@ def test_wide_sum_tree_probabilities_match_a_plain_prefix_sum_search():
     values = rng.random(5000) * priorities.sum()
     expected = np.searchsorted(np.cumsum(priorities), values, side="right")
     np.testing.assert_array_equal(tree.find(values), expected)
+
+
+def test_one_compiled_call_samples_with_weights_and_sets_priorities_from_td_errors():
+    """The learner's two calls per update (``sample_weighted``, ``update_errors``) give what the
+    formulas give step by step: the same leaves, their importance weights, the errors' priorities."""
+    rng = np.random.default_rng(3)
+    one, steps = WideSumTree(5000), WideSumTree(5000)
+    priorities = rng.random(3000) + 0.01
+    for tree in (one, steps):
+        tree.update(np.arange(3000), priorities)
+    for beta in (0.4, 1.0):
+        draws_one, draws_steps = np.random.default_rng(9), np.random.default_rng(9)
+        leaves, weights = one.sample_weighted(64, draws_one, 3000, beta)
+        expected = steps.sample(64, draws_steps)
+        np.testing.assert_array_equal(leaves, expected)
+        assert weights.dtype == np.float32
+        np.testing.assert_allclose(weights, importance_weights(steps[expected] / steps.total, 3000, beta), rtol=1e-6)
+        errors = (rng.normal(size=64) * 3).astype(np.float32)
+        largest = one.update_errors(leaves, errors, 0.6, 1e-6)
+        steps.update(expected, priority(errors, 0.6, 1e-6))
+        np.testing.assert_allclose(one[np.arange(5000)], steps[np.arange(5000)], rtol=1e-12)
+        assert largest == pytest.approx(priority(errors, 0.6, 1e-6).max(), rel=1e-12)
+        assert one.total == pytest.approx(steps.total, rel=1e-12)
+    with pytest.raises(IndexError):
+        one.update_errors(np.array([-1]), np.array([1.0], np.float32), 0.6, 1e-6)
+    with pytest.raises(ValueError, match="2 TD errors for 1 leaves"):
+        one.update_errors(np.array([0]), np.array([1.0, 2.0], np.float32), 0.6, 1e-6)
+    with pytest.raises(ValueError, match="all zero"):
+        WideSumTree(8).sample_weighted(4, rng, 8, 0.4)

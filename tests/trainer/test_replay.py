@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 
+from client_app.policy import ObsNorm
 from client_app.protocol import Chunk
 from trainer.config import DQNConfig
 from trainer.replay import (
@@ -165,6 +166,28 @@ def test_sample_returns_a_typed_batch_of_real_transitions(prioritized):
     pair = stacked_obs(batch.obs, batch.next_obs)
     assert pair.shape == (64, 1) and np.shares_memory(pair, batch.obs) and np.shares_memory(pair, batch.next_obs)
     np.testing.assert_array_equal(pair, np.concatenate([batch.obs, batch.next_obs]))
+
+
+@pytest.mark.parametrize("prioritized", [False, True], ids=["uniform", "prioritized"])
+def test_a_batch_sampled_with_the_normaliser_is_the_normalised_batch_to_the_bit(prioritized):
+    """``sample(norm=...)`` gathers and normalises in one compiled pass: the learner trains on exactly
+    the numbers ``ObsNorm`` gives (clipping included), and the batch is otherwise the same draw."""
+    config = DQNConfig(buffer_size=200, batch_size=32, learning_starts=32, n_step=3, prioritized=prioritized)
+    buffer = replay_buffer_for(config, obs_dim=3)
+    rng = np.random.default_rng(5)
+    rows = rng.normal(size=(121, 3)).astype(np.float32) * np.float32([1.0, 50.0, 1e-3])
+    buffer.add_chunk(Chunk(id="c", model_version=0, obs=rows, actions=np.zeros(120, np.int64),
+                           rewards=rng.normal(size=120).astype(np.float32), terminated=False, truncated=True))
+    norm = ObsNorm(np.float32([0.5, -3.0, 0.0]), np.float32([2.0, 0.7, 1e-4]), clip=5.0)
+    plain = buffer.sample(48, np.random.default_rng(1), beta=0.4)
+    normed = buffer.sample(48, np.random.default_rng(1), beta=0.4, norm=norm)
+    np.testing.assert_array_equal(normed.indices, plain.indices)
+    np.testing.assert_array_equal(normed.obs, norm(plain.obs))
+    np.testing.assert_array_equal(normed.next_obs, norm(plain.next_obs))
+    assert np.abs(normed.obs).max() == 5.0  # some values were clipped, as ObsNorm clips them
+    np.testing.assert_array_equal(normed.weights, plain.weights)
+    np.testing.assert_array_equal(normed.returns, plain.returns)
+    assert np.shares_memory(stacked_obs(normed.obs, normed.next_obs), normed.obs)
 
 
 def test_stacked_obs_copies_only_what_is_not_one_array_already():
