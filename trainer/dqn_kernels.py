@@ -201,13 +201,14 @@ def dueling_grads(
         adv_b_grad[a] = grad_b[a] - mean
 
 
-@compiled
+@compiled(reassociate=True)  # the sum of squares in vector lanes: about 9 µs instead of 80 for 98,000
 def clip_norm(flat: np.ndarray, max_norm: float) -> float:
     """``clip_grad_norm_``'s rule on one flat gradient: its L2 norm; scaled in place by max_norm /
-    (norm + 1e-6) when that is under 1. Returns the norm before clipping."""
+    (norm + 1e-6) when that is under 1. Returns the norm before clipping (NaN if a gradient is)."""
     total = 0.0
     for k in range(flat.shape[0]):
-        total += flat[k] * flat[k]
+        value = np.float64(flat[k])
+        total += value * value
     norm = np.sqrt(total)
     scale = max_norm / (norm + 1e-6)
     if scale < 1.0:
