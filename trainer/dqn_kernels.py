@@ -69,6 +69,8 @@ def td_loss_grad(
                 best, best_score = a, score
         y = returns[i] + discounts[i] * next_q_target[i, best]
         action = actions[i]
+        if action < 0 or action >= n:  # compiled code reads without bounds checks: never past the row
+            raise IndexError("an action index is outside the network's actions")
         q = q_all[i, action]
         diff = q - y
         size = abs(diff)

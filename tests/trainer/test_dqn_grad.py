@@ -192,3 +192,20 @@ def test_the_margin_loss_makes_the_guides_action_the_greedy_one_where_it_played(
     # Without the flags the same batch trains no margin: no metric, no preference taught.
     plain = DQN(spec, config).update(b._replace(demo=None))
     assert "losses/margin_loss" not in plain.metrics
+
+
+def test_an_action_outside_the_network_is_refused_before_any_weight_changes():
+    """The compiled loops read without bounds checks: an out-of-range action raises, as PyTorch's
+    gather does on the other path, and leaves the weights as they were."""
+    spec = QNetworkSpec(obs_dim=4, n_actions=3, hidden=(8,))
+    dqn = DQN(spec, DQNConfig())
+    before = {k: v.clone() for k, v in dqn.q.state_dict().items()}
+    b = batch(np.random.default_rng(0), spec, 16, masks=False, scale=1.0)
+    for bad in (3, -1):
+        actions = b.actions.copy()
+        actions[5] = bad
+        with pytest.raises(IndexError, match="outside the network's actions"):
+            dqn.update(b._replace(actions=actions))
+    for name, value in dqn.q.state_dict().items():
+        assert torch.equal(value, before[name]), name
+    assert dqn.updates == 0
