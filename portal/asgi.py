@@ -15,8 +15,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from portal.core.clients import ClientAddressMiddleware  # noqa: E402
+from portal.core.gctune import tune as tune_gc  # noqa: E402
 from portal.livestats.routing import websocket_urlpatterns as live_stats_urlpatterns  # noqa: E402
 from portal.metrics.endpoint import MetricsEndpoint  # noqa: E402
 from portal.relay.routing import websocket_urlpatterns  # noqa: E402
@@ -29,3 +31,7 @@ application = MetricsEndpoint(
         )
     )
 )
+
+# Everything loaded: freeze it and space the collector's full scans (portal.core.gctune; with 5,000
+# clients a full scan stopped the event loop for most of a second).
+tune_gc(settings.SOULSAI_GC_THRESHOLDS)

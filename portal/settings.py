@@ -359,6 +359,14 @@ SOULSAI_WS_CLIENTS_PER_ADDRESS = int(os.environ.get("SOULSAI_WS_CLIENTS_PER_ADDR
 SOULSAI_WS_CLIENTS_PER_TOKEN = int(os.environ.get("SOULSAI_WS_CLIENTS_PER_TOKEN", "2"))
 # A live connection's seat is renewed every third of this; a dead process's seats expire after it.
 SOULSAI_WS_SEAT_SECONDS = float(os.environ.get("SOULSAI_WS_SEAT_SECONDS", "60"))
+# The ASGI processes' garbage collector: thresholds after a freeze at start-up (portal.core.gctune).
+try:
+    from portal.core.gctune import DEFAULT_THRESHOLDS as _GC_DEFAULT
+    from portal.core.gctune import parse_thresholds as _gc_parse
+
+    SOULSAI_GC_THRESHOLDS = _gc_parse(os.environ.get("SOULSAI_GC_THRESHOLDS", _GC_DEFAULT))
+except ValueError as _exc:
+    raise RuntimeError(str(_exc)) from None
 
 # Metrics (docs/configuration.md, "Metrics"; portal/metrics/). /metrics of the web processes answers
 # peers in these networks only (the socket's own address, never a forwarded one); a typo stops the start.
