@@ -96,6 +96,21 @@ def td_loss_grad(
 
 
 @compiled
+def relu_backward(dh: np.ndarray, output: np.ndarray, bias_grad: np.ndarray) -> None:
+    """``dh`` through a ReLU whose output was ``output`` (zero where that is not positive), in place;
+    the layer's bias gradient, dh's column sums, into ``bias_grad``."""
+    batch, width = dh.shape
+    acc = np.zeros(width)
+    for i in range(batch):
+        for j in range(width):
+            if output[i, j] <= 0:
+                dh[i, j] = 0
+            acc[j] += dh[i, j]
+    for j in range(width):
+        bias_grad[j] = acc[j]
+
+
+@compiled
 def head_backward(
     dq: np.ndarray,
     hidden: np.ndarray,
@@ -113,7 +128,6 @@ def head_backward(
     width = hidden.shape[1]
     acc_w = np.zeros((n, width))
     acc_b = np.zeros(n)
-    acc_h = np.zeros(width)
     for i in range(batch):
         for j in range(width):
             dh[i, j] = 0
@@ -124,31 +138,11 @@ def head_backward(
                 for j in range(width):
                     acc_w[a, j] += g * hidden[i, j]
                     dh[i, j] += g * head_weight[a, j]
-        for j in range(width):
-            if hidden[i, j] <= 0:
-                dh[i, j] = 0
-            acc_h[j] += dh[i, j]
     for a in range(n):
         grad_b[a] = acc_b[a]
         for j in range(width):
             grad_w[a, j] = acc_w[a, j]
-    for j in range(width):
-        hidden_bias_grad[j] = acc_h[j]
-
-
-@compiled
-def relu_backward(dh: np.ndarray, output: np.ndarray, bias_grad: np.ndarray) -> None:
-    """``dh`` through a ReLU whose output was ``output`` (zero where that is not positive), in place;
-    the layer's bias gradient, dh's column sums, into ``bias_grad``."""
-    batch, width = dh.shape
-    acc = np.zeros(width)
-    for i in range(batch):
-        for j in range(width):
-            if output[i, j] <= 0:
-                dh[i, j] = 0
-            acc[j] += dh[i, j]
-    for j in range(width):
-        bias_grad[j] = acc[j]
+    relu_backward(dh, hidden, hidden_bias_grad)
 
 
 @compiled

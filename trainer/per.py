@@ -220,10 +220,7 @@ class WideSumTree:
     ) -> tuple[np.ndarray, np.ndarray]:
         """``sample`` (the same leaves for the same random numbers) and the leaves' importance-sampling
         weights, ``importance_weights(P(i), size, beta)`` as float32, in one compiled call."""
-        total = self.total
-        if total <= 0:
-            raise ValueError("cannot sample from a sum-tree whose priorities are all zero")
-        values = (np.arange(batch_size) + rng.random(batch_size)) * (total / batch_size)
+        values = self._stratified(batch_size, rng)
         return _wide_sample(self.tree, self.offsets, self.fan_out, values, size, float(beta))
 
     def find(self, prefix: np.ndarray) -> np.ndarray:
@@ -234,11 +231,15 @@ class WideSumTree:
     def sample(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
         """``batch_size`` leaves drawn proportionally to priority, stratified as ``SumTree.sample``
         (the same random numbers pick the same leaves)."""
+        return self.find(self._stratified(batch_size, rng))
+
+    def _stratified(self, batch_size: int, rng: np.random.Generator) -> np.ndarray:
+        """One prefix sum drawn in each of ``batch_size`` equal segments of [0, total)."""
         total = self.total
         if total <= 0:
             raise ValueError("cannot sample from a sum-tree whose priorities are all zero")
         segment = total / batch_size
-        return self.find((np.arange(batch_size) + rng.random(batch_size)) * segment)
+        return (np.arange(batch_size) + rng.random(batch_size)) * segment
 
 
 def priority(td_errors: np.ndarray, alpha: float, eps: float) -> np.ndarray:
