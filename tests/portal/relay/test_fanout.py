@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from contextlib import ExitStack
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from client_app import protocol as P
 from portal.campaigns.services import campaign_pause, campaign_resume
 from portal.machines.services import token_create
+from portal.relay import fanout
 from tests.conftest import start_asgi
 from tests.portal.relay.test_relay import open_session, publish_models
 
@@ -46,3 +48,52 @@ def test_one_publish_reaches_clients_on_two_asgi_processes(asgi_server, second_s
         campaign_resume(campaign=campaign)
         for ws in sockets:
             assert P.unpack(ws.recv(timeout=10))["status"] == "running"
+
+
+class _Listener:
+    """What the fan-out needs of a connection (fanout.Listener): it records when its notice came."""
+
+    def __init__(self, loop_times: list[float]) -> None:
+        self.loop_times = loop_times
+        self.notices: list[dict] = []
+
+    async def on_notice(self, notice: dict) -> None:
+        self.notices.append(notice)
+        self.loop_times.append(asyncio.get_running_loop().time())
+
+
+@pytest.mark.parametrize("clients", [3 * fanout.DISPATCH_BATCH + 1, 40 * fanout.DISPATCH_BATCH])
+def test_a_notice_to_many_clients_is_spread_so_that_acks_get_through_meanwhile(clients):
+    """A fan-out hands every client its notice once, in batches with pauses between them (another
+    task, an ack, runs several times meanwhile), and within DISPATCH_SPREAD_S of pauses however
+    many clients there are."""
+
+    async def scenario():
+        hub = fanout.Fanout()
+        times: list[float] = []
+        members = [_Listener(times) for _ in range(clients)]
+        for member in members:
+            hub.listeners[7].add(member)
+        ticks: list[float] = []
+
+        async def other_work():
+            while True:
+                ticks.append(asyncio.get_running_loop().time())
+                await asyncio.sleep(0.001)
+
+        ticker = asyncio.get_running_loop().create_task(other_work())
+        await asyncio.sleep(0)
+        await hub.dispatch({"kind": fanout.STATUS, "campaign": 7, "status": "paused"})
+        ticker.cancel()
+        return members, times, ticks
+
+    members, times, ticks = asyncio.run(scenario())
+    assert all(m.notices == [{"kind": fanout.STATUS, "campaign": 7, "status": "paused"}] for m in members)
+    batches = -(-clients // fanout.DISPATCH_BATCH)
+    pause = min(fanout.DISPATCH_PAUSE_S, fanout.DISPATCH_SPREAD_S / (batches - 1))
+    first, last = min(times), max(times)
+    assert last - first >= (batches - 1) * pause * 0.99  # the pauses were taken...
+    assert last - first >= 0.02
+    assert sum(first < t < last for t in ticks) >= batches - 1  # ...and other work ran in them
+    # ...but the whole fan-out stays within the spread (generous for a loaded test machine).
+    assert last - first <= fanout.DISPATCH_SPREAD_S + 2.0
