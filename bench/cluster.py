@@ -312,7 +312,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     topo = parser.add_argument_group("topology")
     topo.add_argument(
-        "--asgi-per-host", type=int, default=2, help="ASGI processes per relay host (default 2)"
+        "--asgi-per-host", type=int, default=1,
+        help="ASGI processes per relay host (default 1: docs/deployment.md runs one per core, and this "
+        "machine's cores are shared by every host)",
     )
     topo.add_argument(
         "--window", type=int, default=8, help="unacked chunks a client keeps in flight (default 8)"

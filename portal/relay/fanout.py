@@ -34,12 +34,14 @@ MODEL, STATUS, REVOKED = "model", "status", "revoked"  # notice kinds
 RELEASE, MIN_CLIENT = "release", "min_client"
 DISPATCH_BATCH = 64  # clients handed a notice before the loop lets other work through
 # A notice to every client at once is a burst through the whole path (this process's sends, the
-# proxy's TLS, the clients): acks queued behind it wait, every 2 s at a learner's publishing pace
-# (bench/cluster.py at 5,000 clients: ack p99 290-380 ms sent in one burst, 220-240 ms spread). So
-# the batches are spaced DISPATCH_PAUSE_S apart, closer for a process with many clients: one notice
-# is handed out within DISPATCH_SPREAD_S (plus the sends' own time) however many clients there are.
-DISPATCH_PAUSE_S = 0.01
-DISPATCH_SPREAD_S = 0.25
+# proxy's TLS, the clients): acks queued behind it wait, every 2 s at a learner's publishing pace.
+# So the batches are spaced DISPATCH_PAUSE_S apart, closer for a process with many clients: one
+# notice is handed out within DISPATCH_SPREAD_S (plus the sends' own time) however many clients
+# there are. A client takes a new model at its next chunk anyway (a few seconds at the game's pace).
+# bench/cluster.py, 5,000 clients, two ASGI processes: ack p99 196 ms spread over 0.25 s, 62-78 ms
+# over 0.5 s (docs/deployment.md).
+DISPATCH_PAUSE_S = 0.02
+DISPATCH_SPREAD_S = 0.5
 SUBSCRIBE_WAIT_S = 2.0  # how long the first client's hello waits for the subscription at most
 
 
