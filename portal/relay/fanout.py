@@ -42,6 +42,7 @@ DISPATCH_BATCH = 64  # clients handed a notice before the loop lets other work t
 # over 0.5 s (docs/deployment.md).
 DISPATCH_PAUSE_S = 0.02
 DISPATCH_SPREAD_S = 0.5
+COALESCE_MAX = 1000  # pub/sub messages read at once (and coalesced) after a fan-out
 SUBSCRIBE_WAIT_S = 2.0  # how long the first client's hello waits for the subscription at most
 
 
@@ -56,6 +57,41 @@ def release_publish(*, version: str) -> None:
     client = get_redis()
     client.set(CLIENT_RELEASE_KEY, version)
     client.publish(NOTICES_CHANNEL, json.dumps({"kind": RELEASE, "version": version}))
+
+
+def _notices(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The notices of pub/sub messages (subscribe confirmations and unreadable payloads skipped)."""
+    notices = []
+    for message in messages:
+        if message.get("type") != "message":
+            continue
+        try:
+            notice = json.loads(message["data"])
+        except (ValueError, TypeError):
+            log.warning("fan-out: ignoring a notice that is not JSON")
+            continue
+        if isinstance(notice, dict):
+            notices.append(notice)
+    return notices
+
+
+def coalesce(notices: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``notices`` in order, each campaign's model notices reduced to its newest version (in the
+    place of its first): a learner may publish faster than a fan-out to thousands of clients is
+    spread (every 50 updates by default), and only the newest model is worth a client's download."""
+    kept: list[dict[str, Any]] = []
+    model_at: dict[Any, int] = {}
+    for notice in notices:
+        if notice.get("kind") == MODEL and isinstance(notice.get("version"), int):
+            campaign = notice.get("campaign")
+            at = model_at.get(campaign)
+            if at is not None:
+                if notice["version"] > kept[at]["version"]:
+                    kept[at] = notice
+                continue
+            model_at[campaign] = len(kept)
+        kept.append(notice)
+    return kept
 
 
 class Listener(Protocol):
@@ -133,14 +169,14 @@ class Fanout:
                 await self._resync()
                 while True:
                     message = await pubsub.get_message(timeout=30.0)
-                    if message is None or message.get("type") != "message":
+                    if message is None:
                         continue
-                    try:
-                        notice = json.loads(message["data"])
-                    except (ValueError, TypeError):
-                        log.warning("fan-out: ignoring a notice that is not JSON")
-                        continue
-                    if isinstance(notice, dict):
+                    # Everything published while the last fan-out was spreading comes at once: a model
+                    # superseded by a newer one of its campaign is not handed out at all.
+                    waiting = [message]
+                    while len(waiting) < COALESCE_MAX and (message := await pubsub.get_message(timeout=0)):
+                        waiting.append(message)
+                    for notice in coalesce(_notices(waiting)):
                         await self.dispatch(notice)
             except asyncio.CancelledError:
                 raise

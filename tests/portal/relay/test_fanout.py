@@ -97,3 +97,49 @@ def test_a_notice_to_many_clients_is_spread_so_that_acks_get_through_meanwhile(c
     assert sum(first < t < last for t in ticks) >= batches - 1  # ...and other work ran in them
     # ...but the whole fan-out stays within the spread (generous for a loaded test machine).
     assert last - first <= fanout.DISPATCH_SPREAD_S + 2.0
+
+
+def test_coalescing_keeps_each_campaigns_newest_model_and_every_other_notice_in_order():
+    notices = [
+        {"kind": fanout.MODEL, "campaign": 1, "version": 4},
+        {"kind": fanout.STATUS, "campaign": 1, "status": "paused"},
+        {"kind": fanout.MODEL, "campaign": 2, "version": 9},
+        {"kind": fanout.MODEL, "campaign": 1, "version": 6},
+        {"kind": fanout.MODEL, "campaign": 1, "version": 5},  # older than what came before it
+        {"kind": fanout.REVOKED, "campaign": 1, "machine": 3},
+    ]
+    assert fanout.coalesce(notices) == [
+        {"kind": fanout.MODEL, "campaign": 1, "version": 6},
+        {"kind": fanout.STATUS, "campaign": 1, "status": "paused"},
+        {"kind": fanout.MODEL, "campaign": 2, "version": 9},
+        {"kind": fanout.REVOKED, "campaign": 1, "machine": 3},
+    ]
+
+
+def test_models_published_faster_than_a_fan_out_spreads_reach_clients_newest_first_not_all(redis_server):
+    """A learner publishing every few milliseconds to a process with many clients: the fan-out never
+    falls behind (each client gets a few notices, the newest version last), and the newest arrives."""
+
+    async def scenario():
+        hub = fanout.Fanout()
+        times: list[float] = []
+        members = [_Listener(times) for _ in range(4 * fanout.DISPATCH_BATCH)]  # ~60 ms per fan-out
+        for member in members[1:]:
+            hub.listeners[7].add(member)
+        await hub.join(7, members[0])  # starts the subscription
+        assert hub.subscribed.is_set()
+        for version in range(1, 41):
+            model = P.ModelNotice(version=version, url=f"/models/{version}.safetensors", sha256="ab" * 32)
+            await asyncio.to_thread(fanout.notice_publish, kind=fanout.MODEL, campaign_id=7, **model.to_map())
+        deadline = asyncio.get_running_loop().time() + 20
+        while any(not m.notices or m.notices[-1]["version"] < 40 for m in members):
+            assert asyncio.get_running_loop().time() < deadline, "version 40 did not reach every client"
+            await asyncio.sleep(0.01)
+        hub._task.cancel()
+        return members
+
+    members = asyncio.run(scenario())
+    for member in members:
+        versions = [n["version"] for n in member.notices]
+        assert versions == sorted(set(versions)) and versions[-1] == 40
+        assert len(versions) < 20  # 40 published; the superseded ones were dropped
