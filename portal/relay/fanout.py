@@ -4,7 +4,9 @@ A model notice must reach 1,000 clients without 1,000 channel-layer sends (docs/
 So the writer (``notice_publish``: a model was published, a campaign's status changed, a token was
 revoked) sends ONE Redis PUBLISH on ``NOTICES_CHANNEL``. Every ASGI process holds ONE subscription
 to it, opened lazily by the first client that connects, and a process-local registry of its
-connected clients per campaign; a notice is handed to each local client of its campaign directly.
+connected clients per campaign; a notice is handed to each local client of its campaign directly,
+in batches spread over up to half a second (``dispatch``), and a model notice superseded before its
+turn came is not handed out at all (``coalesce``).
 
 Pub/sub delivers at most once: a process whose subscription drops misses what was published
 meanwhile. So after every (re)subscription the process re-announces each of its campaigns' current
