@@ -10,16 +10,14 @@ from datetime import UTC, datetime
 
 from celery import shared_task
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import close_old_connections
 from django.utils import timezone
 
 from portal.campaigns.models import Campaign, ModelVersion
 from portal.campaigns.services import checkpoint_gate
-from portal.core.db import rows_update
 from portal.core.redis import get_redis
 from portal.core.strictjson import finite
-from portal.machines.models import MachineToken
-from portal.machines.services import machines_flag_outliers
+from portal.machines.services import MachineFigures, machines_figures_sync, machines_flag_outliers
 from trainer.evaluation import evaluation_summary
 from trainer.keys import CampaignKeys
 
@@ -86,10 +84,6 @@ def outcomes_rollup(entries: list[bytes]) -> dict[str, float | None]:
     }
 
 
-# A machine's row mirrors its Redis counters and when the relay last saw it (its owner's pages).
-MACHINE_FIGURES = ("samples", "episodes", "rejections", "last_seen")
-
-
 def stats_sync_campaign(*, campaign: Campaign) -> Campaign:
     """Copy one campaign's live counters from Redis into its row and its machines' rows."""
     keys = CampaignKeys(campaign.id)
@@ -131,30 +125,22 @@ def stats_sync_campaign(*, campaign: Campaign) -> Campaign:
 
     m_samples, m_episodes = _int_map(m_samples), _int_map(m_episodes)
     m_rejections, flagged = _int_map(m_rejections), _int_map(flagged)
-    last_seen = {k.decode(): v for k, v in seen}
-    # Every sending machine's row moves at every roll-up (last_seen, samples): one statement run per
-    # row in one transaction, not an UPDATE query and commit each (5,000 machines every 2 s took the
-    # periodic worker most of a core, bench/cluster.py).
-    moved, newly_flagged = [], []
-    rows = MachineToken.objects.filter(campaign=campaign, pk__in=[int(k) for k in last_seen]).values_list(
-        "pk", *MACHINE_FIGURES, "flagged_at"
+    # Every sending machine's row moves at every roll-up (last_seen, samples): written from Redis in
+    # statements of a thousand rows each, the unchanged ones skipped by the database.
+    machines_figures_sync(
+        campaign_id=campaign.id,
+        figures=[
+            MachineFigures(
+                pk=int(key),
+                samples=m_samples.get(key),
+                episodes=m_episodes.get(key),
+                rejections=m_rejections.get(key),
+                last_seen=datetime.fromtimestamp(score, tz=UTC),
+                flagged_at=datetime.fromtimestamp(flagged[key], tz=UTC) if key in flagged else None,
+            )
+            for key, score in ((member.decode(), score) for member, score in seen)
+        ],
     )
-    for pk, samples, episodes, rejections, seen_at, flagged_at in rows:
-        key = str(pk)
-        figures = (
-            m_samples.get(key, samples),
-            m_episodes.get(key, episodes),
-            m_rejections.get(key, rejections),
-            datetime.fromtimestamp(last_seen[key], tz=UTC),
-        )
-        if figures != (samples, episodes, rejections, seen_at):
-            moved.append((*figures, pk))
-        if key in flagged and flagged_at is None:
-            # Only set here; clearing a flag is staff's call (machines.services.token_unflag).
-            newly_flagged.append((datetime.fromtimestamp(flagged[key], tz=UTC), pk))
-    with transaction.atomic():
-        rows_update(MachineToken, MACHINE_FIGURES, moved)
-        rows_update(MachineToken, ("flagged_at",), newly_flagged)
     machines_flag_outliers(campaign_id=campaign.id)
     return campaign
 
