@@ -27,6 +27,7 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -40,7 +41,7 @@ def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def scratch_database(url: str) -> tuple[str, callable]:
+def scratch_database(url: str) -> tuple[str, Callable[[], None]]:
     """A fresh database on the server of ``url``: its URL, and a function that drops it."""
     import psycopg
 
@@ -77,13 +78,12 @@ def main() -> int:
     drop = None
     try:
         if args.database_url:
+            # Sandbox.setup_django always takes its SQLite file: the same steps with the scratch database.
             url, drop = scratch_database(args.database_url)
-            sandbox.overrides["DATABASE_URL"] = url
-            os.environ["DATABASE_URL"] = url
+            os.environ.update(sandbox.overrides, DATABASE_URL=url)
             import django
             from django.core.management import call_command
 
-            os.environ.update({k: v for k, v in sandbox.overrides.items()})
             django.setup()
             call_command("migrate", verbosity=0)
         else:

@@ -125,6 +125,7 @@ def stats_sync_campaign(*, campaign: Campaign) -> Campaign:
 
     m_samples, m_episodes = _int_map(m_samples), _int_map(m_episodes)
     m_rejections, flagged = _int_map(m_rejections), _int_map(flagged)
+    last_seen = {member.decode(): score for member, score in seen}
     # Every sending machine's row moves at every roll-up (last_seen, samples): written from Redis in
     # statements of a thousand rows each, the unchanged ones skipped by the database.
     machines_figures_sync(
@@ -138,7 +139,7 @@ def stats_sync_campaign(*, campaign: Campaign) -> Campaign:
                 last_seen=datetime.fromtimestamp(score, tz=UTC),
                 flagged_at=datetime.fromtimestamp(flagged[key], tz=UTC) if key in flagged else None,
             )
-            for key, score in ((member.decode(), score) for member, score in seen)
+            for key, score in last_seen.items()
         ],
     )
     machines_flag_outliers(campaign_id=campaign.id)

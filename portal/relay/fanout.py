@@ -80,7 +80,8 @@ def _notices(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def coalesce(notices: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``notices`` in order, each campaign's model notices reduced to its newest version (in the
     place of its first): a learner may publish faster than a fan-out to thousands of clients is
-    spread (every 50 updates by default), and only the newest model is worth a client's download."""
+    spread (PPO's defaults publish after every update), and only the newest model is worth a client's
+    download."""
     kept: list[dict[str, Any]] = []
     model_at: dict[Any, int] = {}
     for notice in notices:
